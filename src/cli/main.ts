@@ -1,0 +1,39 @@
+/**
+ * The `masbc-edge` command line. Each sub-command lives in its own module and is registered here.
+ *
+ * @example
+ *   masbc-edge validate config/gateway.yaml
+ *   masbc-edge keygen --out data/keys/gateway.key
+ */
+import { Command, CommanderError } from 'commander';
+import { registerKeygen } from './keygen.ts';
+import { registerSchema } from './schema.ts';
+import { registerValidate } from './validate.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('masbc-edge')
+    .description(
+      'Industrial edge gateway: machine data in, signed lot events out, committed to an alliance chain.',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)');
+  registerValidate(program);
+  registerKeygen(program);
+  registerSchema(program);
+  return program;
+}
+
+/** Runs the CLI; `argv` as in process.argv. Exit codes: 0 ok, 1 failure, 2 usage or configuration error. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    console.error(`masbc-edge: ${(err as Error).message}`);
+    process.exitCode = 1;
+  }
+}
