@@ -84,9 +84,37 @@ function pathOf(hashes: Uint8Array[], index: number): Uint8Array[] {
 }
 
 /**
- * Verifies an audit path with the algorithm of RFC 9162 §2.1.3.2, which needs only the leaf's
- * index and the tree size, not the other leaves.
+ * Root implied by a leaf, its index, the tree size and its audit path (RFC 9162 §2.1.3.2), or
+ * undefined when the path has the wrong length for that index and size. Needs no other leaves.
  */
+export function rootFromPath(
+  leaf: Uint8Array,
+  index: number,
+  size: number,
+  path: readonly Uint8Array[],
+): Uint8Array | undefined {
+  if (!Number.isInteger(index) || !Number.isInteger(size) || index < 0 || index >= size) return undefined;
+  let fn = index;
+  let sn = size - 1;
+  let r = leafHash(leaf);
+  for (const p of path) {
+    if (sn === 0) return undefined;
+    if (fn % 2 === 1 || fn === sn) {
+      r = nodeHash(p, r);
+      while (fn % 2 === 0 && fn !== 0) {
+        fn >>>= 1;
+        sn >>>= 1;
+      }
+    } else {
+      r = nodeHash(r, p);
+    }
+    fn >>>= 1;
+    sn >>>= 1;
+  }
+  return sn === 0 ? r : undefined;
+}
+
+/** True when the audit path proves `leaf` at `index` in the tree of `size` leaves with this root. */
 export function verifyMerklePath(
   leaf: Uint8Array,
   index: number,
@@ -94,25 +122,6 @@ export function verifyMerklePath(
   path: readonly Uint8Array[],
   root: Uint8Array,
 ): boolean {
-  if (!Number.isInteger(index) || !Number.isInteger(size) || index < 0 || index >= size) return false;
-  let fn = index;
-  let sn = size - 1;
-  let r = leafHash(leaf);
-  for (const p of path) {
-    if (sn === 0) return false;
-    if (fn % 2 === 1 || fn === sn) {
-      r = nodeHash(p, r);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
-      }
-    } else {
-      r = nodeHash(r, p);
-    }
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
-  }
-  return sn === 0 && bytesEqual(r, root);
+  const r = rootFromPath(leaf, index, size, path);
+  return r !== undefined && bytesEqual(r, root);
 }

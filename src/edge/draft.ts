@@ -3,6 +3,7 @@
  * chain link, commitment and signature (see event.ts for the signed form).
  */
 import type { Quality } from '../drivers/types.ts';
+import type { GapInfo } from './event.ts';
 import type { DataClass, EventKind } from './kinds.ts';
 
 export interface EventValue {
@@ -25,4 +26,6 @@ export interface EventDraft {
   /** Name of the rule that produced the event. */
   rule?: string;
   values: Record<string, EventValue>;
+  /** Only for kind 'gap': what was lost (see outbox disk budget). */
+  gap?: GapInfo;
 }
