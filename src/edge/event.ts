@@ -65,7 +65,7 @@ export const gapSchema = z.strictObject({
   lastSourceTimeMs: timeMs,
   /** seq of the last event stored before the loss (0 if none). */
   afterSeq: z.number().int().min(0),
-  byKind: z.record(z.enum(eventKinds), z.number().int().min(1)),
+  byKind: z.partialRecord(z.enum(eventKinds), z.number().int().min(1)),
   reason: z.string().max(200),
 });
 
