@@ -7,6 +7,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerKeygen } from './keygen.ts';
+import { registerOutbox } from './outbox.ts';
 import { registerSchema } from './schema.ts';
 import { registerValidate } from './validate.ts';
 
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerValidate(program);
   registerKeygen(program);
   registerSchema(program);
+  registerOutbox(program);
   return program;
 }
 

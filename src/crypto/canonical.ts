@@ -20,9 +20,7 @@ const encoder = new TextEncoder();
 
 /** Canonical JSON text of a JSON value. Object members whose value is `undefined` are omitted. */
 export function canonicalJson(value: unknown): string {
-  const out: string[] = [];
-  write(value, out, '$', 0);
-  return out.join('');
+  return write(value, 0);
 }
 
 /** UTF-8 bytes of {@link canonicalJson}. */
@@ -31,58 +29,53 @@ export function encodeCanonical(value: unknown): Uint8Array {
 }
 
 const depthMax = 32;
+/** Printable ASCII without `"` and `\\`: quoted as is, the common case for ids, names and units. */
+const plainAscii = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
-function write(value: unknown, out: string[], path: string, depth: number): void {
-  if (depth > depthMax) throw new CanonicalEncodingError(`${path}: nested deeper than ${depthMax}`);
+function quote(s: string): string {
+  if (plainAscii.test(s)) return `"${s}"`;
+  if (!s.isWellFormed()) throw new CanonicalEncodingError('string has a lone surrogate');
+  return JSON.stringify(s);
+}
+
+// Hot path (every event id and commitment): plain string concatenation, no per-node allocations
+// beyond the sorted key list. Error messages are built only on failure.
+function write(value: unknown, depth: number): string {
+  if (depth > depthMax) throw new CanonicalEncodingError(`nested deeper than ${depthMax}`);
   switch (typeof value) {
     case 'string':
-      if (!value.isWellFormed()) throw new CanonicalEncodingError(`${path}: string has a lone surrogate`);
-      out.push(JSON.stringify(value));
-      return;
+      return quote(value);
     case 'number':
-      if (!Number.isFinite(value)) throw new CanonicalEncodingError(`${path}: ${value} is not a JSON number`);
+      if (!Number.isFinite(value)) throw new CanonicalEncodingError(`${value} is not a JSON number`);
       // ECMAScript's Number-to-string is exactly what RFC 8785 §3.2.2.3 prescribes; -0 prints as 0.
-      out.push(JSON.stringify(value));
-      return;
+      return JSON.stringify(value);
     case 'boolean':
-      out.push(value ? 'true' : 'false');
-      return;
+      return value ? 'true' : 'false';
     case 'object': {
-      if (value === null) {
-        out.push('null');
-        return;
-      }
+      if (value === null) return 'null';
       if (Array.isArray(value)) {
-        out.push('[');
-        for (let i = 0; i < value.length; i++) {
-          if (i > 0) out.push(',');
-          write(value[i], out, `${path}[${i}]`, depth + 1);
-        }
-        out.push(']');
-        return;
+        let out = '[';
+        for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + write(value[i], depth + 1);
+        return `${out}]`;
       }
       const proto = Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) {
-        throw new CanonicalEncodingError(
-          `${path}: ${proto?.constructor?.name ?? 'object'} is not plain JSON`,
-        );
+        throw new CanonicalEncodingError(`${proto?.constructor?.name ?? 'object'} is not plain JSON`);
       }
+      const obj = value as Record<string, unknown>;
       // Default string comparison orders by UTF-16 code units, as RFC 8785 §3.2.3 requires.
-      const keys = Object.keys(value as object)
-        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-        .sort();
-      out.push('{');
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i]!;
-        if (!k.isWellFormed()) throw new CanonicalEncodingError(`${path}: key has a lone surrogate`);
-        if (i > 0) out.push(',');
-        out.push(JSON.stringify(k), ':');
-        write((value as Record<string, unknown>)[k], out, `${path}.${k}`, depth + 1);
+      const keys = Object.keys(obj).sort();
+      let out = '{';
+      let first = true;
+      for (const k of keys) {
+        const v = obj[k];
+        if (v === undefined) continue;
+        out += `${first ? '' : ','}${quote(k)}:${write(v, depth + 1)}`;
+        first = false;
       }
-      out.push('}');
-      return;
+      return `${out}}`;
     }
     default:
-      throw new CanonicalEncodingError(`${path}: ${typeof value} is not a JSON value`);
+      throw new CanonicalEncodingError(`${typeof value} is not a JSON value`);
   }
 }

@@ -1,0 +1,26 @@
+/**
+ * `npm run bench [suite…]`: runs the benchmarks and prints medians with the machine's conditions.
+ * Suites: crypto, outbox (and more as the project grows). Figures are medians of several runs on a
+ * shared machine: compare ratios, not absolute numbers, across machines.
+ */
+import { benchCrypto } from './crypto.ts';
+import { type Figure, formatFigures, machine } from './lib.ts';
+import { benchOutbox } from './outbox.ts';
+
+const suites: Record<string, { title: string; run: () => Promise<Figure[]> }> = {
+  crypto: { title: 'Event signing and verification (one core)', run: () => benchCrypto() },
+  outbox: { title: 'Outbox append (sign + SQLite insert)', run: () => benchOutbox() },
+};
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((w) => !(w in suites));
+if (unknown.length) {
+  console.error(`unknown suite(s): ${unknown.join(', ')}; available: ${Object.keys(suites).join(', ')}`);
+  process.exit(2);
+}
+console.log(`# masbc-edge benchmarks\n\n${new Date().toISOString()} on ${machine()}\n`);
+for (const name of wanted.length ? wanted : Object.keys(suites)) {
+  const s = suites[name]!;
+  process.stderr.write(`running ${name}…\n`);
+  console.log(formatFigures(s.title, await s.run()));
+}

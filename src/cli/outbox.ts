@@ -1,0 +1,66 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { defaultGatewayFile, loadConfig } from '../config/index.ts';
+import { ownEventVerifier } from '../edge/identity.ts';
+import { Outbox, type StoredEvent } from '../store/outbox.ts';
+
+export function outboxPath(dataDir: string): string {
+  return join(dataDir, 'outbox.db');
+}
+
+function line(e: StoredEvent): string {
+  const { env, body } = e.event;
+  const where = body ? `${body.station}/${body.device}` : '-';
+  const ctx = body
+    ? [body.lot, body.product, body.order, body.step].filter(Boolean).join(' ')
+    : '(body withheld)';
+  const values = body
+    ? Object.entries(body.values)
+        .map(([k, v]) => `${k}=${v.v}${v.unit ?? ''}${v.q === 'good' ? '' : `(${v.q})`}`)
+        .join(' ')
+    : '';
+  const state = e.committed ? `block ${e.height}` : 'pending';
+  return `${String(e.seq).padStart(8)}  ${new Date(env.sourceTimeMs).toISOString()}  ${env.kind.padEnd(17)} ${where.padEnd(14)} ${ctx}  ${values}  [${state}]`;
+}
+
+export function registerOutbox(program: Command): void {
+  program
+    .command('outbox')
+    .description(
+      "Inspect the outbox: counts, the newest events, or one lot's events with their block heights",
+    )
+    .option('-c, --config <file>', 'gateway configuration', defaultGatewayFile)
+    .option('-l, --lot <lot>', 'show the events of this lot')
+    .option('-n, --last <n>', 'show the newest n events', '20')
+    .option('--json', 'print JSON lines (full signed events)')
+    .action((opts: { config: string; lot?: string; last: string; json?: boolean }) => {
+      const config = loadConfig(opts.config);
+      const outbox = Outbox.open({
+        path: outboxPath(config.paths.dataDir),
+        verifier: ownEventVerifier(config),
+        maxBytes: config.gateway.store.maxBytes,
+        maxRows: config.gateway.store.maxRows,
+        onCorrupt: (seq, reason) => console.error(`CORRUPT seq ${seq}: ${reason}`),
+      });
+      try {
+        const events = opts.lot ? outbox.byLot(opts.lot) : outbox.last(Number(opts.last)).reverse();
+        if (opts.json) {
+          for (const e of events)
+            console.log(
+              JSON.stringify({ seq: e.seq, committed: e.committed, height: e.height, event: e.event }),
+            );
+          return;
+        }
+        const s = outbox.stats();
+        console.log(
+          `outbox ${outboxPath(config.paths.dataDir)}: ${s.rows} events (${s.pending} pending, ${s.committed} final), head seq ${s.head.seq}, ` +
+            `${(s.usedBytes / 1e6).toFixed(1)} MB of ${(s.maxBytes / 1e6).toFixed(0)} MB` +
+            (s.pendingGap ? `, ${s.pendingGap.droppedCount} drafts lost awaiting a gap event` : ''),
+        );
+        for (const e of events) console.log(line(e));
+        if (opts.lot && events.length === 0) console.log(`no events for lot ${opts.lot}`);
+      } finally {
+        outbox.close();
+      }
+    });
+}
