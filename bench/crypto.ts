@@ -51,7 +51,7 @@ export async function benchCrypto(runs = 5): Promise<Figure[]> {
         ),
       );
       let head = emptyHead;
-      const signed = [];
+      const signed: unknown[] = [];
       for (let i = 0; i < n; i += batch) {
         const r = signer.sign(input.slice(i, i + batch), head);
         head = r.head;
