@@ -1,12 +1,17 @@
 /**
- * The one small interface every protocol driver implements (see docs/architecture.md).
+ * The one small interface every protocol driver implements (see docs/drivers.md).
  * Drivers know nothing about events, lots or the chain: they turn a device map into readings.
  *
  * @example
- *   const driver = createDriver(device, { onReading: (r) => normaliser.push(r), log });
- *   await driver.start();   // resolves once started; connecting continues in the background
+ *   const driver = createDriver(device, {
+ *     onReadings: (batch) => normaliser.push(batch),
+ *     log,
+ *     dataDir: '/var/lib/masbc-edge',
+ *     pkiFolder: '/var/lib/masbc-edge/pki/opcua',
+ *   });
+ *   await driver.start();   // resolves at once; connecting continues in the background
  *   ...
- *   await driver.stop();    // after this resolves, onReading is never called again
+ *   await driver.stop();    // after this resolves, onReadings is never called again
  */
 
 /** OPC UA-style quality: `good` values may feed process events; `bad` never do. */
@@ -38,15 +43,23 @@ export interface DriverHealth {
   readings: number;
   /** Error counters by reason (timeouts, exceptions, malformed payloads, disconnects …). */
   errors: Record<string, number>;
+  /** Connections established after the first one. */
   reconnects: number;
+  /** The most recent error message, if any (for status pages; not a counter). */
+  lastError?: string;
+  /** Protocol-specific detail (Modbus: per-unit state; MQTT: dead letters kept …). */
+  detail?: Record<string, unknown>;
 }
 
 export interface Driver {
   readonly device: string;
   readonly protocol: string;
-  /** Starts acquisition. Never throws for an unreachable device: it reconnects with bounded backoff. */
+  /**
+   * Starts acquisition and resolves at once. Never throws for an unreachable device: connecting
+   * continues in the background with bounded exponential backoff.
+   */
   start(): Promise<void>;
-  /** Stops acquisition and closes connections; nothing is emitted after it resolves. */
+  /** Stops acquisition and closes connections; nothing is emitted after it resolves. Idempotent. */
   stop(): Promise<void>;
   health(): DriverHealth;
 }
@@ -56,3 +69,48 @@ export interface DriverLogger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
 }
+
+/** A payload a driver received but could not map to readings, kept for inspection. */
+export interface DeadLetter {
+  device: string;
+  /** Where it came from: the MQTT topic, say. */
+  source: string;
+  reason: string;
+  /** The payload as UTF-8 text (binary bytes replaced), cut at {@link deadLetterPayloadCharsMax}. */
+  payload: string;
+  /** Size of the original payload in bytes. */
+  payloadBytes: number;
+  receivedMs: number;
+}
+
+export const deadLetterPayloadCharsMax = 1024;
+
+/**
+ * What a driver may use from the gateway (js-libp2p's "components" style: only what drivers need).
+ * Everything is passed in, nothing is global, so tests build drivers with a plain object.
+ */
+export interface DriverContext {
+  /**
+   * Receives the readings of one acquisition at a time: one Modbus unit's poll, one OPC UA publish
+   * response or read, one MQTT message. A batch is what the device reported together, so a consumer
+   * can apply it atomically (the lot and the part counter of one message, say). The driver does not
+   * keep or reuse the array or the readings after the call. Called synchronously from the driver's
+   * I/O callbacks: keep it fast, never throw (a throw is caught, counted and logged).
+   */
+  onReadings(readings: readonly Reading[]): void;
+  log: DriverLogger;
+  /** Base folder for relative file paths in device maps (certificates, keys). */
+  dataDir: string;
+  /**
+   * OPC UA PKI folder (own certificate, trusted/ and rejected/ peers), normally `<dataDir>/pki/opcua`.
+   * Passed to node-opcua's OPCUACertificateManager as rootFolder so nothing lands in ~/.config.
+   */
+  pkiFolder: string;
+  /** Receives every dead letter (MQTT: malformed or unmappable payloads), e.g. to persist them. */
+  onDeadLetter?: (letter: DeadLetter) => void;
+  /** Wall clock in ms since the epoch; injectable for tests. Defaults to Date.now. */
+  nowMs?: () => number;
+}
+
+/** Builds a driver from a validated device map. Validates; opens nothing. */
+export type DriverFactory<D> = (device: D, ctx: DriverContext) => Driver;

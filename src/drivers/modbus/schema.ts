@@ -1,11 +1,22 @@
 /** Device-map schema for Modbus TCP and RTU devices (connection and tags). */
 import { z } from 'zod';
 import { durationMs, identifier } from '../../config/common.ts';
+import { modbusInFlightMax } from '../bounds.ts';
 
 export const modbusTcpSchema = z.strictObject({
   transport: z.literal('tcp'),
   host: z.string().min(1),
   port: z.number().int().min(1).max(65_535).default(502),
+  requestsInFlightMax: z
+    .number()
+    .int()
+    .min(1)
+    .max(modbusInFlightMax)
+    .default(1)
+    .describe(
+      'Requests outstanding at once on the connection (Modbus TCP allows several; 1 suits every device). ' +
+        'With 2 or more, a unit that stops answering never delays the other units at all.',
+    ),
 });
 
 export const modbusRtuSchema = z.strictObject({
@@ -18,11 +29,28 @@ export const modbusRtuSchema = z.strictObject({
 });
 
 const commonConnection = {
-  timeoutMs: durationMs(10, 60_000).default(1_000),
-  pollIntervalMs: durationMs(10, 3_600_000).default(1_000),
-  reconnectMaxDelayMs: durationMs(100, 300_000).default(10_000),
-  /** Unused registers allowed between two tags still read in one request. */
-  maxGapRegisters: z.number().int().min(0).max(124).default(8),
+  timeoutMs: durationMs(10, 60_000).default(1_000).describe('How long to wait for each response.'),
+  connectTimeoutMs: durationMs(100, 120_000).default(5_000).describe('How long to wait for a connection.'),
+  pollIntervalMs: durationMs(10, 3_600_000).default(1_000).describe('How often every tag is read.'),
+  reconnectMaxDelayMs: durationMs(100, 300_000)
+    .default(10_000)
+    .describe(
+      'Longest wait between reconnect attempts, and between probes of a unit that stopped answering.',
+    ),
+  maxGapRegisters: z
+    .number()
+    .int()
+    .min(0)
+    .max(124)
+    .default(8)
+    .describe('Unused registers allowed between two tags still read in one request.'),
+  maxGapBits: z
+    .number()
+    .int()
+    .min(0)
+    .max(1999)
+    .default(32)
+    .describe('Unused coils or discrete inputs allowed between two tags still read in one request.'),
   maxRegistersPerRequest: z.number().int().min(1).max(125).default(125),
   maxBitsPerRequest: z.number().int().min(1).max(2000).default(2000),
 };

@@ -1,0 +1,39 @@
+/**
+ * Every limit the drivers enforce, in one place (TigerBeetle's "a limit on everything"), with the
+ * relations between them asserted at load time. Per-device limits that plant engineers tune live in
+ * the device-map schemas; these are the ones that protect the gateway itself.
+ */
+
+/** First reconnect delay; doubles per failed attempt up to the device's `reconnectMaxDelayMs`. */
+export const reconnectInitialDelayMs = 200;
+/** A connection that stayed up this long resets the backoff; a flapping one keeps backing off. */
+export const connectionStableMs = 30_000;
+/** Longest `stop()` waits for a driver's loop to wind down before it resolves anyway (and logs). */
+export const stopTimeoutMs = 5_000;
+/** Repeated errors with the same key are logged at most once per this interval (the rest counted). */
+export const logIntervalMs = 60_000;
+/** Distinct keys the log limiter remembers; beyond this it forgets all and starts again. */
+export const logKeysMax = 1_000;
+
+/** Modbus: readings of a unit's tags are batched; a request never spans more than the protocol allows. */
+export const modbusRegistersPerRequestMax = 125;
+export const modbusBitsPerRequestMax = 2_000;
+/** Modbus TCP transaction ids wrap at 256 in modbus-serial: stay well below. */
+export const modbusInFlightMax = 16;
+
+/** OPC UA: nodes per Read request (servers advertise their own MaxNodesPerRead, often 1000+). */
+export const opcuaNodesPerReadMax = 1_000;
+/** OPC UA: items per CreateMonitoredItems request. */
+export const opcuaItemsPerCreateMax = 1_000;
+
+/** MQTT: dead letters kept in memory per driver; when full the oldest is dropped (and counted). */
+export const deadLettersMax = 1_000;
+/** MQTT: payloads larger than this are dead-lettered unparsed. */
+export const mqttPayloadBytesMax = 256 * 1024;
+/** MQTT: topic → matching tags cache entries; cleared when full (topics with ids in them). */
+export const mqttTopicCacheMax = 10_000;
+
+// Relations the code relies on.
+if (modbusInFlightMax >= 256) throw new Error('bounds: modbus in-flight requests must stay below 256');
+if (reconnectInitialDelayMs > 100_000) throw new Error('bounds: initial reconnect delay too large');
+if (stopTimeoutMs < 1_000) throw new Error('bounds: stop timeout too small for a clean close');
