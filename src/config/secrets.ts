@@ -1,7 +1,8 @@
 /**
  * Secret references: secrets never live in YAML. A string value may be, or contain,
- * `${env:NAME}` (an environment variable) or `${file:PATH}` (a file's contents, trailing newline
- * removed; a relative PATH is relative to the YAML file's folder). `$${` writes a literal `${`.
+ * `${env:NAME}` (an environment variable; `${env:NAME:-default}` gives a default when it is unset) or
+ * `${file:PATH}` (a file's contents, trailing newline removed; a relative PATH is relative to the YAML
+ * file's folder). `$${` writes a literal `${`.
  * Keys that name a secret (password, passphrase, token, secret, privateKey, apiKey) must hold a
  * reference, never a literal: a literal there is an error.
  */
@@ -28,13 +29,17 @@ export function resolveReferences(text: string, ctx: SecretContext): ResolveResu
   const value = text.replace(referencePattern, (match, kind: string | undefined, arg: string | undefined) => {
     if (match === '$${') return '${';
     usedReference = true;
-    const name = (arg ?? '').trim();
+    let name = (arg ?? '').trim();
     if (kind === 'env') {
+      const dflt = name.indexOf(':-');
+      const fallback = dflt >= 0 ? name.slice(dflt + 2) : undefined;
+      if (dflt >= 0) name = name.slice(0, dflt);
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
         failure ??= `\${env:${name}} is not a valid environment variable name`;
         return '';
       }
       const v = ctx.env[name];
+      if ((v === undefined || v === '') && fallback !== undefined) return fallback;
       if (v === undefined || v === '') {
         failure ??= `environment variable ${name} is not set (referenced as \${env:${name}})`;
         return '';

@@ -135,6 +135,12 @@ describe('device map validation', () => {
     });
   }
 
+  it('uses the default of ${env:NAME:-default} only when the variable is unset', () => {
+    const text = good.replace('host: 127.0.0.1', 'host: ${env:PLC_HOST:-10.0.0.5}');
+    expect(loadDeviceMap('dev.yaml', { text, env: {} }).value?.connection).toMatchObject({ host: '10.0.0.5' });
+    expect(loadDeviceMap('dev.yaml', { text, env: { PLC_HOST: 'plc7' } }).value?.connection).toMatchObject({ host: 'plc7' });
+  });
+
   it('refuses a literal password and accepts a reference', () => {
     const opcua = (password: string) => `id: cnc1
 station: ST-10
