@@ -1,0 +1,103 @@
+/**
+ * Every bound of the transport in one place, with the relations between them checked before
+ * anything starts. Sizes are bytes, durations milliseconds.
+ *
+ * Memory, per peer: at most `outboundQueueBytesMax` waiting to be sent to it, at most
+ * `windowBytes` received from it and not yet consumed (enforced by credit: see docs/network.md),
+ * and `requestsInFlightPerPeerMax` × `responseBytesMax` of block-sync answers. With the defaults
+ * and 1 MiB messages that is about 8 + 2 + 32 MiB per peer in the worst case.
+ */
+import type { Genesis } from '../genesis.ts';
+import { TransportLimitsError } from './errors.ts';
+
+/**
+ * What each queued message costs beyond its payload, in queue and credit accounting. Charging it
+ * bounds the message count as well as the bytes: a window of W holds at most W / 64 messages,
+ * however small, so the per-message object overhead stays bounded too.
+ */
+export const messageOverheadBytes = 64;
+
+export interface TransportLimits {
+  /** Largest message payload (the genesis `messageBytesMax`; all validators must agree). */
+  messageBytesMax: number;
+  /** Credit each peer gets: bytes it may have in flight to us or queued unconsumed. */
+  windowBytes: number;
+  outboundQueueMessagesMax: number;
+  outboundQueueBytesMax: number;
+  /** Largest frame batch handed to the stream in one write. */
+  writeBatchBytesMax: number;
+  /** Messages handed to synchronous handlers before yielding to the event loop. */
+  deliveryBatchMax: number;
+  requestBytesMax: number;
+  /** Largest request answer (the genesis `syncResponseBytesMax`). */
+  responseBytesMax: number;
+  requestTimeoutMs: number;
+  /** Per peer and per direction. */
+  requestsInFlightPerPeerMax: number;
+  dialTimeoutMs: number;
+  redialMinMs: number;
+  redialMaxMs: number;
+  /** A stream that sent nothing for this long sends a ping. */
+  keepaliveIntervalMs: number;
+  /** A stream that received nothing for this long is dead: it is closed and the peer redialled. */
+  silenceTimeoutMs: number;
+  /** First quarantine after a misbehaviour; doubles with each further one, up to the maximum. */
+  quarantineMinMs: number;
+  quarantineMaxMs: number;
+}
+
+/** Defaults for a genesis; `overrides` replace any of them. Throws {@link TransportLimitsError}. */
+export function transportLimits(genesis: Genesis, overrides: Partial<TransportLimits> = {}): TransportLimits {
+  const messageBytesMax = overrides.messageBytesMax ?? genesis.params.messageBytesMax;
+  const windowBytes = overrides.windowBytes ?? 2 * (messageBytesMax + messageOverheadBytes);
+  const limits: TransportLimits = {
+    messageBytesMax,
+    windowBytes,
+    outboundQueueMessagesMax: 16_384,
+    outboundQueueBytesMax: 4 * windowBytes,
+    writeBatchBytesMax: 256 * 1024,
+    deliveryBatchMax: 256,
+    requestBytesMax: 64 * 1024,
+    responseBytesMax: genesis.params.syncResponseBytesMax,
+    requestTimeoutMs: 10_000,
+    requestsInFlightPerPeerMax: 4,
+    dialTimeoutMs: 5_000,
+    redialMinMs: 100,
+    redialMaxMs: 5_000,
+    keepaliveIntervalMs: 5_000,
+    silenceTimeoutMs: 15_000,
+    quarantineMinMs: 2_000,
+    quarantineMaxMs: 60_000,
+    ...overrides,
+  };
+  checkLimits(limits);
+  return limits;
+}
+
+function checkLimits(l: TransportLimits): void {
+  for (const [name, value] of Object.entries(l)) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new TransportLimitsError(`${name} must be a positive integer, got ${value}`);
+    }
+  }
+  const need = (ok: boolean, message: string) => {
+    if (!ok) throw new TransportLimitsError(message);
+  };
+  const largest = l.messageBytesMax + messageOverheadBytes;
+  // Credit is returned in steps of a quarter window; with W >= 4/3 of the largest message a
+  // sender blocked on credit always has at least that much coming back once the queue drains.
+  // Two messages' worth also lets one be consumed while the next is in flight.
+  need(
+    l.windowBytes >= 2 * largest,
+    `windowBytes must be >= 2 × (messageBytesMax + ${messageOverheadBytes})`,
+  );
+  need(l.windowBytes <= 2 ** 31, 'windowBytes must be <= 2 GiB (credit frames carry 32 bits)');
+  need(l.outboundQueueBytesMax >= largest, 'outboundQueueBytesMax must hold one largest message');
+  need(l.responseBytesMax >= l.messageBytesMax, 'responseBytesMax must hold one largest message');
+  need(l.redialMinMs <= l.redialMaxMs, 'redialMinMs must be <= redialMaxMs');
+  need(l.quarantineMinMs <= l.quarantineMaxMs, 'quarantineMinMs must be <= quarantineMaxMs');
+  need(
+    l.silenceTimeoutMs >= 2 * l.keepaliveIntervalMs,
+    'silenceTimeoutMs must be >= 2 × keepaliveIntervalMs (a ping and its answer must fit)',
+  );
+}
