@@ -6,6 +6,7 @@
  *   masbc-edge keygen --out data/keys/gateway.key
  */
 import { Command, CommanderError } from 'commander';
+import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
 import { registerOutbox } from './outbox.ts';
 import { registerSchema } from './schema.ts';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerKeygen(program);
   registerSchema(program);
   registerOutbox(program);
+  registerHealth(program);
   return program;
 }
 

@@ -287,6 +287,18 @@ export class Outbox {
     return result;
   }
 
+  /**
+   * Records drafts lost before they reached the outbox (a full queue upstream) in the pending gap,
+   * so the next append signs a gap event for them too.
+   */
+  recordDropped(drafts: readonly EventDraft[], reason?: string): void {
+    if (drafts.length === 0) return;
+    this.#db.transaction(() => this.#recordDrop(drafts, reason))();
+    this.#droppedTotal += drafts.length;
+    this.#pendingGap = JSON.parse(this.#stmt.getMeta.get('pending_gap') as string) as GapInfo;
+    this.#opts.onDrop?.(drafts.length, this.#pendingGap);
+  }
+
   #gapDraft(gap: GapInfo, next: EventDraft): EventDraft {
     return {
       kind: 'gap',
@@ -300,7 +312,7 @@ export class Outbox {
     };
   }
 
-  #recordDrop(drafts: readonly EventDraft[]): void {
+  #recordDrop(drafts: readonly EventDraft[], reason?: string): void {
     const gap: GapInfo = this.#pendingGap
       ? structuredClone(this.#pendingGap)
       : {
@@ -309,7 +321,9 @@ export class Outbox {
           lastSourceTimeMs: drafts[0]!.sourceTimeMs,
           afterSeq: this.#head.seq,
           byKind: {},
-          reason: `outbox budget exhausted (${this.#opts.maxBytes} bytes / ${this.#opts.maxRows} rows of events not yet final)`,
+          reason:
+            reason ??
+            `outbox budget exhausted (${this.#opts.maxBytes} bytes / ${this.#opts.maxRows} rows of events not yet final)`,
         };
     for (const d of drafts) {
       gap.droppedCount += 1;
