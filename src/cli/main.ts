@@ -18,7 +18,9 @@ export function buildProgram(): Command {
       'Industrial edge gateway: machine data in, signed lot events out, committed to an alliance chain.',
     )
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // Before registering: sub-commands copy this setting when they are created.
+    .exitOverride();
   registerValidate(program);
   registerKeygen(program);
   registerSchema(program);
@@ -29,7 +31,7 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; `argv` as in process.argv. Exit codes: 0 ok, 1 failure, 2 usage or configuration error. */
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
   try {
     await program.parseAsync(argv);
   } catch (err) {
