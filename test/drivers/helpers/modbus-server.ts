@@ -4,6 +4,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import mb from 'modbus-serial';
+import { freePort } from './tools.ts';
 
 export type Area = 'coil' | 'discrete' | 'holding' | 'input';
 
@@ -23,7 +24,9 @@ export interface TestModbusServer {
   close(): Promise<void>;
 }
 
-export async function startModbusServer(): Promise<TestModbusServer> {
+export async function startModbusServer(requestedPort = 0): Promise<TestModbusServer> {
+  // ServerTCP treats port 0 as "default" (502): pick a free ephemeral port ourselves.
+  const port = requestedPort || (await freePort());
   const memory = new Map<string, number>();
   const silent = new Set<number>();
   const unmapped = new Set<string>();
@@ -48,7 +51,7 @@ export async function startModbusServer(): Promise<TestModbusServer> {
       get('holding', a, u, cb),
     getInputRegister: (a: number, u: number, cb: (e: unknown, v?: unknown) => void) => get('input', a, u, cb),
   };
-  const server = new mb.ServerTCP(vector as never, { host: '127.0.0.1', port: 0, unitID: 255 });
+  const server = new mb.ServerTCP(vector as never, { host: '127.0.0.1', port, unitID: 255 });
   await new Promise<void>((resolve, reject) => {
     server.on('initialized', () => resolve());
     server.on('serverError', reject);
@@ -60,9 +63,8 @@ export async function startModbusServer(): Promise<TestModbusServer> {
       if (data.length > 6) requests.set(data[6]!, (requests.get(data[6]!) ?? 0) + 1);
     });
   });
-  const port = (inner.address() as AddressInfo).port;
   const api: TestModbusServer = {
-    port,
+    port: (inner.address() as AddressInfo).port,
     silent,
     unmapped,
     requests,

@@ -1,0 +1,281 @@
+/**
+ * Modbus driver over real sockets: several units on one connection, a unit that stops answering,
+ * exception responses, server restart, stop while connecting; interop with pymodbus over TCP and
+ * RTU (socat pty pair). Decoding of every type and order is covered by modbus-golden.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ModbusDevice, ModbusDriver } from '../../src/drivers/modbus/driver.ts';
+import type { Reading } from '../../src/drivers/types.ts';
+import { testContext } from './helpers/context.ts';
+import { startModbusServer, type TestModbusServer } from './helpers/modbus-server.ts';
+import { missing, startPymodbus, startSocatPair } from './helpers/tools.ts';
+
+type Tag = ModbusDevice['tags'][number];
+const tag = (t: Partial<Tag> & Pick<Tag, 'name' | 'address'>): Tag => ({
+  unitId: 1,
+  area: 'holding',
+  type: 'uint16',
+  byteOrder: 'ABCD',
+  scale: 1,
+  offset: 0,
+  ...t,
+});
+
+function tcpDevice(
+  port: number,
+  tags: Tag[],
+  connection: Partial<ModbusDevice['connection']> = {},
+): ModbusDevice {
+  return {
+    id: 'plc',
+    station: 'ST-1',
+    enabled: true,
+    rules: [],
+    protocol: 'modbus',
+    connection: {
+      transport: 'tcp',
+      host: '127.0.0.1',
+      port,
+      requestsInFlightMax: 1,
+      timeoutMs: 300,
+      connectTimeoutMs: 2_000,
+      pollIntervalMs: 100,
+      reconnectMaxDelayMs: 1_000,
+      maxGapRegisters: 8,
+      maxGapBits: 32,
+      maxRegistersPerRequest: 125,
+      maxBitsPerRequest: 2000,
+      ...connection,
+    } as ModbusDevice['connection'],
+    tags,
+  };
+}
+
+/** Largest interval between consecutive batches containing `tagName`, from `sinceIndex` on. */
+function largestGapMs(batches: { at: number; batch: Reading[] }[], tagName: string): number {
+  const times = batches
+    .filter((b) => b.batch.some((r) => r.tag === tagName && r.quality === 'good'))
+    .map((b) => b.at);
+  let gap = 0;
+  for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
+  return gap;
+}
+
+describe('modbus driver against a Modbus TCP server', () => {
+  let server: TestModbusServer;
+  beforeAll(async () => {
+    server = await startModbusServer();
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  for (const inFlight of [1, 2]) {
+    it(`a unit that stops answering does not stall the other (requestsInFlightMax ${inFlight})`, async () => {
+      server.clear();
+      server.set(1, 'holding', 0, [11]);
+      server.set(2, 'holding', 0, [22]);
+      const t = testContext();
+      const timed: { at: number; batch: Reading[] }[] = [];
+      const onReadings = t.ctx.onReadings;
+      t.ctx.onReadings = (batch) => {
+        timed.push({ at: performance.now(), batch: [...batch] });
+        onReadings(batch);
+      };
+      const device = tcpDevice(
+        server.port,
+        [tag({ name: 'u1', address: 0 }), tag({ name: 'u2', unitId: 2, address: 0 })],
+        { requestsInFlightMax: inFlight },
+      );
+      const driver = new ModbusDriver(device, t.ctx);
+      await driver.start();
+      try {
+        await t.waitFor(() => t.latest('u2')?.value === 22, 'unit 2 answering');
+        server.silent.add(2);
+        await t.waitFor(() => t.latest('u2')?.quality === 'bad', 'unit 2 marked bad');
+        expect(t.latest('u2')?.reason).toMatch(/timeout \(unit 2\)/);
+        const from = timed.length;
+        // Watch unit 1 for 1.5 s of unit 2 being dead (several probes of unit 2 fall inside).
+        await new Promise((r) => setTimeout(r, 1_500));
+        const window = timed.slice(from);
+        const gap = largestGapMs(window, 'u1');
+        // Poll interval 100 ms, unit timeout 300 ms: with one request in flight, unit 1 waits at most
+        // one timeout of unit 2's probe; with two, not at all.
+        const budget = inFlight === 1 ? 100 + 300 + 80 : 100 + 80;
+        expect(gap, `largest gap between unit 1 readings: ${gap.toFixed(0)} ms`).toBeLessThan(budget);
+        expect(window.filter((b) => b.batch.some((r) => r.tag === 'u1')).length).toBeGreaterThanOrEqual(8);
+        const h = driver.health();
+        expect((h.detail?.units as Record<string, { state: string }>)['2']?.state).toBe('down');
+        expect(h.errors.timeout).toBeGreaterThanOrEqual(1);
+        // Bad readings are emitted on the transition only, not once per probe.
+        expect(t.readings.filter((r) => r.tag === 'u2' && r.quality === 'bad')).toHaveLength(1);
+        server.silent.delete(2);
+        server.set(2, 'holding', 0, [23]);
+        await t.waitFor(() => t.latest('u2')?.value === 23, 'unit 2 back');
+      } finally {
+        await driver.stop();
+        t.cleanup();
+      }
+    });
+  }
+
+  it('an exception inside a merged request costs only the tag on the unmapped address', async () => {
+    server.clear();
+    server.set(1, 'holding', 0, [1, 2, 3, 4, 5, 6]);
+    server.unmapped.add('1:holding:3');
+    const t = testContext();
+    const driver = new ModbusDriver(
+      tcpDevice(server.port, [
+        tag({ name: 'a', address: 0 }),
+        tag({ name: 'hole', address: 3 }),
+        tag({ name: 'f', address: 5 }),
+      ]),
+      t.ctx,
+    );
+    expect(driver.plan).toHaveLength(1);
+    await driver.start();
+    try {
+      await t.waitFor(() => t.latest('a')?.value === 1 && t.latest('f')?.value === 6, 'good tags');
+      await t.waitFor(() => t.latest('hole')?.quality === 'bad', 'unmapped tag bad');
+      expect(t.latest('hole')?.reason).toMatch(/exception 2/i);
+      const h = driver.health();
+      expect(h.errors['exception-2']).toBeGreaterThanOrEqual(2);
+      expect((h.detail?.units as Record<string, { splits: number; requests: number }>)['1']).toMatchObject({
+        splits: 1,
+        requests: 3,
+      });
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  });
+
+  it('reconnects after the server restarts, marks tags bad meanwhile, and emits nothing after stop', async () => {
+    const first = await startModbusServer();
+    const port = first.port;
+    first.set(1, 'holding', 0, [7]);
+    const t = testContext();
+    const driver = new ModbusDriver(tcpDevice(port, [tag({ name: 'x', address: 0 })]), t.ctx);
+    await driver.start();
+    let second: TestModbusServer | undefined;
+    try {
+      await t.waitFor(() => t.latest('x')?.value === 7, 'first value');
+      await first.close();
+      await t.waitFor(() => t.latest('x')?.quality === 'bad', 'bad on disconnect');
+      expect(t.latest('x')?.reason).toBe('disconnected');
+      second = await startModbusServer(port);
+      second.set(1, 'holding', 0, [8]);
+      await t.waitFor(() => t.latest('x')?.value === 8, 'value after restart');
+      expect(driver.health()).toMatchObject({ state: 'connected', reconnects: 1 });
+    } finally {
+      await driver.stop();
+      const count = t.readings.length;
+      await new Promise((r) => setTimeout(r, 300));
+      expect(t.readings.length).toBe(count);
+      expect(driver.health().state).toBe('stopped');
+      await second?.close();
+      t.cleanup();
+    }
+  });
+
+  it('stops promptly while connecting to a host that never answers', async () => {
+    const t = testContext();
+    // 10.255.255.1 is unroutable: the connect either hangs or fails at once, depending on the network.
+    const device = tcpDevice(502, [tag({ name: 'x', address: 0 })], { connectTimeoutMs: 60_000 });
+    (device.connection as { host: string }).host = '10.255.255.1';
+    const driver = new ModbusDriver(device, t.ctx);
+    await driver.start();
+    expect(['connecting', 'backoff']).toContain(driver.health().state);
+    const started = performance.now();
+    await driver.stop();
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(t.readings).toHaveLength(0);
+    t.cleanup();
+  });
+
+  it('refuses at construction a tag larger than one request allows, opening nothing', () => {
+    const t = testContext();
+    const device = tcpDevice(1, [tag({ name: 's', address: 0, type: 'string', length: 40 })], {
+      maxRegistersPerRequest: 10,
+    });
+    expect(() => new ModbusDriver(device, t.ctx)).toThrow(/at most 10/);
+    t.cleanup();
+  });
+});
+
+describe('modbus interop with pymodbus (independent implementation)', () => {
+  const units = {
+    '1': {
+      hr: { '0': [0x4c4f, 0x542d, 0x3100, 0, 0, 0x0001, 0x86a0, 0x4049, 0x0fdb] },
+      co: { '0': [1, 0, 1] },
+    },
+    '2': { ir: { '10': [0xfffe] }, di: { '3': [1] } },
+  };
+  const tags = [
+    tag({ name: 'lot', address: 0, type: 'string', length: 10 }),
+    tag({ name: 'count', address: 5, type: 'uint32' }),
+    tag({ name: 'pi', address: 7, type: 'float32' }),
+    tag({ name: 'c0', area: 'coil', address: 0, type: 'bit' }),
+    tag({ name: 'c1', area: 'coil', address: 1, type: 'bit' }),
+    tag({ name: 'c2', area: 'coil', address: 2, type: 'bit' }),
+    tag({ name: 'in2', unitId: 2, area: 'input', address: 10, type: 'int16', scale: 0.5 }),
+    tag({ name: 'di3', unitId: 2, area: 'discrete', address: 3, type: 'bit' }),
+  ];
+  const expected = {
+    lot: 'LOT-1',
+    count: 100_000,
+    pi: Math.fround(Math.PI),
+    c0: true,
+    c1: false,
+    c2: true,
+    in2: -1,
+    di3: true,
+  };
+  const check = async (device: ModbusDevice) => {
+    const t = testContext();
+    const driver = new ModbusDriver(device, t.ctx);
+    await driver.start();
+    try {
+      await t.waitFor(() => Object.keys(expected).every((n) => t.latest(n)), 'every tag', 15_000);
+      expect(Object.fromEntries(Object.keys(expected).map((n) => [n, t.latest(n)!.value]))).toEqual(expected);
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  };
+
+  it.skipIf(missing('pymodbus', 'apt-get install -y python3-pymodbus'))('Modbus TCP', async () => {
+    const peer = await startPymodbus({ mode: 'tcp', units });
+    try {
+      await check(tcpDevice(peer.port, tags));
+    } finally {
+      await peer.stop();
+    }
+  });
+
+  it.skipIf(
+    missing('pymodbus', 'apt-get install -y python3-pymodbus') ||
+      missing('socat', 'apt-get install -y socat'),
+  )('Modbus RTU over a socat pty pair', async () => {
+    const pty = await startSocatPair();
+    // pyserial cannot set parity on a Linux pty (EINVAL on reconfigure): the virtual line runs 8N1.
+    const peer = await startPymodbus({ mode: 'rtu', device: pty.a, baudrate: 19_200, parity: 'N', units });
+    try {
+      const device = tcpDevice(0, tags);
+      device.connection = {
+        ...device.connection,
+        transport: 'rtu',
+        path: pty.b,
+        baudRate: 19_200,
+        parity: 'none',
+        dataBits: 8,
+        stopBits: 1,
+        timeoutMs: 500,
+      } as ModbusDevice['connection'];
+      await check(device);
+    } finally {
+      await peer.stop();
+      await pty.stop();
+    }
+  });
+});
