@@ -132,6 +132,7 @@ class Link {
   quarantinedUntilMs = 0;
   offences = 0;
   lastError: string | undefined;
+  lastDrop: PeerStatus['lastDrop'];
   requestsOutInFlight = 0;
   requestsInInFlight = 0;
   /** Ends the maintenance loop's current wait early (a connection from the peer appeared). */
@@ -621,9 +622,9 @@ export class Libp2pTransport implements Transport {
         (evt) => {
           if (link.out === out) {
             link.out = undefined;
+            if (evt.error && this.#phase === 'running') link.lastError = errorText(evt.error);
             if (this.#phase === 'running') this.#setState(link, 'connecting');
           }
-          if (evt.error && this.#phase === 'running') link.lastError = errorText(evt.error);
           resolve();
         },
         { once: true },
@@ -785,7 +786,7 @@ export class Libp2pTransport implements Transport {
   /** Disconnects the peer; for every reason but 'silent' also quarantines it (doubling each time). */
   #drop(link: Link, reason: PeerDropReason, detail: string): void {
     link.metrics.drops[reason]++;
-    link.lastError = `${reason}: ${detail}`;
+    link.lastDrop = { reason, detail, atMs: Date.now() };
     if (reason !== 'silent') {
       link.offences++;
       const ms = Math.min(
@@ -798,11 +799,12 @@ export class Libp2pTransport implements Transport {
       this.#setState(link, 'connecting');
     }
     this.#log.warn('dropped peer', { peer: link.memberId, reason, detail });
-    const err = new Error(`dropped: ${reason}`);
-    link.in?.stream.abort(err);
-    link.out?.stream.abort(err);
+    // Forget the streams before aborting them, so their close handlers see a deliberate drop.
+    const streams = [link.in?.stream, link.out?.stream];
     link.in = undefined;
     link.out = undefined;
+    const err = new Error(`dropped: ${reason}`);
+    for (const s of streams) s?.abort(err);
     void this.#node?.hangUp(link.peerId).catch(() => {});
     link.wake?.();
   }
@@ -860,6 +862,7 @@ export class Libp2pTransport implements Transport {
     };
     if (link.quarantined()) status.quarantinedUntilMs = link.quarantinedUntilMs;
     if (link.lastError !== undefined) status.lastError = link.lastError;
+    if (link.lastDrop !== undefined) status.lastDrop = { ...link.lastDrop };
     return status;
   }
 }

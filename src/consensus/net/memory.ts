@@ -180,7 +180,7 @@ export class MemoryTransport implements Transport {
   readonly #metrics = new Map<MemberId, PeerMetrics>();
   readonly #states = new Map<MemberId, PeerState>();
   readonly #peaks = new Map<MemberId, number>();
-  readonly #reported = new Map<MemberId, string>();
+  readonly #reported = new Map<MemberId, NonNullable<PeerStatus['lastDrop']>>();
   readonly #stateListeners: PeerStateListener[] = [];
   readonly #dispatcher: Dispatcher;
   readonly #stop = new AbortController();
@@ -307,7 +307,7 @@ export class MemoryTransport implements Transport {
   reportMisbehaviour(memberId: MemberId, reason: string): void {
     this.#peer(memberId);
     this.#metrics.get(memberId)!.drops.reported++;
-    this.#reported.set(memberId, reason);
+    this.#reported.set(memberId, { reason: 'reported', detail: reason, atMs: Date.now() });
     this.#net.setLink(this.self, memberId, 'down');
   }
 
@@ -395,8 +395,8 @@ export class MemoryTransport implements Transport {
       inboundQueuedBytesPeak: this.#peaks.get(m) ?? 0,
       metrics: structuredClone(this.#metrics.get(m)!),
     };
-    const reason = this.#reported.get(m);
-    if (reason !== undefined) status.lastError = `reported: ${reason}`;
+    const drop = this.#reported.get(m);
+    if (drop !== undefined) status.lastDrop = { ...drop };
     return status;
   }
 

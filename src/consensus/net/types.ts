@@ -101,7 +101,10 @@ export interface PeerStatus {
   /** Highest {@link inboundQueuedBytes} seen; never above the flow-control window. */
   inboundQueuedBytesPeak: number;
   quarantinedUntilMs?: number;
+  /** The most recent connection or stream failure. */
   lastError?: string;
+  /** The most recent time we dropped this peer, and why. */
+  lastDrop?: { reason: PeerDropReason; detail: string; atMs: number };
   metrics: PeerMetrics;
 }
 
@@ -145,7 +148,7 @@ export interface Transport {
   onRequest(handler: RequestHandler): void;
   /**
    * Drops the peer (disconnects and quarantines it) because a message it sent did not decode or
-   * verify. `reason` is recorded as its `lastError`; the drop is counted as 'reported'.
+   * verify. The drop is counted as 'reported', with `reason` as its detail in `lastDrop`.
    */
   reportMisbehaviour(memberId: MemberId, reason: string): void;
   peers(): PeerStatus[];
