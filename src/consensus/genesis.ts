@@ -4,15 +4,19 @@
  * hash (SHA-256 of the RFC 8785 canonical JSON after defaults are applied) is part of the wire
  * protocol ids, so peers holding different genesis files cannot talk to each other at all.
  *
- * Fault tolerance: with n validators, f = floor((n - 1) / 3) and a quorum is
- * ceil((n + f + 1) / 2) votes, which is 2f + 1 when n = 3f + 1. For other n (5, 6, 8, …) 2f + 1 is
- * NOT enough: two quorums of 2f + 1 out of 3f + 2 overlap in a single validator, which may be the
- * faulty one. The general formula keeps the overlap at f + 1 (one honest validator) and still
- * leaves n - f ≥ quorum, so the extra validators add no tolerance but cost nothing in safety.
- * Such sizes load, with {@link Genesis.optimalSize} false.
+ * Parameters: the view-change timeout T, the consensus core's chain-wide limits (`ChainLimits`,
+ * defaults from codec.ts), and the two size bounds of the network: the largest message (by
+ * default, what the limits allow, codec.ts `messageBytesMax`) and the largest block-sync answer.
  *
- * Validators are ordered as listed in the file; the order fixes primaries (view v → validator
- * v mod n) and is covered by the genesis hash.
+ * Fault tolerance (codec.ts `faultsTolerated`, `quorumSize`): with n validators f = ⌊(n−1)/3⌋
+ * and a quorum is ⌊(n+f)/2⌋+1, which is 2f+1 when n = 3f+1. For other n (5, 6, 8, …) 2f+1 is NOT
+ * enough: two quorums of 2f+1 out of 3f+2 overlap in one validator, possibly the faulty one. The
+ * general formula keeps the overlap at f+1 (one honest validator) and n−f ≥ quorum still holds,
+ * so extra validators add no tolerance but cost no safety. Such sizes load, with
+ * {@link Genesis.optimalSize} false.
+ *
+ * Validators are ordered as listed in the file; the order fixes replica indexes and primaries
+ * (view v → validator v mod n) and is covered by the genesis hash.
  *
  * @example
  *   const genesis = loadGenesis('data/alliance/genesis.json');
@@ -27,7 +31,7 @@ import { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../config/errors.ts';
 import { loadYaml } from '../config/load.ts';
 import { encodeCanonical } from '../crypto/canonical.ts';
-import { fromBase64Url, sha256, toHex } from '../crypto/hash.ts';
+import { fromBase64Url, fromHex, sha256, toHex } from '../crypto/hash.ts';
 import {
   generateKey,
   type KeyAlgorithm,
@@ -39,16 +43,22 @@ import {
   publicKeyRecord,
   writeKeyFile,
 } from '../crypto/keys.ts';
+import {
+  assertChainLimits,
+  messageBytesMax as codecMessageBytesMax,
+  defaultChainLimits,
+  faultsTolerated,
+  quorumSize,
+} from './codec.ts';
 import { derivedPeerId, loadValidatorIdentity } from './net/identity.ts';
+import type { ChainLimits, Validator as CoreValidator } from './types.ts';
 
 export const genesisVersion = 1;
 /** Bounds on the document itself: a genesis is small, and is parsed before anything is trusted. */
 export const validatorsMax = 64;
 const addrsPerValidatorMax = 8;
-/** Room a consensus message needs around a block (header, signatures, certificate). */
-export const messageEnvelopeBytes = 64 * 1024;
-/** Largest message the transport will ever carry; see docs/network.md on flow-control windows. */
-export const messageBytesCeiling = 16 * 1024 * 1024;
+/** Largest message the transport will ever carry (the codec's own ceiling). */
+export const messageBytesCeiling = 64 * 1024 * 1024;
 
 const memberIdPattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** Also appears in libp2p protocol ids, hence the narrow alphabet. */
@@ -84,6 +94,23 @@ const validatorSchema = z.strictObject({
     .describe('Multiaddrs this validator binds (default: addrs), e.g. /ip4/0.0.0.0/tcp/4001.'),
 });
 
+const d = defaultChainLimits;
+const count = (min: number, max: number, fallback: number) =>
+  z.number().int().min(min).max(max).default(fallback);
+
+/** Chain-wide limits of the consensus core (`ChainLimits` in types.ts): every validator must agree. */
+const chainLimitsSchema = z
+  .strictObject({
+    validatorsMax: count(1, 1024, d.validatorsMax).describe('Largest validator set the codec accepts.'),
+    txBytesMax: count(1, 64 * 1024 * 1024, d.txBytesMax).describe('Bytes of one transaction.'),
+    blockTxsMax: count(1, 1_000_000, d.blockTxsMax).describe('Transactions in one block.'),
+    blockBytesMax: count(1, 64 * 1024 * 1024, d.blockBytesMax).describe('Transaction bytes in one block.'),
+    windowHeights: count(1, 64, d.windowHeights).describe('Heights a primary may have in flight.'),
+    syncBlocksMax: count(1, 10_000, d.syncBlocksMax).describe('Blocks in one sync response.'),
+    forwardTxsMax: count(1, 1_000_000, d.forwardTxsMax).describe('Transactions in one forwarding message.'),
+  })
+  .prefault({});
+
 const paramsSchema = z
   .strictObject({
     viewChangeTimeoutMs: z
@@ -93,27 +120,23 @@ const paramsSchema = z
       .max(600_000)
       .default(2_000)
       .describe('T: how long a backup waits for progress before it asks for a view change.'),
-    blockTxMax: z.number().int().min(1).max(100_000).default(1_000).describe('Transactions per block.'),
-    blockBytesMax: z
-      .number()
-      .int()
-      .min(1024)
-      .default(768 * 1024)
-      .describe('Encoded size of a block.'),
+    limits: chainLimitsSchema,
     messageBytesMax: z
       .number()
       .int()
       .min(4096)
       .max(messageBytesCeiling)
-      .default(1024 * 1024)
-      .describe('Largest consensus message; a peer sending more is disconnected.'),
+      .optional()
+      .describe(
+        'Largest message a validator accepts (a peer sending more is dropped). Default: the largest message the limits allow.',
+      ),
     syncResponseBytesMax: z
       .number()
       .int()
       .min(4096)
-      .max(64 * 1024 * 1024)
+      .max(messageBytesCeiling)
       .default(8 * 1024 * 1024)
-      .describe('Largest block-sync response.'),
+      .describe('Largest answer to a block-sync request.'),
   })
   .prefault({});
 
@@ -130,14 +153,21 @@ export const genesisSchema = z
   .superRefine((doc, ctx) => {
     const issue = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', path, message });
     const p = doc.params;
-    if (p.blockBytesMax + messageEnvelopeBytes > p.messageBytesMax) {
-      issue(
-        ['params', 'blockBytesMax'],
-        `a block must fit in a message with ${messageEnvelopeBytes} bytes to spare (messageBytesMax ${p.messageBytesMax})`,
-      );
+    try {
+      assertChainLimits(p.limits);
+    } catch (err) {
+      issue(['params', 'limits'], (err as Error).message);
+      return;
     }
-    if (p.syncResponseBytesMax < p.messageBytesMax) {
-      issue(['params', 'syncResponseBytesMax'], 'must hold at least one block (>= messageBytesMax)');
+    const needed = codecMessageBytesMax(p.limits);
+    if (p.messageBytesMax !== undefined && p.messageBytesMax < needed) {
+      issue(['params', 'messageBytesMax'], `the limits allow messages of ${needed} bytes; use at least that`);
+    }
+    if (p.syncResponseBytesMax < (p.messageBytesMax ?? needed)) {
+      issue(['params', 'syncResponseBytesMax'], 'must hold at least one largest message (messageBytesMax)');
+    }
+    if (doc.validators.length > p.limits.validatorsMax) {
+      issue(['validators'], `${doc.validators.length} validators, more than limits.validatorsMax`);
     }
     const seen = { memberId: new Map<string, number>(), peerId: new Map<string, number>() };
     const seenKey = new Map<string, number>();
@@ -225,22 +255,6 @@ function checkAddr(text: string, peerId: string): string | undefined {
   return undefined;
 }
 
-/** f = floor((n - 1) / 3): the number of faulty validators n tolerates. */
-export function faultTolerance(n: number): number {
-  assertCount(n);
-  return Math.floor((n - 1) / 3);
-}
-
-/** ceil((n + f + 1) / 2): any two quorums share f + 1 validators. Equals 2f + 1 when n = 3f + 1. */
-export function quorumSize(n: number): number {
-  return Math.ceil((n + faultTolerance(n) + 1) / 2);
-}
-
-function assertCount(n: number): void {
-  if (!Number.isSafeInteger(n) || n < 1)
-    throw new RangeError(`validator count must be a positive integer, got ${n}`);
-}
-
 /** A validated genesis with the lookups consensus and the transport need. Immutable. */
 export class Genesis {
   readonly document: GenesisDocument;
@@ -263,7 +277,7 @@ export class Genesis {
     this.hash = toHex(sha256(encodeCanonical(this.document)));
     this.validators = this.document.validators;
     this.n = this.validators.length;
-    this.f = faultTolerance(this.n);
+    this.f = faultsTolerated(this.n);
     this.quorum = quorumSize(this.n);
     this.optimalSize = this.n === 3 * this.f + 1;
     this.validators.forEach((v, i) => {
@@ -280,6 +294,30 @@ export class Genesis {
 
   get params(): ProtocolParams {
     return this.document.params;
+  }
+
+  /** The chain-wide limits the consensus core checks blocks and messages against. */
+  get chainLimits(): ChainLimits {
+    return this.document.params.limits;
+  }
+
+  /** Largest message any validator sends or accepts: the explicit parameter, else what the limits allow. */
+  get messageBytesMax(): number {
+    return this.document.params.messageBytesMax ?? codecMessageBytesMax(this.chainLimits);
+  }
+
+  /** {@link hash} as bytes: what block 1 points to. */
+  get hashBytes(): Uint8Array {
+    return fromHex(this.hash);
+  }
+
+  /** The validator set as the consensus core takes it (index = replica number). */
+  consensusValidators(): CoreValidator[] {
+    return this.validators.map((v) => ({
+      keyId: v.publicKey.keyId,
+      alg: v.publicKey.alg,
+      publicKey: fromBase64Url(v.publicKey.publicKey),
+    }));
   }
 
   /** Milliseconds since the epoch. */

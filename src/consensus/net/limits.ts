@@ -4,8 +4,9 @@
  *
  * Memory, per peer: at most `outboundQueueBytesMax` waiting to be sent to it, at most
  * `windowBytes` received from it and not yet consumed (enforced by credit: see docs/network.md),
- * and `requestsInFlightPerPeerMax` × `responseBytesMax` of block-sync answers. With the defaults
- * and 1 MiB messages that is about 8 + 2 + 32 MiB per peer in the worst case.
+ * and `requestsInFlightPerPeerMax` × `responseBytesMax` of block-sync answers. Queue and credit
+ * sizes count each message's payload plus {@link messageOverheadBytes}. With the default chain
+ * limits (largest message ≈ 3.4 MiB) that is at most 8 + 6.7 + 32 MiB per peer.
  */
 import type { Genesis } from '../genesis.ts';
 import { TransportLimitsError } from './errors.ts';
@@ -18,7 +19,7 @@ import { TransportLimitsError } from './errors.ts';
 export const messageOverheadBytes = 64;
 
 export interface TransportLimits {
-  /** Largest message payload (the genesis `messageBytesMax`; all validators must agree). */
+  /** Largest message payload (the genesis's `messageBytesMax`; all validators must agree). */
   messageBytesMax: number;
   /** Credit each peer gets: bytes it may have in flight to us or queued unconsumed. */
   windowBytes: number;
@@ -48,13 +49,13 @@ export interface TransportLimits {
 
 /** Defaults for a genesis; `overrides` replace any of them. Throws {@link TransportLimitsError}. */
 export function transportLimits(genesis: Genesis, overrides: Partial<TransportLimits> = {}): TransportLimits {
-  const messageBytesMax = overrides.messageBytesMax ?? genesis.params.messageBytesMax;
-  const windowBytes = overrides.windowBytes ?? 2 * (messageBytesMax + messageOverheadBytes);
+  const messageBytesMax = overrides.messageBytesMax ?? genesis.messageBytesMax;
+  const largest = messageBytesMax + messageOverheadBytes;
   const limits: TransportLimits = {
     messageBytesMax,
-    windowBytes,
+    windowBytes: 2 * largest,
     outboundQueueMessagesMax: 16_384,
-    outboundQueueBytesMax: 4 * windowBytes,
+    outboundQueueBytesMax: Math.max(8 * 1024 * 1024, 2 * largest),
     writeBatchBytesMax: 256 * 1024,
     deliveryBatchMax: 256,
     requestBytesMax: 64 * 1024,

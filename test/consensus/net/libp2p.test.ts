@@ -159,7 +159,7 @@ describe('libp2p transport over TCP', () => {
     const m1 = await started(alliance, 'member-1');
     const inbox = collector();
     m1.onMessage(inbox.handler);
-    const max = alliance.genesis.params.messageBytesMax;
+    const max = alliance.genesis.messageBytesMax;
 
     // Oversize: the header alone announces too much; the body never needs to arrive.
     const a = await impersonate(alliance, 'member-2', m1);
