@@ -85,12 +85,13 @@ function checkLimits(l: TransportLimits): void {
     if (!ok) throw new TransportLimitsError(message);
   };
   const largest = l.messageBytesMax + messageOverheadBytes;
-  // Credit is returned in steps of a quarter window; with W >= 4/3 of the largest message a
-  // sender blocked on credit always has at least that much coming back once the queue drains.
-  // Two messages' worth also lets one be consumed while the next is in flight.
+  // Credit is returned in steps of at least a quarter window. A sender blocked on credit holds
+  // less than one largest message of it, so once the receiver's queue drains the receiver can grant
+  // more than W − largest, which is at least W/4 exactly when W >= 4/3 × largest: no deadlock. The
+  // default, 2 × largest, also lets one message be consumed while the next is in flight.
   need(
-    l.windowBytes >= 2 * largest,
-    `windowBytes must be >= 2 × (messageBytesMax + ${messageOverheadBytes})`,
+    3 * l.windowBytes >= 4 * largest,
+    `windowBytes must be >= 4/3 × (messageBytesMax + ${messageOverheadBytes})`,
   );
   need(l.windowBytes <= 2 ** 31, 'windowBytes must be <= 2 GiB (credit frames carry 32 bits)');
   need(l.outboundQueueBytesMax >= largest, 'outboundQueueBytesMax must hold one largest message');
