@@ -5,6 +5,7 @@ import { ConfigError } from '../../../src/config/errors.ts';
 import { messageBytesMax } from '../../../src/consensus/codec.ts';
 import {
   createLocalAlliance,
+  type Genesis,
   GenesisMismatchError,
   genesisFromDocument,
   loadGenesis,
@@ -33,6 +34,13 @@ async function alliance(members: number | string[], alg: 'ed25519' | 'p256' = 'e
   fixtures.push(f);
   return f;
 }
+
+/** A genesis document to break on purpose. */
+interface LooseDocument {
+  params: Record<string, unknown> & { limits: Record<string, number> };
+  validators: { memberId: string; peerId: string; addrs: string[]; publicKey: Record<string, string> }[];
+}
+const loose = (g: Genesis) => structuredClone(g.document) as unknown as LooseDocument;
 
 /** The `field: message` of every issue a ConfigError lists. */
 function problems(fn: () => unknown): string[] {
@@ -118,14 +126,14 @@ describe('genesis', () => {
 
   it('reports every problem with the file, line and field', async () => {
     const { alliance: a } = await alliance(4);
-    const doc = structuredClone(a.genesis.document) as unknown as Record<string, any>;
+    const doc = loose(a.genesis);
     doc.params.messageBytesMax = 5000;
     doc.params.viewChangeTimoutMs = 1;
-    doc.validators[0].publicKey.keyId = '0'.repeat(32);
-    doc.validators[1].peerId = doc.validators[2].peerId;
-    doc.validators[2].memberId = doc.validators[3].memberId;
-    doc.validators[3].addrs = ['/ip4/127.0.0.1/udp/1'];
-    doc.validators[3].publicKey.publicKey = 'AAAA';
+    doc.validators[0]!.publicKey.keyId = '0'.repeat(32);
+    doc.validators[1]!.peerId = doc.validators[2]!.peerId;
+    doc.validators[2]!.memberId = doc.validators[3]!.memberId;
+    doc.validators[3]!.addrs = ['/ip4/127.0.0.1/udp/1'];
+    doc.validators[3]!.publicKey.publicKey = 'AAAA';
     const text = JSON.stringify(doc, null, 2);
     let error: ConfigError | undefined;
     try {
@@ -166,13 +174,13 @@ describe('genesis', () => {
 
   it('refuses a genesis that does not fit the chain limits', async () => {
     const { alliance: a } = await alliance(4);
-    const doc = structuredClone(a.genesis.document) as unknown as Record<string, any>;
+    const doc = loose(a.genesis);
     doc.params.limits.validatorsMax = 3;
     expect(problems(() => genesisFromDocument(doc))).toEqual([
       'validators: 4 validators, more than limits.validatorsMax',
     ]);
     doc.params.limits.validatorsMax = 64;
-    doc.params.limits.txBytesMax = doc.params.limits.blockBytesMax + 1;
+    doc.params.limits.txBytesMax = doc.params.limits.blockBytesMax! + 1;
     expect(problems(() => genesisFromDocument(doc))).toEqual([
       'params.limits: txBytesMax must be ≤ blockBytesMax',
     ]);
