@@ -101,6 +101,14 @@ export class MqttSensors {
     return this.server !== null;
   }
 
+  /**
+   * Resolves once every queued message has been handed to the broker. While the broker is stopped it
+   * resolves at once and the messages stay queued.
+   */
+  async flush(): Promise<void> {
+    while (this.draining) await this.draining;
+  }
+
   /** Topic a device publishes on, e.g. `plant1/line1/oven1/telemetry`. */
   topicOf(device: string, channel: 'telemetry' | 'scan'): string {
     return `${this.topicPrefix}/${device.toLowerCase()}/${channel}`;

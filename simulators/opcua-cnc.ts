@@ -78,6 +78,21 @@ export interface OpcuaCncOptions {
 /** Bounds passed to node-opcua (it enforces them; further sessions/connections are refused). */
 export const OPCUA_SESSIONS_MAX = 20;
 export const OPCUA_CONNECTIONS_MAX = 20;
+/** Per-request limits the server advertises and enforces; the whole address space fits in one read. */
+export const OPCUA_OPERATION_LIMITS = {
+  maxNodesPerRead: 1000,
+  maxNodesPerBrowse: 1000,
+  maxNodesPerWrite: 1000,
+  maxNodesPerMethodCall: 100,
+  maxNodesPerRegisterNodes: 1000,
+  maxNodesPerNodeManagement: 100,
+  maxMonitoredItemsPerCall: 1000,
+  maxNodesPerHistoryReadData: 100,
+  maxNodesPerHistoryReadEvents: 100,
+  maxNodesPerHistoryUpdateData: 100,
+  maxNodesPerHistoryUpdateEvents: 100,
+  maxNodesPerTranslateBrowsePathsToNodeIds: 1000,
+} as const;
 
 type Leaf =
   | 'State'
@@ -216,7 +231,12 @@ export class OpcuaCnc {
       },
       maxConnectionsPerEndpoint: OPCUA_CONNECTIONS_MAX,
       // Sampling rate 0 lets monitored items with samplingInterval 0 see every change (else 50 ms).
-      serverCapabilities: { minSupportedSampleRate: 0, maxSessions: OPCUA_SESSIONS_MAX },
+      serverCapabilities: {
+        minSupportedSampleRate: 0,
+        maxSessions: OPCUA_SESSIONS_MAX,
+        // Published so clients can size their requests (and do not log a warning for missing limits).
+        operationLimits: OPCUA_OPERATION_LIMITS,
+      },
     });
     await server.initialize();
     this.build(server);
