@@ -492,7 +492,7 @@ export function messageToJson(m: Message): Json {
         viewChanges: m.viewChanges.map(viewChangeToJson),
       };
     case 'status':
-      return { committedHeight: m.committedHeight, type: m.type, view: m.view };
+      return { committedHeight: m.committedHeight, type: m.type, view: m.view, viewChanging: m.viewChanging };
     case 'sync-request':
       return { count: m.count, fromHeight: m.fromHeight, type: m.type };
     case 'sync-response':
@@ -738,10 +738,12 @@ class Reader {
         };
       }
       case 'status': {
-        const o = this.object(v, type, ['committedHeight', 'type', 'view']);
+        const o = this.object(v, type, ['committedHeight', 'type', 'view', 'viewChanging']);
+        if (typeof o.viewChanging !== 'boolean') throw new Fail('shape', 'viewChanging: not a boolean');
         return {
           type,
           view: this.int(o.view, 'view'),
+          viewChanging: o.viewChanging,
           committedHeight: this.int(o.committedHeight, 'committedHeight'),
         };
       }

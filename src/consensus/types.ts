@@ -186,7 +186,9 @@ export interface NewView {
 /** Periodic heartbeat: lets a lagging peer notice it must sync or learn the current view. Unsigned. */
 export interface Status {
   type: 'status';
+  /** The sender's view; with `viewChanging`, the view it asked to move to and awaits a NEW-VIEW for. */
   view: number;
+  viewChanging: boolean;
   committedHeight: number;
 }
 

@@ -1,0 +1,475 @@
+/**
+ * A simulated IPBFT cluster in one process (TigerBeetle VOPR style): n replicas of the real core,
+ * a simulated clock, a network that loses, duplicates, delays, reorders and partitions messages,
+ * crashes with restarts from persisted state (or with lost state), clock skew, and byzantine
+ * replicas. Every message goes through the real codec (encode → bytes → decode).
+ *
+ * The checkers run on every commit: no two counted replicas commit different blocks at a height, and
+ * every committed block carries a valid certificate from the genesis validators and extends the
+ * previous one. A violation throws `SimulationError`; the caller prints the seed.
+ */
+
+import {
+  blockHash,
+  decodeMessage,
+  defaultChainLimits,
+  encodeCertifiedBlock,
+  encodeMessage,
+  signMessage,
+  syncResponseBytesTarget,
+  txRootOf,
+  type VerifyContext,
+  verifyCertifiedBlock,
+} from '../../src/consensus/codec.ts';
+import type { LocalLimits, Timing } from '../../src/consensus/core/config.ts';
+import {
+  applyRecord,
+  emptyPersistedState,
+  keyOf,
+  type PersistedState,
+  type Ready,
+  type SubmitResult,
+  syncResponseFor,
+} from '../../src/consensus/core/io.ts';
+import { Replica } from '../../src/consensus/core/replica.ts';
+import type { Block, CertifiedBlock, ChainLimits, Message, Validator } from '../../src/consensus/types.ts';
+import { sha256 } from '../../src/crypto/hash.ts';
+import type { Signer } from '../../src/crypto/keys.ts';
+import { Heap } from './heap.ts';
+import { simKeys } from './keys.ts';
+import type { Rng } from './rng.ts';
+
+export class SimulationError extends Error {
+  override name = 'SimulationError';
+}
+
+export const behaviors = [
+  'honest',
+  /** As primary, sends one block to half the backups and another to the rest. */
+  'equivocate',
+  /** As primary, proposes blocks holding an invalid transaction. */
+  'invalid-proposals',
+  /** Sends PREPARE/COMMIT for a random digest to half the replicas. */
+  'conflicting-votes',
+  /** Also sends random bytes and corrupted messages. */
+  'garbage',
+  /** Sends nothing at all. */
+  'silent',
+  /** Any of the above, chosen per message. */
+  'mixed',
+] as const;
+export type Behavior = (typeof behaviors)[number];
+
+export interface NetworkConditions {
+  lossP: number;
+  duplicateP: number;
+  delayMinMs: number;
+  delayMaxMs: number;
+}
+
+export interface ClusterOptions {
+  n: number;
+  rng: Rng;
+  behaviors?: Behavior[];
+  skewMs?: number[];
+  timing?: Partial<Timing>;
+  limits?: Partial<ChainLimits>;
+  local?: Partial<LocalLimits>;
+  network?: Partial<NetworkConditions>;
+  realKeys?: boolean;
+  trace?: (line: string) => void;
+}
+
+interface Host {
+  index: number;
+  behavior: Behavior;
+  skewMs: number;
+  up: boolean;
+  replica: Replica | null;
+  persisted: PersistedState;
+  store: CertifiedBlock[];
+  txIndex: Set<string>;
+  wakeGen: number;
+  /** Restarted with lost state at least once: counts against f like a byzantine replica. */
+  lostState: boolean;
+}
+
+type Event =
+  | { atMs: number; seq: number; kind: 'deliver'; from: number; to: number; bytes: Uint8Array }
+  | { atMs: number; seq: number; kind: 'wake'; host: number; gen: number }
+  | { atMs: number; seq: number; kind: 'action'; run: () => void };
+
+export const chainId = 'sim';
+const genesisHash = sha256(new TextEncoder().encode('sim genesis'));
+export const validTxTag = 0x01;
+export const invalidTxTag = 0xee;
+
+export function txKey(tx: Uint8Array): string {
+  return keyOf(sha256(tx));
+}
+
+export class Cluster {
+  readonly n: number;
+  readonly rng: Rng;
+  readonly hosts: Host[];
+  readonly signers: Signer[];
+  readonly validators: Validator[];
+  readonly ctx: VerifyContext;
+  readonly limits: ChainLimits;
+  readonly #timing: Partial<Timing>;
+  readonly #local: Partial<LocalLimits>;
+  readonly #heap = new Heap<Event>();
+  #seq = 0;
+  nowMs = 0;
+  net: NetworkConditions;
+  /** Group per host; messages only flow within a group. null = fully connected. */
+  partition: number[] | null = null;
+  readonly decided = new Map<number, string>();
+  readonly stats = {
+    sentByType: new Map<string, number>(),
+    bytesSent: 0,
+    delivered: 0,
+    dropped: 0,
+    decodeErrors: 0,
+    events: 0,
+  };
+  readonly #trace?: (line: string) => void;
+  #txCounter = 0;
+
+  constructor(o: ClusterOptions) {
+    this.n = o.n;
+    this.rng = o.rng;
+    this.#trace = o.trace;
+    const keys = simKeys(o.rng.fork(), o.n, o.realKeys);
+    this.signers = keys.signers;
+    this.validators = keys.validators;
+    this.ctx = { chainId, validators: keys.validators, verifier: keys.verifier };
+    this.limits = { ...defaultChainLimits, validatorsMax: o.n, ...o.limits };
+    this.#timing = o.timing ?? {};
+    this.#local = o.local ?? {};
+    this.net = { lossP: 0, duplicateP: 0, delayMinMs: 1, delayMaxMs: 10, ...o.network };
+    this.hosts = Array.from({ length: o.n }, (_, i) => ({
+      index: i,
+      behavior: o.behaviors?.[i] ?? 'honest',
+      skewMs: o.skewMs?.[i] ?? 0,
+      up: false,
+      replica: null,
+      persisted: emptyPersistedState(),
+      store: [],
+      txIndex: new Set<string>(),
+      wakeGen: 0,
+      lostState: false,
+    }));
+    for (const h of this.hosts) this.restart(h.index, false);
+  }
+
+  /** Hosts whose commits the agreement checker counts: all but the byzantine ones. */
+  counted(h: Host): boolean {
+    return h.behavior === 'honest';
+  }
+
+  /** Honest and never lost its state: the replicas that must stay live. */
+  correct(h: Host): boolean {
+    return h.behavior === 'honest' && !h.lostState;
+  }
+
+  #localNow(h: Host): number {
+    return this.nowMs + h.skewMs;
+  }
+
+  #schedule(e: Omit<Event, 'seq'>): void {
+    this.#heap.push({ ...e, seq: this.#seq++ } as Event);
+  }
+
+  at(atMs: number, run: () => void): void {
+    this.#schedule({ atMs, kind: 'action', run });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Hosts
+
+  crash(i: number): void {
+    const h = this.hosts[i]!;
+    if (!h.up) return;
+    this.#trace?.(`${this.nowMs} crash ${i}`);
+    h.up = false;
+    h.replica = null;
+    h.wakeGen++;
+  }
+
+  /** (Re)starts host i from its persisted state, or from nothing (its block store too) if `lose`. */
+  restart(i: number, lose: boolean): void {
+    const h = this.hosts[i]!;
+    if (h.up) this.crash(i);
+    if (lose) {
+      h.persisted = emptyPersistedState();
+      h.store = [];
+      h.txIndex = new Set();
+      h.lostState = true;
+    }
+    this.#trace?.(`${this.nowMs} start ${i}${lose ? ' (state lost)' : ''}`);
+    const replica = new Replica({
+      chainId,
+      validators: this.validators,
+      self: i,
+      signer: this.signers[i]!,
+      verifier: this.ctx.verifier,
+      genesisHash,
+      genesisTimestampMs: 0,
+      tx: {
+        txId: (tx) => sha256(tx),
+        checkTx: (tx) => (tx[0] === validTxTag ? null : 'not a valid transaction'),
+        isCommitted: (id) => h.txIndex.has(keyOf(id)),
+      },
+      limits: this.limits,
+      timing: this.#timing,
+      local: this.#local,
+    });
+    h.replica = replica;
+    h.up = true;
+    replica.start(structuredClone(h.persisted), this.#localNow(h));
+    this.#process(h, replica.ready());
+  }
+
+  /** A fresh valid transaction (unique per cluster). */
+  newTx(size = 24): Uint8Array {
+    const tx = this.rng.bytes(size);
+    tx[0] = validTxTag;
+    const c = this.#txCounter++;
+    tx[1] = c & 0xff;
+    tx[2] = (c >> 8) & 0xff;
+    tx[3] = (c >> 16) & 0xff;
+    return tx;
+  }
+
+  submit(i: number, tx: Uint8Array): SubmitResult | null {
+    const h = this.hosts[i]!;
+    if (!h.up || !h.replica) return null;
+    const r = h.replica.submit(tx, this.#localNow(h));
+    this.#process(h, h.replica.ready());
+    return r;
+  }
+
+  #process(h: Host, rd: Ready): void {
+    for (const r of rd.persist) applyRecord(h.persisted, r);
+    for (const cb of rd.committed) this.#commit(h, cb);
+    for (const o of rd.messages) {
+      const to = o.to === 'all' ? this.hosts.map((x) => x.index).filter((x) => x !== h.index) : [o.to];
+      this.#emit(h, to, o.message);
+    }
+    if (rd.wakeAtMs !== null) {
+      const gen = ++h.wakeGen;
+      this.#schedule({
+        atMs: Math.max(rd.wakeAtMs - h.skewMs, this.nowMs + 1),
+        kind: 'wake',
+        host: h.index,
+        gen,
+      });
+    }
+  }
+
+  #commit(h: Host, cb: CertifiedBlock): void {
+    const height = cb.block.header.height;
+    const fail = (why: string) => {
+      throw new SimulationError(`t=${this.nowMs} replica ${h.index} height ${height}: ${why}`);
+    };
+    if (height !== h.store.length + 1) fail(`committed out of order after ${h.store.length}`);
+    const e = verifyCertifiedBlock(this.ctx, this.limits, cb);
+    if (e) fail(`committed block without a valid certificate: ${e.detail}`);
+    const prev = h.store[height - 2];
+    const prevHash = prev ? blockHash(prev.block.header) : genesisHash;
+    if (keyOf(prevHash) !== keyOf(cb.block.header.prevHash))
+      fail('committed block does not extend the previous one');
+    const key = keyOf(blockHash(cb.block.header));
+    if (this.counted(h)) {
+      const d = this.decided.get(height);
+      if (d === undefined) this.decided.set(height, key);
+      else if (d !== key) fail(`AGREEMENT VIOLATED: committed ${key}, another replica committed ${d}`);
+    }
+    for (const tx of cb.block.txs) {
+      const k = txKey(tx);
+      if (h.txIndex.has(k)) fail('a transaction was committed twice');
+      h.txIndex.add(k);
+    }
+    h.store.push(cb);
+    h.persisted.tip = cb;
+    this.#trace?.(
+      `${this.nowMs} ${h.index} commit ${height} ${key.slice(0, 8)} (${cb.block.txs.length} txs)`,
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Network and byzantine behaviour
+
+  #emit(h: Host, to: number[], m: Message): void {
+    if (this.#trace && m.type !== 'status' && m.type !== 'txs') {
+      const what =
+        m.type === 'pre-prepare'
+          ? `v${m.view} h${m.block.header.height} ${keyOf(blockHash(m.block.header)).slice(0, 6)} (${m.block.txs.length} txs)`
+          : m.type === 'prepare' || m.type === 'commit'
+            ? `v${m.view} h${m.height} ${keyOf(m.blockHash).slice(0, 6)}`
+            : m.type === 'view-change'
+              ? `v${m.view} cp=${m.checkpoint?.height ?? 0} prepared=${m.prepared.map((p) => `${p.header.height}@${p.view}`).join(',')}`
+              : m.type === 'new-view'
+                ? `v${m.view} from ${m.viewChanges.map((v) => v.replica).join(',')}`
+                : m.type === 'sync-request'
+                  ? `${m.fromHeight}+${m.count}`
+                  : '';
+      this.#trace(
+        `${this.nowMs} ${h.index}→${to.length === this.n - 1 ? '*' : to.join(',')} ${m.type} ${what}`,
+      );
+    }
+    let behavior = h.behavior;
+    if (behavior === 'mixed')
+      behavior = this.rng.pick(behaviors.filter((b) => b !== 'mixed' && b !== 'honest'));
+    switch (behavior) {
+      case 'honest':
+        return this.#sendAll(h.index, to, m);
+      case 'silent':
+        return;
+      case 'equivocate':
+        if (m.type === 'pre-prepare' && to.length > 1) {
+          const half = Math.ceil(to.length / 2);
+          this.#sendAll(h.index, to.slice(0, half), m);
+          this.#sendAll(h.index, to.slice(half), this.#alteredPrePrepare(h, m, false));
+          return;
+        }
+        return this.#sendAll(h.index, to, m);
+      case 'invalid-proposals':
+        if (m.type === 'pre-prepare') return this.#sendAll(h.index, to, this.#alteredPrePrepare(h, m, true));
+        return this.#sendAll(h.index, to, m);
+      case 'conflicting-votes':
+        if ((m.type === 'prepare' || m.type === 'commit') && to.length > 1) {
+          const half = Math.ceil(to.length / 2);
+          this.#sendAll(h.index, to.slice(0, half), m);
+          const other = signMessage(this.signers[h.index]!, chainId, { ...m, blockHash: this.rng.bytes(32) });
+          this.#sendAll(h.index, to.slice(half), other);
+          return;
+        }
+        return this.#sendAll(h.index, to, m);
+      case 'garbage': {
+        this.#sendAll(h.index, to, m);
+        for (const t of to) {
+          if (!this.rng.chance(0.3)) continue;
+          const bytes = this.rng.chance(0.5)
+            ? this.rng.bytes(this.rng.int(0, 64))
+            : corrupt(encodeMessage(m), this.rng);
+          this.#send(h.index, t, bytes, 'garbage');
+        }
+        return;
+      }
+    }
+  }
+
+  /** Another block at the same height: one transaction fewer, or an invalid one in front. */
+  #alteredPrePrepare(h: Host, m: Extract<Message, { type: 'pre-prepare' }>, invalid: boolean): Message {
+    let txs = m.block.txs;
+    if (invalid) {
+      const bad = this.rng.bytes(24);
+      bad[0] = invalidTxTag;
+      txs = [bad, ...txs.slice(1)];
+    } else if (txs.length > 1) txs = txs.slice(0, -1);
+    else txs = [this.newTx()];
+    const block: Block = { header: { ...m.block.header, txRoot: txRootOf(txs), txCount: txs.length }, txs };
+    return signMessage(this.signers[h.index]!, chainId, { ...m, block });
+  }
+
+  #sendAll(from: number, to: number[], m: Message): void {
+    const bytes = encodeMessage(m);
+    for (const t of to) this.#send(from, t, bytes, m.type);
+  }
+
+  #send(from: number, to: number, bytes: Uint8Array, type: string): void {
+    this.stats.sentByType.set(type, (this.stats.sentByType.get(type) ?? 0) + 1);
+    this.stats.bytesSent += bytes.byteLength;
+    if (this.partition && this.partition[from] !== this.partition[to]) {
+      this.stats.dropped++;
+      return;
+    }
+    if (this.rng.chance(this.net.lossP)) {
+      this.stats.dropped++;
+      return;
+    }
+    const copies = this.rng.chance(this.net.duplicateP) ? 2 : 1;
+    for (let c = 0; c < copies; c++) {
+      const delay = this.rng.int(this.net.delayMinMs, this.net.delayMaxMs);
+      this.#schedule({ atMs: this.nowMs + delay, kind: 'deliver', from, to, bytes });
+    }
+  }
+
+  #deliver(e: Extract<Event, { kind: 'deliver' }>): void {
+    const h = this.hosts[e.to]!;
+    if (!h.up || !h.replica) {
+      this.stats.dropped++;
+      return;
+    }
+    const d = decodeMessage(e.bytes, this.limits);
+    if (!d.ok) {
+      // The net layer counts these against the peer and may drop it; the core never sees them.
+      this.stats.decodeErrors++;
+      return;
+    }
+    this.stats.delivered++;
+    if (d.value.type === 'sync-request') {
+      // The runtime answers from its block store.
+      const req = d.value;
+      const resp = syncResponseFor(
+        req,
+        (height) => h.store[height - 1],
+        this.limits.syncBlocksMax,
+        syncResponseBytesTarget(this.limits),
+        (cb) => encodeCertifiedBlock(cb).byteLength,
+      );
+      if (h.behavior === 'silent') return;
+      this.#sendAll(h.index, [e.from], resp);
+      return;
+    }
+    h.replica.receive(e.from, d.value, this.#localNow(h));
+    this.#process(h, h.replica.ready());
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Running
+
+  /** Runs events until `untilMs` (inclusive) or until `stop` returns true after an event. */
+  run(untilMs: number, stop?: () => boolean): boolean {
+    for (;;) {
+      const next = this.#heap.peek();
+      if (!next || next.atMs > untilMs) {
+        this.nowMs = Math.max(this.nowMs, untilMs);
+        return stop?.() ?? false;
+      }
+      this.#heap.pop();
+      this.nowMs = next.atMs;
+      this.stats.events++;
+      switch (next.kind) {
+        case 'deliver':
+          this.#deliver(next);
+          break;
+        case 'wake': {
+          const h = this.hosts[next.host]!;
+          if (h.up && h.replica && h.wakeGen === next.gen) {
+            h.replica.tick(this.#localNow(h));
+            this.#process(h, h.replica.ready());
+          }
+          break;
+        }
+        case 'action':
+          next.run();
+          break;
+      }
+      if (stop?.()) return true;
+    }
+  }
+
+  heal(): void {
+    this.partition = null;
+  }
+}
+
+function corrupt(bytes: Uint8Array, rng: Rng): Uint8Array {
+  const out = bytes.slice();
+  const flips = rng.int(1, 4);
+  for (let i = 0; i < flips && out.length > 0; i++) out[rng.int(0, out.length - 1)] ^= 1 << rng.int(0, 7);
+  return out;
+}

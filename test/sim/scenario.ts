@@ -1,0 +1,192 @@
+/**
+ * One seeded simulator run: a random fault scenario (chaos phase), then heal and a liveness check.
+ * Everything derives from the seed, so `runScenario({ seed })` reproduces a failure exactly.
+ *
+ * Chaos phase: clients submit transactions; the network loses, duplicates and delays messages;
+ * partitions come and go; honest replicas crash and restart from persisted state; up to f replicas
+ * are faulty (byzantine behaviours, or a restart that lost all state, which may make it vote twice).
+ * Safety is checked on every commit (cluster.ts). Then the network heals, every replica restarts,
+ * and new transactions must commit at every correct replica within `livenessBoundMs` of simulated time.
+ */
+import { faultsTolerated } from '../../src/consensus/codec.ts';
+import type { Timing } from '../../src/consensus/core/config.ts';
+import { type Behavior, behaviors, Cluster, SimulationError, txKey } from './cluster.ts';
+import { Rng } from './rng.ts';
+
+export interface ScenarioOptions {
+  seed: number;
+  n: number;
+  /** Length of the chaos phase; default: random 1–3 s of simulated time. */
+  chaosMs?: number;
+  realKeys?: boolean;
+  trace?: (line: string) => void;
+}
+
+export interface ScenarioResult {
+  seed: number;
+  description: string;
+  committedHeight: number;
+  /** Simulated ms from heal until every correct replica committed the new transactions. */
+  recoveryMs: number;
+  simulatedMs: number;
+  messages: number;
+  bytes: number;
+  viewChanges: number;
+  sentByType: Record<string, number>;
+}
+
+/** Simulated-time timing, scaled down from production so scenarios stay short. */
+export const simTiming: Partial<Timing> = {
+  viewChangeTimeoutMs: 100,
+  viewChangeTimeoutMaxMs: 1_600,
+  proposeDelayMs: 5,
+  statusIntervalMs: 50,
+  clockDriftMs: 400,
+  retentionMs: 1_000,
+  txCensorshipTimeoutMs: 2_000,
+};
+
+/** After the heal, new transactions must commit everywhere correct within this (simulated ms). */
+export const livenessBoundMs = 30_000;
+
+export function runScenario(o: ScenarioOptions): ScenarioResult {
+  const rng = new Rng(o.seed);
+  const n = o.n;
+  const f = faultsTolerated(n);
+  const faulty = rng.int(0, f);
+  const byzantine = rng.int(0, faulty);
+  const order = rng.shuffle([...Array(n).keys()]);
+  const byzHosts = order.slice(0, byzantine);
+  const lostHosts = order.slice(byzantine, faulty);
+  const hostBehaviors: Behavior[] = Array.from({ length: n }, () => 'honest');
+  for (const i of byzHosts) hostBehaviors[i] = rng.pick(behaviors.filter((b) => b !== 'honest'));
+  const driftMs = simTiming.clockDriftMs!;
+  const skewMs = Array.from({ length: n }, () => rng.int(-driftMs / 4, driftMs / 4));
+  const network = {
+    lossP: rng.pick([0, 0, 0.01, 0.05, 0.15]),
+    duplicateP: rng.pick([0, 0.02, 0.1]),
+    delayMinMs: 1,
+    delayMaxMs: rng.int(3, 40),
+  };
+  const limits = {
+    windowHeights: rng.pick([1, 2, 4]),
+    blockTxsMax: rng.pick([4, 16, 64]),
+    syncBlocksMax: 8,
+  };
+  const local = {
+    mempoolTxsMax: rng.pick([64, 1_000]),
+    retainedHeightsMax: 8,
+    futureMessagesPerPeerMax: 32,
+    bodiesPerHeightMax: 2,
+  };
+  const chaosMs = o.chaosMs ?? rng.int(1_000, 3_000);
+  const desc = [
+    `seed=${o.seed} n=${n}`,
+    `byzantine=${byzHosts.map((i) => `${i}:${hostBehaviors[i]}`).join(',') || '-'}`,
+    `lostState=${lostHosts.join(',') || '-'}`,
+    `loss=${network.lossP} dup=${network.duplicateP} delay≤${network.delayMaxMs}ms`,
+    `window=${limits.windowHeights} blockTxs=${limits.blockTxsMax} mempool=${local.mempoolTxsMax}`,
+    `chaos=${chaosMs}ms`,
+  ];
+  const cluster = new Cluster({
+    n,
+    rng: rng.fork(),
+    behaviors: hostBehaviors,
+    skewMs,
+    timing: simTiming,
+    limits,
+    local,
+    network,
+    realKeys: o.realKeys,
+    trace: o.trace,
+  });
+  const events = rng.fork();
+
+  // Clients.
+  for (let t = events.int(0, 20); t < chaosMs; t += events.int(5, 80)) {
+    const host = events.int(0, n - 1);
+    cluster.at(t, () => cluster.submit(host, cluster.newTx(events.int(8, 64))));
+  }
+  // Partitions.
+  const partitions = events.int(0, 2);
+  for (let p = 0; p < partitions; p++) {
+    const start = events.int(0, chaosMs);
+    const groups = Array.from({ length: n }, () => events.int(0, 1));
+    cluster.at(start, () => {
+      cluster.partition = groups;
+    });
+    cluster.at(start + events.int(50, 1_500), () => cluster.heal());
+  }
+  desc.push(`partitions=${partitions}`);
+  // Crashes of non-faulty replicas (restart with their persisted state).
+  const crashes = events.int(0, 3);
+  for (let c = 0; c < crashes; c++) {
+    const host = events.int(0, n - 1);
+    if (hostBehaviors[host] !== 'honest' || lostHosts.includes(host)) continue;
+    const at = events.int(0, chaosMs);
+    cluster.at(at, () => cluster.crash(host));
+    cluster.at(at + events.int(20, 1_000), () => cluster.restart(host, false));
+  }
+  desc.push(`crashes=${crashes}`);
+  // Restarts that lose everything (counted in f).
+  for (const host of lostHosts) {
+    const at = events.int(chaosMs / 4, chaosMs);
+    cluster.at(at, () => cluster.restart(host, true));
+  }
+  const description = desc.join(' ');
+
+  try {
+    cluster.run(chaosMs);
+    // Heal: reliable network, everyone up.
+    cluster.heal();
+    cluster.net = { ...cluster.net, lossP: 0, duplicateP: 0 };
+    for (const h of cluster.hosts) if (!h.up) cluster.restart(h.index, false);
+    const healMs = cluster.nowMs;
+    const correct = cluster.hosts.filter((h) => cluster.correct(h));
+    const wanted: Uint8Array[] = [];
+    const count = events.int(1, 5);
+    for (let i = 0; i < count; i++) {
+      const tx = cluster.newTx();
+      wanted.push(tx);
+      const at = healMs + events.int(0, 50);
+      const submitTo = (t: number, tries: number) => {
+        const r = cluster.submit(events.pick(correct).index, tx);
+        // A full mempool refuses (documented policy); a real client retries.
+        if (r && !r.accepted && r.reason === 'mempool-full' && tries < 100)
+          cluster.at(t + 100, () => submitTo(t + 100, tries + 1));
+      };
+      cluster.at(at, () => submitTo(at, 0));
+    }
+    const keys = wanted.map(txKey);
+    const done = () => correct.every((h) => keys.every((k) => h.txIndex.has(k)));
+    const live = cluster.run(healMs + livenessBoundMs, done);
+    if (!live) {
+      const state = cluster.hosts
+        .map(
+          (h) =>
+            `${h.index}:${h.behavior}${h.lostState ? '/lost' : ''} h=${h.store.length} v=${h.replica?.view}${h.replica?.viewChanging ? '*' : ''}`,
+        )
+        .join(' ');
+      throw new SimulationError(
+        `LIVENESS: transactions not committed ${livenessBoundMs} ms after heal; ${state}`,
+      );
+    }
+    let messages = 0;
+    for (const v of cluster.stats.sentByType.values()) messages += v;
+    return {
+      seed: o.seed,
+      description,
+      committedHeight: Math.max(...correct.map((h) => h.store.length)),
+      recoveryMs: cluster.nowMs - healMs,
+      simulatedMs: cluster.nowMs,
+      messages,
+      bytes: cluster.stats.bytesSent,
+      viewChanges: Math.max(...cluster.hosts.map((h) => h.replica?.metrics().viewChangesStarted ?? 0)),
+      sentByType: Object.fromEntries(cluster.stats.sentByType),
+    };
+  } catch (e) {
+    const err = e instanceof Error ? e : new Error(String(e));
+    err.message = `${err.message}\n  scenario: ${description}\n  reproduce: SEED=${o.seed} N=${n} npx vitest run test/sim`;
+    throw err;
+  }
+}
