@@ -94,10 +94,11 @@ interface Host {
   lostState: boolean;
 }
 
-type Event =
-  | { atMs: number; seq: number; kind: 'deliver'; from: number; to: number; bytes: Uint8Array }
-  | { atMs: number; seq: number; kind: 'wake'; host: number; gen: number }
-  | { atMs: number; seq: number; kind: 'action'; run: () => void };
+type EventBody =
+  | { atMs: number; kind: 'deliver'; from: number; to: number; bytes: Uint8Array }
+  | { atMs: number; kind: 'wake'; host: number; gen: number }
+  | { atMs: number; kind: 'action'; run: () => void };
+type Event = EventBody & { seq: number };
 
 export const chainId = 'sim';
 const genesisHash = sha256(new TextEncoder().encode('sim genesis'));
@@ -177,8 +178,8 @@ export class Cluster {
     return this.nowMs + h.skewMs;
   }
 
-  #schedule(e: Omit<Event, 'seq'>): void {
-    this.#heap.push({ ...e, seq: this.#seq++ } as Event);
+  #schedule(e: EventBody): void {
+    this.#heap.push({ ...e, seq: this.#seq++ });
   }
 
   at(atMs: number, run: () => void): void {
@@ -322,33 +323,27 @@ export class Cluster {
     let behavior = h.behavior;
     if (behavior === 'mixed')
       behavior = this.rng.pick(behaviors.filter((b) => b !== 'mixed' && b !== 'honest'));
-    switch (behavior) {
-      case 'honest':
-        return this.#sendAll(h.index, to, m);
-      case 'silent':
-        return;
-      case 'equivocate':
-        if (m.type === 'pre-prepare' && to.length > 1) {
-          const half = Math.ceil(to.length / 2);
-          this.#sendAll(h.index, to.slice(0, half), m);
-          this.#sendAll(h.index, to.slice(half), this.#alteredPrePrepare(h, m, false));
-          return;
-        }
-        return this.#sendAll(h.index, to, m);
-      case 'invalid-proposals':
-        if (m.type === 'pre-prepare') return this.#sendAll(h.index, to, this.#alteredPrePrepare(h, m, true));
-        return this.#sendAll(h.index, to, m);
-      case 'conflicting-votes':
-        if ((m.type === 'prepare' || m.type === 'commit') && to.length > 1) {
-          const half = Math.ceil(to.length / 2);
-          this.#sendAll(h.index, to.slice(0, half), m);
-          const other = signMessage(this.signers[h.index]!, chainId, { ...m, blockHash: this.rng.bytes(32) });
-          this.#sendAll(h.index, to.slice(half), other);
-          return;
-        }
-        return this.#sendAll(h.index, to, m);
-      case 'garbage': {
-        this.#sendAll(h.index, to, m);
+    const send = (t: number[], msg: Message) => this.#sendAll(h.index, t, msg);
+    const half = Math.ceil(to.length / 2);
+    if (behavior === 'silent') return;
+    if (behavior === 'equivocate' && m.type === 'pre-prepare' && to.length > 1) {
+      send(to.slice(0, half), m);
+      send(to.slice(half), this.#alteredPrePrepare(h, m, false));
+    } else if (behavior === 'invalid-proposals' && m.type === 'pre-prepare') {
+      send(to, this.#alteredPrePrepare(h, m, true));
+    } else if (
+      behavior === 'conflicting-votes' &&
+      (m.type === 'prepare' || m.type === 'commit') &&
+      to.length > 1
+    ) {
+      send(to.slice(0, half), m);
+      send(
+        to.slice(half),
+        signMessage(this.signers[h.index]!, chainId, { ...m, blockHash: this.rng.bytes(32) }),
+      );
+    } else {
+      send(to, m);
+      if (behavior === 'garbage') {
         for (const t of to) {
           if (!this.rng.chance(0.3)) continue;
           const bytes = this.rng.chance(0.5)
@@ -356,7 +351,6 @@ export class Cluster {
             : corrupt(encodeMessage(m), this.rng);
           this.#send(h.index, t, bytes, 'garbage');
         }
-        return;
       }
     }
   }
@@ -470,6 +464,9 @@ export class Cluster {
 function corrupt(bytes: Uint8Array, rng: Rng): Uint8Array {
   const out = bytes.slice();
   const flips = rng.int(1, 4);
-  for (let i = 0; i < flips && out.length > 0; i++) out[rng.int(0, out.length - 1)] ^= 1 << rng.int(0, 7);
+  for (let i = 0; i < flips && out.length > 0; i++) {
+    const at = rng.int(0, out.length - 1);
+    out[at] = out[at]! ^ (1 << rng.int(0, 7));
+  }
   return out;
 }
