@@ -25,6 +25,8 @@ export const modbusInFlightMax = 16;
 export const opcuaNodesPerReadMax = 1_000;
 /** OPC UA: items per CreateMonitoredItems request. */
 export const opcuaItemsPerCreateMax = 1_000;
+/** OPC UA: notifications the server may put in one publish response (one batch of readings). */
+export const opcuaNotificationsPerPublishMax = 10_000;
 
 /** MQTT: dead letters kept in memory per driver; when full the oldest is dropped (and counted). */
 export const deadLettersMax = 1_000;

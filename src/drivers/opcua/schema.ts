@@ -15,19 +15,40 @@ export const opcuaAuthSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
-export const opcuaConnectionSchema = z.strictObject({
-  endpoint: z.string().regex(/^opc\.tcp:\/\/[^\s/]+(:\d+)?(\/.*)?$/, 'expected an opc.tcp://host:port URL'),
-  securityMode: z.enum(['None', 'Sign', 'SignAndEncrypt']).default('None'),
-  securityPolicy: z
-    .enum(['None', 'Basic256Sha256', 'Aes128_Sha256_RsaOaep', 'Aes256_Sha256_RsaPss'])
-    .default('None'),
-  auth: opcuaAuthSchema.default({ type: 'anonymous' }),
-  requestTimeoutMs: durationMs(100, 120_000).default(5_000),
-  sessionTimeoutMs: durationMs(1_000, 3_600_000).default(60_000),
-  reconnectMaxDelayMs: durationMs(100, 300_000).default(10_000),
-  /** Default publishing interval of the subscription carrying the `subscribe` tags. */
-  publishingIntervalMs: durationMs(0, 60_000).default(100),
-});
+export const opcuaConnectionSchema = z
+  .strictObject({
+    endpoint: z.string().regex(/^opc\.tcp:\/\/[^\s/]+(:\d+)?(\/.*)?$/, 'expected an opc.tcp://host:port URL'),
+    securityMode: z.enum(['None', 'Sign', 'SignAndEncrypt']).default('None'),
+    securityPolicy: z
+      .enum(['None', 'Basic256Sha256', 'Aes128_Sha256_RsaOaep', 'Aes256_Sha256_RsaPss'])
+      .default('None'),
+    auth: opcuaAuthSchema.default({ type: 'anonymous' }),
+    requestTimeoutMs: durationMs(100, 120_000).default(5_000),
+    sessionTimeoutMs: durationMs(1_000, 3_600_000).default(60_000),
+    reconnectMaxDelayMs: durationMs(100, 300_000).default(10_000),
+    publishingIntervalMs: durationMs(0, 60_000)
+      .default(100)
+      .describe('Publishing interval of the subscription carrying the `subscribe` tags.'),
+    serverCertificate: z
+      .enum(['accept-unknown', 'trusted-only'])
+      .default('accept-unknown')
+      .describe(
+        'With Sign/SignAndEncrypt: "trusted-only" refuses a server certificate not in <pki>/trusted/certs ' +
+          '(recommended in production); "accept-unknown" trusts any server certificate on first sight.',
+      ),
+  })
+  .superRefine((c, ctx) => {
+    if ((c.securityMode === 'None') !== (c.securityPolicy === 'None')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['securityPolicy'],
+        message:
+          c.securityMode === 'None'
+            ? 'securityMode None goes with securityPolicy None'
+            : `securityMode ${c.securityMode} needs a securityPolicy other than None (e.g. Basic256Sha256)`,
+      });
+    }
+  });
 
 export const opcuaTagSchema = z.strictObject({
   name: identifier,

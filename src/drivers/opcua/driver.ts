@@ -1,0 +1,511 @@
+/**
+ * OPC UA driver (node-opcua client). Tags are either monitored items of one subscription (`subscribe`:
+ * sampling interval, queue size, absolute or percent deadband) or read in batches (`poll`: one Read
+ * request per poll interval for all tags of that interval).
+ *
+ * Reconnection is the driver's, not node-opcua's: the client runs with maxRetry 0 and any sign of a
+ * broken connection (channel closed, session closed or keep-alive failed, subscription terminated or
+ * timed out) ends the session; the loop then builds a new client, session and subscription from
+ * scratch after a backoff. Nothing is transferred or republished from the old session, so a server
+ * restart can never leave duplicate monitored items or half-restored state (the failure mode users
+ * hit in Telegraf #18694 and node-red-contrib-opcua #576), and each session's resources are released
+ * before the next one starts.
+ *
+ * Quality: an OPC UA status code's severity bits give good / uncertain / bad; the status name (e.g.
+ * BadNodeIdUnknown, UncertainLastUsableValue) is the reading's reason.
+ *
+ * Security: mode None/Sign/SignAndEncrypt with the configured policy; anonymous, user name/password
+ * or X.509 user certificate. The client's own certificate and the trusted/rejected server
+ * certificates live in `ctx.pkiFolder` (an OPCUACertificateManager rootFolder), never in ~/.config.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import {
+  AttributeIds,
+  type ClientSession,
+  type ClientSubscription,
+  DataChangeFilter,
+  type DataChangeNotification,
+  DataChangeTrigger,
+  DataType,
+  type DataValue,
+  DeadbandType,
+  MessageSecurityMode,
+  type NotificationMessage,
+  OPCUACertificateManager,
+  OPCUAClient,
+  SecurityPolicy,
+  TimestampsToReturn,
+  type UserIdentityInfo,
+  UserTokenType,
+  type Variant,
+  VariantArrayType,
+} from 'node-opcua';
+import type { DeviceConfig } from '../../config/index.ts';
+import { opcuaItemsPerCreateMax, opcuaNodesPerReadMax, opcuaNotificationsPerPublishMax } from '../bounds.ts';
+import { aborted, DriverBase, DriverError, errorMessage, sleep } from '../common/lifecycle.ts';
+import type { DriverContext, Quality, Reading, ReadingValue } from '../types.ts';
+
+export type OpcuaDevice = Extract<DeviceConfig, { protocol: 'opcua' }>;
+type OpcuaTag = OpcuaDevice['tags'][number];
+
+/** Longest a string or array value may be, as text (the event body's limit). */
+const valueCharsMax = 1024;
+/** Longest each teardown step (subscription, session, channel) may take before we move on. */
+const closeStepMs = 2_000;
+
+const managers = new Map<string, Promise<OPCUACertificateManager>>();
+
+/**
+ * One certificate manager per PKI folder and trust policy, shared by the drivers using it (node-opcua
+ * creates the folder layout and the client's own certificate on first use).
+ */
+function certificateManager(rootFolder: string, acceptUnknown: boolean): Promise<OPCUACertificateManager> {
+  const key = `${rootFolder}\n${acceptUnknown}`;
+  let m = managers.get(key);
+  if (!m) {
+    // Initialise one after another: two managers creating the same folder at once can collide.
+    const previous = [...managers.values()].at(-1) ?? Promise.resolve(null);
+    m = previous
+      .catch(() => null)
+      .then(async () => {
+        const manager = new OPCUACertificateManager({
+          rootFolder,
+          automaticallyAcceptUnknownCertificate: acceptUnknown,
+        });
+        await manager.initialize();
+        return manager;
+      });
+    m.catch(() => managers.delete(key));
+    managers.set(key, m);
+  }
+  return m;
+}
+
+interface PollGroup {
+  intervalMs: number;
+  tags: number[];
+}
+
+export class OpcuaDriver extends DriverBase {
+  readonly #config: OpcuaDevice;
+  readonly #subscribed: number[] = [];
+  readonly #pollGroups: PollGroup[] = [];
+  /** Reason of the last bad reading emitted per tag (null while good), to emit bad on change only. */
+  readonly #lastBad: (string | null)[];
+  #monitoredItems = 0;
+  #notifications = 0;
+  #reads = 0;
+
+  constructor(device: OpcuaDevice, ctx: DriverContext) {
+    super(device.id, 'opcua', ctx, device.connection.reconnectMaxDelayMs);
+    this.#config = device;
+    const c = device.connection;
+    if ((c.securityMode === 'None') !== (c.securityPolicy === 'None')) {
+      throw new RangeError(
+        `device ${device.id}: securityMode ${c.securityMode} needs ${c.securityMode === 'None' ? 'securityPolicy None' : 'a securityPolicy other than None'}`,
+      );
+    }
+    const byInterval = new Map<number, PollGroup>();
+    device.tags.forEach((t, i) => {
+      if (t.mode === 'subscribe') {
+        this.#subscribed.push(i);
+        return;
+      }
+      let g = byInterval.get(t.pollIntervalMs);
+      if (!g) {
+        g = { intervalMs: t.pollIntervalMs, tags: [] };
+        byInterval.set(t.pollIntervalMs, g);
+        this.#pollGroups.push(g);
+      }
+      g.tags.push(i);
+    });
+    this.#lastBad = device.tags.map(() => null);
+  }
+
+  protected override detail(): Record<string, unknown> {
+    return {
+      monitoredItems: this.#monitoredItems,
+      notifications: this.#notifications,
+      reads: this.#reads,
+      pollGroups: this.#pollGroups.map((g) => ({ intervalMs: g.intervalMs, tags: g.tags.length })),
+    };
+  }
+
+  #userIdentity(): UserIdentityInfo {
+    const auth = this.#config.connection.auth;
+    switch (auth.type) {
+      case 'anonymous':
+        return { type: UserTokenType.Anonymous };
+      case 'username':
+        return { type: UserTokenType.UserName, userName: auth.username, password: auth.password };
+      case 'certificate': {
+        const file = (p: string) => readFileSync(isAbsolute(p) ? p : resolve(this.ctx.dataDir, p), 'utf8');
+        try {
+          return {
+            type: UserTokenType.Certificate,
+            certificateData: pemToDer(file(auth.certificateFile)),
+            privateKey: file(auth.privateKeyFile),
+          };
+        } catch (err) {
+          throw new DriverError('auth', `cannot read the user certificate or key: ${errorMessage(err)}`);
+        }
+      }
+    }
+  }
+
+  protected async session(signal: AbortSignal): Promise<void> {
+    const c = this.#config.connection;
+    const manager = await certificateManager(this.ctx.pkiFolder, c.serverCertificate === 'accept-unknown');
+    if (signal.aborted) return;
+    const client = OPCUAClient.create({
+      applicationName: 'masbc-edge',
+      clientName: `masbc-edge/${this.device}`,
+      endpointMustExist: false,
+      securityMode: MessageSecurityMode[c.securityMode],
+      securityPolicy: SecurityPolicy[c.securityPolicy],
+      connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 100 },
+      keepSessionAlive: true,
+      requestedSessionTimeout: c.sessionTimeoutMs,
+      defaultTransactionTimeout: c.requestTimeoutMs,
+      transportTimeout: c.requestTimeoutMs,
+      clientCertificateManager: manager,
+    });
+    let failWith: ((err: Error) => void) | null = null;
+    const failed = new Promise<never>((_, reject) => {
+      failWith = reject;
+    });
+    failed.catch(() => {});
+    const fail = (reason: string, message: string) => failWith?.(new DriverError(reason, message));
+    client.on('connection_lost', () => fail('disconnected', `${c.endpoint}: connection lost`));
+    client.on('close', (err) =>
+      fail('disconnected', `${c.endpoint}: channel closed${err ? `: ${err.message}` : ''}`),
+    );
+    client.on('timed_out_request', () =>
+      this.countError('request-timeout', new Error(`${c.endpoint}: request timed out`)),
+    );
+    let session: ClientSession | null = null;
+    let subscription: ClientSubscription | null = null;
+    let connected = false;
+    const sessionAbort = new AbortController();
+    try {
+      await race(client.connect(c.endpoint), failed, signal, 'connect', c.endpoint);
+      if (signal.aborted) return;
+      session = await race(client.createSession(this.#userIdentity()), failed, signal, 'session', c.endpoint);
+      if (signal.aborted || !session) return;
+      session.on('session_closed', () => fail('disconnected', `${c.endpoint}: session closed by the server`));
+      session.on('keepalive_failure', () => fail('disconnected', `${c.endpoint}: session keep-alive failed`));
+      if (this.#subscribed.length > 0) {
+        subscription = await this.#subscribe(session, signal, failed, fail);
+        if (signal.aborted) return;
+      }
+      connected = true;
+      this.markConnected();
+      const pollers = this.#pollGroups.map((g) => this.#pollLoop(session!, g, sessionAbort.signal, fail));
+      try {
+        await Promise.race([failed, aborted(signal)]);
+      } finally {
+        sessionAbort.abort();
+        await Promise.allSettled(pollers);
+      }
+    } finally {
+      failWith = null;
+      this.#monitoredItems = 0;
+      if (connected) this.#markAllBad('disconnected');
+      await closeQuietly(() => subscription?.terminate());
+      await closeQuietly(() => session?.close(true));
+      await closeQuietly(() => client.disconnect());
+      client.removeAllListeners();
+    }
+  }
+
+  async #subscribe(
+    session: ClientSession,
+    signal: AbortSignal,
+    failed: Promise<never>,
+    fail: (reason: string, message: string) => void,
+  ): Promise<ClientSubscription> {
+    const c = this.#config.connection;
+    const subscription = await race(
+      session.createSubscription2({
+        requestedPublishingInterval: c.publishingIntervalMs,
+        requestedLifetimeCount: 60,
+        requestedMaxKeepAliveCount: 10,
+        maxNotificationsPerPublish: opcuaNotificationsPerPublishMax,
+        publishingEnabled: true,
+        priority: 10,
+      }),
+      failed,
+      signal,
+      'subscribe',
+      c.endpoint,
+    );
+    subscription.on('terminated', () => fail('disconnected', `${c.endpoint}: subscription terminated`));
+    subscription.on('status_changed', (status) =>
+      fail('disconnected', `${c.endpoint}: subscription ${status.name}`),
+    );
+    /** clientHandle → tag index; filled before any notification can arrive for the handle. */
+    const byHandle = new Map<number, number>();
+    subscription.on('received_notifications', (message: NotificationMessage) =>
+      this.#onNotification(message, byHandle),
+    );
+    // One CreateMonitoredItems call per distinct set of parameters (and per opcuaItemsPerCreateMax).
+    const groups = new Map<string, number[]>();
+    for (const i of this.#subscribed) {
+      const t = this.#config.tags[i]!;
+      const key = `${t.samplingIntervalMs}|${t.queueSize}|${t.deadband?.type ?? ''}|${t.deadband?.value ?? ''}`;
+      const list = groups.get(key) ?? [];
+      list.push(i);
+      groups.set(key, list);
+    }
+    const timeMs = this.now();
+    const failures: Reading[] = [];
+    for (const indices of groups.values()) {
+      for (let start = 0; start < indices.length; start += opcuaItemsPerCreateMax) {
+        const chunk = indices.slice(start, start + opcuaItemsPerCreateMax);
+        const t = this.#config.tags[chunk[0]!]!;
+        const group = await race(
+          subscription.monitorItems(
+            chunk.map((i) => ({ nodeId: this.#config.tags[i]!.nodeId, attributeId: AttributeIds.Value })),
+            monitoringParameters(t),
+            TimestampsToReturn.Both,
+          ),
+          failed,
+          signal,
+          'subscribe',
+          c.endpoint,
+        );
+        group.monitoredItems.forEach((item, k) => {
+          const index = chunk[k]!;
+          byHandle.set(item.monitoringParameters.clientHandle, index);
+          const status = item.statusCode;
+          if (status && status.value !== 0) {
+            const reason = status.name;
+            this.countError('monitored-item', new Error(`${this.#config.tags[index]!.name}: ${reason}`), {
+              key: this.#config.tags[index]!.name,
+            });
+            this.#bad(index, reason, timeMs, failures);
+          } else {
+            this.#monitoredItems++;
+          }
+        });
+      }
+    }
+    this.emit(failures);
+    return subscription;
+  }
+
+  #onNotification(message: NotificationMessage, byHandle: Map<number, number>): void {
+    const batch: Reading[] = [];
+    for (const data of message.notificationData ?? []) {
+      if (data?.schema.name !== 'DataChangeNotification') continue;
+      for (const item of (data as DataChangeNotification).monitoredItems ?? []) {
+        const index = byHandle.get(item.clientHandle);
+        if (index === undefined) continue;
+        this.#notifications++;
+        this.#push(index, item.value, batch);
+      }
+    }
+    this.emit(batch);
+  }
+
+  async #pollLoop(
+    session: ClientSession,
+    group: PollGroup,
+    signal: AbortSignal,
+    fail: (reason: string, message: string) => void,
+  ): Promise<void> {
+    const tags = this.#config.tags;
+    const nodes = group.tags.map((i) => ({ nodeId: tags[i]!.nodeId, attributeId: AttributeIds.Value }));
+    let due = this.now();
+    while (!signal.aborted) {
+      const batch: Reading[] = [];
+      try {
+        for (let start = 0; start < nodes.length; start += opcuaNodesPerReadMax) {
+          const values = await session.read(nodes.slice(start, start + opcuaNodesPerReadMax), 0);
+          if (signal.aborted) return;
+          this.#reads++;
+          values.forEach((dv, k) => {
+            this.#push(group.tags[start + k]!, dv, batch);
+          });
+        }
+        this.emit(batch);
+      } catch (err) {
+        if (signal.aborted) return;
+        // A Read that fails as a whole means the session is unusable: reconnect.
+        fail('read', `read failed: ${errorMessage(err)}`);
+        return;
+      }
+      due += group.intervalMs;
+      const now = this.now();
+      if (due <= now) due = now + group.intervalMs - ((now - due) % group.intervalMs);
+      if (!(await sleep(due - now, signal))) return;
+    }
+  }
+
+  #push(index: number, dv: DataValue, batch: Reading[]): void {
+    const status = dv.statusCode;
+    const quality = qualityOf(status.value);
+    const timeMs = dv.sourceTimestamp?.getTime() ?? dv.serverTimestamp?.getTime() ?? this.now();
+    if (quality === 'bad') {
+      this.#bad(index, status.name, timeMs, batch);
+      return;
+    }
+    const converted = convertVariant(dv.value);
+    if (typeof converted === 'object' && converted !== null) {
+      this.#bad(index, converted.problem, timeMs, batch);
+      return;
+    }
+    this.#lastBad[index] = null;
+    const reading: Reading = {
+      device: this.device,
+      tag: this.#config.tags[index]!.name,
+      value: converted,
+      quality,
+      sourceTimeMs: timeMs,
+    };
+    if (quality !== 'good') reading.reason = status.name;
+    batch.push(reading);
+  }
+
+  #bad(index: number, reason: string, timeMs: number, batch: Reading[]): void {
+    if (this.#lastBad[index] === reason) return;
+    this.#lastBad[index] = reason;
+    batch.push({
+      device: this.device,
+      tag: this.#config.tags[index]!.name,
+      value: null,
+      quality: 'bad',
+      sourceTimeMs: timeMs,
+      reason,
+    });
+  }
+
+  #markAllBad(reason: string): void {
+    const batch: Reading[] = [];
+    const now = this.now();
+    for (let i = 0; i < this.#config.tags.length; i++) this.#bad(i, reason, now, batch);
+    this.emit(batch);
+  }
+}
+
+function monitoringParameters(t: OpcuaTag) {
+  const params: {
+    samplingInterval: number;
+    queueSize: number;
+    discardOldest: boolean;
+    filter?: DataChangeFilter;
+  } = { samplingInterval: t.samplingIntervalMs, queueSize: t.queueSize, discardOldest: true };
+  if (t.deadband) {
+    params.filter = new DataChangeFilter({
+      trigger: DataChangeTrigger.StatusValue,
+      deadbandType: t.deadband.type === 'absolute' ? DeadbandType.Absolute : DeadbandType.Percent,
+      deadbandValue: t.deadband.value,
+    });
+  }
+  return params;
+}
+
+/** Severity bits of a status code (OPC UA Part 4, 7.39): 00 good, 01 uncertain, 1x bad. */
+export function qualityOf(statusCode: number): Quality {
+  const severity = statusCode >>> 30;
+  return severity === 0 ? 'good' : severity === 1 ? 'uncertain' : 'bad';
+}
+
+/** A variant's value as a reading value, or why it cannot be one. */
+export function convertVariant(v: Variant | null | undefined): ReadingValue | { problem: string } {
+  if (!v || v.dataType === DataType.Null) return null;
+  if (v.arrayType !== VariantArrayType.Scalar) {
+    const items = Array.from(v.value as ArrayLike<unknown>, (x) => scalar(v.dataType, x));
+    const text = JSON.stringify(items);
+    return text.length > valueCharsMax
+      ? { problem: `array value longer than ${valueCharsMax} characters` }
+      : text;
+  }
+  return scalar(v.dataType, v.value);
+}
+
+function scalar(type: DataType, x: unknown): ReadingValue {
+  if (x === null || x === undefined) return null;
+  switch (type) {
+    case DataType.Boolean:
+      return Boolean(x);
+    case DataType.SByte:
+    case DataType.Byte:
+    case DataType.Int16:
+    case DataType.UInt16:
+    case DataType.Int32:
+    case DataType.UInt32:
+    case DataType.Float:
+    case DataType.Double:
+      return x as number;
+    case DataType.Int64:
+    case DataType.UInt64: {
+      // node-opcua gives [high, low] 32-bit words.
+      const [hi, lo] = x as [number, number];
+      const high = type === DataType.Int64 ? hi | 0 : hi >>> 0;
+      return high * 2 ** 32 + (lo >>> 0);
+    }
+    case DataType.DateTime:
+      return (x as Date).toISOString();
+    case DataType.LocalizedText:
+      return (x as { text?: string | null }).text ?? '';
+    case DataType.QualifiedName:
+      return (x as { name?: string | null }).name ?? '';
+    case DataType.ByteString:
+      return (x as Buffer).toString('base64');
+    case DataType.StatusCode:
+      return (x as { name: string }).name;
+    default: {
+      const text = typeof x === 'string' ? x : String(x);
+      return text.length > valueCharsMax ? text.slice(0, valueCharsMax) : text;
+    }
+  }
+}
+
+function pemToDer(pem: string): Buffer {
+  const m = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem);
+  if (!m) throw new Error('no PEM certificate found');
+  return Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64');
+}
+
+/** Awaits `work` unless the connection fails or the driver stops first (then resolves undefined). */
+async function race<T>(
+  work: Promise<T>,
+  failed: Promise<never>,
+  signal: AbortSignal,
+  reason: string,
+  endpoint: string,
+): Promise<T> {
+  work.catch(() => {});
+  try {
+    const r = await Promise.race([work, failed, aborted(signal).then(() => undefined)]);
+    return r as T;
+  } catch (err) {
+    if (err instanceof DriverError) throw err;
+    throw new DriverError(reason, `${endpoint}: ${errorMessage(err)}`);
+  }
+}
+
+async function closeQuietly(step: () => Promise<unknown> | undefined): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const p = step();
+    if (!p) return;
+    p.catch(() => {});
+    await Promise.race([
+      p,
+      new Promise((r) => {
+        timer = setTimeout(r, closeStepMs);
+      }),
+    ]);
+  } catch {
+    // Closing what is already broken fails; that is fine.
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function createOpcuaDriver(device: OpcuaDevice, ctx: DriverContext): OpcuaDriver {
+  return new OpcuaDriver(device, ctx);
+}

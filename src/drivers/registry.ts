@@ -1,0 +1,34 @@
+/**
+ * The driver registry: one line per protocol (Telegraf's plugins/inputs/registry.go is the model).
+ * Adding a protocol: a folder src/drivers/<proto>/ with schema.ts (one line in schemas.ts) and a
+ * driver factory (one line here). See docs/drivers.md.
+ *
+ * @example
+ *   const drivers = config.devices.filter((d) => d.enabled).map((d) => createDriver(d, ctx));
+ *   await Promise.all(drivers.map((d) => d.start()));
+ */
+import type { DeviceConfig } from '../config/index.ts';
+import { createModbusDriver } from './modbus/driver.ts';
+import { createMqttDriver } from './mqtt/driver.ts';
+import { createOpcuaDriver } from './opcua/driver.ts';
+import type { Driver, DriverContext, DriverFactory } from './types.ts';
+
+type Protocol = DeviceConfig['protocol'];
+type DeviceOf<P extends Protocol> = Extract<DeviceConfig, { protocol: P }>;
+
+export const drivers: { [P in Protocol]: DriverFactory<DeviceOf<P>> } = {
+  opcua: createOpcuaDriver,
+  modbus: createModbusDriver,
+  mqtt: createMqttDriver,
+};
+
+/**
+ * Builds the driver of a validated device map. Validates what the schema cannot (e.g. a Modbus tag
+ * larger than one request) and throws a RangeError naming the device; opens nothing.
+ */
+export function createDriver(device: DeviceConfig, ctx: DriverContext): Driver {
+  const factory = drivers[device.protocol] as DriverFactory<DeviceConfig>;
+  return factory(device, ctx);
+}
+
+export const protocols = Object.keys(drivers) as Protocol[];
