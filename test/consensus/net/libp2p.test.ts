@@ -205,6 +205,33 @@ describe('libp2p transport over TCP', () => {
     await eventually(() => m1.peers().find((p) => p.memberId === 'member-2')!.inboundOpen, 'member-2 back');
   });
 
+  it('detects a validator that goes silent, drops the connection and redials it', async () => {
+    const { alliance } = await fixture(2);
+    const limits = { ...testLimits, keepaliveIntervalMs: 100, silenceTimeoutMs: 300 };
+    // member-2 is a bare node at its genesis address: it accepts member-1's message stream and
+    // then never answers, as a hung process or a dead host behind a live TCP connection would.
+    const identity = await loadValidatorIdentity(alliance.keyFiles.get('member-2')!);
+    const silent = await createLibp2p({
+      privateKey: identity.privateKey,
+      addresses: { listen: alliance.genesis.byMemberId('member-2')!.addrs },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+    });
+    cleanups.push(() => silent.stop());
+    let streams = 0;
+    await silent.handle(protocolIds(alliance.genesis).msg, () => {
+      streams++;
+    });
+    const m1 = await started(alliance, 'member-1', limits);
+    await eventually(() => m1.metrics().peers['member-2']!.drops.silent >= 1, 'silence detected');
+    const status = m1.peers()[0]!;
+    expect(status.lastDrop).toMatchObject({ reason: 'silent' });
+    expect(status.state).not.toBe('quarantined');
+    // Not a misbehaviour: member-1 keeps redialling at once.
+    await eventually(() => streams >= 2, 'redialled');
+  });
+
   it('reportMisbehaviour drops and quarantines a peer, which reconnects when the quarantine ends', async () => {
     const { alliance } = await fixture();
     const ts = await mesh(alliance);
