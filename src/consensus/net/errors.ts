@@ -24,13 +24,15 @@ export class TransportLimitsError extends RangeError {
 }
 
 /**
- * Why a request failed. Local: 'timeout', 'unavailable' (no connection could be opened, or the
- * peer is quarantined), 'too-many-requests' (we already have the maximum in flight to that peer),
- * 'stopped', 'protocol' (the answer was malformed or too large: the peer is dropped).
- * Remote, as answered by the peer: 'busy', 'no-handler', 'handler-failed', 'response-too-large'.
+ * Why a request failed. Local: 'timeout', 'aborted' (the caller's signal), 'unavailable' (no
+ * connection could be opened, or the peer is quarantined), 'too-many-requests' (we already have the
+ * maximum in flight to that peer), 'stopped', 'protocol' (the answer was malformed or too large:
+ * the peer is dropped). Remote, as answered by the peer: 'busy', 'no-handler', 'handler-failed',
+ * 'response-too-large'.
  */
 export const requestFailures = [
   'timeout',
+  'aborted',
   'unavailable',
   'too-many-requests',
   'stopped',

@@ -60,6 +60,7 @@ import {
 import type { ValidatorIdentity } from './identity.ts';
 import { type TransportLimits, transportLimits } from './limits.ts';
 import { Dispatcher, messageCost, OutboundQueue } from './queues.ts';
+import { deadline, raceAbort } from './signals.ts';
 import {
   type MemberId,
   type MessageHandler,
@@ -154,20 +155,6 @@ class Link {
   quarantined(now = Date.now()): boolean {
     return this.quarantinedUntilMs > now;
   }
-}
-
-/** An AbortSignal that fires after `ms` or with `parent`, and a way to release its timer early. */
-function deadline(
-  ms: number,
-  ...parents: (AbortSignal | undefined)[]
-): { signal: AbortSignal; clear(): void } {
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new RequestError('timeout', `no answer within ${ms} ms`)),
-    ms,
-  );
-  const signal = AbortSignal.any([controller.signal, ...parents.filter((p) => p !== undefined)]);
-  return { signal, clear: () => clearTimeout(timer) };
 }
 
 function chunksOf(data: StreamMessageEvent['data']): Iterable<Uint8Array> {
@@ -406,7 +393,8 @@ export class Libp2pTransport implements Transport {
       this.limits.responseBytesMax,
     );
     const timeoutMs = options.timeoutMs ?? this.limits.requestTimeoutMs;
-    const { signal, clear } = deadline(timeoutMs, this.#stop.signal, options.signal);
+    const timeout = deadline(timeoutMs, this.#stop.signal, options.signal);
+    const { signal } = timeout;
     link.requestsOutInFlight++;
     link.metrics.requestsOut++;
     let stream: Stream | undefined;
@@ -431,23 +419,21 @@ export class Libp2pTransport implements Transport {
     } catch (err) {
       link.metrics.requestsOutFailed++;
       stream?.abort(err instanceof Error ? err : new Error(String(err)));
-      throw this.#requestFailure(link, err, signal);
+      const interrupted = timeout.expired() ? 'timeout' : options.signal?.aborted ? 'aborted' : undefined;
+      throw this.#requestFailure(link, err, interrupted);
     } finally {
-      clear();
+      timeout.clear();
       link.requestsOutInFlight--;
     }
   }
 
-  #requestFailure(link: Link, err: unknown, signal: AbortSignal): RequestError {
+  #requestFailure(link: Link, err: unknown, interrupted: 'timeout' | 'aborted' | undefined): RequestError {
     if (err instanceof RequestError) return err;
     if (this.#stop.signal.aborted)
       return new RequestError('stopped', 'the transport stopped', { cause: err });
-    if (signal.aborted) {
-      const reason = signal.reason;
-      return reason instanceof RequestError
-        ? reason
-        : new RequestError('timeout', 'aborted', { cause: reason });
-    }
+    if (interrupted === 'timeout')
+      return new RequestError('timeout', 'no complete answer in time', { cause: err });
+    if (interrupted === 'aborted') return new RequestError('aborted', 'the caller aborted', { cause: err });
     if (err instanceof InvalidDataLengthError) {
       this.#drop(link, 'oversize', 'sent a response larger than it was allowed');
       return new RequestError('protocol', 'the response exceeded maxResponseBytes', { cause: err });
@@ -468,9 +454,12 @@ export class Libp2pTransport implements Transport {
     if (!link) return;
     link.metrics.requestsIn++;
     const lp = lpStream(stream, { maxDataLength: this.limits.requestBytesMax + 4 });
-    const { signal, clear } = deadline(this.limits.requestTimeoutMs, this.#stop.signal);
-    const onClose = () => clear();
+    // Everything below ends at the deadline, at stop, or as soon as the requester hangs up.
+    const timeout = deadline(this.limits.requestTimeoutMs, this.#stop.signal);
+    const hangUp = new AbortController();
+    const onClose = () => hangUp.abort(new Error('the requester closed the stream'));
     stream.addEventListener('close', onClose, { once: true });
+    const signal = AbortSignal.any([timeout.signal, hangUp.signal]);
     const busy = link.requestsInInFlight >= this.limits.requestsInFlightPerPeerMax;
     if (!busy) link.requestsInInFlight++;
     try {
@@ -481,14 +470,15 @@ export class Libp2pTransport implements Transport {
         const frame = await lp.read({ signal });
         const { maxResponseBytes, request } = decodeRequest(frame.subarray());
         const limit = Math.min(maxResponseBytes, this.limits.responseBytesMax);
-        const answer = await this.#answer(link, request, limit, stream, signal);
+        // Raced, so a handler that ignores its signal cannot hold a request slot past the end.
+        const answer = await raceAbort(this.#answer(link, request, limit, signal), signal);
         await lp.write(encodeResponse(answer), { signal });
       }
       await stream.close({ signal });
     } catch (err) {
-      if (err instanceof InvalidDataLengthError)
+      if (err instanceof InvalidDataLengthError) {
         this.#drop(link, 'oversize', 'sent a request above requestBytesMax');
-      else if (
+      } else if (
         err instanceof FrameError ||
         err instanceof InvalidMessageLengthError ||
         err instanceof InvalidDataLengthLengthError
@@ -499,7 +489,7 @@ export class Libp2pTransport implements Transport {
     } finally {
       if (!busy) link.requestsInInFlight--;
       stream.removeEventListener('close', onClose);
-      clear();
+      timeout.clear();
     }
   }
 
@@ -507,28 +497,17 @@ export class Libp2pTransport implements Transport {
     link: Link,
     request: Uint8Array,
     maxResponseBytes: number,
-    stream: Stream,
-    deadlineSignal: AbortSignal,
+    signal: AbortSignal,
   ): Promise<Uint8Array | RemoteRequestFailure> {
     const handler = this.#requestHandler;
     if (!handler) return 'no-handler';
-    // The handler's signal also fires when the requester hangs up.
-    const hangUp = new AbortController();
-    const onClose = () => hangUp.abort(new Error('requester closed the stream'));
-    stream.addEventListener('close', onClose, { once: true });
     try {
-      const answer = await handler(request, {
-        from: link.memberId,
-        maxResponseBytes,
-        signal: AbortSignal.any([deadlineSignal, hangUp.signal]),
-      });
+      const answer = await handler(request, { from: link.memberId, maxResponseBytes, signal });
       return answer.byteLength > maxResponseBytes ? 'response-too-large' : answer;
     } catch (err) {
-      if (deadlineSignal.aborted) throw err;
+      if (signal.aborted) throw err;
       this.#log.warn('request handler failed', { from: link.memberId, error: errorText(err) });
       return 'handler-failed';
-    } finally {
-      stream.removeEventListener('close', onClose);
     }
   }
 

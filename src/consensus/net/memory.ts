@@ -25,6 +25,7 @@ import type { Genesis } from '../genesis.ts';
 import { MessageTooLargeError, NotAPeerError, RequestError, TransportStoppedError } from './errors.ts';
 import { type TransportLimits, transportLimits } from './limits.ts';
 import { Dispatcher, messageCost, OutboundQueue } from './queues.ts';
+import { deadline, raceAbort } from './signals.ts';
 import {
   type MemberId,
   type MessageHandler,
@@ -274,33 +275,30 @@ export class MemoryTransport implements Transport {
         options.maxResponseBytes ?? limits.responseBytesMax,
         limits.responseBytesMax,
       );
-      const timeoutMs = options.timeoutMs ?? limits.requestTimeoutMs;
-      const timeout = new AbortController();
-      const timer = setTimeout(
-        () => timeout.abort(new RequestError('timeout', `no answer within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      const signal = AbortSignal.any([
-        timeout.signal,
+      const timeout = deadline(
+        options.timeoutMs ?? limits.requestTimeoutMs,
         this.#stop.signal,
-        ...(options.signal ? [options.signal] : []),
-      ]);
+        options.signal,
+      );
       try {
         const answer = await raceAbort(
-          remote.answer(this.self, request.slice(), maxResponseBytes, signal),
-          signal,
+          remote.answer(this.self, request.slice(), maxResponseBytes, timeout.signal),
+          timeout.signal,
         );
         if (typeof answer === 'string') throw new RequestError(answer, `${to} answered ${answer}`);
         return answer;
+      } catch (err) {
+        if (err instanceof RequestError) throw err;
+        if (this.#stop.signal.aborted)
+          throw new RequestError('stopped', 'the transport stopped', { cause: err });
+        if (timeout.expired()) throw new RequestError('timeout', 'no answer in time', { cause: err });
+        throw new RequestError('aborted', 'the caller aborted', { cause: err });
       } finally {
-        clearTimeout(timer);
+        timeout.clear();
       }
     } catch (err) {
       metrics.requestsOutFailed++;
-      if (err instanceof RequestError) throw err;
-      if (this.#stop.signal.aborted)
-        throw new RequestError('stopped', 'the transport stopped', { cause: err });
-      throw new RequestError('timeout', 'aborted', { cause: err });
+      throw err;
     }
   }
 
@@ -407,22 +405,4 @@ export class MemoryTransport implements Transport {
       );
     }
   }
-}
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }

@@ -321,6 +321,7 @@ describe('libp2p transport over TCP', () => {
       if (kind === 'blocks 10..12') return new Uint8Array(maxResponseBytes).fill(from.length);
       if (kind === 'too big') return new Uint8Array(maxResponseBytes + 1);
       if (kind === 'fail') throw new Error('no such block');
+      if (kind === 'ignore') return new Promise<Uint8Array>(() => {}); // never answers, ignores its signal
       // 'hang': never answers; the requester's timeout must reach us as an abort.
       signal.addEventListener('abort', () => aborted.resolve(), { once: true });
       return new Promise<Uint8Array>(() => {});
@@ -338,16 +339,31 @@ describe('libp2p transport over TCP', () => {
     await expect(hang).rejects.toMatchObject({ reason: 'timeout' });
     expect(Date.now() - t0).toBeLessThan(2_000);
     await aborted.promise;
+    // Handlers that ignore their signal do not keep request slots: more of them than the per-peer
+    // limit, one after the other, all time out rather than meet 'busy'.
+    const slots = a!.limits.requestsInFlightPerPeerMax;
+    for (let i = 0; i <= slots; i++) {
+      await expect(a!.request('member-2', utf8('ignore'), { timeoutMs: 100 })).rejects.toMatchObject({
+        reason: 'timeout',
+      });
+    }
+    await eventually(() => b!.peers()[0]!.metrics.requestsIn === 4 + slots + 1, 'all requests seen');
+    expect(b!.peers()[0]!.metrics.requestsInRefused).toBe(0);
     // The connection survived all of it and still carries messages.
     const inbox = collector();
     b!.onMessage(inbox.handler);
     a!.send('member-2', utf8('still here'));
     await inbox.until(1);
     expect(a!.metrics().peers['member-2']).toMatchObject({
-      requestsOut: 4,
-      requestsOutFailed: 3,
+      requestsOut: 5 + slots,
+      requestsOutFailed: 4 + slots,
       connects: 1,
     });
+    // The caller's own signal is reported as 'aborted', not as a timeout.
+    const controller = new AbortController();
+    const cancelled = a!.request('member-2', utf8('hang'), { signal: controller.signal });
+    controller.abort();
+    await expect(cancelled).rejects.toMatchObject({ reason: 'aborted' });
   });
 
   it('stop() closes every socket and timer', async () => {
