@@ -213,7 +213,9 @@ describe.skipIf(!hasMbpoll)('mbpoll (independent C client)', () => {
     if (zones.kind !== 'oven') throw new Error('OVEN1 is not an oven');
     const got = floats(stdout);
     expect(got.map(([ref]) => ref)).toEqual([0, 2, 4]);
-    got.forEach(([, v], i) => expect(v).toBeCloseTo(zones.zoneTempsC[i]!, 2));
+    got.forEach(([, v], i) => {
+      expect(v).toBeCloseTo(zones.zoneTempsC[i]!, 2);
+    });
   });
 
   it('reads the press part counter (uint32 ABCD = mbpoll -B) over RTU', async () => {

@@ -2,7 +2,7 @@
  * The MQTT broker and sensors over real sockets, received by mqtt.js. Payloads are checked against
  * the ground truth with a validator written here, the way a gateway would classify them.
  */
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GroundTruthRecord, MalformedReason } from '../../simulators/ground-truth.ts';
 import { type MqttSensors, startMqttSensors } from '../../simulators/mqtt-sensors.ts';
