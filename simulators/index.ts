@@ -120,7 +120,8 @@ export async function startSimulators(options: SimulatorsOptions = {}): Promise<
       clock?.stop();
       // Each close is independent: one failing must not leave the others running.
       const results = await Promise.allSettled([opcua?.stop(), modbus?.stop(), mqtt?.close()]);
-      await pty?.close();
+      // The PLC has closed its end of the serial line; now socat can go.
+      results.push(...(await Promise.allSettled([pty?.close()])));
       engine.close();
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
@@ -162,12 +163,7 @@ export async function startSimulators(options: SimulatorsOptions = {}): Promise<
     setModbusUnitFault: (unitId, fault) => need(modbus, 'Modbus').setUnitFault(unitId, fault),
     stopModbusTcp: () => need(modbus, 'Modbus').stopTcp(),
     startModbusTcp: () => need(modbus, 'Modbus').startTcp(),
-    restartModbusTcp: async (o) => {
-      const plc = need(modbus, 'Modbus');
-      await plc.stopTcp();
-      if (o?.downMs) await new Promise((r) => setTimeout(r, o.downMs));
-      await plc.startTcp();
-    },
+    restartModbusTcp: (o) => need(modbus, 'Modbus').restartTcp(o),
     stopModbusRtu: () => need(modbus, 'Modbus').stopRtu(),
     startModbusRtu: () => need(modbus, 'Modbus').startRtu(),
     dropMqttConnections: () => need(mqtt, 'MQTT').dropConnections(),

@@ -21,6 +21,7 @@
 
 import { once } from 'node:events';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SerialPort } from 'serialport';
 import { encodeStatus, OVEN_MAP, PRESS_MAP, type UnitMap } from './modbus-maps.ts';
 import {
@@ -175,6 +176,13 @@ export class ModbusPlc {
     await closed;
   }
 
+  /** stopTcp(), wait `downMs`, startTcp() on the same port. */
+  async restartTcp(options: { downMs?: number } = {}): Promise<void> {
+    await this.stopTcp();
+    if (options.downMs) await sleep(options.downMs);
+    await this.startTcp();
+  }
+
   async startRtu(): Promise<void> {
     const o = this.rtuOptions;
     if (!o) throw new Error('this PLC has no RTU line configured');
@@ -209,7 +217,7 @@ export class ModbusPlc {
   }
 
   /** The response PDU for a request to a unit, or null when nothing must be sent. */
-  respond(unitId: number, pdu: Buffer): Buffer | null {
+  private respond(unitId: number, pdu: Buffer): Buffer | null {
     const unit = this.units.find((u) => u.unitId === unitId);
     const fault = this.faults.get(unitId);
     // Unknown units stay silent: on a bus nobody else answers for them, and a TCP client gets the same

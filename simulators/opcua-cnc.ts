@@ -1,6 +1,7 @@
 /**
  * An OPC UA server exposing the engine's CNC turning centres, one object per machine, all in one
- * server (one endpoint to configure; start the function twice for one server per machine).
+ * server (one endpoint to configure). For one server per machine, start one per machine with
+ * `machines: ['CNC1']` and so on.
  *
  * Address space (namespace index 1, URI `urn:masbc-edge:simulators:opcua-cnc`, string NodeIds that
  * never change; full list in docs/simulators.md):
@@ -238,9 +239,15 @@ export class OpcuaCnc {
         operationLimits: OPCUA_OPERATION_LIMITS,
       },
     });
-    await server.initialize();
-    this.build(server);
-    await server.start();
+    try {
+      await server.initialize();
+      this.build(server);
+      await server.start();
+    } catch (err) {
+      this.vars.clear();
+      await server.shutdown(0);
+      throw err;
+    }
     this.portValue = server.endpoints[0]!.port;
     this.server = server;
     this.unsubscribe = [

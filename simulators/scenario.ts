@@ -479,7 +479,7 @@ export class Scenario {
     this.groundTruth.close();
   }
 
-  // ---- used by the actors -------------------------------------------------------------------------
+  // ---- For the actors of this module only (machines and sensors), not for simulators or tests ------
 
   emit(record: NewRecord): void {
     const full = this.groundTruth.append(record);
