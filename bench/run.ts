@@ -5,11 +5,13 @@
  */
 import { benchCrypto } from './crypto.ts';
 import { type Figure, formatFigures, machine } from './lib.ts';
+import { benchNet } from './net.ts';
 import { benchOutbox } from './outbox.ts';
 
 const suites: Record<string, { title: string; run: () => Promise<Figure[]> }> = {
   crypto: { title: 'Event signing and verification (one core)', run: () => benchCrypto() },
   outbox: { title: 'Outbox append (sign + SQLite insert)', run: () => benchOutbox() },
+  net: { title: 'libp2p transport between two validators (tcp + noise + yamux, loopback)', run: () => benchNet() },
 };
 
 const wanted = process.argv.slice(2);
