@@ -80,7 +80,10 @@ export class ModbusPlc {
   private readonly rtuOptions: { path: string; baudRate: number; silenceMs: number } | null;
   private serial: SerialPort | null = null;
   private silenceTimer: NodeJS.Timeout | null = null;
-  /** Requests answered, and requests left unanswered because their unit was silent or unknown. */
+  /**
+   * Requests answered (data or exception); requests left unanswered (unit silent or unknown); TCP
+   * connections closed for a bad MBAP header; TCP connections refused over the connection limit.
+   */
   readonly stats = { answered: 0, unanswered: 0, framingErrors: 0, refusedConnections: 0 };
   private rtuFramer = new RtuFramer();
 

@@ -24,19 +24,14 @@
  *   await mqtt.stop();
  */
 
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Aedes } from 'aedes';
+import { type Credentials, credentialsMatch } from './credentials.ts';
 import type { GroundTruthRecord, MalformedMessage, MaterialConsumed, SensorSample } from './ground-truth.ts';
 import type { Scenario } from './scenario.ts';
 import { SCANNER_ID } from './scenario.ts';
-
-export interface MqttUser {
-  username: string;
-  password: string;
-}
 
 export interface MqttSensorsOptions {
   engine: Scenario;
@@ -48,7 +43,7 @@ export interface MqttSensorsOptions {
   /** QoS of the devices' publications. Default 1. */
   qos?: 0 | 1;
   /** When given, clients must authenticate with one of these; otherwise anonymous clients are accepted. */
-  users?: readonly MqttUser[];
+  users?: readonly Credentials[];
   /** Messages held while the broker is down. Default 10 000 (drop-oldest beyond). */
   queueMax?: number;
 }
@@ -67,7 +62,7 @@ export class MqttSensors {
   private readonly host: string;
   private portValue: number;
   private readonly qos: 0 | 1;
-  private readonly users: readonly MqttUser[] | null;
+  private readonly users: readonly Credentials[] | null;
   private readonly queueMax: number;
   private readonly queue: Outgoing[] = [];
   private broker: Aedes | null = null;
@@ -122,12 +117,13 @@ export class MqttSensors {
   async start(): Promise<void> {
     if (this.server) return;
     const broker = await Aedes.createBroker();
-    if (this.users) {
+    const users = this.users;
+    if (users) {
       broker.authenticate = (_client, username, password, done) => {
-        const ok = this.checkUser(username ?? '', password?.toString('utf8') ?? '');
-        if (ok) return done(null, true);
-        const err = Object.assign(new Error('bad user name or password'), { returnCode: 4 });
-        done(err, false);
+        if (credentialsMatch(users, username ?? '', password?.toString('utf8') ?? ''))
+          return done(null, true);
+        // CONNACK return code 4: bad user name or password.
+        done(Object.assign(new Error('bad user name or password'), { returnCode: 4 }), false);
       };
     }
     const server = net.createServer((sock) => {
@@ -177,18 +173,6 @@ export class MqttSensors {
   async close(): Promise<void> {
     this.unsubscribe();
     await this.stop();
-  }
-
-  private checkUser(username: string, password: string): boolean {
-    const digest = (s: string) => createHash('sha256').update(s).digest();
-    let ok = false;
-    for (const u of this.users ?? []) {
-      ok =
-        (timingSafeEqual(digest(u.username), digest(username)) &&
-          timingSafeEqual(digest(u.password), digest(password))) ||
-        ok;
-    }
-    return ok;
   }
 
   private onRecord(r: GroundTruthRecord): void {

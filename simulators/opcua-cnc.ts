@@ -33,7 +33,6 @@
  *   await cnc.stop();
  */
 
-import { createHash, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -50,15 +49,11 @@ import {
   type UAVariable,
   Variant,
 } from 'node-opcua';
+import { type Credentials, credentialsMatch } from './credentials.ts';
 import type { CncStatus, GroundTruthRecord, Scenario } from './scenario.ts';
 import { CNC_PRODUCT } from './scenario.ts';
 
 export const OPCUA_NAMESPACE_URI = 'urn:masbc-edge:simulators:opcua-cnc';
-
-export interface OpcuaUser {
-  username: string;
-  password: string;
-}
 
 export interface OpcuaCncOptions {
   engine: Scenario;
@@ -71,7 +66,7 @@ export interface OpcuaCncOptions {
   /** Folder for the server's certificate stores. Default data/simulators/opcua-pki (relative to cwd). */
   pkiDir?: string;
   /** Accepted user name/password pairs. Default none. */
-  users?: readonly OpcuaUser[];
+  users?: readonly Credentials[];
   /** Default true. */
   allowAnonymous?: boolean;
 }
@@ -173,7 +168,7 @@ export class OpcuaCnc {
   private readonly hostname: string;
   private portValue: number;
   private readonly pkiDir: string;
-  private readonly users: readonly OpcuaUser[];
+  private readonly users: readonly Credentials[];
   private readonly allowAnonymous: boolean;
   private server: OPCUAServer | null = null;
   private vars = new Map<string, UAVariable>();
@@ -228,7 +223,7 @@ export class OpcuaCnc {
       securityPolicies: [SecurityPolicy.None, SecurityPolicy.Basic256Sha256],
       allowAnonymous: this.allowAnonymous,
       userManager: {
-        isValidUser: (username: string, password: string) => this.checkUser(username, password),
+        isValidUser: (username: string, password: string) => credentialsMatch(this.users, username, password),
       },
       maxConnectionsPerEndpoint: OPCUA_CONNECTIONS_MAX,
       // Sampling rate 0 lets monitored items with samplingInterval 0 see every change (else 50 ms).
@@ -272,19 +267,6 @@ export class OpcuaCnc {
     await this.stop();
     if (options.downMs) await sleep(options.downMs);
     await this.start();
-  }
-
-  private checkUser(username: string, password: string): boolean {
-    const digest = (s: string) => createHash('sha256').update(s).digest();
-    let ok = false;
-    // Compare every entry in constant time so timing does not reveal which user names exist.
-    for (const u of this.users) {
-      const match =
-        timingSafeEqual(digest(u.username), digest(username)) &&
-        timingSafeEqual(digest(u.password), digest(password));
-      ok = ok || match;
-    }
-    return ok;
   }
 
   private build(server: OPCUAServer): void {
