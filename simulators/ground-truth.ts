@@ -130,6 +130,20 @@ export type GroundTruthRecord =
 
 export type RecordKind = GroundTruthRecord['kind'];
 
+export const RECORD_KINDS: readonly RecordKind[] = [
+  'state_changed',
+  'lot_started',
+  'lot_finished',
+  'step_started',
+  'part_completed',
+  'alarm',
+  'material_consumed',
+  'sensor_sample',
+  'malformed_message',
+];
+
+export const MALFORMED_REASONS: readonly MalformedReason[] = ['invalid_json', 'wrong_type', 'missing_field'];
+
 /** A record as the engine creates it, before the log numbers it. */
 export type NewRecord = GroundTruthRecord extends infer R ? (R extends Base ? Omit<R, 'seq'> : never) : never;
 

@@ -28,9 +28,11 @@
 import {
   GroundTruthLog,
   type GroundTruthRecord,
+  MALFORMED_REASONS,
   type MachineState,
   type MalformedReason,
   type NewRecord,
+  RECORD_KINDS,
   type RecordKind,
 } from './ground-truth.ts';
 import { Rng, streamId, valueNoise } from './random.ts';
@@ -147,8 +149,6 @@ const ALARMS: Record<MachineKind, readonly { code: number; text: string }[]> = {
     { code: 4305, text: 'EXHAUST DAMPER FAULT' },
   ],
 };
-
-const MALFORMED_REASONS: readonly MalformedReason[] = ['invalid_json', 'wrong_type', 'missing_field'];
 
 /** Fractions of a CNC or press cycle: machining ends at 0.9, the rest is unloading/loading. */
 const CNC_FINISH_AT = 0.55;
@@ -349,8 +349,11 @@ export class Scenario {
   private ovenSlotsReserved = 0;
   private readonly ovens: Oven[] = [];
   readonly scannerRng: Rng;
-  private readonly byKind = {} as Record<RecordKind, number>;
-  private readonly malformedByReason = {} as Record<MalformedReason, number>;
+  private readonly byKind = Object.fromEntries(RECORD_KINDS.map((k) => [k, 0])) as Record<RecordKind, number>;
+  private readonly malformedByReason = Object.fromEntries(MALFORMED_REASONS.map((r) => [r, 0])) as Record<
+    MalformedReason,
+    number
+  >;
   private readonly lots = new Map<string, LotCounters>();
   private stepping = false;
 
@@ -483,10 +486,8 @@ export class Scenario {
 
   emit(record: NewRecord): void {
     const full = this.groundTruth.append(record);
-    this.byKind[full.kind] = (this.byKind[full.kind] ?? 0) + 1;
-    if (full.kind === 'malformed_message') {
-      this.malformedByReason[full.reason] = (this.malformedByReason[full.reason] ?? 0) + 1;
-    }
+    this.byKind[full.kind]++;
+    if (full.kind === 'malformed_message') this.malformedByReason[full.reason]++;
     this.trackLot(full);
     for (const l of this.recordListeners) l(full);
   }

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { DataType } from 'node-opcua';
 import { describe, expect, it } from 'vitest';
-import type { MalformedMessage, MalformedReason } from '../../simulators/ground-truth.ts';
+import { MALFORMED_REASONS, type MalformedMessage } from '../../simulators/ground-truth.ts';
 import {
   type BitField,
   fieldWidth,
@@ -108,7 +108,7 @@ describe('docs/simulators.md', () => {
   it('shows every malformed payload verbatim', () => {
     const malformedRows = tableAfter(section('## MQTT'), "(`<ts>` is the record's `atMs`):");
     for (const channel of ['telemetry', 'scan'] as const) {
-      for (const reason of ['invalid_json', 'wrong_type', 'missing_field'] as MalformedReason[]) {
+      for (const reason of MALFORMED_REASONS) {
         const record: MalformedMessage = {
           kind: 'malformed_message',
           seq: 1,
