@@ -96,6 +96,7 @@ export class OpcuaDriver extends DriverBase {
   #monitoredItems = 0;
   #notifications = 0;
   #reads = 0;
+  #stalls = 0;
 
   constructor(device: OpcuaDevice, ctx: DriverContext) {
     super(device.id, 'opcua', ctx, device.connection.reconnectMaxDelayMs);
@@ -128,6 +129,7 @@ export class OpcuaDriver extends DriverBase {
       monitoredItems: this.#monitoredItems,
       notifications: this.#notifications,
       reads: this.#reads,
+      stalls: this.#stalls,
       pollGroups: this.#pollGroups.map((g) => ({ intervalMs: g.intervalMs, tags: g.tags.length })),
     };
   }
@@ -202,11 +204,12 @@ export class OpcuaDriver extends DriverBase {
       connected = true;
       this.markConnected();
       const pollers = this.#pollGroups.map((g) => this.#pollLoop(session!, g, sessionAbort.signal, fail));
+      const watchdog = subscription ? this.#watchdog(subscription, sessionAbort.signal, fail) : null;
       try {
         await Promise.race([failed, aborted(signal)]);
       } finally {
         sessionAbort.abort();
-        await Promise.allSettled(pollers);
+        await Promise.allSettled([...pollers, watchdog]);
       }
     } finally {
       failWith = null;
@@ -293,6 +296,41 @@ export class OpcuaDriver extends DriverBase {
     }
     this.emit(failures);
     return subscription;
+  }
+
+  /**
+   * A subscription answers every publish request within its keep-alive time (data or a keep-alive).
+   * Silence for three keep-alive periods means the connection is dead even if TCP has not noticed
+   * (a pulled cable, a half-open socket, a wedged server): reconnect instead of waiting forever.
+   */
+  async #watchdog(
+    subscription: ClientSubscription,
+    signal: AbortSignal,
+    fail: (reason: string, message: string) => void,
+  ): Promise<void> {
+    // Monotonic time: a wall-clock step (NTP) must not look like silence.
+    let lastMs = performance.now();
+    const touch = () => {
+      lastMs = performance.now();
+    };
+    subscription.on('keepalive', touch);
+    subscription.on('received_notifications', touch);
+    const keepAliveMs =
+      Math.max(subscription.publishingInterval, 1) * Math.max(subscription.maxKeepAliveCount, 1);
+    const limitMs = Math.max(3 * keepAliveMs, this.#config.connection.requestTimeoutMs);
+    const checkMs = Math.max(100, Math.min(1_000, limitMs / 4));
+    try {
+      while (await sleep(checkMs, signal)) {
+        if (performance.now() - lastMs > limitMs) {
+          this.#stalls++;
+          fail('stalled', `${this.#config.connection.endpoint}: no publish response for ${limitMs} ms`);
+          return;
+        }
+      }
+    } finally {
+      subscription.off('keepalive', touch);
+      subscription.off('received_notifications', touch);
+    }
   }
 
   #onNotification(message: NotificationMessage, byHandle: Map<number, number>): void {

@@ -87,3 +87,16 @@ export function testContext(overrides: Partial<DriverContext> = {}): TestContext
     },
   };
 }
+
+import { type DeviceConfig, deviceSchema } from '../../../src/config/device-schema.ts';
+
+/** A device map object through the real schema (defaults applied), narrowed to its protocol. */
+export function deviceMap<P extends DeviceConfig['protocol']>(
+  protocol: P,
+  map: Record<string, unknown>,
+): Extract<DeviceConfig, { protocol: P }> {
+  return deviceSchema.parse({ id: 'dev', station: 'ST-1', ...map, protocol }) as Extract<
+    DeviceConfig,
+    { protocol: P }
+  >;
+}

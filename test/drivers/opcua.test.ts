@@ -1,0 +1,336 @@
+/**
+ * OPC UA driver against the CNC simulator (node-opcua server) over real sockets: subscribe and poll,
+ * status codes to quality, security modes with user name and X.509 user certificates, a server
+ * restart mid-run (readings resume, no duplicate monitored items, no leaked handles), and a stop
+ * while connecting. One server and one client PKI for the whole file (start-up costs ~0.7 s each).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Simulators, startSimulators } from '../../simulators/index.ts';
+import { OpcuaDriver } from '../../src/drivers/opcua/driver.ts';
+import { deviceMap, testContext } from './helpers/context.ts';
+import { startProxy } from './helpers/proxy.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'masbc-opcua-test-'));
+const pkiFolder = join(root, 'client-pki');
+let sims: Simulators;
+let endpoint: string;
+
+beforeAll(async () => {
+  sims = await startSimulators({
+    seed: 11,
+    startMs: Date.UTC(2026, 0, 5, 6),
+    scenario: { cycleTimeMs: 100, downProbability: 0 },
+    opcua: { pkiDir: join(root, 'server-pki'), users: [{ username: 'operator', password: 'op-secret' }] },
+    modbus: false,
+    mqtt: false,
+    dataDir: join(root, 'sim'),
+  });
+  endpoint = sims.endpoints.opcua!;
+});
+
+afterAll(async () => {
+  await sims?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const tags = [
+  { name: 'state', nodeId: 'ns=1;s=CNC1.State' },
+  { name: 'lot', nodeId: 'ns=1;s=CNC1.Job.LotId' },
+  { name: 'count', nodeId: 'ns=1;s=CNC1.Job.PartCount' },
+  { name: 'diameter', nodeId: 'ns=1;s=CNC1.Quality.Diameter' },
+  { name: 'speed', nodeId: 'ns=1;s=CNC1.Spindle.Speed', mode: 'poll', pollIntervalMs: 100 },
+];
+
+function cnc(connection: Record<string, unknown> = {}, extraTags: Record<string, unknown>[] = []) {
+  return deviceMap('opcua', {
+    id: 'cnc1',
+    connection: { endpoint, reconnectMaxDelayMs: 500, requestTimeoutMs: 2_000, ...connection },
+    tags: [...tags, ...extraTags],
+  });
+}
+
+/** Advances the simulation by `ms` of simulated time in small steps, letting I/O run between them. */
+async function advance(ms: number, stepMs = 50): Promise<void> {
+  for (let t = 0; t < ms; t += stepMs) {
+    sims.step(sims.engine.nowMs + stepMs);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe('opcua driver against the CNC simulator', () => {
+  it('subscribes and polls; status codes become quality with the status name as reason', async () => {
+    const t = testContext({ pkiFolder });
+    const driver = new OpcuaDriver(
+      cnc({}, [
+        { name: 'ghost', nodeId: 'ns=1;s=CNC1.NoSuchNode' },
+        { name: 'ghostPolled', nodeId: 'ns=1;s=CNC1.AlsoMissing', mode: 'poll', pollIntervalMs: 100 },
+      ]),
+      t.ctx,
+    );
+    await driver.start();
+    try {
+      await t.waitFor(
+        () => t.latest('state') !== undefined && t.latest('speed') !== undefined,
+        'first values',
+      );
+      expect(t.latest('ghost')).toMatchObject({ quality: 'bad', reason: 'BadNodeIdUnknown', value: null });
+      await t.waitFor(() => t.latest('ghostPolled') !== undefined, 'polled ghost');
+      expect(t.latest('ghostPolled')).toMatchObject({ quality: 'bad', reason: 'BadNodeIdUnknown' });
+      const before = sims.engine.status('CNC1') as { partCount: number };
+      await advance(1_000);
+      const after = sims.engine.status('CNC1') as { partCount: number; lot: string };
+      await t.waitFor(() => t.latest('count')?.value === after.partCount, 'count to follow the engine');
+      expect(after.partCount).not.toBe(before.partCount);
+      expect(t.latest('lot')?.value).toBe(after.lot);
+      // Every part is seen (samplingInterval 0, queue): the count never skips while connected.
+      const counts = t.readings.filter((r) => r.tag === 'count').map((r) => r.value as number);
+      for (let i = 1; i < counts.length; i++) expect([counts[i - 1]! + 1, 0]).toContain(counts[i]);
+      // Source timestamps are the simulator's (simulated time), not the gateway's clock.
+      expect(Math.abs(t.latest('count')!.sourceTimeMs - sims.engine.nowMs)).toBeLessThan(1_000);
+      // Bad readings are emitted when the reason changes, not on every poll.
+      expect(t.readings.filter((r) => r.tag === 'ghostPolled')).toHaveLength(1);
+      const h = driver.health();
+      expect(h).toMatchObject({ state: 'connected', errors: { 'monitored-item': 1 } });
+      expect(h.detail).toMatchObject({ monitoredItems: 4 });
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  });
+
+  const secure = [
+    ['Sign', 'Basic256Sha256'],
+    ['SignAndEncrypt', 'Basic256Sha256'],
+  ] as const;
+  for (const [securityMode, securityPolicy] of secure) {
+    it(`connects with ${securityMode} ${securityPolicy} and a user name`, async () => {
+      const t = testContext({ pkiFolder });
+      const driver = new OpcuaDriver(
+        cnc({
+          securityMode,
+          securityPolicy,
+          auth: { type: 'username', username: 'operator', password: 'op-secret' },
+        }),
+        t.ctx,
+      );
+      await driver.start();
+      try {
+        await t.waitFor(() => t.latest('state')?.quality === 'good', `a reading over ${securityMode}`);
+      } finally {
+        await driver.stop();
+        t.cleanup();
+      }
+    });
+  }
+
+  it('refuses a wrong password: counted, backing off, no readings', async () => {
+    const t = testContext({ pkiFolder });
+    const driver = new OpcuaDriver(
+      cnc({
+        securityMode: 'SignAndEncrypt',
+        securityPolicy: 'Basic256Sha256',
+        auth: { type: 'username', username: 'operator', password: 'wrong' },
+      }),
+      t.ctx,
+    );
+    await driver.start();
+    try {
+      await t.waitFor(() => (driver.health().errors.session ?? 0) >= 1, 'a refused session');
+      expect(driver.health().lastError).toMatch(/BadUserAccessDenied|BadIdentityTokenRejected|access/i);
+      expect(t.readings).toHaveLength(0);
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  });
+
+  it('with serverCertificate trusted-only, refuses a server certificate it does not trust', async () => {
+    const t = testContext({ pkiFolder: join(root, 'strict-pki') });
+    const driver = new OpcuaDriver(
+      cnc({ securityMode: 'Sign', securityPolicy: 'Basic256Sha256', serverCertificate: 'trusted-only' }),
+      t.ctx,
+    );
+    await driver.start();
+    try {
+      await t.waitFor(() => (driver.health().errors.connect ?? 0) >= 1, 'a refused connection');
+      expect(t.readings).toHaveLength(0);
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  });
+
+  it('reconnects after server restarts: readings resume, no duplicate monitored items, no leaked handles', async () => {
+    const t = testContext({ pkiFolder });
+    const driver = new OpcuaDriver(cnc(), t.ctx);
+    await driver.start();
+    try {
+      await t.waitFor(() => t.latest('count')?.quality === 'good', 'first values');
+      await advance(300);
+      const resourcesBefore = process.getActiveResourcesInfo().length;
+      for (let round = 1; round <= 2; round++) {
+        await sims.faults.restartOpcua({ downMs: 200 });
+        await t.waitFor(() => t.latest('count')?.reason === 'disconnected', `bad on disconnect (${round})`);
+        await t.waitFor(
+          () => driver.health().reconnects === round && t.latest('count')?.quality === 'good',
+          'back',
+        );
+        const from = t.readings.length;
+        await advance(1_000);
+        const target = (sims.engine.status('CNC1') as { partCount: number }).partCount;
+        await t.waitFor(() => t.latest('count')?.value === target, 'count after restart');
+        // Each change arrives once: duplicated monitored items would deliver every value twice.
+        const counts = t.readings
+          .slice(from)
+          .filter((r) => r.tag === 'count')
+          .map((r) => r.value);
+        expect(new Set(counts).size).toBe(counts.length);
+        expect(driver.health().detail).toMatchObject({ monitoredItems: 4 });
+      }
+      // Sockets, timers and handles of the old sessions are gone (allow a little slack for timers).
+      expect(process.getActiveResourcesInfo().length).toBeLessThanOrEqual(resourcesBefore + 3);
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  });
+
+  it('detects a connection gone silent (pulled cable) within three keep-alive periods and reconnects', async () => {
+    const proxy = await startProxy(Number(new URL(endpoint.replace('opc.tcp', 'http')).port));
+    const t = testContext({ pkiFolder });
+    // Publishing 100 ms x keep-alive count 10: the server answers at least every second.
+    const driver = new OpcuaDriver(
+      deviceMap('opcua', {
+        connection: {
+          endpoint: `opc.tcp://127.0.0.1:${proxy.port}`,
+          requestTimeoutMs: 1_000,
+          reconnectMaxDelayMs: 500,
+        },
+        tags: tags.filter((tag) => tag.mode !== 'poll'),
+      }),
+      t.ctx,
+    );
+    await driver.start();
+    try {
+      await t.waitFor(() => t.latest('state')?.quality === 'good', 'first values');
+      proxy.freeze();
+      const frozenAt = performance.now();
+      await t.waitFor(() => t.latest('state')?.reason === 'disconnected', 'the stall detected', 10_000);
+      expect(performance.now() - frozenAt).toBeLessThan(5_000);
+      await t.waitFor(
+        () => driver.health().reconnects === 1 && t.latest('state')?.quality === 'good',
+        'back',
+      );
+      const e = driver.health().errors;
+      expect((e.stalled ?? 0) + (e.disconnected ?? 0)).toBeGreaterThanOrEqual(1);
+    } finally {
+      await driver.stop();
+      await proxy.close();
+      t.cleanup();
+    }
+  });
+
+  it('stops promptly while connecting to a server that never answers, leaving no socket open', async () => {
+    const closed: Promise<void>[] = [];
+    const sockets = new Set<Socket>();
+    const silent = createServer((s) => {
+      s.resume(); // read (and ignore) the client's HEL, so its FIN is seen
+      sockets.add(s);
+      closed.push(new Promise((r) => s.on('close', () => r())));
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as { port: number }).port;
+    const t = testContext({ pkiFolder });
+    const driver = new OpcuaDriver(
+      deviceMap('opcua', { connection: { endpoint: `opc.tcp://127.0.0.1:${port}` }, tags: [tags[0]] }),
+      t.ctx,
+    );
+    await driver.start();
+    await new Promise<void>((r) => silent.once('connection', () => r()));
+    const started = performance.now();
+    await driver.stop();
+    expect(performance.now() - started).toBeLessThan(2_500);
+    expect(t.readings).toHaveLength(0);
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      Promise.all(closed).then(() => 'closed'),
+      new Promise((r) => {
+        timer = setTimeout(() => r('still open'), 3_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    expect(outcome).toBe('closed');
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => silent.close(() => r()));
+    t.cleanup();
+  });
+});
+
+/** node-opcua-pki sets OPENSSL_CONF in this process (to "undefined" when unset): give openssl a clean one. */
+function opensslEnv(): NodeJS.ProcessEnv {
+  const { OPENSSL_CONF: _ignored, ...env } = process.env;
+  return env;
+}
+
+describe('opcua X.509 user certificate', () => {
+  const haveOpenssl = (() => {
+    try {
+      execFileSync('openssl', ['version']);
+      return true;
+    } catch {
+      console.warn('SKIPPED: openssl is not installed (apt-get install -y openssl)');
+      return false;
+    }
+  })();
+
+  it.skipIf(!haveOpenssl)(
+    'authenticates with a user certificate and key from files under the data folder',
+    async () => {
+      const t = testContext({ pkiFolder });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '2',
+          '-subj',
+          '/CN=masbc-operator',
+          '-keyout',
+          join(t.ctx.dataDir, 'user.key'),
+          '-out',
+          join(t.ctx.dataDir, 'user.crt'),
+        ],
+        { stdio: 'pipe', env: opensslEnv() },
+      );
+      const driver = new OpcuaDriver(
+        cnc({
+          securityMode: 'SignAndEncrypt',
+          securityPolicy: 'Basic256Sha256',
+          auth: { type: 'certificate', certificateFile: 'user.crt', privateKeyFile: 'user.key' },
+        }),
+        t.ctx,
+      );
+      await driver.start();
+      try {
+        await t.waitFor(
+          () => t.latest('state')?.quality === 'good' || (driver.health().errors.session ?? 0) > 0,
+          'a reading or a refusal',
+        );
+        expect(driver.health().lastError ?? '').toBe('');
+        expect(t.latest('state')?.quality).toBe('good');
+      } finally {
+        await driver.stop();
+        t.cleanup();
+      }
+    },
+  );
+});
