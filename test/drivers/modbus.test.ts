@@ -105,7 +105,7 @@ describe('modbus driver against a Modbus TCP server', () => {
         expect(gap, `largest gap between unit 1 readings: ${gap.toFixed(0)} ms`).toBeLessThan(budget);
         expect(window.filter((b) => b.batch.some((r) => r.tag === 'u1')).length).toBeGreaterThanOrEqual(8);
         const h = driver.health();
-        expect((h.detail?.units as Record<string, { state: string }>)['2']?.state).toBe('down');
+        expect((h.detail!.units as Record<string, { state: string }>)['2']?.state).toBe('down');
         expect(h.errors.timeout).toBeGreaterThanOrEqual(1);
         // Bad readings are emitted on the transition only, not once per probe.
         expect(t.readings.filter((r) => r.tag === 'u2' && r.quality === 'bad')).toHaveLength(1);
@@ -140,7 +140,7 @@ describe('modbus driver against a Modbus TCP server', () => {
       expect(t.latest('hole')?.reason).toMatch(/exception 2/i);
       const h = driver.health();
       expect(h.errors['exception-2']).toBeGreaterThanOrEqual(2);
-      expect((h.detail?.units as Record<string, { splits: number; requests: number }>)['1']).toMatchObject({
+      expect((h.detail!.units as Record<string, { splits: number; requests: number }>)['1']).toMatchObject({
         splits: 1,
         requests: 3,
       });
