@@ -6,9 +6,11 @@
  *   masbc-edge keygen --out data/keys/gateway.key
  */
 import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config/index.ts';
 import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
 import { registerOutbox } from './outbox.ts';
+import { registerRun } from './run.ts';
 import { registerSchema } from './schema.ts';
 import { registerValidate } from './validate.ts';
 
@@ -21,6 +23,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     // Before registering: sub-commands copy this setting when they are created.
     .exitOverride();
+  registerRun(program);
   registerValidate(program);
   registerKeygen(program);
   registerSchema(program);
@@ -37,6 +40,11 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exitCode = 2;
       return;
     }
     console.error(`masbc-edge: ${(err as Error).message}`);

@@ -1,12 +1,7 @@
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { defaultGatewayFile, loadConfig } from '../config/index.ts';
 import { ownEventVerifier } from '../edge/identity.ts';
-import { Outbox, type StoredEvent } from '../store/outbox.ts';
-
-export function outboxPath(dataDir: string): string {
-  return join(dataDir, 'outbox.db');
-}
+import { Outbox, outboxPath, type StoredEvent } from '../store/outbox.ts';
 
 function line(e: StoredEvent): string {
   const { env, body } = e.event;

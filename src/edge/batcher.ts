@@ -2,8 +2,10 @@
  * Collects the normaliser's drafts into batches for the outbox: one signature and one SQLite
  * transaction per batch instead of per event (per-event autocommits cost an fsync each).
  *
- * A batch is flushed when it reaches `batchEventsMax` or when its oldest draft has waited
- * `batchWindowMs`. The queue is bounded at `queueMax` drafts. It only grows past one batch while the
+ * The queue is flushed, whole, when it reaches `batchEventsMax` or when its oldest draft has waited
+ * `batchWindowMs`: whole, so that the caller can save the producer's state (the normaliser's
+ * counters) in the same transaction as every draft that state has produced. The queue is bounded at
+ * `queueMax` drafts. It only grows past one batch while the
  * outbox refuses writes (a disk error); when full, the oldest drafts are handed to `onOverflow`,
  * which records them in the outbox's gap record, so the loss is counted and later provable.
  *
@@ -18,7 +20,7 @@ export interface DraftBatcherOptions {
   batchEventsMax: number;
   batchWindowMs: number;
   queueMax: number;
-  /** Writes a batch durably. Throwing keeps the drafts queued for the next attempt. */
+  /** Writes all queued drafts durably. Throwing keeps them queued for the next attempt. */
   flush: (drafts: EventDraft[]) => void;
   /** Receives drafts pushed out of a full queue, oldest first. */
   onOverflow: (drafts: EventDraft[]) => void;
@@ -56,23 +58,22 @@ export class DraftBatcher {
     else this.#timer ??= setTimeout(() => this.flushNow(), this.#opts.batchWindowMs);
   }
 
-  /** Writes all full batches and the partial one. */
+  /** Writes everything queued. */
   flushNow(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.slice(0, this.#opts.batchEventsMax);
-      try {
-        this.#opts.flush(batch);
-      } catch (err) {
-        this.#failures += 1;
-        this.#opts.onError?.(err as Error);
-        if (!this.#stopped) this.#timer = setTimeout(() => this.flushNow(), this.#opts.retryMs ?? 1_000);
-        return;
-      }
-      this.#queue.splice(0, batch.length);
-      this.#flushed += batch.length;
+    if (this.#queue.length === 0) return;
+    const all = this.#queue;
+    try {
+      this.#opts.flush(all);
+    } catch (err) {
+      this.#failures += 1;
+      this.#opts.onError?.(err as Error);
+      if (!this.#stopped) this.#timer = setTimeout(() => this.flushNow(), this.#opts.retryMs ?? 1_000);
+      return;
     }
+    this.#queue = [];
+    this.#flushed += all.length;
   }
 
   /** Flushes what is queued and refuses further drafts. */

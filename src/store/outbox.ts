@@ -19,8 +19,9 @@
  *   const batch = outbox.pending({ afterSeq: 0, limit: 500 });
  *   outbox.markCommitted([{ id, height, blockHash, proof }]);
  */
+import { join } from 'node:path';
 import type { EventDraft } from '../edge/draft.ts';
-import { encodeEvent, type GapInfo, type SignedEvent } from '../edge/event.ts';
+import { encodeEvent, type GapInfo, type SignedEvent, signatureBatchMax } from '../edge/event.ts';
 import type { EventKind } from '../edge/kinds.ts';
 import { type ChainHead, type EventSigner, emptyHead } from '../edge/signer.ts';
 import { EventRejected, type EventVerifier } from '../edge/verify.ts';
@@ -80,6 +81,17 @@ export interface StoredEvent {
   height: number | null;
 }
 
+export interface AppendOptions {
+  /** Events per signature batch; a larger append is signed in several batches, in one transaction. */
+  signBatchMax?: number;
+  /**
+   * Application state to save in the same transaction (e.g. the normaliser's counters), so that what
+   * was emitted and the memory of having emitted it can never disagree after a crash. Read it back
+   * with {@link Outbox.loadMeta}.
+   */
+  meta?: Record<string, unknown>;
+}
+
 export interface AppendResult {
   /** Events now on disk (acknowledged), including a leading gap event if one was due. */
   stored: SignedEvent[];
@@ -116,6 +128,11 @@ export interface OutboxOptions {
   onCorrupt?: (seq: number, reason: string) => void;
   /** Called when drafts are refused for lack of space (rate-limit your logging there). */
   onDrop?: (count: number, gap: GapInfo) => void;
+}
+
+/** The outbox's file in the gateway's data folder. */
+export function outboxPath(dataDir: string): string {
+  return join(dataDir, 'outbox.db');
 }
 
 /** Oldest committed events deleted per pruning pass under disk pressure. */
@@ -234,16 +251,26 @@ export class Outbox {
    * Signs the drafts as one batch after the current head and stores them, in one transaction.
    * If the budget is exhausted, stores nothing and records the drafts in the pending gap.
    */
-  append(drafts: readonly EventDraft[], signer: EventSigner): AppendResult {
-    if (drafts.length === 0) return { stored: [], dropped: 0 };
+  append(drafts: readonly EventDraft[], signer: EventSigner, options: AppendOptions = {}): AppendResult {
+    if (drafts.length === 0 && !options.meta) return { stored: [], dropped: 0 };
     const txn = this.#db.transaction((): AppendResult => {
+      for (const [k, v] of Object.entries(options.meta ?? {}))
+        this.#stmt.setMeta.run(`app:${k}`, JSON.stringify(v));
+      if (drafts.length === 0) return { stored: [], dropped: 0 };
       const gapDue = this.#pendingGap !== null;
       if (!this.#makeRoom(drafts.length + (gapDue ? 1 : 0))) {
         this.#recordDrop(drafts);
         return { stored: [], dropped: drafts.length };
       }
       const toSign = gapDue ? [this.#gapDraft(this.#pendingGap!, drafts[0]!), ...drafts] : [...drafts];
-      const { events, head } = signer.sign(toSign, this.#head);
+      const chunk = options.signBatchMax ?? signatureBatchMax;
+      let head = this.#head;
+      const events: SignedEvent[] = [];
+      for (let i = 0; i < toSign.length; i += chunk) {
+        const signed = signer.sign(toSign.slice(i, i + chunk), head);
+        head = signed.head;
+        events.push(...signed.events);
+      }
       let bytes = 0;
       for (const e of events) {
         const json = encodeEvent(e);
@@ -345,6 +372,12 @@ export class Outbox {
       this.#rows -= removed;
     }
     return true;
+  }
+
+  /** Application state saved by {@link append}'s `meta`, or undefined. */
+  loadMeta(key: string): unknown {
+    const v = this.#stmt.getMeta.get(`app:${key}`) as string | undefined;
+    return v === undefined ? undefined : JSON.parse(v);
   }
 
   /** Oldest events not yet final with seq > afterSeq, up to `limit`, verified on read. */

@@ -62,6 +62,7 @@ describe('draft batcher', () => {
       failing = false;
       vi.advanceTimersByTime(100);
       expect(flushed).toEqual([3, 4, 5, 6]);
+      expect(b.stats()).toMatchObject({ queued: 0, flushed: 4 });
       expect(errors.length).toBeGreaterThan(0);
     } finally {
       vi.useRealTimers();

@@ -68,6 +68,20 @@ describe('outbox', () => {
     expect(o.stats()).toMatchObject({ rows: 30, pending: 20, committed: 10, head: { seq: 30 } });
   });
 
+  it('signs a large append in several batches and saves application state in the same transaction', () => {
+    const { o, path } = openOutbox();
+    const r = o.append(drafts(0, 10), signer, { signBatchMax: 4, meta: { normaliser: { counter: 10 } } });
+    expect(r.stored.map((e) => (e.sig.t === 'batch' ? e.sig.size : 1))).toEqual([
+      4, 4, 4, 4, 4, 4, 4, 4, 2, 2,
+    ]);
+    for (let i = 1; i < r.stored.length; i++) expect(r.stored[i]!.env.prev).toBe(r.stored[i - 1]!.id);
+    o.close();
+    const { o: again } = openOutbox({}, path);
+    expect(again.loadMeta('normaliser')).toEqual({ counter: 10 });
+    expect(again.loadMeta('nothing')).toBeUndefined();
+    expect(again.pending({ limit: 20 })).toHaveLength(10);
+  });
+
   it('keeps the chain across reopen and continues it', () => {
     const { o, path } = openOutbox();
     o.append(drafts(0, 3), signer);
