@@ -7,6 +7,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/index.ts';
+import { registerDemo } from './demo.ts';
 import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
 import { registerOutbox } from './outbox.ts';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerSchema(program);
   registerOutbox(program);
   registerHealth(program);
+  registerDemo(program);
   return program;
 }
 

@@ -134,7 +134,7 @@ export class Gateway {
     this.#drivers = devices.map((device) =>
       createDriver(device, {
         onReadings: (batch) => this.#onReadings(batch),
-        log: driverLog.child({ device: device.id }),
+        log: driverLog,
         dataDir: config.paths.dataDir,
         pkiFolder: join(config.paths.dataDir, 'pki', 'opcua'),
         nowMs: this.#now,
