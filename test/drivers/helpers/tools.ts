@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 
 const python = '/usr/bin/python3';
@@ -19,6 +19,7 @@ export const tools = {
   socat: commandExists('socat'),
   mbpoll: commandExists('mbpoll'),
   mosquitto: existsSync('/usr/sbin/mosquitto'),
+  openssl: commandExists('openssl'),
 };
 
 /** Prints why a tool-dependent test is skipped; returns true when the tool is missing. */
@@ -124,13 +125,21 @@ export async function freePort(): Promise<number> {
 
 /** A Debian mosquitto broker on an ephemeral port, with an optional TLS listener. */
 export async function startMosquitto(
-  options: { tls?: { ca: string; cert: string; key: string; requireClientCert?: boolean } } = {},
+  options: {
+    tls?: { ca: string; cert: string; key: string; requireClientCert?: boolean };
+    /** A mosquitto_passwd file: anonymous clients are then refused. */
+    passwordFile?: string;
+  } = {},
 ): Promise<{ port: number; tlsPort?: number; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'masbc-mosquitto-'));
   const port = await freePort();
   const lines = [
+    // Started as root, mosquitto drops to user "mosquitto", who cannot read our 0700 temp folders.
+    `user ${userInfo().username}`,
     'per_listener_settings false',
-    'allow_anonymous true',
+    ...(options.passwordFile
+      ? [`password_file ${options.passwordFile}`, 'allow_anonymous false']
+      : ['allow_anonymous true']),
     'persistence false',
     `listener ${port} 127.0.0.1`,
   ];
