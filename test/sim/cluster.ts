@@ -253,6 +253,9 @@ export class Cluster {
 
   #process(h: Host, rd: Ready): void {
     for (const r of rd.persist) applyRecord(h.persisted, r);
+    if (this.#trace)
+      for (const f of rd.faults)
+        this.#trace(`${this.nowMs} ${h.index} fault ${f.peer} ${f.code}: ${f.detail}`);
     for (const cb of rd.committed) this.#commit(h, cb);
     for (const o of rd.messages) {
       const to = o.to === 'all' ? this.hosts.map((x) => x.index).filter((x) => x !== h.index) : [o.to];

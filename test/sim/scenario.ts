@@ -125,12 +125,14 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     if (hostBehaviors[host] !== 'honest' || lostHosts.includes(host)) continue;
     const at = events.int(0, chaosMs);
     cluster.at(at, () => cluster.crash(host));
-    cluster.at(at + events.int(20, 1_000), () => cluster.restart(host, false));
+    cluster.at(at + events.int(20, 1_000), () => {
+      if (!cluster.hosts[host]!.up) cluster.restart(host, false);
+    });
   }
   desc.push(`crashes=${crashes}`);
   // Restarts that lose everything (counted in f).
   for (const host of lostHosts) {
-    const at = events.int(chaosMs / 4, chaosMs);
+    const at = events.int(Math.floor(chaosMs / 4), chaosMs);
     cluster.at(at, () => cluster.restart(host, true));
   }
   const description = desc.join(' ');

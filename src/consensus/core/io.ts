@@ -7,15 +7,17 @@
  *   loop:
  *     feed one input:  replica.tick(nowMs) | replica.receive(from, message, nowMs) | replica.submit(tx, nowMs)
  *     const rd = replica.ready()
- *     1. durably write rd.persist (in order; fsync) — BEFORE any message of rd leaves the process
- *     2. store rd.committed (block + certificate, in height order) in the block store
- *     3. send rd.messages
- *     4. schedule a tick at rd.wakeAtMs (if not null)
- *     5. report rd.faults to the transport (it may drop the peer)
+ *     1. durably write rd.persist (in order) and rd.committed (block + certificate, in height order,
+ *        to the block store), e.g. in one SQLite transaction — BEFORE any message of rd leaves
+ *     2. send rd.messages
+ *     3. schedule a tick at rd.wakeAtMs (if not null)
+ *     4. report rd.faults to the transport (it may drop the peer)
  *
- * Finish 1–3 before feeding the next input: `TxHooks.isCommitted` must see rd.committed, and a
+ * Finish 1–2 before feeding the next input: `TxHooks.isCommitted` must see rd.committed, and a
  * restart must never find a message sent whose vote was not persisted (that is how a replica would
- * vote twice). Sync requests (`sync-request` messages) are answered by the runtime from its block
+ * vote twice). Committed blocks are durable before sending too: the committed tip is the replica's
+ * stable checkpoint and must never move back across a restart (a VIEW-CHANGE reports prepared
+ * certificates only in the window above it). Sync requests (`sync-request` messages) are answered by the runtime from its block
  * store (see `syncResponseFor`), not by the core; the answer is fed back with `receive`.
  */
 import { toBase64Url } from '../../crypto/hash.ts';
@@ -47,8 +49,6 @@ export interface VoteRecord {
  *   a restarted replica still reports it in VIEW-CHANGE (forgetting it breaks the view-change proof).
  * - `new-view`: single slot; the NEW-VIEW that started the current view (needed to validate
  *   re-proposals after a restart, and to hand to peers that missed it).
- * - `checkpoint`: single slot; the highest commit certificate known when it is above the block
- *   store's tip (blocks not fetched yet). Bounds which prepared certificates a VIEW-CHANGE must carry.
  * - `prune`: delete `vote` and `prepared` records with height ≤ heightMax (all committed).
  */
 export type PersistRecord =
@@ -56,7 +56,6 @@ export type PersistRecord =
   | VoteRecord
   | { kind: 'prepared'; certificate: PreparedCertificate; block: Block }
   | { kind: 'new-view'; message: NewView }
-  | { kind: 'checkpoint'; certificate: CommitCertificate }
   | { kind: 'prune'; heightMax: number };
 
 /** Everything `Replica.start` needs after a restart. */
@@ -66,7 +65,6 @@ export interface PersistedState {
   newView: NewView | null;
   votes: VoteRecord[];
   prepared: { certificate: PreparedCertificate; block: Block }[];
-  checkpoint: CommitCertificate | null;
   /** The highest committed block in the block store, or null when only the genesis exists. */
   tip: CertifiedBlock | null;
 }
@@ -78,7 +76,6 @@ export function emptyPersistedState(): PersistedState {
     newView: null,
     votes: [],
     prepared: [],
-    checkpoint: null,
     tip: null,
   };
 }
@@ -108,10 +105,6 @@ export function applyRecord(state: PersistedState, r: PersistRecord): PersistedS
     }
     case 'new-view':
       state.newView = r.message;
-      break;
-    case 'checkpoint':
-      if (!state.checkpoint || r.certificate.height > state.checkpoint.height)
-        state.checkpoint = r.certificate;
       break;
     case 'prune':
       state.votes = state.votes.filter((v) => v.height > r.heightMax);

@@ -83,14 +83,11 @@ interface Slot {
   sent: { 'pre-prepare'?: PrePrepare; prepare?: Prepare; commit?: Commit };
 }
 
-interface Checkpoint {
+interface CommittedBlock {
   height: number;
   hash: Uint8Array;
   key: string;
   certificate: CommitCertificate | null;
-}
-
-interface CommittedBlock extends Checkpoint {
   timestampMs: number;
   block: Block | null;
 }
@@ -131,10 +128,7 @@ export class Replica {
   #viewEnteredMs = 0;
   #failedViews = 0;
   /** Checkpoint and re-proposals the current view started from (NEW-VIEW), or the genesis for view 0. */
-  #base: { height: number; reproposals: Map<number, string>; newView: NewView | null };
-  /** Highest certified block known (monotonic); may be above the tip when bodies are still missing. */
-  #checkpoint: Checkpoint;
-  #checkpointPersisted = 0;
+  #base: { height: number; key: string; reproposals: Map<number, string>; newView: NewView | null };
   #tip: CommittedBlock;
   readonly #retained = new Map<number, CommittedBlock>();
   readonly #slots = new Map<number, Slot>();
@@ -184,8 +178,7 @@ export class Replica {
       timestampMs: config.genesisTimestampMs,
       block: null,
     };
-    this.#checkpoint = this.#tip;
-    this.#base = { height: 0, reproposals: new Map(), newView: null };
+    this.#base = { height: 0, key: genesisKey, reproposals: new Map(), newView: null };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -230,10 +223,6 @@ export class Replica {
         block,
       };
       this.#retained.set(this.#tip.height, this.#tip);
-      this.#checkpoint = this.#tip;
-    }
-    if (state.checkpoint && state.checkpoint.height > this.#checkpoint.height) {
-      this.#learnCheckpoint(state.checkpoint, false);
     }
     this.#view = state.view;
     this.#viewChanging = state.viewChanging;
@@ -332,10 +321,6 @@ export class Replica {
   #afterInput(): void {
     this.#timers();
     this.#maybePropose();
-    if (this.#checkpoint.height > this.#tip.height && this.#checkpoint.height > this.#checkpointPersisted) {
-      this.#checkpointPersisted = this.#checkpoint.height;
-      this.#persist({ kind: 'checkpoint', certificate: this.#checkpoint.certificate! });
-    }
   }
 
   #persist(r: PersistRecord): void {
@@ -386,13 +371,9 @@ export class Replica {
     return p;
   }
 
-  /** Heights a slot may exist for: just above the tip, and just above the highest known checkpoint. */
+  /** Heights a replica works on: the window of `windowHeights` above its committed tip. */
   #inWindow(h: number): boolean {
-    if (h <= this.#tip.height) return false;
-    return (
-      h <= this.#tip.height + this.#w ||
-      (h > this.#checkpoint.height && h <= this.#checkpoint.height + this.#w)
-    );
+    return h > this.#tip.height && h <= this.#tip.height + this.#w;
   }
 
   #slotAt(h: number, force = false): Slot | undefined {
@@ -492,7 +473,13 @@ export class Replica {
   #timers(): void {
     const now = this.#now;
     if (this.#viewChanging) {
-      if (this.#vcDeadlineMs !== null && now >= this.#vcDeadlineMs) this.#startViewChange(this.#view + 1);
+      if (this.#vcDeadlineMs !== null && now >= this.#vcDeadlineMs) {
+        // Move on only with company: if fewer than f others are known to be at our target view or
+        // above, we may be ahead of the honest replicas, and with timeouts capped at
+        // viewChangeTimeoutMaxMs they would never catch up. Waiting lets them (docs: "Liveness").
+        if (this.#othersAtOrAbove(this.#view) >= this.#f) this.#startViewChange(this.#view + 1);
+        else this.#vcDeadlineMs = now + this.#timeoutMs();
+      }
     } else {
       if (!this.#waiting()) this.#progressDeadlineMs = null;
       else if (this.#progressDeadlineMs === null) this.#progressDeadlineMs = now + this.#timeoutMs();
@@ -511,6 +498,17 @@ export class Replica {
       this.#deferAtMs = null;
       this.#replay();
     }
+  }
+
+  /** Other replicas whose latest VIEW-CHANGE or STATUS puts them at `view` or above. */
+  #othersAtOrAbove(view: number): number {
+    let count = 0;
+    for (let r = 0; r < this.#n; r++) {
+      if (r === this.#self) continue;
+      const known = Math.max(this.#latestVc.get(r)?.view ?? -1, this.#peers.get(r)?.view ?? -1);
+      if (known >= view) count++;
+    }
+    return count;
   }
 
   #censorshipDeadline(): number | null {
@@ -736,9 +734,7 @@ export class Replica {
       if (!parent) {
         // Missing ancestors: wait for their pre-prepares or for sync.
         this.#buffer(from, m);
-        if (this.#checkpoint.height > this.#tip.height || this.#base.height > this.#tip.height) {
-          this.#maybeSync();
-        }
+        if (this.#base.height > this.#tip.height) this.#maybeSync();
         return;
       }
       if (parent.key !== keyOf(header.prevHash)) {
@@ -855,8 +851,8 @@ export class Replica {
 
   /** Tries to become prepared at h and above (a new prepared height may anchor the next one). */
   #checkPrepared(from: number): void {
-    const top = Math.max(this.#tip.height, this.#checkpoint.height) + this.#w;
-    for (let h = Math.max(from, this.#tip.height + 1); h <= top; h++) this.#tryPrepare(h);
+    for (let h = Math.max(from, this.#tip.height + 1); h <= this.#tip.height + this.#w; h++)
+      this.#tryPrepare(h);
   }
 
   #tryPrepare(h: number): void {
@@ -909,7 +905,7 @@ export class Replica {
 
   #certifiedKeyAt(h: number): string | undefined {
     if (h === this.#tip.height) return this.#tip.key;
-    if (h === this.#checkpoint.height) return this.#checkpoint.key;
+    if (h === this.#base.height) return this.#base.key;
     const r = this.#retained.get(h);
     if (r) return r.key;
     const c = this.#slots.get(h)?.certificate;
@@ -965,27 +961,29 @@ export class Replica {
         blockHash: any.hash,
         commits: list.slice(0, this.#q),
       };
-      this.#learnCheckpoint(slot.certificate, true);
-      this.#deliver();
+      this.#learnCertificate(slot.certificate);
       return;
     }
   }
 
-  #learnCheckpoint(cert: CommitCertificate, fromSlot: boolean): void {
-    if (cert.height <= this.#checkpoint.height) return;
-    this.#checkpoint = {
-      height: cert.height,
-      hash: cert.blockHash,
-      key: keyOf(cert.blockHash),
-      certificate: cert,
-    };
-    if (!fromSlot) this.#checkpointPersisted = Math.max(this.#checkpointPersisted, cert.height);
-    // Its signers have it, or will soon: candidates to sync from.
+  /**
+   * Takes note of a valid commit certificate however it arrived (our COMMITs, a VIEW-CHANGE's or
+   * NEW-VIEW's checkpoint): in the window it lets the block be delivered once its body is at hand,
+   * even if we never saw its COMMITs; above it, it names peers to sync from.
+   */
+  #learnCertificate(cert: CommitCertificate): void {
+    const h = cert.height;
+    if (h <= this.#tip.height) return;
+    // Its signers have the block, or will soon: candidates to sync the heights below from.
     for (const v of cert.commits) {
       if (v.replica === this.#self) continue;
       const p = this.#peer(v.replica);
-      p.committedHeight = Math.max(p.committedHeight, cert.height - 1);
+      p.committedHeight = Math.max(p.committedHeight, h - 1);
     }
+    const slot = this.#slotAt(h);
+    if (!slot) return;
+    if (!slot.certificate) slot.certificate = cert;
+    this.#deliver();
   }
 
   /** Delivers certified blocks in height order while bodies are at hand. */
@@ -1008,7 +1006,7 @@ export class Replica {
 
   #afterCommit(): void {
     this.#checkPrepared(this.#tip.height + 1);
-    if (this.#checkpoint.height > this.#tip.height) this.#maybeSync();
+    this.#maybeSync();
     this.#replay();
   }
 
@@ -1061,7 +1059,6 @@ export class Replica {
       block,
     };
     this.#retained.set(h, this.#tip);
-    if (h >= this.#checkpoint.height) this.#checkpoint = this.#tip;
     this.#slots.delete(h);
     for (const k of [...this.#votes.keys()])
       if (Number(k.slice(k.indexOf(':') + 1)) <= h) this.#votes.delete(k);
@@ -1097,7 +1094,7 @@ export class Replica {
   #maybePropose(): void {
     this.#proposeAtMs = null;
     if (this.#viewChanging || !this.isPrimary) return;
-    if (this.#tip.height < this.#base.height || this.#tip.height < this.#checkpoint.height) return;
+    if (this.#tip.height < this.#base.height) return;
     const limits = this.#c.limits;
     for (;;) {
       let h = this.#tip.height + 1;
@@ -1133,7 +1130,7 @@ export class Replica {
           height: h,
           view: this.#view,
           prevHash: parent.hash,
-          timestampMs: Math.max(this.#now, parent.timestampMs),
+          timestampMs: Math.max(Math.floor(this.#now), parent.timestampMs),
           txRoot: txRootOf(txs),
           txCount: txs.length,
           proposer: this.#self,
@@ -1203,7 +1200,10 @@ export class Replica {
   }
 
   #buildViewChange(): ViewChange {
-    const cp = this.#checkpoint;
+    // The stable checkpoint is our tip: that block and all below are in our store with certificates,
+    // so a replica that adopts it as a NEW-VIEW's base can sync them. Blocks certified above the tip
+    // are reported by their prepared certificates and re-proposed (docs: "Checkpoints").
+    const cp = this.#tip;
     const prepared: PreparedCertificate[] = [];
     for (let h = cp.height + 1; h <= cp.height + this.#w; h++) {
       const p = this.#slots.get(h)?.prepared;
@@ -1234,10 +1234,7 @@ export class Replica {
     this.#latestVc.set(vc.replica, vc);
     if (this.#verifiedVcs.size > 4 * this.#n) this.#verifiedVcs.clear();
     this.#verifiedVcs.add(viewChangeKey(this.#c.chainId, vc));
-    if (vc.checkpoint) {
-      const p = this.#peer(from);
-      p.committedHeight = Math.max(p.committedHeight, vc.checkpoint.height);
-    }
+    if (vc.checkpoint) this.#learnCertificate(vc.checkpoint);
     this.#joinCheck();
     this.#maybeSendNewView();
   }
@@ -1314,6 +1311,7 @@ export class Replica {
     this.#progressDeadlineMs = null;
     this.#base = {
       height: selection.base.height,
+      key: keyOf(selection.base.hash),
       reproposals: new Map(selection.reproposals.map((r) => [r.height, keyOf(r.hash)])),
       newView: nv,
     };
@@ -1327,7 +1325,7 @@ export class Replica {
         );
       }
     }
-    if (selection.base.certificate) this.#learnCheckpoint(selection.base.certificate, false);
+    if (selection.base.certificate) this.#learnCertificate(selection.base.certificate);
     for (const [r, vc] of [...this.#latestVc])
       if (vc.view <= nv.view && r !== this.#self) this.#latestVc.delete(r);
     this.#latestVc.delete(this.#self);
@@ -1340,7 +1338,7 @@ export class Replica {
         this.#prePrepare(body, new Set(body.txs.map((tx) => keyOf(this.#txId(tx)))));
       }
     }
-    if (this.#checkpoint.height > this.#tip.height) this.#maybeSync();
+    if (this.#base.height > this.#tip.height) this.#maybeSync();
     this.#replay();
   }
 
