@@ -173,7 +173,7 @@ tags:
 describe('gateway config', () => {
   it('loads the bundled config with all its device maps', () => {
     const c = loadConfig('config/gateway.yaml');
-    expect(c.devices.map((d) => d.id).sort()).toEqual(['cnc1', 'oven1', 'press1']);
+    expect(c.devices.map((d) => d.id).sort()).toEqual(['cnc1', 'oven1', 'oven1-plc', 'press1']);
     expect(c.gateway.store.synchronous).toBe('full');
     expect(c.paths.keyFile.endsWith('data/keys/gateway.key')).toBe(true);
   });

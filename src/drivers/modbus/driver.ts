@@ -14,6 +14,7 @@
  * register inside a gap costs only the tag that really sits on it. A bad reading is emitted when a
  * tag's failure reason changes, not on every poll; good readings are emitted on every poll.
  */
+import { isAbsolute, resolve } from 'node:path';
 import mb from 'modbus-serial';
 import type { DeviceConfig } from '../../config/index.ts';
 import { aborted, Backoff, DriverBase, DriverError, errorMessage, sleep } from '../common/lifecycle.ts';
@@ -172,7 +173,7 @@ export class ModbusDriver extends DriverBase {
       opening =
         c.transport === 'tcp'
           ? client.connectTCP(c.host, { port: c.port })
-          : client.connectRTUBuffered(c.path, {
+          : client.connectRTUBuffered(isAbsolute(c.path) ? c.path : resolve(this.ctx.dataDir, c.path), {
               baudRate: c.baudRate,
               parity: c.parity,
               dataBits: c.dataBits,

@@ -21,7 +21,12 @@ export const modbusTcpSchema = z.strictObject({
 
 export const modbusRtuSchema = z.strictObject({
   transport: z.literal('rtu'),
-  path: z.string().min(1).describe('Serial device, e.g. /dev/ttyUSB0'),
+  path: z
+    .string()
+    .min(1)
+    .describe(
+      'Serial device, e.g. /dev/ttyUSB0 or /dev/serial/by-id/…; a relative path starts at the data folder.',
+    ),
   baudRate: z.number().int().positive().default(19_200),
   parity: z.enum(['none', 'even', 'odd']).default('even'),
   dataBits: z.union([z.literal(7), z.literal(8)]).default(8),

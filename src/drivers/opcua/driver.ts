@@ -256,7 +256,7 @@ export class OpcuaDriver extends DriverBase {
     const groups = new Map<string, number[]>();
     for (const i of this.#subscribed) {
       const t = this.#config.tags[i]!;
-      const key = `${t.samplingIntervalMs}|${t.queueSize}|${t.deadband?.type ?? ''}|${t.deadband?.value ?? ''}`;
+      const key = `${t.samplingIntervalMs}|${t.queueSize}|${t.dataChangeTrigger}|${t.deadband?.type ?? ''}|${t.deadband?.value ?? ''}`;
       const list = groups.get(key) ?? [];
       list.push(i);
       groups.set(key, list);
@@ -434,11 +434,15 @@ function monitoringParameters(t: OpcuaTag) {
     discardOldest: boolean;
     filter?: DataChangeFilter;
   } = { samplingInterval: t.samplingIntervalMs, queueSize: t.queueSize, discardOldest: true };
-  if (t.deadband) {
+  if (t.deadband || t.dataChangeTrigger !== 'StatusValue') {
     params.filter = new DataChangeFilter({
-      trigger: DataChangeTrigger.StatusValue,
-      deadbandType: t.deadband.type === 'absolute' ? DeadbandType.Absolute : DeadbandType.Percent,
-      deadbandValue: t.deadband.value,
+      trigger: DataChangeTrigger[t.dataChangeTrigger],
+      deadbandType: !t.deadband
+        ? DeadbandType.None
+        : t.deadband.type === 'absolute'
+          ? DeadbandType.Absolute
+          : DeadbandType.Percent,
+      deadbandValue: t.deadband?.value ?? 0,
     });
   }
   return params;

@@ -59,6 +59,13 @@ export const opcuaTagSchema = z.strictObject({
   deadband: z
     .strictObject({ type: z.enum(['absolute', 'percent']), value: z.number().nonnegative() })
     .optional(),
+  dataChangeTrigger: z
+    .enum(['Status', 'StatusValue', 'StatusValueTimestamp'])
+    .default('StatusValue')
+    .describe(
+      'What counts as a change for a subscribed tag. StatusValueTimestamp also reports a write of the ' +
+        'same value (two parts gauging the same diameter), which StatusValue does not.',
+    ),
   pollIntervalMs: durationMs(10, 3_600_000).default(1_000),
   unit: z.string().max(32).optional().describe('Engineering unit, e.g. "mm", "degC", "rpm".'),
 });
