@@ -3,9 +3,10 @@
  * (see mapping.ts). mqtt.js's own reconnect is off: the driver's loop reconnects with bounded
  * exponential backoff, with a fresh client each time, so no state leaks across connections.
  *
- * Malformed or unmappable payloads are counted (`malformed`), logged at most once per topic per
- * interval with the reason, handed to `ctx.onDeadLetter`, and kept in a bounded in-memory ring
- * (deadLettersMax; when full the oldest is dropped and counted). They never throw.
+ * A message is mapped whole or not at all (see mapping.ts). Malformed or unmappable payloads yield no
+ * readings: they are counted (`malformed`), logged at most once per topic per interval with the
+ * reason, handed to `ctx.onDeadLetter`, and kept in a bounded in-memory ring (deadLettersMax; when
+ * full the oldest is dropped and counted). They never throw.
  *
  * Acknowledgement: QoS 1/2 messages are acknowledged by mqtt.js once the message handler returns, i.e.
  * after the readings were handed to the consumer.
@@ -150,17 +151,24 @@ export class MqttDriver extends DriverBase {
       );
       return;
     }
-    let readings: Reading[];
-    let problems: string[];
+    let result: { readings: Reading[]; problems: string[]; warnings: string[] };
     try {
-      ({ readings, problems } = this.#mapper.map(topic, payload, now));
+      result = this.#mapper.map(topic, payload, now);
     } catch (err) {
       // A mapping bug must not take the connection down: dead-letter it like a bad payload.
-      readings = [];
-      problems = [`mapping failed: ${errorMessage(err)}`];
+      result = { readings: [], problems: [`mapping failed: ${errorMessage(err)}`], warnings: [] };
     }
-    if (problems.length > 0) this.#deadLetter(topic, payload, problems.join('; '), now);
-    if (readings.length > 0) this.emit(readings);
+    if (result.problems.length > 0) {
+      this.#deadLetter(topic, payload, result.problems.join('; '), now);
+      return;
+    }
+    if (result.warnings.length > 0) {
+      this.countError('timestamp', new Error(`${topic}: ${result.warnings.join('; ')}`), {
+        key: topic,
+        topic,
+      });
+    }
+    this.emit(result.readings);
   }
 
   #deadLetter(topic: string, payload: Buffer, reason: string, nowMs: number): void {

@@ -2,10 +2,11 @@
  * Mapping MQTT messages to readings, as pure functions: topic filters with + and #, JSON paths,
  * `where` conditions, types and source timestamps. The driver adds the connection around it.
  *
- * A message on a subscribed topic is mapped tag by tag: a tag whose topic and `where` match yields a
- * good reading, or a bad one with the reason when its value is missing or of the wrong type. Any such
- * problem makes the message a dead letter (kept for inspection) — but the tags that did map still
- * report, so one broken field costs one tag, not the message.
+ * A message is mapped whole or not at all (as Telegraf's parsers and Node-RED's JSON node do): every tag
+ * whose topic and `where` match must find a value of its type, else the message yields no readings
+ * and its problems make it a dead letter. Applying half a message would be worse than none: a scan
+ * whose quantity is garbage must not report a consumption with the previous scan's quantity. A bad
+ * source timestamp is only a warning: the readings keep the arrival time and quality `uncertain`.
  */
 import { mqttTopicCacheMax } from '../bounds.ts';
 import type { Quality, Reading, ReadingValue } from '../types.ts';
@@ -88,9 +89,12 @@ interface CompiledTag {
 }
 
 export interface MapResult {
+  /** The readings of the message; none when there are problems. */
   readings: Reading[];
-  /** Why (part of) the message could not be mapped; empty when all went well. */
+  /** Why the message could not be mapped (it is then a dead letter); empty when all went well. */
   problems: string[];
+  /** Mapped anyway, with a remark (a bad source timestamp). */
+  warnings: string[];
   /** Tags whose topic matched (0: the message was for nobody, e.g. a filtered-out zone). */
   matched: number;
 }
@@ -142,7 +146,8 @@ export class MessageMapper {
     const tags = this.#tagsFor(topic);
     const readings: Reading[] = [];
     const problems: string[] = [];
-    if (tags.length === 0) return { readings, problems, matched: 0 };
+    const warnings: string[] = [];
+    if (tags.length === 0) return { readings, problems, warnings, matched: 0 };
     const text = payload.toString('utf8');
     let doc: unknown = missing;
     let parseError = '';
@@ -152,6 +157,7 @@ export class MessageMapper {
       parseError = (err as Error).message;
     }
     let matched = 0;
+    let needJson = false;
     for (const tag of tags) {
       if (tag.where.length > 0) {
         if (doc === missing) continue; // cannot tell whether it is for this tag
@@ -170,8 +176,7 @@ export class MessageMapper {
       if (doc === missing) {
         // Not JSON: a bare value ("23.5", "ON") is fine for a tag that takes the whole payload.
         if (tag.value.length > 0) {
-          this.#bad(readings, tag, `invalid JSON: ${parseError}`, arrivalMs);
-          problems.push(`invalid JSON: ${parseError}`);
+          needJson = true; // reported once below
           continue;
         }
         raw = bareValue(text, tag.type);
@@ -180,12 +185,11 @@ export class MessageMapper {
       }
       const value = convert(raw, tag.type);
       if (typeof value === 'object' && value !== null) {
-        const reason =
+        problems.push(
           raw === missing
             ? `${tag.name}: ${tag.valuePath} not found`
-            : `${tag.name}: ${value.problem} at ${tag.valuePath}`;
-        this.#bad(readings, tag, reason, arrivalMs);
-        problems.push(reason);
+            : `${tag.name}: ${value.problem} at ${tag.valuePath}`,
+        );
         continue;
       }
       let sourceTimeMs = arrivalMs;
@@ -196,7 +200,7 @@ export class MessageMapper {
         if (ts === null) {
           quality = 'uncertain';
           reason = `${tag.name}: no valid timestamp at ${tag.timestampPath}; arrival time used`;
-          problems.push(reason);
+          warnings.push(reason);
         } else {
           sourceTimeMs = ts;
         }
@@ -205,19 +209,11 @@ export class MessageMapper {
       if (reason) reading.reason = reason;
       readings.push(reading);
     }
-    if (matched === 0 && doc === missing) problems.push(`invalid JSON: ${parseError}`);
-    return { readings, problems, matched };
-  }
-
-  #bad(readings: Reading[], tag: CompiledTag, reason: string, arrivalMs: number): void {
-    readings.push({
-      device: this.#device,
-      tag: tag.name,
-      value: null,
-      quality: 'bad',
-      sourceTimeMs: arrivalMs,
-      reason,
-    });
+    if (doc === missing && (needJson || matched === 0)) {
+      problems.unshift(`invalid JSON: ${parseError}`);
+    }
+    if (problems.length > 0) readings.length = 0;
+    return { readings, problems, warnings, matched };
   }
 }
 
