@@ -13,6 +13,7 @@ import { registerKeygen } from './keygen.ts';
 import { registerOutbox } from './outbox.ts';
 import { registerRun } from './run.ts';
 import { registerSchema } from './schema.ts';
+import { registerSimulate } from './simulate.ts';
 import { registerValidate } from './validate.ts';
 
 export function buildProgram(): Command {
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerOutbox(program);
   registerHealth(program);
   registerDemo(program);
+  registerSimulate(program);
   return program;
 }
 

@@ -1,0 +1,189 @@
+/**
+ * `masbc-edge simulate`: the equipment simulators alone, in real time, on the ports and serial line
+ * the device maps name (so the bundled config/devices/*.yaml read them unchanged). Run a gateway, a
+ * second `masbc-edge run`, UaExpert, mbpoll or mosquitto_sub against them.
+ *
+ * @example
+ *   masbc-edge simulate                      # ports from config/devices: 4840, 5020, 1883
+ *   masbc-edge simulate --seed 7 --cycle-ms 500 --malformed 0.05
+ *   mbpoll -m tcp -p 5020 -a 1 -0 -r 0 -c 10 -t 4 -1 127.0.0.1
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../config/index.ts';
+import { portsFromDevices } from './demo.ts';
+import { untilSignal } from './run.ts';
+
+/** How long socat may take to create the pty pair. */
+const socatStartMs = 5_000;
+
+export interface SerialLine {
+  /** The end the simulated PLC opens. */
+  plcPath: string;
+  /** The end the gateway opens (what the RTU device map names). */
+  gatewayPath: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A virtual RS-485 line: a socat pty pair with stable names, so a device map can name its end.
+ * `gatewayPath` is a symlink socat creates (an existing stale link is replaced).
+ */
+export async function startSerialLine(gatewayPath: string): Promise<SerialLine> {
+  const plcPath = join(dirname(gatewayPath), 'tty-plc');
+  mkdirSync(dirname(gatewayPath), { recursive: true });
+  for (const p of [gatewayPath, plcPath]) {
+    if (isLink(p)) rmSync(p);
+  }
+  const child = spawn(
+    'socat',
+    ['-d', '-d', `pty,raw,echo=0,link=${plcPath}`, `pty,raw,echo=0,link=${gatewayPath}`],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  await new Promise<void>((resolveReady, reject) => {
+    let text = '';
+    const timer = setTimeout(
+      () => fail(new Error(`socat did not start within ${socatStartMs} ms: ${text}`)),
+      socatStartMs,
+    );
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      child.kill();
+      reject(err);
+    };
+    child.once('error', (err) =>
+      fail(new Error(`cannot run socat (apt-get install -y socat): ${err.message}`)),
+    );
+    child.once('exit', (code) => fail(new Error(`socat exited (${code}): ${text}`)));
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString();
+      if (!text.includes('starting data transfer loop')) return;
+      clearTimeout(timer);
+      // Ready: stop watching (socat's later messages, e.g. on exit, must not re-run this).
+      child.stderr?.off('data', onData);
+      child.stderr?.resume();
+      child.removeAllListeners('exit');
+      resolveReady();
+    };
+    child.stderr?.on('data', onData);
+  });
+  return { plcPath, gatewayPath, stop: () => stopChild(child) };
+}
+
+function isLink(p: string): boolean {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 2_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** The gateway end of the serial line the first RTU device map expects, or null if none uses RTU. */
+export function rtuPathFromDevices(config: LoadedConfig): string | null {
+  for (const d of config.devices) {
+    if (d.enabled && d.protocol === 'modbus' && d.connection.transport === 'rtu') {
+      const p = d.connection.path;
+      return isAbsolute(p) ? p : resolve(config.paths.dataDir, p);
+    }
+  }
+  return null;
+}
+
+interface SimulateOptions {
+  config: string;
+  seed?: string;
+  cycleMs: string;
+  malformed: string;
+  statusMs: string;
+  rtu: boolean;
+  opcuaUser?: string;
+}
+
+export function registerSimulate(program: Command): void {
+  program
+    .command('simulate')
+    .description(
+      'Run the equipment simulators (OPC UA CNC, Modbus PLC over TCP and RTU, MQTT sensors) on the ports the device maps name',
+    )
+    .option(
+      '-c, --config <file>',
+      'gateway configuration whose device maps give the ports',
+      defaultGatewayFile,
+    )
+    .option('--seed <n>', 'scenario seed (the same seed replays the same production)')
+    .option('--cycle-ms <ms>', 'part cycle time in ms', '2000')
+    .option(
+      '--malformed <p>',
+      'probability that a sensor or scanner message is followed by a malformed one',
+      '0',
+    )
+    .option('--status-ms <ms>', 'print a status line this often (0: never)', '5000')
+    .option('--no-rtu', 'do not create the virtual serial line even if a device map uses Modbus RTU')
+    .option('--opcua-user <name:password>', 'accept this OPC UA user (besides anonymous)')
+    .action(async (opts: SimulateOptions) => {
+      const config = loadConfig(opts.config);
+      const ports = portsFromDevices(config);
+      const rtuPath = opts.rtu ? rtuPathFromDevices(config) : null;
+      let line: SerialLine | null = null;
+      if (rtuPath) {
+        if (spawnSync('sh', ['-c', 'command -v socat']).status !== 0) {
+          console.warn('socat is not installed: no Modbus RTU line (apt-get install -y socat)');
+        } else {
+          line = await startSerialLine(rtuPath);
+        }
+      }
+      const users = opts.opcuaUser ? [parseUser(opts.opcuaUser)] : [];
+      const { runSimulators } = await import('../../simulators/index.ts');
+      const dataDir = join(config.paths.dataDir, 'simulators');
+      let sims: Awaited<ReturnType<typeof runSimulators>>;
+      try {
+        sims = await runSimulators({
+          ...(opts.seed === undefined ? {} : { seed: Number(opts.seed) }),
+          dataDir,
+          scenario: { cycleTimeMs: Number(opts.cycleMs), malformedProbability: Number(opts.malformed) },
+          opcua: ports.opcua === undefined ? false : { port: ports.opcua, users },
+          modbus:
+            ports.modbus === undefined && !line
+              ? false
+              : {
+                  tcp: ports.modbus === undefined ? false : { port: ports.modbus },
+                  rtu: line ? { path: line.plcPath } : false,
+                },
+          mqtt: ports.mqtt === undefined ? false : { port: ports.mqtt },
+          statusEveryMs: Number(opts.statusMs),
+        });
+      } catch (err) {
+        await line?.stop();
+        throw err;
+      }
+      if (line) console.log(`  Modbus RTU     ${line.gatewayPath}  (gateway end of the virtual serial line)`);
+      console.log('running; Ctrl-C stops');
+      await untilSignal();
+      await sims.stop();
+      await line?.stop();
+      if (line && existsSync(line.gatewayPath) && isLink(line.gatewayPath)) rmSync(line.gatewayPath);
+      console.log('stopped cleanly');
+    });
+}
+
+function parseUser(spec: string): { username: string; password: string } {
+  const i = spec.indexOf(':');
+  if (i <= 0) throw new Error('--opcua-user expects name:password');
+  return { username: spec.slice(0, i), password: spec.slice(i + 1) };
+}
