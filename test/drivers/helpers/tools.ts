@@ -92,7 +92,7 @@ export async function startPymodbus(
 ): Promise<{ port: number; stop(): Promise<void> }> {
   const script = join(import.meta.dirname, '..', 'fixtures', 'pymodbus_server.py');
   const child = spawn(python, [script, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const m = await waitForLine(child, /READY ?(\d*)/, 'pymodbus');
+  const m = await waitForLine(child, /READY ?(\d*)\r?\n/, 'pymodbus');
   return { port: Number(m[1] || 0), stop: () => stopChild(child) };
 }
 
