@@ -114,17 +114,21 @@ export async function modbusThroughput(): Promise<{
       },
       tags,
     });
+    // Every reading goes through the tag table; one tag in ten has a change rule.
     const norm = createNormaliser(
       [
-        normaliserDevice('plc', 0) && {
-          ...normaliserDevice('plc', 0),
+        {
+          id: 'plc',
+          station: 'ST',
           tags: tags.map((t) => ({ name: t.name })),
-          rules: [],
+          rules: tags
+            .filter((_, i) => i % 10 === 0)
+            .map((t) =>
+              ruleSchema.parse({ name: `c-${t.name}`, trigger: 'change', tag: t.name, kind: 'measurement' }),
+            ),
         },
       ],
-      {
-        onDrafts: () => {},
-      },
+      { onDrafts: () => {} },
     );
     const runs: number[] = [];
     let count = 0;
