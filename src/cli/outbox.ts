@@ -28,7 +28,8 @@ export function registerOutbox(program: Command): void {
     .option('-l, --lot <lot>', 'show the events of this lot')
     .option('-n, --last <n>', 'show the newest n events', '20')
     .option('--json', 'print JSON lines (full signed events)')
-    .action((opts: { config: string; lot?: string; last: string; json?: boolean }) => {
+    .option('--dead-letters', 'show the newest malformed or unmappable payloads instead')
+    .action((opts: { config: string; lot?: string; last: string; json?: boolean; deadLetters?: boolean }) => {
       const config = loadConfig(opts.config);
       const outbox = Outbox.open({
         path: outboxPath(config.paths.dataDir),
@@ -38,6 +39,16 @@ export function registerOutbox(program: Command): void {
         onCorrupt: (seq, reason) => console.error(`CORRUPT seq ${seq}: ${reason}`),
       });
       try {
+        if (opts.deadLetters) {
+          for (const d of outbox.deadLetters(Number(opts.last)).reverse()) {
+            console.log(
+              opts.json
+                ? JSON.stringify(d)
+                : `${new Date(d.receivedMs).toISOString()}  ${d.device}  ${d.source}  ${d.reason}  ${JSON.stringify(d.payload.slice(0, 120))}`,
+            );
+          }
+          return;
+        }
         const events = opts.lot ? outbox.byLot(opts.lot) : outbox.last(Number(opts.last)).reverse();
         if (opts.json) {
           for (const e of events)

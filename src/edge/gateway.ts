@@ -50,6 +50,8 @@ export interface GatewayStats {
   eventsStored: number;
   draftsDropped: number;
   deadLetters: number;
+  /** Dead letters not saved because they arrived faster than the bounded queue is saved. */
+  deadLettersUnsaved: number;
   devices: DriverHealth[];
   normaliser: NormaliserStats;
   outbox: OutboxStats;
@@ -62,6 +64,9 @@ const tickMs = 100;
 /** Drafts the batcher may hold while the outbox refuses writes, in batches. */
 const queueBatchesMax = 64;
 const pruneIntervalMs = 3_600_000;
+/** Dead letters held between saves; beyond this the oldest are not saved (counted). */
+const deadLetterQueueMax = 1_000;
+const deadLetterSaveMs = 1_000;
 
 export class Gateway {
   readonly config: LoadedConfig;
@@ -79,6 +84,9 @@ export class Gateway {
   #drafts = 0;
   #stored = 0;
   #deadLetters = 0;
+  /** Dead letters waiting to be saved (once a second, one transaction). */
+  #deadLetterQueue: DeadLetter[] = [];
+  #deadLettersUnsaved = 0;
   #stopping = false;
 
   static async start(config: LoadedConfig, options: GatewayOptions): Promise<Gateway> {
@@ -138,10 +146,7 @@ export class Gateway {
         dataDir: config.paths.dataDir,
         pkiFolder: join(config.paths.dataDir, 'pki', 'opcua'),
         nowMs: this.#now,
-        onDeadLetter: (letter) => {
-          this.#deadLetters += 1;
-          options.onDeadLetter?.(letter);
-        },
+        onDeadLetter: (letter) => this.#onDeadLetter(letter, options.onDeadLetter),
       }),
     );
   }
@@ -157,12 +162,33 @@ export class Gateway {
     });
     this.#timers.push(setInterval(() => this.#tick(), tickMs));
     this.#timers.push(setInterval(() => this.#prune(), pruneIntervalMs));
+    this.#timers.push(setInterval(() => this.#saveDeadLetters(), deadLetterSaveMs));
     if (this.#statusIntervalMs > 0) {
       this.#writeStatus();
       this.#timers.push(setInterval(() => this.#writeStatus(), this.#statusIntervalMs));
     }
     for (const t of this.#timers) t.unref();
     await Promise.all(this.#drivers.map((d) => d.start()));
+  }
+
+  #onDeadLetter(letter: DeadLetter, forward?: (letter: DeadLetter) => void): void {
+    this.#deadLetters += 1;
+    if (this.#deadLetterQueue.length >= deadLetterQueueMax) {
+      this.#deadLetterQueue.shift();
+      this.#deadLettersUnsaved += 1;
+    }
+    this.#deadLetterQueue.push(letter);
+    forward?.(letter);
+  }
+
+  #saveDeadLetters(): void {
+    if (this.#deadLetterQueue.length === 0) return;
+    try {
+      this.outbox.addDeadLetters(this.#deadLetterQueue);
+      this.#deadLetterQueue = [];
+    } catch (err) {
+      this.#log.warn('cannot save dead letters', { err: (err as Error).message });
+    }
   }
 
   #onReadings(batch: readonly Reading[]): void {
@@ -209,6 +235,7 @@ export class Gateway {
       eventsStored: this.#stored,
       draftsDropped: this.outbox.stats().droppedTotal,
       deadLetters: this.#deadLetters,
+      deadLettersUnsaved: this.#deadLettersUnsaved,
       devices: this.#drivers.map((d) => d.health()),
       normaliser: this.#normaliser.stats(),
       outbox: this.outbox.stats(),
@@ -246,6 +273,7 @@ export class Gateway {
     for (const t of this.#timers) clearInterval(t);
     await Promise.all(this.#drivers.map((d) => d.stop()));
     this.#batcher.stop();
+    this.#saveDeadLetters();
     this.#log.info('gateway stopped', {
       head: this.outbox.head.seq,
       stored: this.#stored,

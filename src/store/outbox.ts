@@ -61,7 +61,35 @@ export const outboxMigrations: readonly Migration[] = [
       CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `,
   },
+  {
+    version: 2,
+    description: 'dead letters',
+    up: `
+      CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device TEXT NOT NULL,
+        source TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        payload_bytes INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL
+      );
+    `,
+  },
 ];
+
+/** Dead letters kept for inspection; beyond this the oldest are deleted (and counted). */
+export const deadLettersStoredMax = 10_000;
+
+export interface StoredDeadLetter {
+  id: number;
+  device: string;
+  source: string;
+  reason: string;
+  payload: string;
+  payloadBytes: number;
+  receivedMs: number;
+}
 
 /** Proof that an event is final: the block that holds it and the event's place in it. */
 export interface CommitReceipt {
@@ -210,6 +238,13 @@ export class Outbox {
       ),
       pruneOld: db.prepare(
         'DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE committed = 1 AND committed_ms < ? ORDER BY committed_ms LIMIT ?)',
+      ),
+      addDead: db.prepare(
+        'INSERT INTO dead_letters (device, source, reason, payload, payload_bytes, received_ms) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      trimDead: db.prepare('DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?'),
+      lastDead: db.prepare(
+        'SELECT id, device, source, reason, payload, payload_bytes AS payloadBytes, received_ms AS receivedMs FROM dead_letters ORDER BY id DESC LIMIT ?',
       ),
       pruneOldest: db.prepare(
         'DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE committed = 1 ORDER BY seq LIMIT ?)',
@@ -378,6 +413,25 @@ export class Outbox {
   loadMeta(key: string): unknown {
     const v = this.#stmt.getMeta.get(`app:${key}`) as string | undefined;
     return v === undefined ? undefined : JSON.parse(v);
+  }
+
+  /**
+   * Keeps malformed or unmappable payloads for inspection (one transaction per call). The table is
+   * bounded at {@link deadLettersStoredMax}: the oldest go first; returns how many were deleted.
+   */
+  addDeadLetters(letters: readonly Omit<StoredDeadLetter, 'id'>[]): number {
+    if (letters.length === 0) return 0;
+    return this.#db.transaction(() => {
+      for (const l of letters) {
+        this.#stmt.addDead.run(l.device, l.source, l.reason, l.payload, l.payloadBytes, l.receivedMs);
+      }
+      return this.#stmt.trimDead.run(deadLettersStoredMax).changes;
+    })();
+  }
+
+  /** The newest dead letters, newest first. */
+  deadLetters(limit: number): StoredDeadLetter[] {
+    return this.#stmt.lastDead.all(limit) as StoredDeadLetter[];
   }
 
   /** Oldest events not yet final with seq > afterSeq, up to `limit`, verified on read. */

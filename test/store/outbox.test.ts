@@ -7,7 +7,7 @@ import { generateKey } from '../../src/crypto/keys.ts';
 import type { EventDraft } from '../../src/edge/draft.ts';
 import { EventSigner } from '../../src/edge/signer.ts';
 import { EventVerifier, keyRegistry } from '../../src/edge/verify.ts';
-import { Outbox, type OutboxOptions } from '../../src/store/outbox.ts';
+import { deadLettersStoredMax, Outbox, type OutboxOptions } from '../../src/store/outbox.ts';
 
 const identity = { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw1' };
 const key = generateKey();
@@ -80,6 +80,23 @@ describe('outbox', () => {
     expect(again.loadMeta('normaliser')).toEqual({ counter: 10 });
     expect(again.loadMeta('nothing')).toBeUndefined();
     expect(again.pending({ limit: 20 })).toHaveLength(10);
+  });
+
+  it('keeps dead letters for inspection, bounded, newest first', () => {
+    const { o } = openOutbox();
+    const letter = (i: number) => ({
+      device: 'oven1',
+      source: 't/x',
+      reason: `bad ${i}`,
+      payload: '{',
+      payloadBytes: 1,
+      receivedMs: i,
+    });
+    expect(o.addDeadLetters([letter(1), letter(2)])).toBe(0);
+    expect(o.deadLetters(10).map((d) => d.reason)).toEqual(['bad 2', 'bad 1']);
+    const many = Array.from({ length: deadLettersStoredMax }, (_, i) => letter(i + 3));
+    expect(o.addDeadLetters(many)).toBe(2);
+    expect(o.deadLetters(1)[0]).toMatchObject({ reason: `bad ${deadLettersStoredMax + 2}`, payloadBytes: 1 });
   });
 
   it('keeps the chain across reopen and continues it', () => {
