@@ -121,16 +121,18 @@ describe('mqtt driver against the simulator broker (aedes)', () => {
 
   it('keeps at most deadLettersMax dead letters, dropping the oldest', async () => {
     const t = testContext();
-    const driver = new MqttDriver(oven(url), t.ctx);
+    // A topic of its own, so the simulator's traffic (still draining under load) cannot interleave.
+    const topic = 'test/dead-letters';
+    const driver = new MqttDriver(oven(url, {}, [{ name: 'x', topic, value: '$.x', type: 'number' }]), t.ctx);
     await driver.start();
     try {
       await t.waitFor(() => driver.health().state === 'connected', 'connected');
       const n = deadLettersMax + 20;
       await publish(
         url,
-        Array.from({ length: n }, (_, i) => [S, `not json ${i}`] as [string, string]),
+        Array.from({ length: n }, (_, i) => [topic, `not json ${i}`] as [string, string]),
       );
-      await t.waitFor(() => t.deadLetters.length === n, 'all dead letters');
+      await t.waitFor(() => t.deadLetters.length === n, 'all dead letters', 20_000);
       const kept = driver.deadLetters();
       expect(kept).toHaveLength(deadLettersMax);
       expect(kept[0]!.payload).toBe('not json 20');
