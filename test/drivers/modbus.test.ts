@@ -101,7 +101,7 @@ describe('modbus driver against a Modbus TCP server', () => {
         const gap = largestGapMs(window, 'u1');
         // Poll interval 100 ms, unit timeout 300 ms: with one request in flight, unit 1 waits at most
         // one timeout of unit 2's probe; with two, not at all.
-        const budget = inFlight === 1 ? 100 + 300 + 80 : 100 + 80;
+        const budget = inFlight === 1 ? 100 + 300 + 150 : 100 + 150; // 150 ms of slack for a loaded machine
         expect(gap, `largest gap between unit 1 readings: ${gap.toFixed(0)} ms`).toBeLessThan(budget);
         expect(window.filter((b) => b.batch.some((r) => r.tag === 'u1')).length).toBeGreaterThanOrEqual(8);
         const h = driver.health();
