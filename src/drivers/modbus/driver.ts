@@ -4,7 +4,8 @@
  * Scheduling: every unit has its own poll loop, and the units share the connection through a FIFO
  * semaphore of `requestsInFlightMax` permits (always 1 on a serial line). A unit whose request times
  * out is marked down: its tags go bad at once, the rest of its cycle is skipped, and it is probed
- * again with one cycle per backoff step (pollIntervalMs doubling up to reconnectMaxDelayMs). So a
+ * again with one cycle per backoff step (max(pollIntervalMs, 4 × timeoutMs) doubling up to
+ * reconnectMaxDelayMs). So a
  * dead unit costs the others at most one timeout per probe on a serial line or with one request in
  * flight, and nothing at all with two or more in flight over TCP.
  *
@@ -101,7 +102,9 @@ export class ModbusDriver extends DriverBase {
           tags: [],
           up: true,
           nextProbeMs: 0,
-          probe: new Backoff(c.reconnectMaxDelayMs, c.pollIntervalMs),
+          // A probe costs one timeout of line time: starting at 4 timeouts keeps a dead unit to at most a
+          // quarter of the line while it is first retried, and less as the interval grows.
+          probe: new Backoff(c.reconnectMaxDelayMs, Math.max(c.pollIntervalMs, 4 * c.timeoutMs)),
           polls: 0,
           timeouts: 0,
           exceptions: 0,
