@@ -27,7 +27,9 @@ export interface TestContext {
 }
 
 export function testContext(overrides: Partial<DriverContext> = {}): TestContext {
-  const dataDir = mkdtempSync(join(tmpdir(), 'masbc-driver-'));
+  // A private data folder unless the test brings its own (then the test removes it).
+  const ownDir = overrides.dataDir === undefined ? mkdtempSync(join(tmpdir(), 'masbc-driver-')) : null;
+  const dataDir = overrides.dataDir ?? ownDir!;
   const batches: Reading[][] = [];
   const readings: Reading[] = [];
   const logs: LogLine[] = [];
@@ -83,7 +85,7 @@ export function testContext(overrides: Partial<DriverContext> = {}): TestContext
       return undefined;
     },
     cleanup() {
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownDir) rmSync(ownDir, { recursive: true, force: true });
     },
   };
 }

@@ -92,7 +92,10 @@ export async function startPymodbus(
 ): Promise<{ port: number; stop(): Promise<void> }> {
   const script = join(import.meta.dirname, '..', 'fixtures', 'pymodbus_server.py');
   const child = spawn(python, [script, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const m = await waitForLine(child, /READY ?(\d*)\r?\n/, 'pymodbus');
+  const m = await waitForLine(child, /READY ?(\d*)\r?\n/, 'pymodbus').catch(async (err) => {
+    await stopChild(child);
+    throw err;
+  });
   return { port: Number(m[1] || 0), stop: () => stopChild(child) };
 }
 
@@ -157,7 +160,13 @@ export async function startMosquitto(
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(conf, `${lines.join('\n')}\n`);
   const child = spawn('/usr/sbin/mosquitto', ['-c', conf, '-v'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await waitForLine(child, /mosquitto version \S+ running/, 'mosquitto');
+  try {
+    await waitForLine(child, /mosquitto version \S+ running/, 'mosquitto');
+  } catch (err) {
+    await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     port,
     ...(tlsPort ? { tlsPort } : {}),

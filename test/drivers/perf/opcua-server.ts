@@ -10,6 +10,11 @@ const server = new OPCUAServer({
     rootFolder: pkiDir,
     automaticallyAcceptUnknownCertificate: true,
   }),
+  // Without a folder of its own, the user certificate manager would land in ~/.config.
+  userCertificateManager: new OPCUACertificateManager({
+    rootFolder: `${pkiDir}-user`,
+    automaticallyAcceptUnknownCertificate: true,
+  }),
   serverCapabilities: { minSupportedSampleRate: 0, operationLimits: { maxMonitoredItemsPerCall: 10_000 } },
 });
 await server.initialize();
