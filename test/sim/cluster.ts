@@ -15,6 +15,7 @@ import {
   defaultChainLimits,
   encodeCertifiedBlock,
   encodeMessage,
+  quorumSize,
   signMessage,
   syncResponseBytesTarget,
   txRootOf,
@@ -32,7 +33,14 @@ import {
   syncResponseFor,
 } from '../../src/consensus/core/io.ts';
 import { Replica } from '../../src/consensus/core/replica.ts';
-import type { Block, CertifiedBlock, ChainLimits, Message, Validator } from '../../src/consensus/types.ts';
+import type {
+  Block,
+  CertifiedBlock,
+  ChainLimits,
+  Message,
+  PreparedCertificate,
+  Validator,
+} from '../../src/consensus/types.ts';
 import { sha256 } from '../../src/crypto/hash.ts';
 import type { Signer } from '../../src/crypto/keys.ts';
 import { Heap } from './heap.ts';
@@ -53,6 +61,10 @@ export const behaviors = [
   'conflicting-votes',
   /** Also sends random bytes and corrupted messages. */
   'garbage',
+  /** Hides its prepared certificates in VIEW-CHANGE (so NEW-VIEW quorums miss blocks it prepared). */
+  'hide-prepared',
+  /** Reports, per height, the oldest-view prepared certificate it ever held instead of the newest. */
+  'stale-prepared',
   /** Sends nothing at all. */
   'silent',
   /** Any of the above, chosen per message. */
@@ -65,6 +77,11 @@ export interface NetworkConditions {
   duplicateP: number;
   delayMinMs: number;
   delayMaxMs: number;
+  /** Share of messages delayed by up to `lateMaxMs` more (stale messages arriving views later). */
+  lateP: number;
+  lateMaxMs: number;
+  /** Extra loss per directed link [from][to], added to lossP (asymmetric, flaky links). */
+  linkLossP?: number[][];
 }
 
 export interface ClusterOptions {
@@ -77,6 +94,8 @@ export interface ClusterOptions {
   local?: Partial<LocalLimits>;
   network?: Partial<NetworkConditions>;
   realKeys?: boolean;
+  /** Replicas that will lose their state: counted as faulty from the start. */
+  faulty?: number[];
   trace?: (line: string) => void;
 }
 
@@ -92,6 +111,9 @@ interface Host {
   wakeGen: number;
   /** Restarted with lost state at least once: counts against f like a byzantine replica. */
   lostState: boolean;
+  /** Byzantine memory: the second block per (view, height), the oldest prepared certificate per height. */
+  alternates: Map<string, Message>;
+  oldestPrepared: Map<number, PreparedCertificate>;
 }
 
 type EventBody =
@@ -126,6 +148,13 @@ export class Cluster {
   /** Group per host; messages only flow within a group. null = fully connected. */
   partition: number[] | null = null;
   readonly decided = new Map<number, string>();
+  /** Replicas counted as faulty for the certificate checker: byzantine ones and those that lost state. */
+  readonly faulty = new Set<number>();
+  /** Honest COMMITs seen on the wire, by `${view}:${height}:${hash}`. */
+  readonly #commitVotes = new Map<string, Set<number>>();
+  /** Heights at which some block is certifiable: honest COMMITs + every faulty replica ≥ quorum. */
+  readonly certifiable = new Map<number, string>();
+  readonly #quorum: number;
   readonly stats = {
     sentByType: new Map<string, number>(),
     bytesSent: 0,
@@ -148,7 +177,7 @@ export class Cluster {
     this.limits = { ...defaultChainLimits, validatorsMax: o.n, ...o.limits };
     this.#timing = o.timing ?? {};
     this.#local = o.local ?? {};
-    this.net = { lossP: 0, duplicateP: 0, delayMinMs: 1, delayMaxMs: 10, ...o.network };
+    this.net = { lossP: 0, duplicateP: 0, delayMinMs: 1, delayMaxMs: 10, lateP: 0, lateMaxMs: 0, ...o.network };
     this.hosts = Array.from({ length: o.n }, (_, i) => ({
       index: i,
       behavior: o.behaviors?.[i] ?? 'honest',
@@ -160,7 +189,12 @@ export class Cluster {
       txIndex: new Set<string>(),
       wakeGen: 0,
       lostState: false,
+      alternates: new Map(),
+      oldestPrepared: new Map(),
     }));
+    this.#quorum = quorumSize(o.n);
+    for (const h of this.hosts) if (h.behavior !== 'honest') this.faulty.add(h.index);
+    for (const i of o.faulty ?? []) this.faulty.add(i);
     for (const h of this.hosts) this.restart(h.index, false);
   }
 
@@ -203,6 +237,7 @@ export class Cluster {
     const h = this.hosts[i]!;
     if (h.up) this.crash(i);
     if (lose) {
+      this.faulty.add(i);
       h.persisted = emptyPersistedState();
       h.store = [];
       h.txIndex = new Set();
@@ -289,6 +324,8 @@ export class Cluster {
       const d = this.decided.get(height);
       if (d === undefined) this.decided.set(height, key);
       else if (d !== key) fail(`AGREEMENT VIOLATED: committed ${key}, another replica committed ${d}`);
+      const c = this.certifiable.get(height);
+      if (c !== undefined && c !== key) fail(`AGREEMENT VIOLATED: committed ${key}, but ${c} is certifiable`);
     }
     for (const tx of cb.block.txs) {
       const k = txKey(tx);
@@ -305,7 +342,35 @@ export class Cluster {
   // -------------------------------------------------------------------------------------------
   // Network and byzantine behaviour
 
+  /**
+   * The strongest safety check: a certificate is transferable proof, so no two different blocks may
+   * ever be certifiable at one height, even if no replica delivers either. Counts every faulty
+   * replica as willing to sign anything.
+   */
+  #watchCommit(h: Host, m: Extract<Message, { type: 'commit' }>): void {
+    if (this.faulty.has(h.index)) return;
+    const key = keyOf(m.blockHash);
+    const id = `${m.view}:${m.height}:${key}`;
+    let voters = this.#commitVotes.get(id);
+    if (!voters) {
+      voters = new Set();
+      this.#commitVotes.set(id, voters);
+    }
+    voters.add(h.index);
+    let honest = 0;
+    for (const v of voters) if (!this.faulty.has(v)) honest++;
+    if (honest + this.faulty.size < this.#quorum) return;
+    const prev = this.certifiable.get(m.height) ?? this.decided.get(m.height);
+    if (prev !== undefined && prev !== key) {
+      throw new SimulationError(
+        `t=${this.nowMs} height ${m.height}: AGREEMENT VIOLATED: ${key} is certifiable in view ${m.view}, and so is (or was committed) ${prev}`,
+      );
+    }
+    this.certifiable.set(m.height, key);
+  }
+
   #emit(h: Host, to: number[], m: Message): void {
+    if (m.type === 'commit') this.#watchCommit(h, m);
     if (this.#trace && m.type !== 'status' && m.type !== 'txs') {
       const what =
         m.type === 'pre-prepare'
@@ -330,8 +395,29 @@ export class Cluster {
     const half = Math.ceil(to.length / 2);
     if (behavior === 'silent') return;
     if (behavior === 'equivocate' && m.type === 'pre-prepare' && to.length > 1) {
-      send(to.slice(0, half), m);
-      send(to.slice(half), this.#alteredPrePrepare(h, m, false));
+      // Two fixed blocks per (view, height), split afresh on every (re)transmission: a replica may
+      // see one, restart, and then be offered the other.
+      const key = `${m.view}:${m.block.header.height}`;
+      let other = h.alternates.get(key);
+      if (!other) {
+        other = this.#alteredPrePrepare(h, m, false);
+        h.alternates.set(key, other);
+        if (h.alternates.size > 64) h.alternates.delete(h.alternates.keys().next().value!);
+      }
+      const order = this.rng.shuffle([...to]);
+      const cut = this.rng.int(1, to.length - 1);
+      send(order.slice(0, cut), m);
+      send(order.slice(cut), other);
+    } else if (behavior === 'hide-prepared' && m.type === 'view-change' && m.prepared.length > 0) {
+      send(to, signMessage(this.signers[h.index]!, chainId, { ...m, prepared: [] }));
+    } else if (behavior === 'stale-prepared' && m.type === 'view-change') {
+      for (const p of m.prepared) {
+        const old = h.oldestPrepared.get(p.header.height);
+        if (!old || p.view < old.view) h.oldestPrepared.set(p.header.height, p);
+      }
+      while (h.oldestPrepared.size > 64) h.oldestPrepared.delete(h.oldestPrepared.keys().next().value!);
+      const prepared = m.prepared.map((p) => h.oldestPrepared.get(p.header.height) ?? p);
+      send(to, signMessage(this.signers[h.index]!, chainId, { ...m, prepared }));
     } else if (behavior === 'invalid-proposals' && m.type === 'pre-prepare') {
       send(to, this.#alteredPrePrepare(h, m, true));
     } else if (
@@ -383,13 +469,14 @@ export class Cluster {
       this.stats.dropped++;
       return;
     }
-    if (this.rng.chance(this.net.lossP)) {
+    if (this.rng.chance(this.net.lossP + (this.net.linkLossP?.[from]?.[to] ?? 0))) {
       this.stats.dropped++;
       return;
     }
     const copies = this.rng.chance(this.net.duplicateP) ? 2 : 1;
     for (let c = 0; c < copies; c++) {
-      const delay = this.rng.int(this.net.delayMinMs, this.net.delayMaxMs);
+      let delay = this.rng.int(this.net.delayMinMs, this.net.delayMaxMs);
+      if (this.net.lateP > 0 && this.rng.chance(this.net.lateP)) delay += this.rng.int(0, this.net.lateMaxMs);
       this.#schedule({ atMs: this.nowMs + delay, kind: 'deliver', from, to, bytes });
     }
   }

@@ -20,9 +20,10 @@ import type { Rng } from './rng.ts';
 const tag = new TextEncoder().encode('sim-signature');
 
 function simSig(secret: Uint8Array, message: Uint8Array): Uint8Array {
+  const h = sha256(tag, secret, message);
   const out = new Uint8Array(64);
-  out.set(sha256(tag, secret, message), 0);
-  out.set(sha256(message, secret, tag), 32);
+  out.set(h, 0);
+  out.set(h, 32);
   return out;
 }
 

@@ -62,12 +62,21 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
   for (const i of byzHosts) hostBehaviors[i] = rng.pick(behaviors.filter((b) => b !== 'honest'));
   const driftMs = simTiming.clockDriftMs!;
   const skewMs = Array.from({ length: n }, () => rng.int(-driftMs / 4, driftMs / 4));
+  const flakyLinks = rng.chance(0.3);
   const network = {
     lossP: rng.pick([0, 0, 0.01, 0.05, 0.15]),
     duplicateP: rng.pick([0, 0.02, 0.1]),
     delayMinMs: 1,
     delayMaxMs: rng.int(3, 40),
+    lateP: rng.pick([0, 0, 0.01, 0.05]),
+    lateMaxMs: rng.int(100, 1_500),
+    linkLossP: flakyLinks
+      ? Array.from({ length: n }, () => Array.from({ length: n }, () => rng.pick([0, 0, 0.2, 0.6])))
+      : undefined,
   };
+  // A short T against the network's delays makes view changes strike mid-round, with blocks
+  // prepared at some replicas only: the situations the view-change proof exists for.
+  const timing = { ...simTiming, viewChangeTimeoutMs: rng.pick([30, 60, 100, 100]) };
   const limits = {
     windowHeights: rng.pick([1, 2, 4]),
     blockTxsMax: rng.pick([4, 16, 64]),
@@ -84,20 +93,22 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     `seed=${o.seed} n=${n}`,
     `byzantine=${byzHosts.map((i) => `${i}:${hostBehaviors[i]}`).join(',') || '-'}`,
     `lostState=${lostHosts.join(',') || '-'}`,
-    `loss=${network.lossP} dup=${network.duplicateP} delay≤${network.delayMaxMs}ms`,
+    `loss=${network.lossP}${flakyLinks ? '+links' : ''} dup=${network.duplicateP} delay≤${network.delayMaxMs}ms late=${network.lateP}`,
+    `T=${timing.viewChangeTimeoutMs}ms`,
     `window=${limits.windowHeights} blockTxs=${limits.blockTxsMax} mempool=${local.mempoolTxsMax}`,
     `chaos=${chaosMs}ms`,
   ];
-  const cluster = new Cluster({
+  const cluster: Cluster = new Cluster({
     n,
     rng: rng.fork(),
     behaviors: hostBehaviors,
     skewMs,
-    timing: simTiming,
+    timing,
     limits,
     local,
     network,
     realKeys: o.realKeys,
+    faulty: lostHosts,
     trace: o.trace,
   });
   const events = rng.fork();
@@ -107,25 +118,33 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     const host = events.int(0, n - 1);
     cluster.at(t, () => cluster.submit(host, cluster.newTx(events.int(8, 64))));
   }
-  // Partitions.
-  const partitions = events.int(0, 2);
+  // Swarm testing: each seed draws its own fault intensities, so some seeds are calm and others
+  // pile one kind of fault on (many short crashes, many partitions, the primary cut off mid-round).
+  const partitions = events.pick([0, 1, 2, 4, 8]);
   for (let p = 0; p < partitions; p++) {
     const start = events.int(0, chaosMs);
+    const isolatePrimary = events.chance(0.4);
     const groups = Array.from({ length: n }, () => events.int(0, 1));
+    const withPrimary = events.int(0, n - 1);
     cluster.at(start, () => {
-      cluster.partition = groups;
+      if (isolatePrimary) {
+        // Cut off the primary of the view most replicas are in, with one random companion.
+        const views = cluster.hosts.map((h) => h.replica?.view ?? 0).sort((a, b) => a - b);
+        const primary = views[Math.floor(n / 2)]! % n;
+        cluster.partition = cluster.hosts.map((h) => (h.index === primary || h.index === withPrimary ? 1 : 0));
+      } else cluster.partition = groups;
     });
-    cluster.at(start + events.int(50, 1_500), () => cluster.heal());
+    cluster.at(start + events.pick([events.int(20, 200), events.int(50, 1_500)]), () => cluster.heal());
   }
   desc.push(`partitions=${partitions}`);
   // Crashes of non-faulty replicas (restart with their persisted state).
-  const crashes = events.int(0, 3);
+  const crashes = events.pick([0, 1, 3, 8]);
   for (let c = 0; c < crashes; c++) {
     const host = events.int(0, n - 1);
     if (hostBehaviors[host] !== 'honest' || lostHosts.includes(host)) continue;
     const at = events.int(0, chaosMs);
     cluster.at(at, () => cluster.crash(host));
-    cluster.at(at + events.int(20, 1_000), () => {
+    cluster.at(at + events.pick([events.int(5, 100), events.int(20, 1_000)]), () => {
       if (!cluster.hosts[host]!.up) cluster.restart(host, false);
     });
   }

@@ -1231,6 +1231,8 @@ export class Replica {
       this.#fault(from, e.code, e.detail);
       return;
     }
+    // Re-inserted so that iteration follows arrival: a new primary uses the first quorum to arrive.
+    this.#latestVc.delete(vc.replica);
     this.#latestVc.set(vc.replica, vc);
     if (this.#verifiedVcs.size > 4 * this.#n) this.#verifiedVcs.clear();
     this.#verifiedVcs.add(viewChangeKey(this.#c.chainId, vc));
@@ -1263,11 +1265,10 @@ export class Replica {
 
   #maybeSendNewView(): void {
     if (!this.#viewChanging || !this.isPrimary) return;
-    const vcs = [...this.#latestVc.values()]
-      .filter((vc) => vc.view === this.#view)
-      .sort((a, b) => a.replica - b.replica);
+    // The first quorum to arrive (any quorum is safe), listed by replica as the decoder requires.
+    const vcs = [...this.#latestVc.values()].filter((vc) => vc.view === this.#view);
     if (vcs.length < this.#q) return;
-    const chosen = vcs.slice(0, this.#q);
+    const chosen = vcs.slice(0, this.#q).sort((a, b) => a.replica - b.replica);
     const selection = selectReproposals(chosen, this.#c.genesisHash);
     let missing = false;
     for (const r of selection.reproposals) {

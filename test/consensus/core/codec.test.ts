@@ -17,7 +17,8 @@ import {
   voteSigningBytes,
 } from '../../../src/consensus/codec.ts';
 import type { Block, Commit, Message, PrePrepare, Prepare, Validator } from '../../../src/consensus/types.ts';
-import { sha256 } from '../../../src/crypto/hash.ts';
+import { encodeCanonical } from '../../../src/crypto/canonical.ts';
+import { sha256, toBase64Url } from '../../../src/crypto/hash.ts';
 import { generateKey, nodeVerifier } from '../../../src/crypto/keys.ts';
 
 const chainId = 'test-chain';
@@ -206,6 +207,28 @@ describe('consensus codec', () => {
     expect(verifyCertifiedBlock(ctx, defaultChainLimits, { block: tampered, certificate: good })?.code).toBe(
       'tx-root',
     );
+  });
+
+  it('writes vote payloads exactly as RFC 8785 would, and accepts only canonical base64url', () => {
+    const h = sha256(enc.encode('x'));
+    for (const [chain, view, height] of [
+      ['test-chain', 0, 1],
+      ['a.b:c-d_e', 123_456, 9_007_199_254_740_991],
+    ] as const) {
+      const bytes = voteSigningBytes('commit', chain, view, height, h);
+      const tail = bytes.subarray(bytes.indexOf(0) + 1);
+      expect(new TextDecoder().decode(tail)).toBe(
+        new TextDecoder().decode(encodeCanonical({ blockHash: toBase64Url(h), chainId: chain, height, view })),
+      );
+    }
+    const good = toBase64Url(h);
+    const ok = decodeMessage(enc.encode(JSON.stringify({ type: 'proposal-request', height: 1, blockHash: good })));
+    expect(ok.ok).toBe(true);
+    // 32 bytes = 43 characters; the last one carries 2 unused bits: flip one of them.
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const twin = good.slice(0, 42) + alphabet[alphabet.indexOf(good[42]!) ^ 1];
+    const bad = decodeMessage(enc.encode(JSON.stringify({ type: 'proposal-request', height: 1, blockHash: twin })));
+    expect(!bad.ok && bad.error.detail).toMatch(/not canonical/);
   });
 
   it('quorum is 2f+1 for n=3f+1 and intersects in f+1 otherwise', () => {
