@@ -4,6 +4,7 @@
  * shared machine: compare ratios, not absolute numbers, across machines.
  */
 import { benchCrypto } from './crypto.ts';
+import { benchDrivers } from './drivers.ts';
 import { type Figure, formatFigures, machine } from './lib.ts';
 import { benchNet } from './net.ts';
 import { benchOutbox } from './outbox.ts';
@@ -11,7 +12,11 @@ import { benchOutbox } from './outbox.ts';
 const suites: Record<string, { title: string; run: () => Promise<Figure[]> }> = {
   crypto: { title: 'Event signing and verification (one core)', run: () => benchCrypto() },
   outbox: { title: 'Outbox append (sign + SQLite insert)', run: () => benchOutbox() },
-  net: { title: 'libp2p transport between two validators (tcp + noise + yamux, loopback)', run: () => benchNet() },
+  drivers: { title: 'Acquisition: drivers and normaliser', run: () => benchDrivers() },
+  net: {
+    title: 'libp2p transport between two validators (tcp + noise + yamux, loopback)',
+    run: () => benchNet(),
+  },
 };
 
 const wanted = process.argv.slice(2);

@@ -61,12 +61,35 @@ export function registerDemo(program: Command): void {
         import('../edge/gateway.ts'),
       ]);
       const ports = portsFromDevices(config);
+      // A virtual RS-485 line for Modbus RTU device maps needs socat; without it, those devices sit out.
+      const { rtuPathFromDevices, startSerialLine } = await import('./simulate.ts');
+      const rtuPath = rtuPathFromDevices(config);
+      let line: Awaited<ReturnType<typeof startSerialLine>> | null = null;
+      if (rtuPath) {
+        try {
+          line = await startSerialLine(rtuPath);
+        } catch (err) {
+          const rtu = config.devices.filter(
+            (d) => d.protocol === 'modbus' && d.connection.transport === 'rtu',
+          );
+          for (const d of rtu) d.enabled = false;
+          console.log(
+            `note: ${(err as Error).message}; Modbus RTU device(s) ${rtu.map((d) => d.id).join(', ')} disabled for this run`,
+          );
+        }
+      }
       const sims = await runSimulators({
         seed: opts.seed === undefined ? undefined : Number(opts.seed),
         dataDir: join(config.paths.dataDir, 'simulators'),
         scenario: { cycleTimeMs: Number(opts.cycleMs) },
         opcua: ports.opcua === undefined ? false : { port: ports.opcua },
-        modbus: ports.modbus === undefined ? false : { tcp: { port: ports.modbus } },
+        modbus:
+          ports.modbus === undefined && !line
+            ? false
+            : {
+                tcp: ports.modbus === undefined ? false : { port: ports.modbus },
+                rtu: line ? { path: line.plcPath } : false,
+              },
         mqtt: ports.mqtt === undefined ? false : { port: ports.mqtt },
         statusEveryMs: 0,
       });
@@ -95,6 +118,7 @@ export function registerDemo(program: Command): void {
       console.log('\nstopping…');
       await gateway.stop();
       await sims.stop();
+      await line?.stop();
       log.flush();
       console.log('stopped cleanly');
     });
