@@ -1,9 +1,9 @@
 /** The CLI as a user runs it: a real process, real files, exit codes and output. */
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/tmp.ts';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'masbc-edge.js');
 
@@ -29,7 +29,7 @@ describe('masbc-edge CLI', () => {
 
   it('validate: ok on the bundled config, exit 2 listing every problem otherwise', () => {
     expect(cli(['validate'])).toMatchObject({ code: 0 });
-    const dir = mkdtempSync(join(tmpdir(), 'masbc-cli-'));
+    const dir = tempDir('cli');
     const file = join(dir, 'press.yaml');
     writeFileSync(
       file,
@@ -43,7 +43,7 @@ describe('masbc-edge CLI', () => {
   });
 
   it('keygen writes a 0600 key, refuses to overwrite, rejects unknown algorithms', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'masbc-cli-'));
+    const dir = tempDir('cli');
     const out = join(dir, 'k', 'gw.key');
     const r = cli(['keygen', '--out', out, '--alg', 'p256']);
     expect(r.code).toBe(0);
@@ -58,7 +58,7 @@ describe('masbc-edge CLI', () => {
   });
 
   it('outbox and health explain a gateway that never ran', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'masbc-cli-'));
+    const dir = tempDir('cli');
     cpSync('config', join(dir, 'config'), { recursive: true });
     const env = { MASBC_DATA_DIR: join(dir, 'data') };
     const h = cli(['health', '-c', join(dir, 'config', 'gateway.yaml')], env);

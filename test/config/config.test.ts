@@ -1,5 +1,4 @@
-import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -9,6 +8,7 @@ import {
   loadDeviceMap,
   validateFiles,
 } from '../../src/config/index.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const good = `id: press1
 station: ST-20
@@ -137,8 +137,12 @@ describe('device map validation', () => {
 
   it('uses the default of ${env:NAME:-default} only when the variable is unset', () => {
     const text = good.replace('host: 127.0.0.1', 'host: ${env:PLC_HOST:-10.0.0.5}');
-    expect(loadDeviceMap('dev.yaml', { text, env: {} }).value?.connection).toMatchObject({ host: '10.0.0.5' });
-    expect(loadDeviceMap('dev.yaml', { text, env: { PLC_HOST: 'plc7' } }).value?.connection).toMatchObject({ host: 'plc7' });
+    expect(loadDeviceMap('dev.yaml', { text, env: {} }).value?.connection).toMatchObject({
+      host: '10.0.0.5',
+    });
+    expect(loadDeviceMap('dev.yaml', { text, env: { PLC_HOST: 'plc7' } }).value?.connection).toMatchObject({
+      host: 'plc7',
+    });
   });
 
   it('refuses a literal password and accepts a reference', () => {
@@ -179,7 +183,7 @@ describe('gateway config', () => {
   });
 
   it('reports problems of the gateway file and of every device map together', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'masbc-config-'));
+    const dir = tempDir('config');
     cpSync('config', dir, { recursive: true });
     writeFileSync(
       join(dir, 'gateway.yaml'),
@@ -202,7 +206,7 @@ describe('gateway config', () => {
   });
 
   it('validateFiles checks device maps given alone', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'masbc-config-'));
+    const dir = tempDir('config');
     const file = join(dir, 'm.yaml');
     writeFileSync(file, good.replace('protocol: modbus', 'protocol: 7'));
     const issues = validateFiles([file]);

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fromBase64Url } from '../../src/crypto/hash.ts';
@@ -12,6 +11,7 @@ import {
   writeKeyFile,
 } from '../../src/crypto/keys.ts';
 import { nobleVerifier } from '../../src/crypto/noble.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 describe('keys', () => {
   for (const alg of keyAlgorithms) {
@@ -32,7 +32,7 @@ describe('keys', () => {
     });
 
     it(`${alg}: key file round trip, mode 0600, refuses to overwrite`, () => {
-      const dir = mkdtempSync(join(tmpdir(), 'masbc-keys-'));
+      const dir = tempDir('keys');
       const path = join(dir, 'sub', 'gateway.key');
       const key = generateKey(alg);
       const { publicPath } = writeKeyFile(path, key);
@@ -49,7 +49,7 @@ describe('keys', () => {
   }
 
   it('explains a missing or garbage key file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'masbc-keys-'));
+    const dir = tempDir('keys');
     expect(() => loadKeyFile(join(dir, 'nope.key'))).toThrow(/does not exist.*keygen/);
     const junk = join(dir, 'junk.key');
     writeKeyFile(join(dir, 'ok.key'), generateKey());

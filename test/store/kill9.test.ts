@@ -5,14 +5,14 @@
  * the transaction design, not power-loss safety; that rests on synchronous=FULL, see docs/store.md.)
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateKey, writeKeyFile } from '../../src/crypto/keys.ts';
 import { emptyHead } from '../../src/edge/signer.ts';
 import { EventVerifier, keyRegistry } from '../../src/edge/verify.ts';
 import { Outbox } from '../../src/store/outbox.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const kills = Number(process.env.KILL9_ROUNDS ?? 50);
 const fixture = join(import.meta.dirname, 'fixtures', 'appender.ts');
@@ -52,7 +52,7 @@ describe('outbox durability under kill -9', () => {
   it(`keeps every acknowledged event, intact and chained, across ${kills} kills at random moments`, {
     timeout: 180_000,
   }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'masbc-kill9-'));
+    const dir = tempDir('kill9');
     const path = join(dir, 'outbox.db');
     const keyFile = join(dir, 'gw.key');
     const key = generateKey();

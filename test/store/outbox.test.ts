@@ -1,5 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -33,10 +31,7 @@ function draft(i: number, lot = `LOT-${Math.floor(i / 10)}`): EventDraft {
 const drafts = (from: number, n: number) => Array.from({ length: n }, (_, i) => draft(from + i));
 
 const open: Outbox[] = [];
-function openOutbox(
-  over: Partial<OutboxOptions> = {},
-  path = join(mkdtempSync(join(tmpdir(), 'masbc-outbox-')), 'outbox.db'),
-) {
+function openOutbox(over: Partial<OutboxOptions> = {}, path = join(tempDir('outbox'), 'outbox.db')) {
   const o = Outbox.open({ path, verifier, maxBytes: 1 << 30, maxRows: 1_000_000, ...over });
   open.push(o);
   return { o, path };
