@@ -6,6 +6,7 @@ import type { EventDraft } from '../../src/edge/draft.ts';
 import { EventSigner } from '../../src/edge/signer.ts';
 import { EventVerifier, keyRegistry } from '../../src/edge/verify.ts';
 import { deadLettersStoredMax, Outbox, type OutboxOptions } from '../../src/store/outbox.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const identity = { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw1' };
 const key = generateKey();
