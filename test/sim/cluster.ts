@@ -96,6 +96,8 @@ export interface ClusterOptions {
   realKeys?: boolean;
   /** Replicas that will lose their state: counted as faulty from the start. */
   faulty?: number[];
+  /** Chance that an honest replica crashes right after sending a vote, restarting 1–50 ms later. */
+  crashAfterVoteP?: number;
   trace?: (line: string) => void;
 }
 
@@ -155,6 +157,8 @@ export class Cluster {
   /** Heights at which some block is certifiable: honest COMMITs + every faulty replica ≥ quorum. */
   readonly certifiable = new Map<number, string>();
   readonly #quorum: number;
+  /** Mutable: the scenario turns it off when the network heals. */
+  crashAfterVoteP: number;
   readonly stats = {
     sentByType: new Map<string, number>(),
     bytesSent: 0,
@@ -177,7 +181,15 @@ export class Cluster {
     this.limits = { ...defaultChainLimits, validatorsMax: o.n, ...o.limits };
     this.#timing = o.timing ?? {};
     this.#local = o.local ?? {};
-    this.net = { lossP: 0, duplicateP: 0, delayMinMs: 1, delayMaxMs: 10, lateP: 0, lateMaxMs: 0, ...o.network };
+    this.net = {
+      lossP: 0,
+      duplicateP: 0,
+      delayMinMs: 1,
+      delayMaxMs: 10,
+      lateP: 0,
+      lateMaxMs: 0,
+      ...o.network,
+    };
     this.hosts = Array.from({ length: o.n }, (_, i) => ({
       index: i,
       behavior: o.behaviors?.[i] ?? 'honest',
@@ -193,6 +205,7 @@ export class Cluster {
       oldestPrepared: new Map(),
     }));
     this.#quorum = quorumSize(o.n);
+    this.crashAfterVoteP = o.crashAfterVoteP ?? 0;
     for (const h of this.hosts) if (h.behavior !== 'honest') this.faulty.add(h.index);
     for (const i of o.faulty ?? []) this.faulty.add(i);
     for (const h of this.hosts) this.restart(h.index, false);
@@ -295,6 +308,19 @@ export class Cluster {
     for (const o of rd.messages) {
       const to = o.to === 'all' ? this.hosts.map((x) => x.index).filter((x) => x !== h.index) : [o.to];
       this.#emit(h, to, o.message);
+    }
+    if (
+      this.crashAfterVoteP > 0 &&
+      !this.faulty.has(h.index) &&
+      rd.messages.some((o) => o.message.type === 'prepare' || o.message.type === 'commit') &&
+      this.rng.chance(this.crashAfterVoteP)
+    ) {
+      // The worst moment to crash: votes just left, nothing more happens until the restart.
+      this.crash(h.index);
+      this.at(this.nowMs + this.rng.int(1, 50), () => {
+        if (!h.up) this.restart(h.index, false);
+      });
+      return;
     }
     if (rd.wakeAtMs !== null) {
       const gen = ++h.wakeGen;

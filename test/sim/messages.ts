@@ -42,7 +42,8 @@ function measure(n: number): Row {
     t += 60;
   }
   const done = () => c.hosts.every((h) => h.store.length >= blocks);
-  if (!c.run(t + 20_000, done)) throw new Error(`n=${n}: only ${Math.min(...c.hosts.map((h) => h.store.length))} blocks`);
+  if (!c.run(t + 20_000, done))
+    throw new Error(`n=${n}: only ${Math.min(...c.hosts.map((h) => h.store.length))} blocks`);
   const perBlock: Record<string, number> = {};
   let status = 0;
   for (const [type, count] of c.stats.sentByType) {
@@ -76,7 +77,9 @@ function measure(n: number): Row {
 
 const rows = ns.map(measure);
 const types = ['pre-prepare', 'prepare', 'commit', 'txs'];
-console.log(`| n | ${types.join(' | ')} | all / block | bytes / block | status / s | VC+NV msgs (one view change) |`);
+console.log(
+  `| n | ${types.join(' | ')} | all / block | bytes / block | status / s | VC+NV msgs (one view change) |`,
+);
 console.log(`|---|${types.map(() => '---').join('|')}|---|---|---|---|`);
 for (const r of rows) {
   const all = Object.values(r.perBlock).reduce((a, b) => a + b, 0);
@@ -84,4 +87,6 @@ for (const r of rows) {
     `| ${r.n} | ${types.map((t) => r.perBlock[t] ?? 0).join(' | ')} | ${all.toFixed(0)} | ${r.bytesPerBlock} | ${r.statusPerSecond} | ${r.viewChangeMessages} |`,
   );
 }
-console.log(`\n${blocks} blocks of ${txsPerBlock} transactions (200 B) per n; wall time ${rows.map((r) => `n=${r.n}: ${r.wallMs} ms`).join(', ')}`);
+console.log(
+  `\n${blocks} blocks of ${txsPerBlock} transactions (200 B) per n; wall time ${rows.map((r) => `n=${r.n}: ${r.wallMs} ms`).join(', ')}`,
+);

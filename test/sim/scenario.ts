@@ -89,6 +89,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     bodiesPerHeightMax: 2,
   };
   const chaosMs = o.chaosMs ?? rng.int(1_000, 3_000);
+  const crashAfterVoteP = rng.pick([0, 0, 0.005, 0.02]);
   const desc = [
     `seed=${o.seed} n=${n}`,
     `byzantine=${byzHosts.map((i) => `${i}:${hostBehaviors[i]}`).join(',') || '-'}`,
@@ -97,6 +98,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     `T=${timing.viewChangeTimeoutMs}ms`,
     `window=${limits.windowHeights} blockTxs=${limits.blockTxsMax} mempool=${local.mempoolTxsMax}`,
     `chaos=${chaosMs}ms`,
+    `crashAfterVote=${crashAfterVoteP}`,
   ];
   const cluster: Cluster = new Cluster({
     n,
@@ -109,6 +111,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     network,
     realKeys: o.realKeys,
     faulty: lostHosts,
+    crashAfterVoteP,
     trace: o.trace,
   });
   const events = rng.fork();
@@ -131,7 +134,9 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
         // Cut off the primary of the view most replicas are in, with one random companion.
         const views = cluster.hosts.map((h) => h.replica?.view ?? 0).sort((a, b) => a - b);
         const primary = views[Math.floor(n / 2)]! % n;
-        cluster.partition = cluster.hosts.map((h) => (h.index === primary || h.index === withPrimary ? 1 : 0));
+        cluster.partition = cluster.hosts.map((h) =>
+          h.index === primary || h.index === withPrimary ? 1 : 0,
+        );
       } else cluster.partition = groups;
     });
     cluster.at(start + events.pick([events.int(20, 200), events.int(50, 1_500)]), () => cluster.heal());
@@ -160,7 +165,8 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     cluster.run(chaosMs);
     // Heal: reliable network, everyone up.
     cluster.heal();
-    cluster.net = { ...cluster.net, lossP: 0, duplicateP: 0 };
+    cluster.net = { ...cluster.net, lossP: 0, duplicateP: 0, linkLossP: undefined };
+    cluster.crashAfterVoteP = 0;
     for (const h of cluster.hosts) if (!h.up) cluster.restart(h.index, false);
     const healMs = cluster.nowMs;
     const correct = cluster.hosts.filter((h) => cluster.correct(h));

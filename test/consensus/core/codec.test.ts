@@ -218,16 +218,22 @@ describe('consensus codec', () => {
       const bytes = voteSigningBytes('commit', chain, view, height, h);
       const tail = bytes.subarray(bytes.indexOf(0) + 1);
       expect(new TextDecoder().decode(tail)).toBe(
-        new TextDecoder().decode(encodeCanonical({ blockHash: toBase64Url(h), chainId: chain, height, view })),
+        new TextDecoder().decode(
+          encodeCanonical({ blockHash: toBase64Url(h), chainId: chain, height, view }),
+        ),
       );
     }
     const good = toBase64Url(h);
-    const ok = decodeMessage(enc.encode(JSON.stringify({ type: 'proposal-request', height: 1, blockHash: good })));
+    const ok = decodeMessage(
+      enc.encode(JSON.stringify({ type: 'proposal-request', height: 1, blockHash: good })),
+    );
     expect(ok.ok).toBe(true);
     // 32 bytes = 43 characters; the last one carries 2 unused bits: flip one of them.
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
     const twin = good.slice(0, 42) + alphabet[alphabet.indexOf(good[42]!) ^ 1];
-    const bad = decodeMessage(enc.encode(JSON.stringify({ type: 'proposal-request', height: 1, blockHash: twin })));
+    const bad = decodeMessage(
+      enc.encode(JSON.stringify({ type: 'proposal-request', height: 1, blockHash: twin })),
+    );
     expect(!bad.ok && bad.error.detail).toMatch(/not canonical/);
   });
 

@@ -3,8 +3,7 @@
  * forged, and when time passes. Real Ed25519 keys; every message goes through the codec. After every
  * `Ready` it checks the runtime contract: each vote a message carries was persisted in that Ready.
  */
-import { sha256 } from '../../../src/crypto/hash.ts';
-import { generateKey, nodeVerifier, type Signer } from '../../../src/crypto/keys.ts';
+
 import {
   blockHash,
   decodeMessage,
@@ -33,6 +32,8 @@ import type {
   PrePrepare,
   Validator,
 } from '../../../src/consensus/types.ts';
+import { sha256 } from '../../../src/crypto/hash.ts';
+import { generateKey, nodeVerifier, type Signer } from '../../../src/crypto/keys.ts';
 
 export const chainId = 'directed';
 export const genesisHash = sha256(new TextEncoder().encode('directed genesis'));
@@ -86,7 +87,10 @@ export class Net {
   readonly #timing: Partial<Timing>;
   readonly #local: Partial<LocalLimits>;
 
-  constructor(n: number, o: { timing?: Partial<Timing>; limits?: Partial<ChainLimits>; local?: Partial<LocalLimits> } = {}) {
+  constructor(
+    n: number,
+    o: { timing?: Partial<Timing>; limits?: Partial<ChainLimits>; local?: Partial<LocalLimits> } = {},
+  ) {
     this.n = n;
     this.signers = Array.from({ length: n }, () => generateKey('ed25519'));
     this.validators = this.signers.map((s) => ({ keyId: s.keyId, alg: s.alg, publicKey: s.publicKey }));
@@ -215,7 +219,13 @@ export class Net {
     });
   }
 
-  block(height: number, view: number, prevHash: Uint8Array, txs: Uint8Array[], timestampMs = this.nowMs): Block {
+  block(
+    height: number,
+    view: number,
+    prevHash: Uint8Array,
+    txs: Uint8Array[],
+    timestampMs = this.nowMs,
+  ): Block {
     return {
       header: {
         version: 1,
@@ -272,7 +282,9 @@ export class Net {
         const voted = p.votes.find((v) => v.vote === m.type && v.height === height && v.view === m.view);
         const committed = (p.tip?.block.header.height ?? 0) >= height;
         if (!committed && (!voted || keyOf(voted.blockHash) !== keyOf(hash))) {
-          throw new Error(`replica ${i} sent ${m.type} for view ${m.view} height ${height} without persisting it`);
+          throw new Error(
+            `replica ${i} sent ${m.type} for view ${m.view} height ${height} without persisting it`,
+          );
         }
       }
       const targets = o.to === 'all' ? [...Array(this.n).keys()].filter((x) => x !== i) : [o.to];
