@@ -34,8 +34,17 @@ export const deadLettersMax = 1_000;
 export const mqttPayloadBytesMax = 256 * 1024;
 /** MQTT: topic → matching tags cache entries; cleared when full (topics with ids in them). */
 export const mqttTopicCacheMax = 10_000;
+/**
+ * MQTT: deliveries remembered per device to recognise the broker's redelivery of a message whose
+ * events were stored but whose acknowledgement was lost in a crash (see mqtt/redelivery.ts). Saved
+ * with every outbox write (~25 bytes each). The driver acknowledges each message before it handles the
+ * next, so only the last few can be unacknowledged at a crash.
+ */
+export const mqttRedeliveryWindowMax = 128;
 
 // Relations the code relies on.
 if (modbusInFlightMax >= 256) throw new Error('bounds: modbus in-flight requests must stay below 256');
 if (reconnectInitialDelayMs > 100_000) throw new Error('bounds: initial reconnect delay too large');
 if (stopTimeoutMs < 1_000) throw new Error('bounds: stop timeout too small for a clean close');
+if (mqttRedeliveryWindowMax < 16 || mqttRedeliveryWindowMax > 65_535)
+  throw new Error('bounds: the MQTT redelivery window must cover the last deliveries and fit packet ids');

@@ -62,6 +62,53 @@ export interface Driver {
   /** Stops acquisition and closes connections; nothing is emitted after it resolves. Idempotent. */
   stop(): Promise<void>;
   health(): DriverHealth;
+  /**
+   * Reads every tag once on a connection of its own, closes it and returns what it read (`masbc-edge
+   * run --once`): OPC UA one Read of all tags (subscribed ones too), Modbus one poll per unit, MQTT one
+   * message per topic filter (a clean session under a client id of its own, so a running gateway's
+   * persistent session is never touched). Calls nothing in the context (no readings, no dead letters).
+   * Only on a driver that was never started. Never throws for a device that does not answer: that is
+   * in the result.
+   */
+  readOnce(options: OnceOptions): Promise<OnceResult>;
+  /**
+   * Driver memory that must be saved in the same transaction as the events made from its readings,
+   * or undefined when the driver keeps none (MQTT: the recent deliveries, to recognise a message the
+   * broker delivers again after a crash). The gateway stores it with the events and hands it back to
+   * {@link loadState} before start().
+   */
+  saveState?(): unknown;
+  loadState?(state: unknown): void;
+}
+
+export interface OnceOptions {
+  /**
+   * Deadline for the whole read, connecting included. MQTT waits up to this long for one message on
+   * each topic filter.
+   */
+  timeoutMs: number;
+}
+
+/** What {@link Driver.readOnce} found. */
+export interface OnceResult {
+  device: string;
+  protocol: string;
+  /**
+   * The readings as the device reported them together (one Modbus unit's poll, one OPC UA Read, one
+   * MQTT message), so a consumer can apply each batch atomically. Tags that failed are bad readings
+   * with their reason.
+   */
+  batches: Reading[][];
+  /**
+   * Every part of the device answered: the connection, every Modbus unit, every tag with a usable
+   * value, a message on every MQTT topic filter.
+   */
+  complete: boolean;
+  /** What did not answer or was unusable, one line each, for an operator. */
+  problems: string[];
+  /** Remarks that are not failures (MQTT tags whose message did not come while others on the topic did). */
+  notes: string[];
+  elapsedMs: number;
 }
 
 export interface DriverLogger {
@@ -110,6 +157,15 @@ export interface DriverContext {
   onDeadLetter?: (letter: DeadLetter) => void;
   /** Wall clock in ms since the epoch; injectable for tests. Defaults to Date.now. */
   nowMs?: () => number;
+  /**
+   * Resolves once the events made from every batch handed to onReadings so far are durably stored
+   * (or their loss durably recorded); null when nothing is waiting to be stored. A driver whose
+   * protocol acknowledges deliveries (MQTT QoS 1/2) acknowledges only after it: a crash can then
+   * lose no acknowledged message. Callers share one promise per outbox write, and asking brings that
+   * write forward (someone is waiting), so waiting costs one transaction, not a batch window.
+   * Absent (tests, `run --once`): acknowledge at once.
+   */
+  durable?: () => Promise<void> | null;
 }
 
 /** Builds a driver from a validated device map. Validates; opens nothing. */

@@ -1,8 +1,8 @@
 /**
  * The compliance suite every driver passes against its simulator (js-libp2p's interface-compliance
  * tests are the model): connect and read, readings resume after the server restarts, stop while
- * connecting resolves promptly, and nothing is emitted after stop() resolves. Adding a protocol means
- * adding one subject below.
+ * connecting resolves promptly, nothing is emitted after stop() resolves, and readOnce reads every tag
+ * once (or says why not) without emitting anything. Adding a protocol means adding one subject below.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -208,6 +208,37 @@ for (const s of subjects) {
       expect(t.readings).toHaveLength(0);
       t.cleanup();
     });
+
+    it.skipIf(reason !== null)(
+      'readOnce: every tag once, nothing emitted; an unreachable device is a problem',
+      async () => {
+        const t = testContext({ pkiFolder });
+        try {
+          const device = s.device();
+          const once = await createDriver(device, t.ctx).readOnce({ timeoutMs: 5_000 });
+          expect(once, JSON.stringify(once.problems)).toMatchObject({
+            device: 'dev',
+            complete: true,
+            problems: [],
+          });
+          const tags = once.batches.flat().map((r) => r.tag);
+          expect(new Set(tags)).toEqual(new Set(device.tags.map((x) => x.name)));
+          expect(once.batches.flat().every((r) => r.quality === 'good')).toBe(true);
+          const dead = await createDriver(await s.unreachable(), t.ctx).readOnce({ timeoutMs: 1_000 });
+          expect(dead.complete).toBe(false);
+          expect(dead.problems.length).toBeGreaterThan(0);
+          expect(dead.elapsedMs).toBeLessThan(3_000);
+          // readOnce hands nothing to the context, and refuses a running driver.
+          expect(t.readings).toHaveLength(0);
+          const running = createDriver(device, t.ctx);
+          await running.start();
+          await expect(running.readOnce({ timeoutMs: 1_000 })).rejects.toThrow(/not running/);
+          await running.stop();
+        } finally {
+          t.cleanup();
+        }
+      },
+    );
 
     it.skipIf(reason !== null)(
       'emits nothing after stop() resolves, while the device keeps changing',

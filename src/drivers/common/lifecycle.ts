@@ -11,7 +11,15 @@ import {
   reconnectInitialDelayMs,
   stopTimeoutMs,
 } from '../bounds.ts';
-import type { Driver, DriverContext, DriverHealth, DriverState, Reading } from '../types.ts';
+import type {
+  Driver,
+  DriverContext,
+  DriverHealth,
+  DriverState,
+  OnceOptions,
+  OnceResult,
+  Reading,
+} from '../types.ts';
 
 /** Exponential backoff with equal jitter: each delay is in [d/2, d], d doubling up to maxMs. */
 export class Backoff {
@@ -93,6 +101,36 @@ export function errorMessage(err: unknown): string {
   return String(err);
 }
 
+/** What a protocol's {@link DriverBase.acquireOnce} found; the base adds timing and bad-tag problems. */
+export interface OnceAcquired {
+  batches: Reading[][];
+  /** Failures that are not a bad reading: could not connect, an MQTT topic filter stayed silent … */
+  problems: string[];
+  notes?: string[];
+}
+
+/** Tag names listed per problem line before "+N more". */
+const problemTagsListed = 8;
+
+/** One line per reason of the bad readings: `timeout (unit 2): lotId, partsTotal, +3 more`. */
+export function badReadingProblems(batches: readonly (readonly Reading[])[]): string[] {
+  const byReason = new Map<string, string[]>();
+  for (const batch of batches) {
+    for (const r of batch) {
+      if (r.quality !== 'bad') continue;
+      const reason = r.reason ?? 'bad quality';
+      const tags = byReason.get(reason) ?? [];
+      tags.push(r.tag);
+      byReason.set(reason, tags);
+    }
+  }
+  return [...byReason].map(([reason, tags]) => {
+    const listed = tags.slice(0, problemTagsListed).join(', ');
+    const more = tags.length > problemTagsListed ? `, +${tags.length - problemTagsListed} more` : '';
+    return `${reason}: ${listed}${more}`;
+  });
+}
+
 /**
  * Base of every driver. Subclasses implement {@link session}; the base runs it in a loop:
  * connecting → (session runs while connected) → backoff → connecting …, until stop().
@@ -132,6 +170,13 @@ export abstract class DriverBase implements Driver {
    */
   protected abstract session(signal: AbortSignal): Promise<void>;
 
+  /**
+   * One acquisition on a connection of its own (see {@link Driver.readOnce}): connect, read every tag
+   * once, close everything, in every case. `signal` aborts at the deadline: return promptly with what
+   * was read and say what is missing. Must not call emit() or anything in the context.
+   */
+  protected abstract acquireOnce(signal: AbortSignal, options: OnceOptions): Promise<OnceAcquired>;
+
   /** Protocol detail for health() (per-unit state, dead letters …). */
   protected detail(): Record<string, unknown> | undefined {
     return undefined;
@@ -168,6 +213,51 @@ export abstract class DriverBase implements Driver {
     this.#loop = null;
     this.#abort = null;
     this.#state = 'stopped';
+  }
+
+  async readOnce(options: OnceOptions): Promise<OnceResult> {
+    if (this.#loop) throw new Error(`device ${this.device}: readOnce needs a driver that is not running`);
+    const startedMs = performance.now();
+    const abort = new AbortController();
+    const deadline = setTimeout(() => abort.abort(), options.timeoutMs);
+    let hardStop: NodeJS.Timeout | undefined;
+    let got: OnceAcquired;
+    try {
+      // A protocol library that ignores the abort must not hang the caller: give it stopTimeoutMs more.
+      got = await Promise.race([
+        this.acquireOnce(abort.signal, options),
+        new Promise<OnceAcquired>((resolve) => {
+          hardStop = setTimeout(
+            () =>
+              resolve({
+                batches: [],
+                problems: [`did not finish within ${options.timeoutMs + stopTimeoutMs} ms`],
+              }),
+            options.timeoutMs + stopTimeoutMs,
+          );
+        }),
+      ]);
+    } catch (err) {
+      got = { batches: [], problems: [errorMessage(err)] };
+    } finally {
+      clearTimeout(deadline);
+      clearTimeout(hardStop);
+    }
+    const batches = got.batches.filter((b) => b.length > 0);
+    // One line each: protocol libraries put line breaks in their messages.
+    const problems = [...got.problems, ...badReadingProblems(batches)].map((p) =>
+      p.replace(/\s+/g, ' ').trim(),
+    );
+    if (problems.length === 0 && batches.length === 0) problems.push('no readings');
+    return {
+      device: this.device,
+      protocol: this.protocol,
+      batches,
+      complete: problems.length === 0,
+      problems,
+      notes: got.notes ?? [],
+      elapsedMs: Math.round(performance.now() - startedMs),
+    };
   }
 
   health(): DriverHealth {

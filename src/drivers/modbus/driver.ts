@@ -18,9 +18,17 @@
 import { isAbsolute, resolve } from 'node:path';
 import mb from 'modbus-serial';
 import type { DeviceConfig } from '../../config/index.ts';
-import { aborted, Backoff, DriverBase, DriverError, errorMessage, sleep } from '../common/lifecycle.ts';
+import {
+  aborted,
+  Backoff,
+  DriverBase,
+  DriverError,
+  errorMessage,
+  type OnceAcquired,
+  sleep,
+} from '../common/lifecycle.ts';
 import { Semaphore } from '../common/semaphore.ts';
-import type { DriverContext, Reading } from '../types.ts';
+import type { DriverContext, OnceOptions, Reading } from '../types.ts';
 import { type Decoder, decodeBit, registerDecoder } from './decode.ts';
 import { isBitArea, planProblems, planRequests, type ReadRequest, tagSize } from './plan.ts';
 
@@ -155,6 +163,51 @@ export class ModbusDriver extends DriverBase {
     return { units };
   }
 
+  /** Starts opening the socket or serial port (see {@link #opened}). */
+  #open(client: ModbusClient): Promise<unknown> {
+    const c = this.#config.connection;
+    const opening =
+      c.transport === 'tcp'
+        ? client.connectTCP(c.host, { port: c.port })
+        : client.connectRTUBuffered(isAbsolute(c.path) ? c.path : resolve(this.ctx.dataDir, c.path), {
+            baudRate: c.baudRate,
+            parity: c.parity,
+            dataBits: c.dataBits,
+            stopBits: c.stopBits,
+          });
+    opening.catch(() => {});
+    return opening;
+  }
+
+  /**
+   * Waits for the connection to open, at most connectTimeoutMs (throws a DriverError). Returns false
+   * when `signal` aborted first.
+   */
+  async #opened(client: ModbusClient, opening: Promise<unknown>, signal: AbortSignal): Promise<boolean> {
+    const c = this.#config.connection;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), c.connectTimeoutMs);
+    });
+    try {
+      const outcome = await Promise.race([opening.then(() => 'open' as const), timedOut, aborted(signal)]);
+      if (outcome === 'timeout') {
+        throw new DriverError(
+          'connect',
+          `connect to ${this.#endpoint()} timed out after ${c.connectTimeoutMs} ms`,
+        );
+      }
+    } catch (err) {
+      if (err instanceof DriverError) throw err;
+      throw new DriverError('connect', `${this.#endpoint()}: ${errorMessage(err)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (signal.aborted) return false;
+    client.setTimeout(c.timeoutMs);
+    return true;
+  }
+
   protected async session(signal: AbortSignal): Promise<void> {
     const c = this.#config.connection;
     const client = new ModbusRTU();
@@ -173,30 +226,8 @@ export class ModbusDriver extends DriverBase {
     let connected = false;
     let opening: Promise<unknown> = Promise.resolve();
     try {
-      opening =
-        c.transport === 'tcp'
-          ? client.connectTCP(c.host, { port: c.port })
-          : client.connectRTUBuffered(isAbsolute(c.path) ? c.path : resolve(this.ctx.dataDir, c.path), {
-              baudRate: c.baudRate,
-              parity: c.parity,
-              dataBits: c.dataBits,
-              stopBits: c.stopBits,
-            });
-      opening.catch(() => {});
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), c.connectTimeoutMs);
-      });
-      const outcome = await Promise.race([opening.then(() => 'open' as const), timedOut, aborted(signal)]);
-      clearTimeout(timer);
-      if (outcome === 'timeout') {
-        throw new DriverError(
-          'connect',
-          `connect to ${this.#endpoint()} timed out after ${c.connectTimeoutMs} ms`,
-        );
-      }
-      if (signal.aborted) return;
-      client.setTimeout(c.timeoutMs);
+      opening = this.#open(client);
+      if (!(await this.#opened(client, opening, signal))) return;
       connected = true;
       this.markConnected();
       for (const u of this.#units) {
@@ -231,6 +262,52 @@ export class ModbusDriver extends DriverBase {
     }
   }
 
+  /** One poll of every unit (as the poll loops would, sharing the line the same way), then close. */
+  protected async acquireOnce(signal: AbortSignal, options: OnceOptions): Promise<OnceAcquired> {
+    const c = this.#config.connection;
+    const client = new ModbusRTU();
+    let lostWith: ((err: Error) => void) | null = null;
+    const lost = new Promise<never>((_, reject) => {
+      lostWith = reject;
+    });
+    lost.catch(() => {});
+    client.on('error', (err: unknown) => lostWith?.(new DriverError('disconnected', errorMessage(err))));
+    client.on('close', () => lostWith?.(new DriverError('disconnected', 'connection closed by peer')));
+    const semaphore = new Semaphore(c.transport === 'tcp' ? c.requestsInFlightMax : 1);
+    let opening: Promise<unknown> = Promise.resolve();
+    const batches: Reading[][] = [];
+    const problems: string[] = [];
+    try {
+      opening = this.#open(client);
+      if (!(await this.#opened(client, opening, signal))) {
+        problems.push(`${this.#endpoint()}: no connection within ${options.timeoutMs} ms`);
+        return { batches, problems };
+      }
+      const conn: Connection = { client, semaphore, signal, lost: (err) => lostWith?.(err) };
+      // Units share the line as the poll loops do; a unit that times out costs only its own poll.
+      const results: (Reading[] | undefined)[] = this.#units.map(() => undefined);
+      const polls = this.#units.map(async (u, i) => {
+        results[i] = await this.#pollUnit(u, conn);
+      });
+      try {
+        await Promise.race([Promise.all(polls), lost, aborted(signal)]);
+      } finally {
+        this.#units.forEach((u, i) => {
+          const batch = results[i];
+          if (batch) batches.push(batch);
+          else problems.push(`unit ${u.unitId}: no complete poll within ${options.timeoutMs} ms`);
+        });
+      }
+    } catch (err) {
+      problems.push(err instanceof DriverError ? err.message : `${this.#endpoint()}: ${errorMessage(err)}`);
+    } finally {
+      lostWith = null;
+      semaphore.close(new DriverError('disconnected', 'connection closing'));
+      await closeClient(client, c.transport, opening);
+    }
+    return { batches, problems };
+  }
+
   #endpoint(): string {
     const c = this.#config.connection;
     return c.transport === 'tcp' ? `${c.host}:${c.port}` : c.path;
@@ -242,7 +319,8 @@ export class ModbusDriver extends DriverBase {
     while (!conn.signal.aborted) {
       if (unit.up || this.now() >= unit.nextProbeMs) {
         try {
-          await this.#pollUnit(unit, conn);
+          const batch = await this.#pollUnit(unit, conn);
+          if (batch) this.emit(batch);
         } catch (err) {
           if (conn.signal.aborted) return;
           conn.lost(err instanceof Error ? err : new Error(String(err)));
@@ -260,8 +338,11 @@ export class ModbusDriver extends DriverBase {
     }
   }
 
-  /** One poll cycle of a unit: its requests in turn, one batch of readings at the end. */
-  async #pollUnit(unit: UnitState, conn: Connection): Promise<void> {
+  /**
+   * One poll cycle of a unit: its requests in turn, one batch of readings (undefined when the
+   * connection's signal aborted midway). Throws a DriverError when the connection is lost.
+   */
+  async #pollUnit(unit: UnitState, conn: Connection): Promise<Reading[] | undefined> {
     const started = this.now();
     unit.polls++;
     const batch: Reading[] = [];
@@ -333,7 +414,7 @@ export class ModbusDriver extends DriverBase {
     }
     unit.lastPollMs = started;
     unit.lastPollDurationMs = this.now() - started;
-    this.emit(batch);
+    return batch;
   }
 
   #decode(read: PlannedRead, data: Uint8Array, timeMs: number, batch: Reading[]): void {

@@ -8,20 +8,27 @@
  * reason, handed to `ctx.onDeadLetter`, and kept in a bounded in-memory ring (deadLettersMax; when
  * full the oldest is dropped and counted). They never throw.
  *
- * Acknowledgement: QoS 1/2 messages are acknowledged by mqtt.js once the message handler returns, i.e.
- * after the readings were handed to the consumer.
+ * Acknowledgement after durability: a QoS 1/2 message is acknowledged (PUBACK, or PUBCOMP for QoS 2)
+ * only once the events made from it are stored (`ctx.durable()`), through mqtt.js's documented
+ * `handleMessage(packet, callback)` hook. mqtt.js hands messages to that hook one at a time, so at most
+ * one message per connection waits for the outbox, nothing queues in memory, and TCP backpressure
+ * holds further messages in the broker meanwhile. A crash before the acknowledgement makes the broker
+ * deliver the message again in the resumed session; the redelivery window (redelivery.ts), saved with
+ * the events, recognises it so its events are not produced twice. See docs/drivers.md for the exact
+ * guarantee.
  */
 
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { DeviceConfig } from '../../config/index.ts';
-import { deadLettersMax, mqttPayloadBytesMax } from '../bounds.ts';
-import { aborted, DriverBase, DriverError, errorMessage } from '../common/lifecycle.ts';
-import type { DeadLetter, DriverContext, Reading } from '../types.ts';
+import { deadLettersMax, mqttPayloadBytesMax, mqttRedeliveryWindowMax } from '../bounds.ts';
+import { aborted, DriverBase, DriverError, errorMessage, type OnceAcquired } from '../common/lifecycle.ts';
+import type { DeadLetter, DriverContext, OnceOptions, Reading } from '../types.ts';
 import { deadLetterPayloadCharsMax } from '../types.ts';
-import { MessageMapper } from './mapping.ts';
+import { MessageMapper, topicMatches } from './mapping.ts';
+import { RedeliveryWindow } from './redelivery.ts';
 
 export type MqttDevice = Extract<DeviceConfig, { protocol: 'mqtt' }>;
 
@@ -33,6 +40,12 @@ export class MqttDriver extends DriverBase {
   #deadLetterNext = 0;
   #deadLettersDropped = 0;
   #messages = 0;
+  /** Only with a persistent session and QoS 1/2: nothing can be redelivered otherwise. */
+  readonly #redelivery: RedeliveryWindow | null;
+  #redeliveriesSkipped = 0;
+  /** Messages whose acknowledgement waits for the outbox (at most one per connection). */
+  #acksWaiting = 0;
+  #ackWaitMsMax = 0;
 
   constructor(device: MqttDevice, ctx: DriverContext) {
     super(device.id, 'mqtt', ctx, device.connection.reconnectMaxDelayMs);
@@ -49,6 +62,21 @@ export class MqttDriver extends DriverBase {
     }
     if (Boolean(c.certFile) !== Boolean(c.keyFile)) {
       throw new RangeError(`device ${device.id}: certFile and keyFile go together`);
+    }
+    this.#redelivery = !c.cleanSession && c.qos > 0 ? new RedeliveryWindow(mqttRedeliveryWindowMax) : null;
+  }
+
+  /** The redelivery window, to be saved with the events (see redelivery.ts); undefined without one. */
+  saveState(): unknown {
+    return this.#redelivery?.save();
+  }
+
+  loadState(state: unknown): void {
+    if (!this.#redelivery || state === undefined) return;
+    if (!this.#redelivery.load(state)) {
+      this.ctx.log.warn('saved MQTT redelivery window unusable; starting without it', {
+        device: this.device,
+      });
     }
   }
 
@@ -69,6 +97,10 @@ export class MqttDriver extends DriverBase {
       deadLetters: this.#deadLetters.length,
       deadLettersDropped: this.#deadLettersDropped,
       subscriptions: this.#mapper.filters,
+      redeliveriesSkipped: this.#redeliveriesSkipped,
+      redeliveryWindow: this.#redelivery?.size ?? null,
+      acksWaiting: this.#acksWaiting,
+      ackWaitMsMax: this.#ackWaitMsMax,
     };
   }
 
@@ -109,11 +141,19 @@ export class MqttDriver extends DriverBase {
       failWith?.(new DriverError(connackReason(err), `${c.url}: ${errorMessage(err)}`)),
     );
     client.on('close', () => failWith?.(new DriverError('disconnected', `${c.url}: connection closed`)));
-    client.on('message', (topic, payload) => this.#onMessage(topic, payload));
+    // Acknowledge only after the message's events are stored; mqtt.js calls this one message at a time.
+    let live = true;
+    client.handleMessage = (packet, done) => this.#onPublish(packet, done, () => live && !signal.aborted);
     let connected = false;
     try {
       await Promise.race([
-        new Promise<void>((resolve) => client.once('connect', () => resolve())),
+        new Promise<void>((resolve) =>
+          client.once('connect', (connack) => {
+            // Synchronously: a resumed session's queued messages follow the CONNACK at once.
+            this.#redelivery?.connected(connack.sessionPresent);
+            resolve();
+          }),
+        ),
         failed,
         aborted(signal),
       ]);
@@ -132,10 +172,137 @@ export class MqttDriver extends DriverBase {
       this.markConnected();
       await Promise.race([failed, aborted(signal)]);
     } finally {
+      live = false;
       failWith = null;
       if (connected) this.#markDisconnected();
       await endClient(client);
     }
+  }
+
+  /**
+   * One delivery: map it (unless it is a redelivery of one already handled), then acknowledge it once
+   * its events are durable. `done` sends the PUBACK/PUBCOMP and lets mqtt.js hand over the next
+   * message; it is not called for a connection that has ended (the broker will deliver again).
+   */
+  #onPublish(packet: IPublishPacket, done: (err?: Error) => void, live: () => boolean): void {
+    if (!this.running || !live()) return;
+    const topic = packet.topic;
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const acknowledged = packet.qos > 0;
+    if (acknowledged && this.#redelivery?.isRedelivery(packet.messageId, topic, payload)) {
+      // Handled in an earlier connection; its events are stored or queued: acknowledge when durable.
+      this.#redeliveriesSkipped++;
+    } else {
+      this.#onMessage(topic, payload);
+      if (acknowledged) this.#redelivery?.record(packet.messageId, topic, payload);
+    }
+    if (!acknowledged) {
+      done();
+      return;
+    }
+    let wait: Promise<void> | null = null;
+    try {
+      wait = this.ctx.durable?.() ?? null;
+    } catch (err) {
+      this.countError('consumer', err);
+    }
+    if (!wait) {
+      done();
+      return;
+    }
+    const since = performance.now();
+    this.#acksWaiting++;
+    wait.then(
+      () => {
+        this.#acksWaiting--;
+        this.#ackWaitMsMax = Math.max(this.#ackWaitMsMax, Math.round(performance.now() - since));
+        if (this.running && live()) done();
+      },
+      (err: unknown) => {
+        // Not expected (durable() settles by resolving); leave the message unacknowledged: the broker
+        // keeps it and delivers it again after the next reconnect.
+        this.#acksWaiting--;
+        this.countError('consumer', err);
+      },
+    );
+  }
+
+  /** Waits up to the deadline for one message on each topic filter, on a clean session of its own. */
+  protected async acquireOnce(signal: AbortSignal, options: OnceOptions): Promise<OnceAcquired> {
+    const c = this.#config.connection;
+    const filters = this.#mapper.filters;
+    const batches: Reading[][] = [];
+    const problems: string[] = [];
+    const seen = new Set<string>();
+    const read = new Set<string>();
+    // Never the gateway's client id: taking over its persistent session would steal its messages.
+    const base = c.clientId ?? `masbc-edge-${this.device}`;
+    const client = mqtt.connect(c.url, {
+      ...this.#options(),
+      clientId: `${base.slice(0, 100)}-once-${randomBytes(4).toString('hex')}`,
+      clean: true,
+    });
+    let failWith: ((err: Error) => void) | null = null;
+    const failed = new Promise<never>((_, reject) => {
+      failWith = reject;
+    });
+    failed.catch(() => {});
+    let allSeen: () => void = () => {};
+    const everyFilter = new Promise<void>((resolve) => {
+      allSeen = resolve;
+    });
+    client.on('error', (err) =>
+      failWith?.(new DriverError(connackReason(err), `${c.url}: ${errorMessage(err)}`)),
+    );
+    client.on('close', () => failWith?.(new DriverError('disconnected', `${c.url}: connection closed`)));
+    client.on('message', (topic, payload) => {
+      if (seen.size === filters.length) return;
+      const r = this.#mapper.map(topic, payload, this.now());
+      // A message for none of the tags (another zone, say) does not answer for its filter.
+      if (r.matched === 0 && r.problems.length === 0) return;
+      const fresh = filters.filter((f) => !seen.has(f) && topicMatches(f, topic));
+      for (const f of fresh) seen.add(f);
+      if (r.problems.length > 0) {
+        if (fresh.length > 0) problems.push(`unmappable payload on ${topic}: ${r.problems.join('; ')}`);
+      } else if (fresh.length > 0 || r.readings.some((x) => !read.has(x.tag))) {
+        // The first message of each filter, and later ones only for tags not read yet (another zone).
+        batches.push(r.readings);
+        for (const reading of r.readings) read.add(reading.tag);
+      }
+      if (seen.size === filters.length) allSeen();
+    });
+    try {
+      await Promise.race([
+        new Promise<void>((r) => client.once('connect', () => r())),
+        failed,
+        aborted(signal),
+      ]);
+      if (!signal.aborted) {
+        // QoS 0: nothing is queued for this one-off session. Retained messages answer at once.
+        const granted = await Promise.race([
+          client.subscribeAsync(Object.fromEntries(filters.map((f) => [f, { qos: 0 as const }]))),
+          failed,
+          aborted(signal),
+        ]);
+        for (const g of granted ?? []) {
+          if (g.qos === 128) problems.push(`broker refused the subscription to ${g.topic}`);
+        }
+        await Promise.race([everyFilter, failed, aborted(signal)]);
+      }
+      const silent = filters.filter((f) => !seen.has(f));
+      if (silent.length > 0 && !problems.some((p) => p.startsWith('broker refused'))) {
+        problems.push(`no message within ${options.timeoutMs} ms on ${silent.join(', ')}`);
+      }
+    } catch (err) {
+      problems.push(errorMessage(err));
+    } finally {
+      failWith = null;
+      await endClient(client);
+    }
+    const unread = this.#config.tags.filter((t) => seen.has(t.topic) && !read.has(t.name)).map((t) => t.name);
+    const notes =
+      unread.length > 0 ? [`no reading for ${unread.join(', ')}: their topic spoke, but not for them`] : [];
+    return { batches, problems, notes };
   }
 
   #onMessage(topic: string, payload: Buffer): void {

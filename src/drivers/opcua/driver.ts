@@ -43,8 +43,15 @@ import {
 } from 'node-opcua';
 import type { DeviceConfig } from '../../config/index.ts';
 import { opcuaItemsPerCreateMax, opcuaNodesPerReadMax, opcuaNotificationsPerPublishMax } from '../bounds.ts';
-import { aborted, DriverBase, DriverError, errorMessage, sleep } from '../common/lifecycle.ts';
-import type { DriverContext, Quality, Reading, ReadingValue } from '../types.ts';
+import {
+  aborted,
+  DriverBase,
+  DriverError,
+  errorMessage,
+  type OnceAcquired,
+  sleep,
+} from '../common/lifecycle.ts';
+import type { DriverContext, OnceOptions, Quality, Reading, ReadingValue } from '../types.ts';
 
 export type OpcuaDevice = Extract<DeviceConfig, { protocol: 'opcua' }>;
 type OpcuaTag = OpcuaDevice['tags'][number];
@@ -156,11 +163,9 @@ export class OpcuaDriver extends DriverBase {
     }
   }
 
-  protected async session(signal: AbortSignal): Promise<void> {
+  #client(manager: OPCUACertificateManager): OPCUAClient {
     const c = this.#config.connection;
-    const manager = await certificateManager(this.ctx.pkiFolder, c.serverCertificate === 'accept-unknown');
-    if (signal.aborted) return;
-    const client = OPCUAClient.create({
+    return OPCUAClient.create({
       applicationName: 'masbc-edge',
       clientName: `masbc-edge/${this.device}`,
       endpointMustExist: false,
@@ -173,6 +178,69 @@ export class OpcuaDriver extends DriverBase {
       transportTimeout: c.requestTimeoutMs,
       clientCertificateManager: manager,
     });
+  }
+
+  /** One Read of every tag, subscribed ones included (at most opcuaNodesPerReadMax per request). */
+  protected async acquireOnce(signal: AbortSignal, options: OnceOptions): Promise<OnceAcquired> {
+    const c = this.#config.connection;
+    const problems: string[] = [];
+    const batch: Reading[] = [];
+    const late = () => `${c.endpoint}: no answer within ${options.timeoutMs} ms`;
+    const manager = await Promise.race([
+      certificateManager(this.ctx.pkiFolder, c.serverCertificate === 'accept-unknown'),
+      aborted(signal).then(() => null),
+    ]);
+    if (!manager) return { batches: [], problems: [late()] };
+    const client = this.#client(manager);
+    let failWith: ((err: Error) => void) | null = null;
+    const failed = new Promise<never>((_, reject) => {
+      failWith = reject;
+    });
+    failed.catch(() => {});
+    client.on('connection_lost', () =>
+      failWith?.(new DriverError('disconnected', `${c.endpoint}: connection lost`)),
+    );
+    client.on('close', () => failWith?.(new DriverError('disconnected', `${c.endpoint}: channel closed`)));
+    let session: ClientSession | null = null;
+    try {
+      await race(client.connect(c.endpoint), failed, signal, 'connect', c.endpoint);
+      if (!signal.aborted) {
+        session = await race(
+          client.createSession(this.#userIdentity()),
+          failed,
+          signal,
+          'session',
+          c.endpoint,
+        );
+      }
+      const tags = this.#config.tags;
+      for (let start = 0; session && !signal.aborted && start < tags.length; start += opcuaNodesPerReadMax) {
+        const nodes = tags
+          .slice(start, start + opcuaNodesPerReadMax)
+          .map((t) => ({ nodeId: t.nodeId, attributeId: AttributeIds.Value }));
+        const values = await race(session.read(nodes, 0), failed, signal, 'read', c.endpoint);
+        if (!values) break;
+        values.forEach((dv, k) => {
+          this.#push(start + k, dv, batch);
+        });
+      }
+      if (signal.aborted) problems.push(late());
+    } catch (err) {
+      problems.push(errorMessage(err));
+    } finally {
+      failWith = null;
+      await closeQuietly(() => session?.close(true));
+      await closeQuietly(() => client.disconnect());
+      client.removeAllListeners();
+    }
+    return { batches: [batch], problems };
+  }
+
+  protected async session(signal: AbortSignal): Promise<void> {
+    const c = this.#config.connection;
+    const manager = await certificateManager(this.ctx.pkiFolder, c.serverCertificate === 'accept-unknown');
+    if (signal.aborted) return;
+    const client = this.#client(manager);
     let failWith: ((err: Error) => void) | null = null;
     const failed = new Promise<never>((_, reject) => {
       failWith = reject;
