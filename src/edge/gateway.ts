@@ -5,7 +5,10 @@
  * saved in the SAME transaction as the events it produced (outbox append `meta`). After a crash the
  * gateway resumes from state that matches the stored events exactly, so a part counted before the
  * crash is neither emitted again nor forgotten (parts made while it was down are reported on restart,
- * up to the rule's maxIncrement).
+ * up to the rule's maxIncrement). Drivers' own memory of that kind (an MQTT driver's recent deliveries,
+ * to recognise the broker's redelivery of a message whose events were stored but whose acknowledgement
+ * was lost) is saved in the same transaction, and drivers that acknowledge deliveries wait for that
+ * transaction (DriverContext.durable) before they do.
  *
  * @example
  *   const gw = await Gateway.start(loadConfig('config/gateway.yaml'), { log });
@@ -59,6 +62,8 @@ export interface GatewayStats {
 }
 
 const normaliserStateKey = 'normaliser';
+/** Drivers' memory saved with the events (MQTT redelivery windows), by device id. */
+const driverStateKey = 'drivers';
 /** Period rules are checked at least this often (their own schedule is wall-clock aligned). */
 const tickMs = 100;
 /** Drafts the batcher may hold while the outbox refuses writes, in batches. */
@@ -147,8 +152,12 @@ export class Gateway {
         pkiFolder: join(config.paths.dataDir, 'pki', 'opcua'),
         nowMs: this.#now,
         onDeadLetter: (letter) => this.#onDeadLetter(letter, options.onDeadLetter),
+        // MQTT acknowledges a message only once the events made from it are in the outbox.
+        durable: () => this.#batcher.flushed(),
       }),
     );
+    const driverStates = this.outbox.loadMeta(driverStateKey) as Record<string, unknown> | undefined;
+    for (const d of this.#drivers) d.loadState?.(driverStates?.[d.device]);
   }
 
   async #start(): Promise<void> {
@@ -205,9 +214,22 @@ export class Gateway {
   #flush(drafts: EventDraft[]): void {
     const r = this.outbox.append(drafts, this.#signer, {
       signBatchMax: this.config.gateway.signing.batchEventsMax,
-      meta: { [normaliserStateKey]: this.#normaliser.saveState() },
+      meta: { [normaliserStateKey]: this.#normaliser.saveState(), ...this.#driverStates() },
     });
     this.#stored += r.stored.length;
+  }
+
+  /** What drivers must keep in step with the events (see Driver.saveState), or nothing. */
+  #driverStates(): Record<string, unknown> {
+    const states: Record<string, unknown> = {};
+    let any = false;
+    for (const d of this.#drivers) {
+      const state = d.saveState?.();
+      if (state === undefined) continue;
+      states[d.device] = state;
+      any = true;
+    }
+    return any ? { [driverStateKey]: states } : {};
   }
 
   #tick(): void {

@@ -64,6 +64,11 @@ export class MqttDriver extends DriverBase {
       throw new RangeError(`device ${device.id}: certFile and keyFile go together`);
     }
     this.#redelivery = !c.cleanSession && c.qos > 0 ? new RedeliveryWindow(mqttRedeliveryWindowMax) : null;
+    if (c.qos === 2 && !c.cleanSession) {
+      // mqtt.js sends PUBREC on receipt and keeps the message in memory until PUBREL: a crash in
+      // between loses it (the broker then only re-sends PUBREL). QoS 1 plus the window is stronger.
+      ctx.log.warn('qos 2 is weaker than qos 1 across a crash here; use qos 1', { device: device.id });
+    }
   }
 
   /** The redelivery window, to be saved with the events (see redelivery.ts); undefined without one. */

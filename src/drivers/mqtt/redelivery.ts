@@ -112,8 +112,7 @@ export class RedeliveryWindow {
   load(state: unknown): boolean {
     const s = state as Partial<RedeliveryState> | null;
     if (
-      !s ||
-      s.version !== 1 ||
+      s?.version !== 1 ||
       !Array.isArray(s.ids) ||
       !Array.isArray(s.digests) ||
       s.ids.length !== s.digests.length

@@ -6,8 +6,11 @@ import { connect, createServer, type Socket } from 'node:net';
 
 export interface FreezableProxy {
   port: number;
-  /** Stops forwarding in both directions on every current connection (they stay open). */
-  freeze(): void;
+  /**
+   * Stops forwarding on every current connection (they stay open): in both directions, or only from
+   * the client to the server (`'upstream'`: the client's bytes, say its acknowledgements, are lost).
+   */
+  freeze(direction?: 'both' | 'upstream'): void;
   /** New connections forward normally again (frozen ones stay frozen until closed). */
   thaw(): void;
   connections(): number;
@@ -15,13 +18,13 @@ export interface FreezableProxy {
 }
 
 export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<FreezableProxy> {
-  const pairs = new Set<{ a: Socket; b: Socket; frozen: boolean }>();
+  const pairs = new Set<{ a: Socket; b: Socket; frozen: boolean; upFrozen: boolean }>();
   const server = createServer((a) => {
     const b = connect(targetPort, targetHost);
-    const pair = { a, b, frozen: false };
+    const pair = { a, b, frozen: false, upFrozen: false };
     pairs.add(pair);
     a.on('data', (d) => {
-      if (!pair.frozen) b.write(d);
+      if (!pair.frozen && !pair.upFrozen) b.write(d);
     });
     b.on('data', (d) => {
       if (!pair.frozen) a.write(d);
@@ -39,8 +42,11 @@ export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as { port: number }).port,
-    freeze() {
-      for (const p of pairs) p.frozen = true;
+    freeze(direction = 'both') {
+      for (const p of pairs) {
+        if (direction === 'both') p.frozen = true;
+        else p.upFrozen = true;
+      }
     },
     thaw() {},
     connections: () => pairs.size,

@@ -132,6 +132,8 @@ export async function startMosquitto(
     tls?: { ca: string; cert: string; key: string; requireClientCert?: boolean };
     /** A mosquitto_passwd file: anonymous clients are then refused. */
     passwordFile?: string;
+    /** More mosquitto.conf lines (e.g. `max_inflight_messages 100`). */
+    extraLines?: string[];
   } = {},
 ): Promise<{ port: number; tlsPort?: number; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'masbc-mosquitto-'));
@@ -144,6 +146,7 @@ export async function startMosquitto(
       ? [`password_file ${options.passwordFile}`, 'allow_anonymous false']
       : ['allow_anonymous true']),
     'persistence false',
+    ...(options.extraLines ?? []),
     `listener ${port} 127.0.0.1`,
   ];
   let tlsPort: number | undefined;
