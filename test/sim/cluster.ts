@@ -119,10 +119,19 @@ interface Host {
 }
 
 type EventBody =
-  | { atMs: number; kind: 'deliver'; from: number; to: number; bytes: Uint8Array }
+  | { atMs: number; kind: 'deliver'; from: number; to: number; payload: Payload }
   | { atMs: number; kind: 'wake'; host: number; gen: number }
   | { atMs: number; kind: 'action'; run: () => void };
 type Event = EventBody & { seq: number };
+
+/**
+ * Encoded bytes, decoded once for all recipients of a broadcast (the core never mutates its
+ * inputs); each replica still only ever sees what the real decoder produced from the bytes.
+ */
+interface Payload {
+  bytes: Uint8Array;
+  decoded?: ReturnType<typeof decodeMessage>;
+}
 
 export const chainId = 'sim';
 const genesisHash = sha256(new TextEncoder().encode('sim genesis'));
@@ -464,7 +473,7 @@ export class Cluster {
           const bytes = this.rng.chance(0.5)
             ? this.rng.bytes(this.rng.int(0, 64))
             : corrupt(encodeMessage(m), this.rng);
-          this.#send(h.index, t, bytes, 'garbage');
+          this.#send(h.index, t, { bytes }, 'garbage');
         }
       }
     }
@@ -485,12 +494,13 @@ export class Cluster {
 
   #sendAll(from: number, to: number[], m: Message): void {
     const bytes = encodeMessage(m);
-    for (const t of to) this.#send(from, t, bytes, m.type);
+    const payload: Payload = { bytes };
+    for (const t of to) this.#send(from, t, payload, m.type);
   }
 
-  #send(from: number, to: number, bytes: Uint8Array, type: string): void {
+  #send(from: number, to: number, payload: Payload, type: string): void {
     this.stats.sentByType.set(type, (this.stats.sentByType.get(type) ?? 0) + 1);
-    this.stats.bytesSent += bytes.byteLength;
+    this.stats.bytesSent += payload.bytes.byteLength;
     if (this.partition && this.partition[from] !== this.partition[to]) {
       this.stats.dropped++;
       return;
@@ -503,7 +513,7 @@ export class Cluster {
     for (let c = 0; c < copies; c++) {
       let delay = this.rng.int(this.net.delayMinMs, this.net.delayMaxMs);
       if (this.net.lateP > 0 && this.rng.chance(this.net.lateP)) delay += this.rng.int(0, this.net.lateMaxMs);
-      this.#schedule({ atMs: this.nowMs + delay, kind: 'deliver', from, to, bytes });
+      this.#schedule({ atMs: this.nowMs + delay, kind: 'deliver', from, to, payload });
     }
   }
 
@@ -513,7 +523,8 @@ export class Cluster {
       this.stats.dropped++;
       return;
     }
-    const d = decodeMessage(e.bytes, this.limits);
+    e.payload.decoded ??= decodeMessage(e.payload.bytes, this.limits);
+    const d = e.payload.decoded;
     if (!d.ok) {
       // The net layer counts these against the peer and may drop it; the core never sees them.
       this.stats.decodeErrors++;

@@ -16,7 +16,7 @@ import { Rng } from './rng.ts';
 export interface ScenarioOptions {
   seed: number;
   n: number;
-  /** Length of the chaos phase; default: random 1–3 s of simulated time. */
+  /** Length of the chaos phase; default: random 0.6–2 s of simulated time. */
   chaosMs?: number;
   realKeys?: boolean;
   trace?: (line: string) => void;
@@ -40,7 +40,7 @@ export const simTiming: Partial<Timing> = {
   viewChangeTimeoutMs: 100,
   viewChangeTimeoutMaxMs: 1_600,
   proposeDelayMs: 5,
-  statusIntervalMs: 50,
+  statusIntervalMs: 100,
   clockDriftMs: 400,
   retentionMs: 1_000,
   txCensorshipTimeoutMs: 2_000,
@@ -88,7 +88,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     futureMessagesPerPeerMax: 32,
     bodiesPerHeightMax: 2,
   };
-  const chaosMs = o.chaosMs ?? rng.int(1_000, 3_000);
+  const chaosMs = o.chaosMs ?? rng.int(600, 2_000);
   const crashAfterVoteP = rng.pick([0, 0, 0.005, 0.02]);
   const desc = [
     `seed=${o.seed} n=${n}`,

@@ -1,7 +1,9 @@
 /**
  * Shared by the simulator's vitest files: runs seeds in chunks (one `it` per chunk, so each stays
- * far below the test timeout and a failure names its seed). `SEED=<s> [N=<n>] [TRACE=1]` runs one
- * seed instead (in sim-a.test.ts), printing the event trace with TRACE=1.
+ * far below the test timeout and a failure names its seed). `SEED=<s> [N=<n>] [TRACE=1] [REAL_KEYS=1]`
+ * runs one seed instead (in sim-a.test.ts): TRACE=1 prints every message, REAL_KEYS=1 signs with
+ * fresh Ed25519 keys instead of the simulator's keyed hash (slower, and not bit-for-bit reproducible:
+ * the keys are random).
  */
 import { expect, it } from 'vitest';
 import { runScenario, type ScenarioResult } from './scenario.ts';
@@ -25,7 +27,7 @@ export function runSingle(seed: number): ScenarioResult {
   const lines: string[] = [];
   const trace = process.env.TRACE ? (l: string) => lines.push(l) : undefined;
   try {
-    return runScenario({ seed, n, trace });
+    return runScenario({ seed, n, trace, realKeys: process.env.REAL_KEYS === '1' });
   } finally {
     if (lines.length > 0) console.log(lines.join('\n'));
   }

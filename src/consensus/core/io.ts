@@ -17,18 +17,13 @@
  * restart must never find a message sent whose vote was not persisted (that is how a replica would
  * vote twice). Committed blocks are durable before sending too: the committed tip is the replica's
  * stable checkpoint and must never move back across a restart (a VIEW-CHANGE reports prepared
- * certificates only in the window above it). Sync requests (`sync-request` messages) are answered by the runtime from its block
- * store (see `syncResponseFor`), not by the core; the answer is fed back with `receive`.
+ * certificates only in the window above it).
+ *
+ * Sync requests (`sync-request` messages) are answered by the runtime from its block store (see
+ * `syncResponseFor`), not by the core; the answer is fed back with `receive`.
  */
 import { toBase64Url } from '../../crypto/hash.ts';
-import type {
-  Block,
-  CertifiedBlock,
-  CommitCertificate,
-  Message,
-  NewView,
-  PreparedCertificate,
-} from '../types.ts';
+import type { Block, CertifiedBlock, Message, NewView, PreparedCertificate } from '../types.ts';
 
 /** Votes a replica must never cast twice with different digests. */
 export type VoteKind = 'pre-prepare' | 'prepare' | 'commit';

@@ -139,6 +139,8 @@ export class Replica {
 
   readonly #latestVc = new Map<number, ViewChange>();
   readonly #verifiedVcs = new Set<string>();
+  /** `${peer}:${view}` that sent an invalid NEW-VIEW: checking one costs up to q·(1+W)·q signatures. */
+  readonly #badNewViews = new Set<string>();
   #vcDeadlineMs: number | null = null;
   #progressDeadlineMs: number | null = null;
   #nextStatusMs = 0;
@@ -1290,8 +1292,12 @@ export class Replica {
 
   #onNewView(from: number, nv: NewView): void {
     if (nv.view < this.#view || (nv.view === this.#view && !this.#viewChanging)) return;
+    const bad = `${from}:${nv.view}`;
+    if (this.#badNewViews.has(bad)) return;
     const r = checkNewView(this.#ctx, this.#c.limits, this.#c.genesisHash, nv, this.#verifiedVcs);
     if (!r.ok) {
+      if (this.#badNewViews.size >= 4 * this.#n) this.#badNewViews.clear();
+      this.#badNewViews.add(bad);
       this.#fault(from, r.error.code, r.error.detail);
       return;
     }
