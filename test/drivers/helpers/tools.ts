@@ -85,18 +85,20 @@ export interface PymodbusConfig {
   baudrate?: number;
   parity?: 'N' | 'E' | 'O';
   units: Record<string, Partial<Record<'hr' | 'ir' | 'co' | 'di', Record<string, number[]>>>>;
+  /** Every `ms`, set these holding registers of every unit to a growing counter. */
+  tick?: { ms: number; hr: number[] };
 }
 
 export async function startPymodbus(
   config: PymodbusConfig,
-): Promise<{ port: number; stop(): Promise<void> }> {
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const script = join(import.meta.dirname, '..', 'fixtures', 'pymodbus_server.py');
   const child = spawn(python, [script, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
   const m = await waitForLine(child, /READY ?(\d*)\r?\n/, 'pymodbus').catch(async (err) => {
     await stopChild(child);
     throw err;
   });
-  return { port: Number(m[1] || 0), stop: () => stopChild(child) };
+  return { port: Number(m[1] || 0), pid: child.pid!, stop: () => stopChild(child) };
 }
 
 /** A connected pair of pseudo-terminals (a virtual null-modem cable). */
