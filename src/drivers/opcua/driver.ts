@@ -52,6 +52,7 @@ import {
   sleep,
 } from '../common/lifecycle.ts';
 import type { DriverContext, OnceOptions, Quality, Reading, ReadingValue } from '../types.ts';
+import { validateOpcuaDevice } from './validate.ts';
 
 export type OpcuaDevice = Extract<DeviceConfig, { protocol: 'opcua' }>;
 type OpcuaTag = OpcuaDevice['tags'][number];
@@ -108,12 +109,7 @@ export class OpcuaDriver extends DriverBase {
   constructor(device: OpcuaDevice, ctx: DriverContext) {
     super(device.id, 'opcua', ctx, device.connection.reconnectMaxDelayMs);
     this.#config = device;
-    const c = device.connection;
-    if ((c.securityMode === 'None') !== (c.securityPolicy === 'None')) {
-      throw new RangeError(
-        `device ${device.id}: securityMode ${c.securityMode} needs ${c.securityMode === 'None' ? 'securityPolicy None' : 'a securityPolicy other than None'}`,
-      );
-    }
+    validateOpcuaDevice(device);
     const byInterval = new Map<number, PollGroup>();
     device.tags.forEach((t, i) => {
       if (t.mode === 'subscribe') {
