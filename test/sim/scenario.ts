@@ -213,7 +213,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     };
   } catch (e) {
     const err = e instanceof Error ? e : new Error(String(e));
-    err.message = `${err.message}\n  scenario: ${description}\n  reproduce: SEED=${o.seed} N=${n} npx vitest run test/sim`;
+    err.message = `${err.message}\n  scenario: ${description}\n  reproduce: SEED=${o.seed} N=${n} npx vitest run test/sim/`;
     throw err;
   }
 }
