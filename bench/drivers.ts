@@ -33,7 +33,7 @@ function gatewayFigures(label: string, f: GatewayFigures): Figure[] {
       value: f.rssMiB,
       unit: 'MiB',
       runs: w.map((x) => x.rssMiB),
-      note: 'largest RSS per window; node-opcua alone is ~100 MiB of it',
+      note: 'largest RSS per window; mostly V8 heap headroom under this allocation rate (live heap ~20 MiB), see docs/drivers.md',
     },
   ];
 }

@@ -151,8 +151,24 @@ function figures(
     report,
     note: '',
   };
+  // Modbus: how long one unit's poll cycle takes (its requests go one after another) against the interval.
+  const units = Object.values(
+    (report.devices[0]?.detail?.units ?? {}) as Record<
+      string,
+      { lastPollDurationMs: number | null; polls: number; overruns: number }
+    >,
+  );
+  const cycle = units.length
+    ? `; a unit's poll cycle ${median(units.map((u) => u.lastPollDurationMs ?? 0))} ms, ${Math.round(
+        (100 * units.reduce((a, u) => a + u.overruns, 0)) /
+          Math.max(
+            1,
+            units.reduce((a, u) => a + u.polls, 0),
+          ),
+      )} % of cycles overran the interval`
+    : '';
   result.note =
-    `${note}; events stored ${Math.round(result.eventsPerS).toLocaleString('en-US')}/s; gateway RSS ` +
+    `${note}${cycle}; events stored ${Math.round(result.eventsPerS).toLocaleString('en-US')}/s; gateway RSS ` +
     `${result.rssMiB.toFixed(0)} MiB (V8 heap ${median(w.map((x) => x.heapMiB)).toFixed(0)}), CPU ` +
     `${result.cpuPct.toFixed(0)} % of a core; peer CPU ` +
     `${report.peerCpuPct === null ? '?' : report.peerCpuPct.toFixed(0)} % of a core` +
