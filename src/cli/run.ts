@@ -77,7 +77,13 @@ export function registerRun(program: Command): void {
     .addOption(
       new Option('--format <format>', 'with --once: output format').choices(['text', 'json']).default('text'),
     )
-    .action(async (opts: RunOptions) => {
+    .action(async (opts: RunOptions, cmd: Command) => {
+      if (!opts.once) {
+        for (const name of ['onceTimeoutMs', 'format']) {
+          if (cmd.getOptionValueSource(name) === 'cli')
+            cmd.error(`error: ${cmd.options.find((o) => o.attributeName() === name)?.long} needs --once`);
+        }
+      }
       // Refuses to start on invalid configuration: loadConfig throws a ConfigError listing everything.
       const config = loadConfig(opts.config);
       if (opts.once) {

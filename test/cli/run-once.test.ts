@@ -209,4 +209,14 @@ describe('masbc-edge run --once', () => {
       sims.faults.setModbusUnitFault(2, null);
     }
   }, 30_000);
+
+  it('refuses --once options without --once, and a timeout out of range (exit 2)', async () => {
+    const without = await cli(['run', '-c', gatewayFile, '--format', 'json']);
+    expect(without.code).toBe(2);
+    expect(without.err).toContain('--format needs --once');
+    const short = await cli(['run', '--once', '-c', gatewayFile, '--once-timeout-ms', '50']);
+    expect(short.code).toBe(2);
+    expect(short.err).toContain('expected an integer from 100 to 3600000');
+    expect(written()).toEqual([]);
+  });
 });
