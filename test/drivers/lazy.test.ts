@@ -4,7 +4,7 @@
  * that comes before the module finished loading means the driver never starts, a module that fails to
  * load is reported in health and by readOnce.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { lazyFactory } from '../../src/drivers/common/lazy.ts';
 import { createDriver } from '../../src/drivers/registry.ts';
 import type { Driver, DriverFactory, DriverHealth } from '../../src/drivers/types.ts';
@@ -35,6 +35,7 @@ function recorder(calls: string[]): DriverFactory<{ id: string }> {
 describe('lazily loaded drivers', () => {
   it('refuses a bad OPC UA map at construction, before node-opcua is loaded', () => {
     const t = testContext();
+    onTestFinished(() => t.cleanup());
     const device = deviceMap('opcua', {
       connection: { endpoint: 'opc.tcp://127.0.0.1:4840' },
       tags: [{ name: 'a', nodeId: 'ns=1;s=A' }],
@@ -44,11 +45,11 @@ describe('lazily loaded drivers', () => {
     expect(() => createDriver(device, t.ctx)).toThrow(
       /securityMode Sign needs a securityPolicy other than None/,
     );
-    t.cleanup();
   });
 
   it('starts the loaded driver once loaded, with the saved state; never if stop() came first', async () => {
     const t = testContext();
+    onTestFinished(() => t.cleanup());
     const calls: string[] = [];
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => {
@@ -79,11 +80,11 @@ describe('lazily loaded drivers', () => {
     expect(normal.health().state).toBe('connected');
     await normal.stop();
     expect(calls.slice(1)).toEqual(['start', 'stop']);
-    t.cleanup();
   });
 
   it('reports a module that cannot be loaded in health and in readOnce', async () => {
     const t = testContext();
+    onTestFinished(() => t.cleanup());
     const factory = lazyFactory(
       'x',
       () => {},
@@ -97,6 +98,5 @@ describe('lazily loaded drivers', () => {
     expect(d.health()).toMatchObject({ state: 'connecting', errors: { load: 1 } });
     expect(t.logs.some((l) => l.level === 'error' && /no such module/.test(l.msg))).toBe(true);
     await d.stop();
-    t.cleanup();
   });
 });
