@@ -228,6 +228,7 @@ export class Outbox {
         'SELECT seq, id, json, committed, height FROM events WHERE committed = 0 AND seq > ? ORDER BY seq LIMIT ?',
       ),
       bySeq: db.prepare('SELECT seq, id, json, committed, height FROM events WHERE seq = ?'),
+      isPending: db.prepare('SELECT 1 FROM events WHERE id = ? AND committed = 0'),
       byId: db.prepare('SELECT seq, id, json, committed, height FROM events WHERE id = ?'),
       byLot: db.prepare(
         'SELECT seq, id, json, committed, height FROM events WHERE lot = ? ORDER BY seq LIMIT ?',
@@ -448,8 +449,13 @@ export class Outbox {
   }
 
   /** Marks events final. Returns how many were newly marked (repeats are ignored). */
-  markCommitted(receipts: readonly CommitReceipt[], nowMs = Date.now()): number {
+  markCommitted(
+    receipts: readonly CommitReceipt[],
+    nowMs = Date.now(),
+    meta?: Record<string, unknown>,
+  ): number {
     const n = this.#db.transaction(() => {
+      for (const [k, v] of Object.entries(meta ?? {})) this.#stmt.setMeta.run(`app:${k}`, JSON.stringify(v));
       let changed = 0;
       for (const r of receipts) {
         changed += this.#stmt.commit.run(
@@ -463,6 +469,11 @@ export class Outbox {
     })();
     this.#pending -= n;
     return n;
+  }
+
+  /** True when `id` is one of this outbox's events not yet final. */
+  isOwnPending(id: string): boolean {
+    return this.#stmt.isPending.get(id) !== undefined;
   }
 
   /** Deletes committed events older than the retention; returns how many. */
