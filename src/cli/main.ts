@@ -7,10 +7,12 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/index.ts';
+import { registerAlliance } from './alliance.ts';
 import { registerDemo } from './demo.ts';
 import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
 import { registerOutbox } from './outbox.ts';
+import { registerPeer } from './peer.ts';
 import { registerRun } from './run.ts';
 import { registerSchema } from './schema.ts';
 import { registerSimulate } from './simulate.ts';
@@ -33,6 +35,8 @@ export function buildProgram(): Command {
   registerHealth(program);
   registerDemo(program);
   registerSimulate(program);
+  registerPeer(program);
+  registerAlliance(program);
   return program;
 }
 

@@ -215,6 +215,7 @@ export class ConsensusNode {
   #state: NodeState = 'new';
   #problem: string | null = null;
   #stopping: Promise<void> | undefined;
+  readonly #closed = Promise.withResolvers<void>();
 
   readonly #inbound: Inbound[] = [];
   /** Handlers of the transport waiting for room in `#inbound`. */
@@ -323,6 +324,11 @@ export class ConsensusNode {
       this.#fail(err);
       throw err;
     }
+  }
+
+  /** Resolves once the node has stopped, by {@link stop} or on its own ('failed': see `status().problem`). */
+  get closed(): Promise<void> {
+    return this.#closed.promise;
   }
 
   /** Stops timers, the transport and the store. Nothing is sent once this is called. */
@@ -675,6 +681,7 @@ export class ConsensusNode {
     } finally {
       this.store.close();
       if (final === 'stopped') this.#state = 'stopped';
+      this.#closed.resolve();
     }
   }
 }

@@ -1,0 +1,181 @@
+/**
+ * `masbc-edge alliance init|up`: a local alliance on loopback for trying the chain out.
+ *
+ * - `init` writes (once; an existing alliance is reused after its keys are checked) member keys and
+ *   the genesis with `createLocalAlliance`, plus one test gateway key per member and the list of
+ *   their public keys (`gateway-keys.json`) the validators accept events from. Keys and data go to
+ *   --dir (default data/alliance, which git ignores), never into the repository.
+ * - `up` does `init` if needed and starts one `masbc-edge peer` OS process per member, prefixes
+ *   their output with the member id, and on Ctrl-C stops them all: SIGTERM, then SIGKILL for any
+ *   still running after --stop-timeout-ms. Each peer also runs with --stop-with-stdin on a pipe
+ *   from this process, so if this process dies (even by SIGKILL) the pipe closes and every peer
+ *   stops by itself: no orphans.
+ *
+ * @example
+ *   masbc-edge alliance up --validators 4
+ *   masbc-edge alliance init --validators 7 --dir /tmp/a7 --base-port 4100
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { type Command, InvalidArgumentError } from 'commander';
+import { createLocalAlliance, type LocalAlliance } from '../consensus/genesis.ts';
+import type { GatewayKeysDocument } from '../consensus/node/events.ts';
+import { generateKey, loadKeyFile, publicKeyRecord, writeKeyFile } from '../crypto/keys.ts';
+import { untilSignal } from './run.ts';
+
+interface AllianceOptions {
+  validators: number;
+  dir: string;
+  basePort?: number;
+  rpcBasePort?: number;
+  viewChangeTimeoutMs: number;
+  statusEveryMs: number;
+  stopTimeoutMs: number;
+}
+
+function integer(min: number, max: number) {
+  return (text: string) => {
+    const v = Number(text);
+    if (!Number.isInteger(v) || v < min || v > max)
+      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+    return v;
+  };
+}
+
+export interface AllianceFiles {
+  alliance: LocalAlliance;
+  gatewayKeysFile: string;
+  /** memberId → that member's test gateway key file. */
+  gatewayKeyFiles: Map<string, string>;
+}
+
+/** Creates (or reopens) the alliance's keys, genesis, and one test gateway per member. */
+export async function initAlliance(o: {
+  dir: string;
+  validators: number;
+  basePort?: number;
+  viewChangeTimeoutMs?: number;
+}): Promise<AllianceFiles> {
+  const alliance = await createLocalAlliance({
+    dir: o.dir,
+    members: o.validators,
+    basePort: o.basePort,
+    params:
+      o.viewChangeTimeoutMs === undefined
+        ? undefined
+        : ({ viewChangeTimeoutMs: o.viewChangeTimeoutMs } as never),
+  });
+  const gatewayKeyFiles = new Map<string, string>();
+  const doc: GatewayKeysDocument = { gateways: [] };
+  for (const v of alliance.genesis.validators) {
+    const file = join(o.dir, 'gateways', `${v.memberId}.key`);
+    if (!existsSync(file)) writeKeyFile(file, generateKey('ed25519'));
+    gatewayKeyFiles.set(v.memberId, file);
+    doc.gateways.push({
+      enterprise: v.memberId,
+      gateway: `${v.memberId}-gw`,
+      publicKey: publicKeyRecord(loadKeyFile(file)),
+    });
+  }
+  const gatewayKeysFile = join(o.dir, 'gateway-keys.json');
+  writeFileSync(gatewayKeysFile, `${JSON.stringify(doc, null, 2)}\n`);
+  return { alliance, gatewayKeysFile, gatewayKeyFiles };
+}
+
+const binPath = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/masbc-edge.js');
+
+export function registerAlliance(program: Command): void {
+  const alliance = program.command('alliance').description('A local alliance of validators on loopback');
+  const common = (c: Command) =>
+    c
+      .option('--validators <n>', 'number of members (validators)', integer(1, 64), 4)
+      .option('--dir <dir>', 'keys, genesis and data folder (never inside the repository)', 'data/alliance')
+      .option(
+        '--base-port <port>',
+        'member i listens on base-port + i (default: free ports)',
+        integer(1, 65_000),
+      )
+      .option('--view-change-timeout-ms <ms>', 'T in a new genesis', integer(50, 600_000), 2_000);
+  common(
+    alliance.command('init').description('Write member keys, the genesis and test gateway keys (once)'),
+  ).action(async (opts: AllianceOptions) => {
+    const files = await initAlliance(opts);
+    console.log(
+      `genesis ${files.alliance.genesisFile} (chain ${files.alliance.genesis.chainId}, ${files.alliance.genesis.n} validators, hash ${files.alliance.genesis.hash.slice(0, 16)})`,
+    );
+    console.log(`gateway keys ${files.gatewayKeysFile}`);
+  });
+  common(
+    alliance.command('up').description('Start every validator as its own process; Ctrl-C stops them all'),
+  )
+    .option(
+      '--rpc-base-port <port>',
+      'member i serves HTTP on rpc-base-port + i (default: free ports)',
+      integer(1, 65_000),
+    )
+    .option('--status-every-ms <ms>', 'status line period of each validator', integer(0, 3_600_000), 5_000)
+    .option(
+      '--stop-timeout-ms <ms>',
+      'SIGKILL validators still running this long after SIGTERM',
+      integer(100, 600_000),
+      10_000,
+    )
+    .action(async (opts: AllianceOptions) => {
+      const files = await initAlliance(opts);
+      const { genesis, genesisFile, keyFiles } = files.alliance;
+      console.log(`alliance ${genesis.chainId}: ${genesis.n} validators, genesis ${genesisFile}`);
+      const children = genesis.validators.map((v, i) =>
+        spawnPeer(v.memberId, [
+          '--genesis',
+          genesisFile,
+          '--key',
+          keyFiles.get(v.memberId)!,
+          '--data',
+          join(opts.dir, 'data', v.memberId),
+          '--gateway-keys',
+          files.gatewayKeysFile,
+          '--rpc-port',
+          String(opts.rpcBasePort === undefined ? 0 : opts.rpcBasePort + i),
+          '--status-every-ms',
+          String(opts.statusEveryMs),
+          '--stop-with-stdin',
+        ]),
+      );
+      const anyExit = Promise.race(children.map((c) => c.exited.then(() => c.member)));
+      const why = await Promise.race([untilSignal(), anyExit]);
+      console.log(`stopping the alliance (${why})…`);
+      await Promise.all(children.map((c) => stopChild(c, opts.stopTimeoutMs)));
+      console.log('all validators stopped');
+    });
+}
+
+interface Child {
+  member: string;
+  process: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+function spawnPeer(member: string, args: string[]): Child {
+  // Own process group: a terminal's Ctrl-C reaches only this process, which stops the peers one
+  // SIGTERM each (a second signal would make a peer exit at once instead of cleanly).
+  const child = spawn(process.execPath, [binPath, 'peer', ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
+  });
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => console.log(`[${member}] ${line}`));
+  }
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { member, process: child, exited };
+}
+
+async function stopChild(c: Child, timeoutMs: number): Promise<void> {
+  if (c.process.exitCode !== null || c.process.signalCode !== null) return;
+  c.process.kill('SIGTERM');
+  const timer = setTimeout(() => c.process.kill('SIGKILL'), timeoutMs);
+  await c.exited;
+  clearTimeout(timer);
+}
