@@ -5,7 +5,7 @@
  */
 import type { SignatureVerifier, Signer } from '../../crypto/keys.ts';
 import { assertChainLimits, checkValidators, defaultChainLimits } from '../codec.ts';
-import type { ChainLimits, Validator } from '../types.ts';
+import type { Block, ChainLimits, Validator } from '../types.ts';
 
 /**
  * What the application decides about transactions. Both functions must be deterministic and pure
@@ -27,6 +27,78 @@ export interface TxHooks {
    * `Ready.committed` before the next input is given to the core.
    */
   isCommitted(id: Uint8Array): boolean;
+  /**
+   * Optional state-dependent rules over whole blocks and the mempool policy that goes with them
+   * (the ledger's per-gateway ordering, docs/ledger.md). Without it the core behaves as before:
+   * any set of individually valid, new transactions makes a valid block, proposed in arrival order.
+   */
+  order?: OrderHooks;
+}
+
+/**
+ * The chain below a block, from where the application's committed state stands. The runtime applies
+ * `Ready.committed` to the application before the next input, but inside one input the core may
+ * commit blocks and then check or build the next: those committed-but-not-yet-applied blocks come
+ * first in `ancestors`, then the uncommitted proposals the block extends.
+ */
+export interface ChainContext {
+  /** Height of the last committed block the runtime has applied (the application's state is as of it). */
+  appliedHeight: number;
+  /** Blocks appliedHeight+1 … h−1 in height order, for a block at height h. */
+  ancestors: readonly Block[];
+}
+
+/** What one block may hold (the chain limits `blockTxsMax` and `blockBytesMax`). */
+export interface BlockBudget {
+  txsMax: number;
+  bytesMax: number;
+}
+
+/**
+ * Block-level validity plus a mempool that knows which pending transactions can be proposed now.
+ *
+ * Only `checkBlock` decides validity: it must be a deterministic function of the block's
+ * transactions and of the committed chain up to the block's parent (the state as of
+ * `chain.appliedHeight` plus `chain.ancestors`), or honest replicas could disagree about a block.
+ * Everything else is local policy and affects liveness only. The core keeps the pending
+ * transactions themselves (Mempool); these hooks mirror them: every transaction the core pools
+ * went through `admit` (returning null), and every one it drops is reported by `removed`.
+ */
+export interface OrderHooks {
+  /**
+   * Rules a fresh proposal's transactions must satisfy together, given the chain below it; `null` if
+   * valid, else a short reason. Called after each transaction passed `checkTx` and the duplicate
+   * checks, so the transactions are individually valid and new.
+   */
+  checkBlock(txs: readonly Uint8Array[], chain: ChainContext): string | null;
+  /**
+   * A transaction that passed `checkTx` is about to enter the mempool (which has room): `null` to
+   * pool it, or a reason to refuse it (SubmitResult 'refused'), e.g. it can never become valid
+   * again, or its submitter already holds too much of the mempool.
+   */
+  admit(id: Uint8Array, tx: Uint8Array, nowMs: number): string | null;
+  /** A pooled transaction left the mempool (committed, or dropped because `refresh` said so). */
+  removed(id: Uint8Array): void;
+  /**
+   * Called at the start of every input, once the runtime has applied the committed blocks up to
+   * `appliedHeight`: returns the ids of pooled transactions that can no longer become valid, which
+   * the core drops (each then reported through `removed`).
+   */
+  refresh(appliedHeight: number, nowMs: number): Uint8Array[];
+  /**
+   * Pooled transactions an honest primary could propose now (the others wait for a predecessor):
+   * how many, and since when the longest-waiting of them has been proposable (null if none). The
+   * view-change and censorship timers watch these instead of the whole mempool, so a transaction
+   * that waits for a predecessor that may never come cannot make replicas suspect every primary.
+   */
+  readiness(): { count: number; oldestMs: number | null };
+  /** Whether a pooled transaction is proposable now (only those are re-forwarded on the heartbeat). */
+  isReady(id: Uint8Array): boolean;
+  /**
+   * The primary's choice for a fresh block at the height after `chain`: ids of pooled transactions,
+   * in block order, within `budget`, that pass `checkBlock` for that chain. May be empty.
+   */
+  select(chain: ChainContext, budget: BlockBudget): Uint8Array[];
 }
 
 export interface Timing {

@@ -14,10 +14,13 @@
  *   if (rd.wakeAtMs !== null) scheduleTick(rd.wakeAtMs);
  */
 export {
+  type BlockBudget,
+  type ChainContext,
   type CoreConfig,
   defaultLocalLimits,
   defaultTiming,
   type LocalLimits,
+  type OrderHooks,
   type ResolvedConfig,
   resolveConfig,
   type Timing,

@@ -161,8 +161,11 @@ export type SubmitResult =
   | { accepted: true; id: Uint8Array }
   | {
       accepted: false;
-      /** 'invalid' (checkTx refused), 'duplicate' (pending already), 'committed', 'mempool-full', 'too-large'. */
-      reason: 'invalid' | 'duplicate' | 'committed' | 'mempool-full' | 'too-large';
+      /**
+       * 'invalid' (checkTx refused), 'duplicate' (pending already), 'committed', 'mempool-full',
+       * 'too-large', 'refused' (TxHooks.order.admit refused it; only with order hooks).
+       */
+      reason: 'invalid' | 'duplicate' | 'committed' | 'mempool-full' | 'too-large' | 'refused';
       detail: string;
     };
 

@@ -40,7 +40,7 @@ import {
   type ViewChange,
   type Vote,
 } from '../types.ts';
-import { type CoreConfig, type ResolvedConfig, resolveConfig } from './config.ts';
+import { type ChainContext, type CoreConfig, type ResolvedConfig, resolveConfig } from './config.ts';
 import {
   emptyReady,
   keyOf,
@@ -156,6 +156,11 @@ export class Replica {
   #syncAttempts = 0;
 
   readonly #mempool: Mempool;
+  /**
+   * Transactions of blocks committed during the current input, before the runtime has applied them
+   * (cleared by `ready()`): `isCommitted` cannot see them yet, so proposals are checked against this.
+   */
+  readonly #committedUnapplied = new Set<string>();
   #forward: Uint8Array[] = [];
   #out: Ready = emptyReady();
   readonly #faultCounts = new Map<number, Map<string, number>>();
@@ -226,6 +231,7 @@ export class Replica {
       };
       this.#retained.set(this.#tip.height, this.#tip);
     }
+    this.#refreshOrder();
     this.#view = state.view;
     this.#viewChanging = state.viewChanging;
     for (const v of state.votes) {
@@ -290,6 +296,7 @@ export class Replica {
   /** Drains the outputs accumulated since the last call (io.ts says how to process them). */
   ready(): Ready {
     this.#flushForward();
+    this.#committedUnapplied.clear();
     const rd = this.#out;
     rd.wakeAtMs = this.#wakeAt();
     this.#out = emptyReady();
@@ -318,6 +325,27 @@ export class Replica {
   #enter(nowMs: number): void {
     if (!this.#started) throw new Error('Replica.start must be called first');
     if (nowMs > this.#now) this.#now = nowMs;
+    this.#refreshOrder();
+  }
+
+  /** Height of the last committed block the runtime has applied: blocks in `#out.committed` are not yet. */
+  #appliedHeight(): number {
+    return this.#tip.height - this.#out.committed.length;
+  }
+
+  /** Lets the order hooks see the newly applied blocks, and drops what they say can never be valid. */
+  #refreshOrder(): void {
+    const order = this.#c.tx.order;
+    if (!order) return;
+    for (const id of order.refresh(this.#appliedHeight(), this.#now)) this.#unpool(keyOf(id));
+  }
+
+  /** Removes a transaction from the mempool and tells the order hooks. */
+  #unpool(key: string): void {
+    const t = this.#mempool.get(key);
+    if (!t) return;
+    this.#mempool.remove(key);
+    this.#c.tx.order?.removed(t.id);
   }
 
   #afterInput(): void {
@@ -515,14 +543,19 @@ export class Replica {
 
   #censorshipDeadline(): number | null {
     if (this.#viewChanging || this.isPrimary) return null;
-    const oldest = this.#mempool.oldest();
-    if (!oldest) return null;
-    return Math.max(oldest.arrivalMs, this.#viewEnteredMs) + this.#c.timing.txCensorshipTimeoutMs;
+    const order = this.#c.tx.order;
+    const oldestMs = order ? order.readiness().oldestMs : (this.#mempool.oldest()?.arrivalMs ?? null);
+    if (oldestMs === null) return null;
+    return Math.max(oldestMs, this.#viewEnteredMs) + this.#c.timing.txCensorshipTimeoutMs;
   }
 
-  /** Is there work that should lead to a commit: pending transactions or uncommitted proposals? */
+  /**
+   * Is there work that should lead to a commit: proposable pending transactions or uncommitted
+   * proposals? (With order hooks, a transaction waiting for a predecessor is not work yet.)
+   */
   #waiting(): boolean {
-    if (this.#mempool.size > 0) return true;
+    const order = this.#c.tx.order;
+    if ((order ? order.readiness().count : this.#mempool.size) > 0) return true;
     for (const s of this.#slots.values()) if (s.proposal || s.certificate) return true;
     for (const h of this.#base.reproposals.keys()) if (h > this.#tip.height) return true;
     return false;
@@ -560,9 +593,12 @@ export class Replica {
       }
     }
     const forwardAfter = this.#c.timing.viewChangeTimeoutMs;
+    const order = this.#c.tx.order;
     for (const t of this.#mempool.values()) {
       if (this.#forward.length >= this.#c.limits.forwardTxsMax) break;
-      if (now - t.forwardedMs >= forwardAfter && !this.#inFlight(t.key)) {
+      // Only proposable ones: transactions waiting for a predecessor that never comes would
+      // otherwise use up the budget on every heartbeat.
+      if (now - t.forwardedMs >= forwardAfter && !this.#inFlight(t.key) && (!order || order.isReady(t.id))) {
         t.forwardedMs = now;
         this.#forward.push(t.tx);
       }
@@ -594,17 +630,21 @@ export class Replica {
     if (this.#mempool.has(key) || this.#inFlight(key)) {
       return { accepted: false, reason: 'duplicate', detail: 'already pending' };
     }
-    if (this.#c.tx.isCommitted(id))
+    if (this.#committedUnapplied.has(key) || this.#c.tx.isCommitted(id))
       return { accepted: false, reason: 'committed', detail: 'already committed' };
     const bad = this.#c.tx.checkTx(tx);
     if (bad !== null) return { accepted: false, reason: 'invalid', detail: bad };
-    if (!this.#mempool.add(id, tx, this.#now)) {
+    if (!this.#mempool.fits(tx.byteLength)) {
       return {
         accepted: false,
         reason: 'mempool-full',
         detail: `mempool holds ${this.#mempool.size} transactions, ${this.#mempool.bytes} bytes`,
       };
     }
+    const refused = this.#c.tx.order?.admit(id, tx, this.#now) ?? null;
+    if (refused !== null) return { accepted: false, reason: 'refused', detail: refused };
+    if (!this.#mempool.add(id, tx, this.#now))
+      throw new Error('bug: mempool refused a transaction that fits');
     if (fromClient) this.#forward.push(tx);
     return { accepted: true, id };
   }
@@ -755,7 +795,7 @@ export class Replica {
         this.#buffer(from, m);
         return;
       }
-      const checked = this.#checkTxs(m.block.txs, parent.inFlight);
+      const checked = this.#checkTxs(m.block.txs, parent.inFlight, parent.chain);
       if (typeof checked === 'string') {
         this.#invalidProposal(from, 'invalid-proposal', `height ${h}: ${checked}`);
         return;
@@ -770,30 +810,43 @@ export class Replica {
     this.#startViewChange(this.#view + 1);
   }
 
-  /** Parent of a fresh proposal at h: the tip, or an accepted proposal of this view; with in-flight tx ids. */
+  /**
+   * Parent of a fresh proposal at h: the tip, or an accepted proposal of this view; with in-flight tx
+   * ids and, for the order hooks, the chain from the runtime's last applied block up to the parent.
+   */
   #parentOf(
     h: number,
-  ): { key: string; hash: Uint8Array; timestampMs: number; inFlight: Set<string> } | undefined {
+  ):
+    | { key: string; hash: Uint8Array; timestampMs: number; inFlight: Set<string>; chain: ChainContext }
+    | undefined {
     const inFlight = new Set<string>();
+    const ancestors: Block[] = this.#out.committed.map((cb) => cb.block);
     let parent: { key: string; hash: Uint8Array; timestampMs: number } = this.#tip;
     for (let g = this.#tip.height + 1; g < h; g++) {
       const p = this.#slots.get(g)?.proposal;
       if (!p || keyOf(p.block.header.prevHash) !== parent.key) return undefined;
       for (const k of p.txKeys) inFlight.add(k);
+      ancestors.push(p.block);
       parent = { key: p.key, hash: p.hash, timestampMs: p.block.header.timestampMs };
     }
-    return { ...parent, inFlight };
+    return { ...parent, inFlight, chain: { appliedHeight: this.#appliedHeight(), ancestors } };
   }
 
   /** Application rules over a fresh block's transactions; a reason string if invalid. Deterministic. */
-  #checkTxs(txs: readonly Uint8Array[], inFlight: ReadonlySet<string>): Set<string> | string {
+  #checkTxs(
+    txs: readonly Uint8Array[],
+    inFlight: ReadonlySet<string>,
+    chain: ChainContext,
+  ): Set<string> | string {
     const keys = new Set<string>();
     for (const [i, tx] of txs.entries()) {
       const id = this.#txId(tx);
       const key = keyOf(id);
       if (keys.has(key)) return `transaction ${i} repeats one of this block`;
       if (inFlight.has(key)) return `transaction ${i} is in an uncommitted ancestor`;
-      if (this.#c.tx.isCommitted(id)) return `transaction ${i} is already committed`;
+      // Committed during this input: the runtime's store (isCommitted) does not have it yet.
+      if (this.#committedUnapplied.has(key) || this.#c.tx.isCommitted(id))
+        return `transaction ${i} is already committed`;
       // A transaction admitted to our mempool with the same bytes was checked then (checkTx is pure).
       const pending = this.#mempool.get(key);
       if (!pending || !bytesEqual(pending.tx, tx)) {
@@ -802,6 +855,8 @@ export class Replica {
       }
       keys.add(key);
     }
+    const bad = this.#c.tx.order?.checkBlock(txs, chain) ?? null;
+    if (bad !== null) return bad;
     return keys;
   }
 
@@ -1065,7 +1120,10 @@ export class Replica {
     for (const k of [...this.#votes.keys()])
       if (Number(k.slice(k.indexOf(':') + 1)) <= h) this.#votes.delete(k);
     this.#out.committed.push({ block, certificate });
-    for (const k of txKeys) this.#mempool.remove(k);
+    for (const k of txKeys) {
+      this.#committedUnapplied.add(k);
+      this.#unpool(k);
+    }
     this.#failedViews = 0;
     this.#progressDeadlineMs = null; // re-armed by #timers if work remains
     this.#gcRetained();
@@ -1110,13 +1168,30 @@ export class Replica {
       const keys = new Set<string>();
       let bytes = 0;
       let oldestMs = Infinity;
-      for (const t of this.#mempool.values()) {
-        if (txs.length >= limits.blockTxsMax) break;
-        if (parent.inFlight.has(t.key) || bytes + t.tx.byteLength > limits.blockBytesMax) continue;
-        txs.push(t.tx);
-        keys.add(t.key);
-        bytes += t.tx.byteLength;
-        oldestMs = Math.min(oldestMs, t.arrivalMs);
+      const order = this.#c.tx.order;
+      if (order) {
+        const budget = { txsMax: limits.blockTxsMax, bytesMax: limits.blockBytesMax };
+        for (const id of order.select(parent.chain, budget)) {
+          const key = keyOf(id);
+          const t = this.#mempool.get(key);
+          if (!t || parent.inFlight.has(key) || keys.has(key))
+            throw new Error('bug: OrderHooks.select chose a transaction that is not pending, or twice');
+          txs.push(t.tx);
+          keys.add(key);
+          bytes += t.tx.byteLength;
+          oldestMs = Math.min(oldestMs, t.arrivalMs);
+        }
+        if (txs.length > budget.txsMax || bytes > budget.bytesMax)
+          throw new Error('bug: OrderHooks.select went over the block budget');
+      } else {
+        for (const t of this.#mempool.values()) {
+          if (txs.length >= limits.blockTxsMax) break;
+          if (parent.inFlight.has(t.key) || bytes + t.tx.byteLength > limits.blockBytesMax) continue;
+          txs.push(t.tx);
+          keys.add(t.key);
+          bytes += t.tx.byteLength;
+          oldestMs = Math.min(oldestMs, t.arrivalMs);
+        }
       }
       if (txs.length === 0) return;
       const full = txs.length >= limits.blockTxsMax || bytes + limits.txBytesMax > limits.blockBytesMax;
