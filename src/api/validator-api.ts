@@ -44,7 +44,12 @@ const recentBlocksMax = 1_024;
 
 export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance {
   const { node, chain } = options;
-  const app = Fastify({ bodyLimit: options.bodyBytesMax ?? 32 * 1024 * 1024, logger: false });
+  // forceCloseConnections: close() must not wait for idle keep-alive connections of clients.
+  const app = Fastify({
+    bodyLimit: options.bodyBytesMax ?? 32 * 1024 * 1024,
+    logger: false,
+    forceCloseConnections: true,
+  });
 
   // Recent final blocks, and long-poll waiters woken by each new one. Bounded both ways.
   const recent: CommittedBlockInfo[] = [];
@@ -134,15 +139,13 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     const s = node.status();
     const quorumPeers = node.genesis.quorum - 1;
     const ok = s.state === 'running' && s.peersConnected >= quorumPeers && s.problem === null;
-    return reply
-      .code(ok ? 200 : 503)
-      .send({
-        ok,
-        state: s.state,
-        peersConnected: s.peersConnected,
-        committedHeight: s.committedHeight,
-        problem: s.problem,
-      });
+    return reply.code(ok ? 200 : 503).send({
+      ok,
+      state: s.state,
+      peersConnected: s.peersConnected,
+      committedHeight: s.committedHeight,
+      problem: s.problem,
+    });
   });
 
   return app;
