@@ -47,26 +47,73 @@ export const signingSchema = z
   })
   .prefault({});
 
+export const submitSchema = z
+  .strictObject({
+    windowEvents: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(8_192)
+      .describe('Events submitted and not yet final, at most.'),
+    drainEventsPerSecond: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(20_000)
+      .describe('Submission rate limit: how fast a backlog drains after an outage.'),
+    resubmitAfterMs: durationMs(100, 3_600_000)
+      .default(10_000)
+      .describe('An event not final after this long is submitted again.'),
+  })
+  .prefault({});
+
 export const chainSchema = z
   .strictObject({
     role: z
       .enum(['validator', 'client', 'none'])
       .default('none')
       .describe(
-        '"validator": this gateway hosts an alliance peer. "client": it submits to its member\'s validator.',
+        '"validator": this gateway hosts its member\'s alliance peer. "client": it submits to its member\'s validator over HTTP. "none": events stay in the outbox.',
       ),
-    genesis: z.string().optional().describe('Path of the alliance genesis file (validators and their keys).'),
-    listen: z.array(z.string()).default([]).describe('libp2p multiaddrs to listen on.'),
-    validator: z
+    genesis: z
       .string()
       .optional()
-      .describe('For role "client": the member id of the validator to submit to.'),
+      .describe('Role validator: the alliance genesis file; relative to this file.'),
+    memberKeyFile: z
+      .string()
+      .default('keys/member.key')
+      .describe(
+        "Role validator: the member's validator key (also its libp2p identity); relative to dataDir.",
+      ),
+    gatewayKeys: z
+      .string()
+      .optional()
+      .describe(
+        'Role validator: the gateway public keys whose events this validator accepts; relative to this file.',
+      ),
+    validatorUrl: z
+      .string()
+      .url()
+      .optional()
+      .describe("Role client: the member validator's HTTP API, e.g. http://10.0.0.5:4100."),
+    submit: submitSchema,
   })
-  .prefault({});
+  .prefault({})
+  .superRefine((c, ctx) => {
+    if (c.role === 'validator' && !c.genesis)
+      ctx.addIssue({ code: 'custom', path: ['genesis'], message: 'role validator needs the genesis file' });
+    if (c.role === 'client' && !c.validatorUrl)
+      ctx.addIssue({ code: 'custom', path: ['validatorUrl'], message: 'role client needs validatorUrl' });
+  });
 
 export const apiSchema = z
   .strictObject({
-    enabled: z.boolean().default(false),
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('Role validator: serve the validator HTTP API to client gateways.'),
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65_535).default(8080),
   })

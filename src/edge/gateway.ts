@@ -17,11 +17,13 @@
  */
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/index.ts';
+import type { NodeStatus } from '../consensus/node.ts';
 import type { Signer } from '../crypto/keys.ts';
 import { createDriver } from '../drivers/registry.ts';
 import type { DeadLetter, Driver, DriverHealth, Reading } from '../drivers/types.ts';
 import { Outbox, type OutboxStats, outboxPath } from '../store/outbox.ts';
 import { DraftBatcher } from './batcher.ts';
+import type { ChainLink } from './chain-link.ts';
 import type { EventDraft } from './draft.ts';
 import { gatewayIdentity, gatewayKeyOf, loadGatewayKey } from './identity.ts';
 import type { Logger } from './logger.ts';
@@ -33,6 +35,7 @@ import {
 } from './normaliser.ts';
 import { EventSigner } from './signer.ts';
 import { type GatewayStatus, writeStatus } from './status.ts';
+import { Submitter, type SubmitterStats } from './submitter.ts';
 import { EventVerifier, keyRegistry } from './verify.ts';
 
 export interface GatewayOptions {
@@ -59,6 +62,10 @@ export interface GatewayStats {
   normaliser: NormaliserStats;
   outbox: OutboxStats;
   queue: ReturnType<DraftBatcher['stats']>;
+  /** Submission to the chain (null when chain.role is none). */
+  submitter: SubmitterStats | null;
+  /** The embedded validator (chain.role validator). */
+  chain: NodeStatus | null;
 }
 
 const normaliserStateKey = 'normaliser';
@@ -93,6 +100,8 @@ export class Gateway {
   #deadLetterQueue: DeadLetter[] = [];
   #deadLettersUnsaved = 0;
   #stopping = false;
+  #chain: ChainLink | null = null;
+  #submitter: Submitter | null = null;
 
   static async start(config: LoadedConfig, options: GatewayOptions): Promise<Gateway> {
     const gw = new Gateway(config, options);
@@ -177,6 +186,26 @@ export class Gateway {
       this.#timers.push(setInterval(() => this.#writeStatus(), this.#statusIntervalMs));
     }
     for (const t of this.#timers) t.unref();
+    // The chain first: a validator that is catching up must not hold back acquisition, and the
+    // submitter only needs the link object (it waits for the chain by itself).
+    if (this.config.gateway.chain.role !== 'none') {
+      // Loaded only when used: libp2p, the consensus core and fastify are not needed otherwise.
+      const { openChainLink } = await import('./chain-link.ts');
+      this.#chain = await openChainLink(this.config, this.#log);
+    }
+    if (this.#chain) {
+      const submit = this.config.gateway.chain.submit;
+      this.#submitter = new Submitter({
+        outbox: this.outbox,
+        chain: this.#chain.client,
+        log: this.#log.child({ part: 'submitter' }),
+        windowEvents: submit.windowEvents,
+        drainEventsPerSecond: submit.drainEventsPerSecond,
+        resubmitAfterMs: submit.resubmitAfterMs,
+        nowMs: this.#now,
+      });
+      this.#submitter.start();
+    }
     await Promise.all(this.#drivers.map((d) => d.start()));
   }
 
@@ -217,6 +246,7 @@ export class Gateway {
       meta: { [normaliserStateKey]: this.#normaliser.saveState(), ...this.#driverStates() },
     });
     this.#stored += r.stored.length;
+    if (r.stored.length > 0) this.#submitter?.kick();
   }
 
   /** What drivers must keep in step with the events (see Driver.saveState), or nothing. */
@@ -262,6 +292,8 @@ export class Gateway {
       normaliser: this.#normaliser.stats(),
       outbox: this.outbox.stats(),
       queue: this.#batcher.stats(),
+      submitter: this.#submitter?.stats() ?? null,
+      chain: this.#chain?.status() ?? null,
     };
   }
 
@@ -296,6 +328,8 @@ export class Gateway {
     await Promise.all(this.#drivers.map((d) => d.stop()));
     this.#batcher.stop();
     this.#saveDeadLetters();
+    await this.#submitter?.stop();
+    await this.#chain?.stop();
     this.#log.info('gateway stopped', {
       head: this.outbox.head.seq,
       stored: this.#stored,

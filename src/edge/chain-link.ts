@@ -1,0 +1,96 @@
+/**
+ * How a gateway reaches the alliance chain, per `chain.role` in gateway.yaml:
+ * - `validator`: it hosts its member's validator in the same process (ConsensusNode over libp2p,
+ *   block store under `<dataDir>/chain`), optionally serving the validator HTTP API to client gateways;
+ * - `client`: it submits to its member's validator over that HTTP API;
+ * - `none`: no chain; events stay in the outbox.
+ */
+import { dirname, join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildValidatorApi } from '../api/validator-api.ts';
+import type { LoadedConfig } from '../config/index.ts';
+import { loadGenesis } from '../consensus/genesis.ts';
+import { loadValidatorIdentity } from '../consensus/net/identity.ts';
+import { Libp2pTransport } from '../consensus/net/libp2p.ts';
+import { loadGatewayKeys, signedEventApplication } from '../consensus/node/events.ts';
+import { ConsensusNode, chainContext, type NodeStatus } from '../consensus/node.ts';
+import { loadKeyFile } from '../crypto/keys.ts';
+import { ChainStore, chainStorePath } from '../store/chain.ts';
+import { httpChainClient } from './http-chain.ts';
+import { localChainClient } from './local-chain.ts';
+import type { Logger } from './logger.ts';
+import type { ChainClient } from './submitter-types.ts';
+
+export interface ChainLink {
+  role: 'validator' | 'client';
+  client: ChainClient;
+  /** The embedded validator (role validator). */
+  node: ConsensusNode | null;
+  /** URL of the validator API this process serves, if any. */
+  apiUrl: string | null;
+  status(): NodeStatus | null;
+  stop(): Promise<void>;
+}
+
+export async function openChainLink(config: LoadedConfig, log: Logger): Promise<ChainLink | null> {
+  const chain = config.gateway.chain;
+  if (chain.role === 'none') return null;
+  if (chain.role === 'client') {
+    const client = httpChainClient({
+      baseUrl: chain.validatorUrl!,
+      onError: (err) => log.warn('validator unreachable; retrying', { err: err.message }),
+    });
+    return { role: 'client', client, node: null, apiUrl: null, status: () => null, stop: async () => {} };
+  }
+  const baseDir = dirname(resolve(config.gatewayFile));
+  const genesisFile = resolve(baseDir, chain.genesis!);
+  const genesis = loadGenesis(genesisFile);
+  const keyFile = resolve(config.paths.dataDir, chain.memberKeyFile);
+  const signer = loadKeyFile(keyFile);
+  const member = genesis.byKeyId(signer.keyId)?.memberId;
+  if (!member)
+    throw new Error(`${keyFile} holds key ${signer.keyId}, which no validator of ${genesisFile} has`);
+  if (!chain.gatewayKeys)
+    throw new Error('chain.gatewayKeys: role validator needs the file of accepted gateway keys');
+  const app = signedEventApplication({ keys: loadGatewayKeys(resolve(baseDir, chain.gatewayKeys)) });
+  const nodeLog = log.child({ part: 'chain', member });
+  const identity = await loadValidatorIdentity(keyFile);
+  const transport = new Libp2pTransport({ genesis, self: member, identity, logger: nodeLog });
+  const store = ChainStore.open({
+    path: chainStorePath(join(config.paths.dataDir, 'chain')),
+    chain: chainContext(genesis),
+    txId: app.txId,
+  });
+  let node: ConsensusNode;
+  try {
+    node = new ConsensusNode({ genesis, self: member, signer, transport, store, app, logger: nodeLog });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  await node.start();
+  const client = localChainClient(node, app.txId);
+  let api: FastifyInstance | null = null;
+  let apiUrl: string | null = null;
+  if (config.gateway.api.enabled) {
+    api = buildValidatorApi({ node, chain: client, txId: app.txId });
+    apiUrl = await api.listen({ host: config.gateway.api.host, port: config.gateway.api.port });
+  }
+  nodeLog.info('validator started', {
+    peerId: identity.peerId,
+    listen: transport.multiaddrs,
+    api: apiUrl,
+    height: store.height,
+  });
+  return {
+    role: 'validator',
+    client,
+    node,
+    apiUrl,
+    status: () => node.status(),
+    async stop() {
+      await api?.close();
+      await node.stop();
+    },
+  };
+}
