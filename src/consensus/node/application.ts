@@ -1,8 +1,12 @@
 /**
  * What the runtime needs from the application it carries: the transaction hooks of the core
- * (`TxHooks`, minus `isCommitted`, which the runtime answers from its block store) and any further
- * optional core hook the application defines (a block-level rule, say). The runtime passes those
- * on to the `Replica` untouched, so it stays generic over hooks the core may grow.
+ * (`TxHooks`: `txId`, `checkTx`, the optional block-level `order` hooks; not `isCommitted`, which
+ * the runtime answers from its block store) and any further optional core setting the application
+ * defines. The runtime passes them on to the `Replica` untouched, so it stays generic over hooks.
+ *
+ * State the hooks derive from the chain (the per-gateway heads `order.checkBlock` needs) is kept
+ * current through `onCommitted`: the runtime calls it for each block the core commits right after
+ * the input that committed it, which is what the core's `ChainContext.appliedHeight` assumes.
  */
 import type { CoreConfig, TxHooks } from '../core/config.ts';
 import type { CertifiedBlock } from '../types.ts';
