@@ -18,6 +18,11 @@
  * Validators are ordered as listed in the file; the order fixes replica indexes and primaries
  * (view v → validator v mod n) and is covered by the genesis hash.
  *
+ * Gateways (optional, `gateways:`) are the event-signing keys each member registers for its
+ * gateways: every validator checks every event against this registry, so it is part of the genesis
+ * (and of its hash) like the validators are; `eventBodies` says whether events must carry their body
+ * on the ledger (default `required`). See docs/ledger.md. Adding a gateway key is a genesis update.
+ *
  * @example
  *   const genesis = loadGenesis('data/alliance/genesis.json');
  *   genesis.primary(7).memberId; genesis.quorum; genesis.byPeerId(remote.toString())?.memberId
@@ -56,11 +61,15 @@ import type { ChainLimits, Validator as CoreValidator } from './types.ts';
 export const genesisVersion = 1;
 /** Bounds on the document itself: a genesis is small, and is parsed before anything is trusted. */
 export const validatorsMax = 64;
+/** Registered gateway keys: bounds the registry every validator holds (and the genesis file's size). */
+export const gatewayKeysMax = 4096;
 const addrsPerValidatorMax = 8;
 /** Largest message the transport will ever carry (the codec's own ceiling). */
 export const messageBytesCeiling = 64 * 1024 * 1024;
 
 const memberIdPattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** As gateway ids in the gateway configuration (src/config/common.ts `identifier`): no `/`. */
+const gatewayIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Also appears in libp2p protocol ids, hence the narrow alphabet. */
 const chainIdPattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
@@ -92,6 +101,17 @@ const validatorSchema = z.strictObject({
     .max(addrsPerValidatorMax)
     .optional()
     .describe('Multiaddrs this validator binds (default: addrs), e.g. /ip4/0.0.0.0/tcp/4001.'),
+});
+
+const gatewaySchema = z.strictObject({
+  memberId: memberId.describe(
+    "The member (a validator memberId) that runs the gateway: its events' `enterprise`.",
+  ),
+  gateway: z
+    .string()
+    .regex(gatewayIdPattern, 'expected 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit')
+    .describe("Gateway id: its events' `gateway` (the gateway configuration's gateway.id)."),
+  publicKey: publicKeySchema,
 });
 
 const d = defaultChainLimits;
@@ -149,6 +169,17 @@ export const genesisSchema = z
     genesisTime: z.iso.datetime({ offset: false }).describe('UTC, e.g. 2026-11-23T06:00:00.000Z'),
     params: paramsSchema,
     validators: z.array(validatorSchema).min(1).max(validatorsMax),
+    gateways: z
+      .array(gatewaySchema)
+      .max(gatewayKeysMax)
+      .optional()
+      .describe(
+        "Event-signing keys of the members' gateways (docs/ledger.md). A gateway may list several keys.",
+      ),
+    eventBodies: z
+      .enum(['required', 'optional'])
+      .optional()
+      .describe('Whether events must carry their body on the ledger (default required).'),
   })
   .superRefine((doc, ctx) => {
     const issue = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', path, message });
@@ -172,6 +203,24 @@ export const genesisSchema = z
     const seen = { memberId: new Map<string, number>(), peerId: new Map<string, number>() };
     const seenKey = new Map<string, number>();
     const seenAddr = new Map<string, number>();
+    const validatorKeys = new Map<string, number>();
+    doc.validators.forEach((v, i) => {
+      validatorKeys.set(v.publicKey.keyId, i);
+    });
+    const gatewayKeys = new Map<string, number>();
+    doc.gateways?.forEach((g, i) => {
+      const at = (...rest: PropertyKey[]) => ['gateways', i, ...rest];
+      if (!doc.validators.some((v) => v.memberId === g.memberId)) {
+        issue(at('memberId'), `unknown member "${g.memberId}": not a validator of this genesis`);
+      }
+      checkKey(g.publicKey, (field, message) => issue(at('publicKey', field), message));
+      const j = gatewayKeys.get(g.publicKey.keyId);
+      if (j !== undefined) issue(at('publicKey', 'keyId'), `key is also gateways[${j}]'s`);
+      gatewayKeys.set(g.publicKey.keyId, i);
+      const v = validatorKeys.get(g.publicKey.keyId);
+      if (v !== undefined)
+        issue(at('publicKey', 'keyId'), `key is validators[${v}]'s: a gateway signs with a key of its own`);
+    });
     doc.validators.forEach((v, i) => {
       const at = (...rest: PropertyKey[]) => ['validators', i, ...rest];
       for (const field of ['memberId', 'peerId'] as const) {
@@ -202,6 +251,8 @@ export const genesisSchema = z
 export type GenesisDocument = z.output<typeof genesisSchema>;
 export type ProtocolParams = GenesisDocument['params'];
 export type Validator = GenesisDocument['validators'][number];
+/** A registered gateway key (`gateways:` in the genesis). */
+export type GatewayRegistration = NonNullable<GenesisDocument['gateways']>[number];
 
 function checkKey(record: PublicKeyRecord, issue: (field: string, message: string) => void): void {
   const raw = fromBase64Url(record.publicKey);
@@ -349,6 +400,16 @@ export class Genesis {
     return this.#index.get(memberId) ?? -1;
   }
 
+  /** Registered gateway keys, in genesis order (empty if the genesis lists none). */
+  get gateways(): readonly GatewayRegistration[] {
+    return this.document.gateways ?? [];
+  }
+
+  /** Whether events must carry their body on the ledger. */
+  get eventBodies(): 'required' | 'optional' {
+    return this.document.eventBodies ?? 'required';
+  }
+
   /** Every validator but `memberId`. */
   others(memberId: string): Validator[] {
     return this.validators.filter((v) => v.memberId !== memberId);
@@ -411,6 +472,14 @@ export interface LocalAllianceOptions {
   genesisTime?: string;
   /** An existing `genesis.json`: 'reuse' checks it against the key files and returns it; 'fail' throws. */
   ifExists?: 'reuse' | 'fail';
+  /**
+   * Gateways to register in the genesis (docs/ledger.md): per member id its gateway ids, or a count
+   * for every member (gw-1 … gw-k). Each gets a signing key at `keys/gateways/<member>/<gateway>.key`
+   * (an existing file is kept). Default none.
+   */
+  gateways?: number | Readonly<Record<string, readonly string[]>>;
+  /** Gateway key algorithm; default `alg`. */
+  gatewayAlg?: KeyAlgorithm;
 }
 
 export interface LocalAlliance {
@@ -418,6 +487,8 @@ export interface LocalAlliance {
   genesisFile: string;
   /** memberId → private key file. */
   keyFiles: ReadonlyMap<string, string>;
+  /** `<member>/<gateway>` → the gateway's private key file (empty without `gateways`). */
+  gatewayKeyFiles: ReadonlyMap<string, string>;
 }
 
 export class GenesisMismatchError extends Error {
@@ -439,13 +510,28 @@ export async function createLocalAlliance(options: LocalAllianceOptions): Promis
   }
   const genesisFile = join(options.dir, 'genesis.json');
   const keyFiles = new Map(members.map((m) => [m, join(options.dir, 'keys', `${m}.key`)]));
+  const gatewayKeyFiles = new Map<string, string>();
+  const wanted = options.gateways ?? 0;
+  for (const m of members) {
+    const ids =
+      typeof wanted === 'number'
+        ? Array.from({ length: wanted }, (_, i) => `gw-${i + 1}`)
+        : (wanted[m] ?? []);
+    for (const g of ids)
+      gatewayKeyFiles.set(`${m}/${g}`, join(options.dir, 'keys', 'gateways', m, `${g}.key`));
+  }
+  if (typeof wanted === 'object') {
+    const unknown = Object.keys(wanted).filter((m) => !members.includes(m));
+    if (unknown.length) throw new RangeError(`gateways for unknown member(s): ${unknown.join(', ')}`);
+  }
   if (existsSync(genesisFile)) {
     if ((options.ifExists ?? 'reuse') === 'fail') {
       throw new GenesisMismatchError(`${genesisFile} already exists`);
     }
     const genesis = loadGenesis(genesisFile);
     await checkKeysMatch(genesis, keyFiles, genesisFile);
-    return { genesis, genesisFile, keyFiles };
+    checkGatewayKeysMatch(genesis, gatewayKeyFiles, genesisFile);
+    return { genesis, genesisFile, keyFiles, gatewayKeyFiles };
   }
   const host = options.host ?? '127.0.0.1';
   const ports =
@@ -465,6 +551,13 @@ export async function createLocalAlliance(options: LocalAllianceOptions): Promis
       addrs: [`/${ipProto}/${host}/tcp/${ports[i]}`],
     });
   }
+  const gateways = [];
+  for (const [chain, keyFile] of gatewayKeyFiles) {
+    if (!existsSync(keyFile))
+      writeKeyFile(keyFile, generateKey(options.gatewayAlg ?? options.alg ?? 'ed25519'));
+    const [memberId, gateway] = chain.split('/') as [string, string];
+    gateways.push({ memberId, gateway, publicKey: publicKeyRecord(loadKeyFile(keyFile)) });
+  }
   const genesis = genesisFromDocument(
     {
       version: genesisVersion,
@@ -472,12 +565,24 @@ export async function createLocalAlliance(options: LocalAllianceOptions): Promis
       genesisTime: options.genesisTime ?? new Date().toISOString(),
       params: options.params ?? {},
       validators,
+      ...(gateways.length > 0 ? { gateways } : {}),
     },
     genesisFile,
   );
   mkdirSync(options.dir, { recursive: true });
   writeFileSync(genesisFile, encodeGenesis(genesis), { flag: 'wx' });
-  return { genesis, genesisFile, keyFiles };
+  return { genesis, genesisFile, keyFiles, gatewayKeyFiles };
+}
+
+function checkGatewayKeysMatch(genesis: Genesis, gatewayKeyFiles: Map<string, string>, genesisFile: string) {
+  for (const [chain, keyFile] of gatewayKeyFiles) {
+    const keyId = existsSync(keyFile) ? loadKeyFile(keyFile).keyId : undefined;
+    const listed = genesis.gateways.some(
+      (g) => `${g.memberId}/${g.gateway}` === chain && g.publicKey.keyId === keyId,
+    );
+    if (!listed)
+      throw new GenesisMismatchError(`${genesisFile} does not list ${keyFile} as gateway ${chain}`);
+  }
 }
 
 async function checkKeysMatch(genesis: Genesis, keyFiles: Map<string, string>, genesisFile: string) {

@@ -187,6 +187,93 @@ describe('genesis', () => {
   });
 });
 
+describe('gateway key registry', () => {
+  async function withGateways() {
+    const f = await allianceFixture({
+      members: ['acme', 'bolt', 'cast', 'dyna'],
+      basePort: 47_100,
+      genesisTime: '2026-11-23T06:00:00.000Z',
+      gateways: { acme: ['gw-line1', 'gw-line2'], bolt: ['gw-1'] },
+    });
+    fixtures.push(f);
+    return f;
+  }
+
+  it("lists each member's gateway keys in the genesis, covered by its hash; none by default", async () => {
+    const f = await withGateways();
+    const g = f.alliance.genesis;
+    expect(g.gateways.map((x) => `${x.memberId}/${x.gateway}`)).toEqual([
+      'acme/gw-line1',
+      'acme/gw-line2',
+      'bolt/gw-1',
+    ]);
+    expect(g.eventBodies).toBe('required');
+    expect([...f.alliance.gatewayKeyFiles.keys()]).toEqual(['acme/gw-line1', 'acme/gw-line2', 'bolt/gw-1']);
+    for (const [chain, file] of f.alliance.gatewayKeyFiles) {
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(g.gateways.find((x) => `${x.memberId}/${x.gateway}` === chain)!.publicKey.keyId).toBe(
+        loadKeyFile(file).keyId,
+      );
+    }
+    // Reopening checks the gateway keys too.
+    const again = await createLocalAlliance({
+      dir: f.dir,
+      members: ['acme', 'bolt', 'cast', 'dyna'],
+      gateways: { acme: ['gw-line1'] },
+    });
+    expect(again.genesis.hash).toBe(g.hash);
+    await expect(
+      createLocalAlliance({
+        dir: f.dir,
+        members: ['acme', 'bolt', 'cast', 'dyna'],
+        gateways: { cast: ['gw-9'] },
+      }),
+    ).rejects.toThrow(GenesisMismatchError);
+    // The registry is part of the hash: a genesis without it (or with another) is another chain.
+    const doc = structuredClone(g.document) as Record<string, unknown>;
+    delete doc.gateways;
+    const without = genesisFromDocument(doc);
+    expect(without.hash).not.toBe(g.hash);
+    expect(without.gateways).toEqual([]);
+    expect(genesisFromDocument({ ...doc, eventBodies: 'optional' }).eventBodies).toBe('optional');
+  });
+
+  it('refuses an unknown member, a bad or reused key, with file, line and column', async () => {
+    const f = await withGateways();
+    const doc = structuredClone(f.alliance.genesis.document) as unknown as {
+      validators: { publicKey: Record<string, string> }[];
+      gateways: { memberId: string; gateway: string; publicKey: Record<string, string> }[];
+    };
+    doc.gateways[0]!.memberId = 'zeta';
+    doc.gateways[1]!.publicKey = { ...doc.gateways[0]!.publicKey };
+    doc.gateways[2]!.publicKey.keyId = '0'.repeat(32);
+    doc.gateways.push({ memberId: 'cast', gateway: 'gw/1', publicKey: { ...doc.validators[2]!.publicKey } });
+    const text = JSON.stringify(doc, null, 2);
+    let error: ConfigError | undefined;
+    try {
+      parseGenesis(text, 'alliance/genesis.json');
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const issues = error!.issues;
+    const lines = text.split('\n');
+    const at = (field: string) => issues.find((i) => i.field === field);
+    const unknown = at('gateways[0].memberId')!;
+    expect(unknown.message).toBe('unknown member "zeta": not a validator of this genesis');
+    expect(lines[unknown.line - 1]!.slice(unknown.col - 1)).toMatch(/^"zeta"/);
+    expect(issues.map((i) => `${i.field}: ${i.message}`)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^gateways\[3\]\.gateway: expected 1-64 of A-Z/),
+        "gateways[1].publicKey.keyId: key is also gateways[0]'s",
+        'gateways[2].publicKey.keyId: does not match the public key',
+        "gateways[3].publicKey.keyId: key is validators[2]'s: a gateway signs with a key of its own",
+      ]),
+    );
+    expect(issues.every((i) => i.file === 'alliance/genesis.json' && i.line > 0 && i.col > 0)).toBe(true);
+  });
+});
+
 describe('validator identity', () => {
   it('an Ed25519 member key is its libp2p identity; the genesis peer id is derived from it', async () => {
     const { alliance: a } = await alliance(2);
