@@ -1,0 +1,48 @@
+/**
+ * The ledger application on the IPBFT chain (docs/ledger.md): transactions are signed production
+ * events (src/edge/event.ts), checked by every validator against the genesis's gateway key
+ * registry, and each gateway's events go on the ledger exactly once, in seq order, linked by prev.
+ *
+ * @example
+ *   const ledger = new Ledger({ registry: gatewayRegistryOf(genesis), genesisHash: genesis.hashBytes,
+ *     requireBody: genesis.eventBodies === 'required', state: storedState });
+ *   const replica = new Replica({ …, tx: ledger.txHooks((id) => store.hasTx(id)) });
+ *   for (const cb of replica.ready().committed) store.save(cb, ledger.apply(cb.block));
+ */
+export {
+  defaultLedgerLimits,
+  Ledger,
+  type LedgerApplication,
+  type LedgerLimits,
+  type LedgerMetrics,
+  type LedgerOptions,
+  type LedgerRefusalCode,
+  ledgerRefusalCodes,
+  refusalCode,
+} from './ledger.ts';
+export type { PoolLimits } from './pool.ts';
+export { type GatewayEntry, GatewayRegistry, gatewayRegistryOf } from './registry.ts';
+export {
+  applyBlock,
+  decodeLedgerState,
+  emptyGatewayHead,
+  encodeLedgerState,
+  type GatewayHead,
+  genesisLedgerState,
+  type HeadUpdate,
+  headUpdates,
+  LedgerInvariantError,
+  type LedgerState,
+  linkProblem,
+} from './state.ts';
+export {
+  chainKeyOf,
+  type EventTx,
+  type GatewayKeyLookup,
+  parseEventTx,
+  scanIdHex,
+  TxChecker,
+  type TxCheckerOptions,
+  type TxVerdict,
+  txIdOf,
+} from './tx.ts';

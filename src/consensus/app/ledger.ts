@@ -1,0 +1,348 @@
+/**
+ * The ledger application: makes the IPBFT chain a ledger of signed production events. It gives the
+ * consensus core its `TxHooks` (txId, checkTx and the optional `order` hooks) and keeps the
+ * committed per-gateway heads the ordering rule needs. docs/ledger.md has the rules and the
+ * argument for why they are safe and live.
+ *
+ * Wiring (node.ts):
+ *
+ *   const ledger = new Ledger({ registry: gatewayRegistryOf(genesis), genesisHash: genesis.hashBytes,
+ *     requireBody: genesis.eventBodies === 'required', state: store.ledgerState() });
+ *   const replica = new Replica({ …, tx: ledger.txHooks((id) => store.hasTx(id)) });
+ *   // after each input: rd = replica.ready()
+ *   db.transaction(() => { for (const cb of rd.committed) store.save(cb, ledger.apply(cb.block)); })();
+ *
+ * `apply` must see every committed block, in order, before the next input to the replica (the
+ * same contract as `isCommitted`); it returns the heads the block changed, which the store persists
+ * with the block so the state can be loaded back (`state` option) without replaying the chain.
+ */
+
+import { toHex } from '../../crypto/hash.ts';
+import type { SignatureVerifier } from '../../crypto/keys.ts';
+import { blockHash } from '../codec.ts';
+import type { ChainContext, OrderHooks, TxHooks } from '../core/config.ts';
+import type { Block, CertifiedBlock } from '../types.ts';
+import { OrderedPool, type PoolLimits } from './pool.ts';
+import { type GatewayEntry, gatewayRegistryOf } from './registry.ts';
+import {
+  assertFollows,
+  emptyGatewayHead,
+  type GatewayHead,
+  genesisLedgerState,
+  type HeadUpdate,
+  headUpdates,
+  LedgerInvariantError,
+  type LedgerState,
+  linkProblem,
+} from './state.ts';
+import { type EventTx, type GatewayKeyLookup, TxChecker, type TxCheckerStats, txIdOf } from './tx.ts';
+
+export interface LedgerLimits extends PoolLimits {
+  /** Transaction verdicts remembered; ≥ 2 × the core's mempoolTxsMax keeps every pending one. */
+  verdictsMax: number;
+  /** Verified signature-batch roots remembered. */
+  batchRootsMax: number;
+  /** Audit-path nodes remembered. */
+  pathNodesMax: number;
+}
+
+export const defaultLedgerLimits: Readonly<LedgerLimits> = Object.freeze({
+  pendingPerGatewayMax: 8192,
+  heldPerGatewayMax: 1024,
+  verdictsMax: 65_536,
+  batchRootsMax: 4096,
+  pathNodesMax: 131_072,
+});
+
+export interface LedgerOptions {
+  /** Gateway keys (`gatewayRegistryOf(genesis)`). Must be the same at every validator: it is in the genesis. */
+  registry: GatewayKeyLookup;
+  /** What block 1 points to; the state at height 0. */
+  genesisHash: Uint8Array;
+  /** The committed state as of the block store's tip (default: the genesis state, for an empty store). */
+  state?: LedgerState;
+  /** Refuse events without their body (the genesis's `eventBodies`; default true). Chain-wide. */
+  requireBody?: boolean;
+  /** Signature checks (default node:crypto). */
+  verifier?: SignatureVerifier;
+  limits?: Partial<LedgerLimits>;
+}
+
+export interface LedgerMetrics {
+  height: number;
+  /** Gateway chains with at least one event on the ledger. */
+  gateways: number;
+  pending: number;
+  ready: number;
+  /** Refusals by code (EventRejected codes, pending_full, held_full), from checkTx, admission and proposals. */
+  refusals: Record<string, number>;
+  /** Events in fresh proposals checked by checkBlock, and proposals it refused. */
+  blockEventsChecked: number;
+  blocksRefused: number;
+  checker: TxCheckerStats;
+}
+
+/** Stable refusal codes: EventRejected's (src/edge/verify.ts) and the pool's. */
+export const ledgerRefusalCodes = [
+  'malformed',
+  'oversize',
+  'id_mismatch',
+  'body_mismatch',
+  'unknown_key',
+  'bad_signature',
+  'non_monotonic_seq',
+  'seq_gap',
+  'broken_prev',
+  'pending_full',
+  'held_full',
+] as const;
+export type LedgerRefusalCode = (typeof ledgerRefusalCodes)[number];
+
+/**
+ * The stable code of a refused submission (core `SubmitResult`), for counting forged, replayed and
+ * unknown-key events; null when accepted. 'committed' (an event already on the ledger: a replay) is
+ * `non_monotonic_seq`; 'duplicate' (pending already: a resubmission) and 'mempool-full' are
+ * `duplicate` and `mempool_full`; 'too-large' is `oversize`.
+ */
+export function refusalCode(
+  r: { accepted: true } | { accepted: false; reason: string; detail: string },
+): LedgerRefusalCode | 'duplicate' | 'mempool_full' | null {
+  if (r.accepted) return null;
+  switch (r.reason) {
+    case 'committed':
+      return 'non_monotonic_seq';
+    case 'duplicate':
+      return 'duplicate';
+    case 'mempool-full':
+      return 'mempool_full';
+    case 'too-large':
+      return 'oversize';
+    default: {
+      const code = r.detail.slice(0, r.detail.indexOf(':'));
+      return (ledgerRefusalCodes as readonly string[]).includes(code)
+        ? (code as LedgerRefusalCode)
+        : 'malformed';
+    }
+  }
+}
+
+/**
+ * What the runtime carries (src/consensus/node/application.ts `Application`): the core's hooks but
+ * `isCommitted`, and `onCommitted`, called for each committed block before the next input.
+ */
+export interface LedgerApplication extends Omit<TxHooks, 'isCommitted'> {
+  onCommitted(block: CertifiedBlock): void;
+}
+
+export class Ledger {
+  readonly #checker: TxChecker;
+  readonly #pool: OrderedPool;
+  readonly #heads: Map<string, GatewayHead>;
+  #height: number;
+  #blockHash: string;
+  /** Head changes per block object, for ancestors (blocks are immutable values, so identity is a safe key). */
+  readonly #deltas = new WeakMap<Block, Map<string, GatewayHead>>();
+  readonly #refusals = new Map<string, number>();
+  #blockEventsChecked = 0;
+  #blocksRefused = 0;
+
+  constructor(o: LedgerOptions) {
+    const limits = { ...defaultLedgerLimits, ...o.limits };
+    for (const [k, v] of Object.entries(limits)) {
+      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${k} must be an integer ≥ 1`);
+    }
+    if (limits.heldPerGatewayMax > limits.pendingPerGatewayMax)
+      throw new RangeError('heldPerGatewayMax must be ≤ pendingPerGatewayMax');
+    this.#checker = new TxChecker({
+      registry: o.registry,
+      verifier: o.verifier,
+      requireBody: o.requireBody,
+      verdictsMax: limits.verdictsMax,
+      batchRootsMax: limits.batchRootsMax,
+      pathNodesMax: limits.pathNodesMax,
+    });
+    const state = o.state ?? genesisLedgerState(o.genesisHash);
+    this.#heads = new Map(state.heads);
+    this.#height = state.height;
+    this.#blockHash = state.blockHash;
+    this.#pool = new OrderedPool(limits, (chain) => this.head(chain));
+  }
+
+  /** A ledger for a genesis: its gateway registry, body rule and genesis hash. */
+  static forGenesis(
+    genesis: {
+      readonly gateways: readonly GatewayEntry[];
+      readonly eventBodies: 'required' | 'optional';
+      readonly hashBytes: Uint8Array;
+    },
+    options: Omit<LedgerOptions, 'registry' | 'genesisHash' | 'requireBody'> = {},
+  ): Ledger {
+    return new Ledger({
+      ...options,
+      registry: gatewayRegistryOf(genesis),
+      genesisHash: genesis.hashBytes,
+      requireBody: genesis.eventBodies === 'required',
+    });
+  }
+
+  /** The committed state as of the last applied block (a copy). */
+  get state(): LedgerState {
+    return { height: this.#height, blockHash: this.#blockHash, heads: new Map(this.#heads) };
+  }
+
+  get height(): number {
+    return this.#height;
+  }
+
+  /** A gateway chain's last event on the ledger (`emptyGatewayHead` before its first). */
+  head(chain: string): GatewayHead {
+    return this.#heads.get(chain) ?? emptyGatewayHead;
+  }
+
+  /**
+   * Folds a committed block into the state; returns the heads it changed (persist them with the
+   * block). Throws LedgerInvariantError if the block does not follow the state or breaks the rule.
+   */
+  apply(block: Block): HeadUpdate[] {
+    assertFollows({ height: this.#height, blockHash: this.#blockHash, heads: this.#heads }, block);
+    const changes = headUpdates(
+      (c) => this.head(c),
+      block,
+      (tx) => this.#checker.eventOf(tx),
+    );
+    const updates: HeadUpdate[] = [];
+    for (const [chain, head] of changes) {
+      this.#heads.set(chain, head);
+      this.#pool.headMoved(chain);
+      updates.push({ chain, seq: head.seq, id: head.id });
+    }
+    this.#height = block.header.height;
+    this.#blockHash = toHex(blockHash(block.header));
+    return updates;
+  }
+
+  /** The verdict of `TxHooks.checkTx`: null, or `code: message`. */
+  checkTx(tx: Uint8Array): string | null {
+    const v = this.#checker.check(tx);
+    if (v.ok) return null;
+    this.#count(v.code);
+    return `${v.code}: ${v.message}`;
+  }
+
+  /** The core's hooks. `isCommitted` answers from the block store (its index of event ids). */
+  txHooks(isCommitted: (id: Uint8Array) => boolean): TxHooks {
+    return { txId: txIdOf, checkTx: (tx) => this.checkTx(tx), isCommitted, order: this.orderHooks() };
+  }
+
+  /** The hooks in the runtime's `Application` shape; committed blocks are applied through `onCommitted`. */
+  application(): LedgerApplication {
+    return {
+      txId: txIdOf,
+      checkTx: (tx) => this.checkTx(tx),
+      order: this.orderHooks(),
+      onCommitted: (cb) => {
+        this.apply(cb.block);
+      },
+    };
+  }
+
+  orderHooks(): OrderHooks {
+    return {
+      checkBlock: (txs, chain) => this.checkBlock(txs, chain),
+      admit: (id, tx, nowMs) => {
+        const e = this.#checker.eventOf(tx);
+        if (!e) throw new Error('bug: admit of a transaction checkTx did not accept');
+        const refused = this.#pool.admit(id, e, nowMs);
+        if (refused !== null) this.#count(refused.slice(0, refused.indexOf(':')));
+        return refused;
+      },
+      removed: (id) => this.#pool.removed(toHex(id)),
+      refresh: (appliedHeight, nowMs) => {
+        this.#assertApplied(appliedHeight);
+        return this.#pool.refresh(nowMs);
+      },
+      readiness: () => this.#pool.readiness(),
+      isReady: (id) => this.#pool.isReady(toHex(id)),
+      select: (chain, budget) => this.#pool.select(this.#headsAt(chain), budget),
+    };
+  }
+
+  /**
+   * The ordering rule over a fresh block: each event continues its gateway's chain as of the block's
+   * parent (committed heads plus the ancestors in `chain`). Null, or `code: message`.
+   */
+  checkBlock(txs: readonly Uint8Array[], chain: ChainContext): string | null {
+    const headAt = this.#headsAt(chain);
+    const local = new Map<string, GatewayHead>();
+    this.#blockEventsChecked += txs.length;
+    for (const [i, tx] of txs.entries()) {
+      const e = this.#checker.eventOf(tx);
+      if (!e) return this.#refuseBlock('malformed', `transaction ${i} is not an event`);
+      const problem = linkProblem(local.get(e.chain) ?? headAt(e.chain), e);
+      if (problem)
+        return this.#refuseBlock(problem.code, `transaction ${i} (${e.chain}): ${problem.message}`);
+      local.set(e.chain, { seq: e.seq, id: e.id });
+    }
+    return null;
+  }
+
+  metrics(): LedgerMetrics {
+    const r = this.#pool.readiness();
+    return {
+      height: this.#height,
+      gateways: this.#heads.size,
+      pending: this.#pool.size,
+      ready: r.count,
+      refusals: Object.fromEntries([...this.#refusals].sort(([a], [b]) => (a < b ? -1 : 1))),
+      blockEventsChecked: this.#blockEventsChecked,
+      blocksRefused: this.#blocksRefused,
+      checker: this.#checker.stats(),
+    };
+  }
+
+  /** The ordering fields of a transaction (verdict cache, else parsed). */
+  eventOf(tx: Uint8Array): EventTx | undefined {
+    return this.#checker.eventOf(tx);
+  }
+
+  #assertApplied(appliedHeight: number): void {
+    if (appliedHeight !== this.#height) {
+      throw new LedgerInvariantError(
+        `the ledger state is at height ${this.#height} but the core has committed up to ${appliedHeight}: apply every committed block (Ready.committed) before the next input`,
+      );
+    }
+  }
+
+  /** Heads as of the end of `chain`: the committed ones, then each ancestor's changes. */
+  #headsAt(chain: ChainContext): (key: string) => GatewayHead {
+    this.#assertApplied(chain.appliedHeight);
+    if (chain.ancestors.length === 0) return (k) => this.head(k);
+    const overlay = new Map<string, GatewayHead>();
+    for (const b of chain.ancestors) for (const [k, h] of this.#deltaOf(b)) overlay.set(k, h);
+    return (k) => overlay.get(k) ?? this.head(k);
+  }
+
+  /** Last event per chain in a block (already checked or certified, so not checked again). */
+  #deltaOf(block: Block): Map<string, GatewayHead> {
+    let d = this.#deltas.get(block);
+    if (!d) {
+      d = new Map();
+      for (const tx of block.txs) {
+        const e = this.#checker.eventOf(tx);
+        if (e) d.set(e.chain, { seq: e.seq, id: e.id });
+      }
+      this.#deltas.set(block, d);
+    }
+    return d;
+  }
+
+  #refuseBlock(code: string, message: string): string {
+    this.#blocksRefused++;
+    this.#count(code);
+    return `${code}: ${message}`;
+  }
+
+  #count(code: string): void {
+    this.#refusals.set(code, (this.#refusals.get(code) ?? 0) + 1);
+  }
+}
