@@ -14,7 +14,7 @@ import {
   syncResponseBytesTarget,
   txRootOf,
 } from '../../../src/consensus/codec.ts';
-import type { LocalLimits, Timing } from '../../../src/consensus/core/config.ts';
+import type { LocalLimits, Timing, TxHooks } from '../../../src/consensus/core/config.ts';
 import {
   applyRecord,
   emptyPersistedState,
@@ -71,6 +71,13 @@ export function tx(): Uint8Array {
   return b;
 }
 
+/** An application under test (default: opaque transactions, valid when `tx[0] === 1`). */
+export interface HarnessApp {
+  hooks(isCommitted: (id: Uint8Array) => boolean): TxHooks;
+  /** Sees every committed block, in order, before the replica's next input (the runtime's contract). */
+  apply?(block: Block): void;
+}
+
 export class Net {
   readonly n: number;
   readonly signers: Signer[];
@@ -86,10 +93,18 @@ export class Net {
   nowMs = 1_000_000;
   readonly #timing: Partial<Timing>;
   readonly #local: Partial<LocalLimits>;
+  readonly #appFor?: (replica: number) => HarnessApp;
+  readonly apps: (HarnessApp | null)[];
 
   constructor(
     n: number,
-    o: { timing?: Partial<Timing>; limits?: Partial<ChainLimits>; local?: Partial<LocalLimits> } = {},
+    o: {
+      timing?: Partial<Timing>;
+      limits?: Partial<ChainLimits>;
+      local?: Partial<LocalLimits>;
+      /** A fresh application per (re)start; it is shown the stored blocks before the replica starts. */
+      app?: (replica: number) => HarnessApp;
+    } = {},
   ) {
     this.n = n;
     this.signers = Array.from({ length: n }, () => generateKey('ed25519'));
@@ -106,6 +121,8 @@ export class Net {
       ...o.timing,
     };
     this.#local = o.local ?? {};
+    this.#appFor = o.app;
+    this.apps = Array.from({ length: n }, () => null);
     this.replicas = Array.from({ length: n }, () => null);
     this.persisted = Array.from({ length: n }, () => emptyPersistedState());
     this.stores = Array.from({ length: n }, () => []);
@@ -125,6 +142,19 @@ export class Net {
       this.stores[i] = [];
     }
     const store = this.stores[i]!;
+    const app = this.#appFor?.(i) ?? null;
+    this.apps[i] = app;
+    for (const cb of store) app?.apply?.(cb.block);
+    const txId = (t: Uint8Array) => (app ? hooks.txId(t) : sha256(t));
+    const isCommitted = (id: Uint8Array) =>
+      store.some((cb) => cb.block.txs.some((t) => keyOf(txId(t)) === keyOf(id)));
+    const hooks: TxHooks = app
+      ? app.hooks(isCommitted)
+      : {
+          txId,
+          checkTx: (t) => (t[0] === 1 ? null : 'bad transaction'),
+          isCommitted,
+        };
     const r = new Replica({
       chainId,
       validators: this.validators,
@@ -133,11 +163,7 @@ export class Net {
       verifier: nodeVerifier,
       genesisHash,
       genesisTimestampMs: 0,
-      tx: {
-        txId: (t) => sha256(t),
-        checkTx: (t) => (t[0] === 1 ? null : 'bad transaction'),
-        isCommitted: (id) => store.some((cb) => cb.block.txs.some((t) => keyOf(sha256(t)) === keyOf(id))),
-      },
+      tx: hooks,
       limits: this.limits,
       timing: this.#timing,
       local: this.#local,
@@ -271,6 +297,7 @@ export class Net {
       if (cb.block.header.height !== store.length + 1) throw new Error(`replica ${i} committed out of order`);
       store.push(cb);
       p.tip = cb;
+      this.apps[i]?.apply?.(cb.block);
     }
     for (const f of rd.faults) this.faults.push({ at: i, peer: f.peer, code: f.code });
     for (const o of rd.messages) {

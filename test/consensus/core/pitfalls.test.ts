@@ -321,6 +321,30 @@ describe('proposal validation', () => {
   });
 });
 
+describe('proposal validation against blocks committed in the same input', () => {
+  it('refuses a block repeating a transaction the replica committed while handling the same message', () => {
+    // isCommitted answers from the runtime's store, which gets a committed block only after the input
+    // that committed it. A pre-prepare buffered for the next height (outside the window) is replayed
+    // inside the very input that commits the block below it, when isCommitted cannot see it yet.
+    const net = new Net(4, { limits: { windowHeights: 1 } });
+    net.crash(0);
+    const a = tx();
+    const b1 = net.block(1, 0, genesisHash, [a]);
+    for (const i of [1, 2, 3]) net.inject(0, i, net.prePrepare(0, b1));
+    net.deliver(ofType('pre-prepare', 'prepare'));
+    // Replica 1 now holds COMMITs to deliver; first it is handed block 2, which repeats `a`.
+    net.inject(0, 1, net.prePrepare(0, net.block(2, 0, blockHash(b1.header), [a, tx()])));
+    net.deliver(all(toReplica(1), ofType('pre-prepare')));
+    expect(net.replica(1).committedHeight).toBe(0);
+    net.deliver(all(toReplica(1), ofType('commit')));
+    expect(net.stores[1]).toHaveLength(1);
+    expect(
+      sentBy(net, 1, 'prepare').filter((e) => e.message.type === 'prepare' && e.message.height === 2),
+    ).toEqual([]);
+    expect(net.faults).toContainEqual({ at: 1, peer: 0, code: 'invalid-proposal' });
+  });
+});
+
 describe('mempool and bounds', () => {
   it('refuses duplicates, invalid and committed transactions, and new ones when full', () => {
     const net = new Net(4, { local: { mempoolTxsMax: 4096 }, limits: { blockTxsMax: 4 } });
