@@ -3,6 +3,7 @@
  * Suites: crypto, outbox (and more as the project grows). Figures are medians of several runs on a
  * shared machine: compare ratios, not absolute numbers, across machines.
  */
+import { benchConsensus } from './consensus.ts';
 import { benchCrypto } from './crypto.ts';
 import { benchDrivers } from './drivers.ts';
 import { type Figure, formatFigures, machine } from './lib.ts';
@@ -13,6 +14,10 @@ const suites: Record<string, { title: string; run: () => Promise<Figure[]> }> = 
   crypto: { title: 'Event signing and verification (one core)', run: () => benchCrypto() },
   outbox: { title: 'Outbox append (sign + SQLite insert)', run: () => benchOutbox() },
   drivers: { title: 'Acquisition: drivers and normaliser', run: () => benchDrivers() },
+  consensus: {
+    title: 'Consensus over libp2p: validators as processes, real signed events',
+    run: () => benchConsensus(),
+  },
   net: {
     title: 'libp2p transport between two validators (tcp + noise + yamux, loopback)',
     run: () => benchNet(),

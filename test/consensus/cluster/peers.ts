@@ -23,7 +23,10 @@ export type SubmitAnswer =
 
 export class PeerProcess {
   readonly member: string;
+  /** The validator's data folder (its chain.db). */
+  readonly dataDir: string;
   readonly #args: string[];
+  #nodeArgs: string[] = [];
   #child: ChildProcess | undefined;
   #exited: Promise<void> = Promise.resolve();
   url = '';
@@ -33,17 +36,26 @@ export class PeerProcess {
   constructor(member: string, args: string[]) {
     this.member = member;
     this.#args = args;
+    this.dataDir = args[args.indexOf('--data') + 1]!;
   }
 
   get running(): boolean {
     return this.#child !== undefined;
   }
 
-  /** Spawns the process and resolves once it printed its ready line (or rejects if it exits). */
-  async start(nodeArgs: string[] = []): Promise<void> {
-    const child = spawn(process.execPath, [...nodeArgs, bin, 'peer', ...this.#args, '--stop-with-stdin'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+  /**
+   * Spawns the process and resolves once it printed its ready line (or rejects if it exits).
+   * `nodeArgs` (e.g. --cpu-prof) are kept for later restarts.
+   */
+  async start(nodeArgs?: string[]): Promise<void> {
+    if (nodeArgs) this.#nodeArgs = nodeArgs;
+    const child = spawn(
+      process.execPath,
+      [...this.#nodeArgs, bin, 'peer', ...this.#args, '--stop-with-stdin'],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     this.#child = child;
     this.#exited = new Promise((done) =>
       child.once('exit', () => {
