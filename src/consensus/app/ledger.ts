@@ -151,8 +151,10 @@ export class Ledger {
     for (const [k, v] of Object.entries(limits)) {
       if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${k} must be an integer ≥ 1`);
     }
-    if (limits.heldPerGatewayMax > limits.pendingPerGatewayMax)
-      throw new RangeError('heldPerGatewayMax must be ≤ pendingPerGatewayMax');
+    // Room for ready events must remain: held ones alone must never fill a gateway's share, or the
+    // event that would make them ready could be refused forever.
+    if (limits.heldPerGatewayMax >= limits.pendingPerGatewayMax)
+      throw new RangeError('heldPerGatewayMax must be < pendingPerGatewayMax');
     this.#checker = new TxChecker({
       registry: o.registry,
       verifier: o.verifier,

@@ -18,7 +18,7 @@ import type { EventTx } from './tx.ts';
 export interface PoolLimits {
   /** Pending events of one gateway chain (ready + held). */
   pendingPerGatewayMax: number;
-  /** Of those, events waiting for a predecessor. */
+  /** Of those, events waiting for a predecessor. Less than pendingPerGatewayMax (asserted by Ledger). */
   heldPerGatewayMax: number;
 }
 

@@ -132,6 +132,31 @@ export function txIdOf(tx: Uint8Array): Uint8Array {
   return new Uint8Array(nodeHash('sha256', Buffer.concat([notAnEventDomain, asBuffer(tx)]), 'buffer'));
 }
 
+const arrayIndexLike = /^(?:0|[1-9][0-9]*)$/;
+
+/**
+ * Whether `JSON.stringify(x)` is x's RFC 8785 text (`canonicalJson(x)`), for decoded JSON with finite
+ * numbers. Both print numbers, strings and literals alike; they differ only in key order (JCS sorts,
+ * JSON.stringify keeps property order) and lone surrogates (JCS refuses them). Property order is the
+ * parsed text's order except for array-index-like keys, which engines put first. So: true when every
+ * object's keys are strictly ascending, none is index-like, and every string is well-formed.
+ */
+function stringifyIsCanonical(x: unknown): boolean {
+  if (typeof x === 'string') return x.isWellFormed();
+  if (typeof x !== 'object' || x === null) return true;
+  if (Array.isArray(x)) {
+    for (const v of x) if (!stringifyIsCanonical(v)) return false;
+    return true;
+  }
+  let prev: string | undefined;
+  for (const k of Object.keys(x)) {
+    if ((prev !== undefined && !(prev < k)) || arrayIndexLike.test(k) || !k.isWellFormed()) return false;
+    if (!stringifyIsCanonical((x as Record<string, unknown>)[k])) return false;
+    prev = k;
+  }
+  return true;
+}
+
 function refuse(code: EventRejectionCode, message: string): TxVerdict {
   return { ok: false, code, message };
 }
@@ -219,31 +244,35 @@ function nodeHashOf(left: Uint8Array, right: Uint8Array): Buffer {
 }
 
 /**
- * RFC 6962 interior-node hashes memoised by their inputs. An entry under `L<sibling>` holds the right
- * child and H(0x01 ‖ sibling ‖ child); under `R<sibling>` the left child and H(0x01 ‖ child ‖ sibling).
- * Both entries are written for every node computed, so the walk from either side finds it.
+ * RFC 6962 interior-node hashes memoised by their inputs. `#asLeft` maps a node (canonical
+ * base64url) to its right sibling and their parent H(0x01 ‖ node ‖ sibling); `#asRight` a node to
+ * its left sibling and H(0x01 ‖ sibling ‖ node). A result is used only when the other input is
+ * byte-equal, so the memo is exactly the hash function. Both entries are written for every node
+ * computed, so the walk from either side of it finds it; each map holds at most `max / 2`.
  */
 class NodeMemo {
-  readonly #nodes: Fifo<{ child: Buffer; parent: Buffer }>;
+  readonly #asLeft: Fifo<{ other: Buffer; parent: Buffer }>;
+  readonly #asRight: Fifo<{ other: Buffer; parent: Buffer }>;
   hashes = 0;
   hits = 0;
   constructor(max: number) {
-    this.#nodes = new Fifo(max);
+    this.#asLeft = new Fifo(Math.max(1, max >> 1));
+    this.#asRight = new Fifo(Math.max(1, max >> 1));
   }
 
   /** H(sibling ‖ child) when `siblingLeft`, else H(child ‖ sibling); `sibling` as canonical base64url. */
   parent(siblingLeft: boolean, sibling: string, child: Buffer): Buffer {
-    const key = (siblingLeft ? 'L' : 'R') + sibling;
-    const hit = this.#nodes.get(key);
-    if (hit?.child.equals(child)) {
+    const memo = siblingLeft ? this.#asLeft : this.#asRight;
+    const hit = memo.get(sibling);
+    if (hit?.other.equals(child)) {
       this.hits++;
       return hit.parent;
     }
     this.hashes++;
     const s = Buffer.from(sibling, 'base64url');
     const parent = siblingLeft ? nodeHashOf(s, child) : nodeHashOf(child, s);
-    this.#nodes.set(key, { child, parent });
-    this.#nodes.set((siblingLeft ? 'R' : 'L') + child.toString('base64url'), { child: s, parent });
+    memo.set(sibling, { other: child, parent });
+    (siblingLeft ? this.#asRight : this.#asLeft).set(child.toString('base64url'), { other: s, parent });
     return parent;
   }
 
@@ -346,14 +375,17 @@ export class TxChecker {
     const e = d.value as SignedEvent;
     if (this.#requireBody && e.body === undefined) return refuse('malformed', 'body: required on the ledger');
     // Canonical bytes: one byte string per event, and the envelope's and body's canonical texts are
-    // then substrings of it, so hashing them needs no second encoding.
+    // then substrings of it, so hashing them needs no second encoding. The native JSON.stringify
+    // gives those texts when the keys are already sorted (see stringifyIsCanonical); otherwise the
+    // generic encoder does, and the comparison below refuses the unsorted input.
+    const encode = stringifyIsCanonical(e) ? JSON.stringify : canonicalJson;
     let env: string;
     let body: string | undefined;
     let sig: string;
     try {
-      env = canonicalJson(e.env);
-      body = e.body === undefined ? undefined : canonicalJson(e.body);
-      sig = canonicalJson(e.sig);
+      env = encode(e.env);
+      body = e.body === undefined ? undefined : encode(e.body);
+      sig = encode(e.sig);
     } catch (err) {
       return refuse('malformed', `not canonical JSON: ${(err as Error).message}`);
     }

@@ -159,6 +159,40 @@ describe('event transactions', () => {
     expect(new TxChecker({ registry }).check(proto)).toMatchObject({ ok: false, code: 'malformed' });
   });
 
+  it('takes the native encoder only where it gives the canonical text: sorted keys, no index-like keys, well-formed strings', () => {
+    // Index-like keys come first in property order whatever the text says: "10" before "9" in JCS,
+    // after it in JSON.stringify. The event must still be accepted (through the generic encoder).
+    const numeric = new TestGateway('acme', 'gw-line1');
+    const reg = registryOf(numeric);
+    const [e] = numeric.sign(1, 'event', {
+      values: { '10': { v: 1, q: 'good' }, '9': { v: 2, q: 'good' }, a: { v: 'x', q: 'good' } },
+    });
+    const bytes = bytesOf(e!);
+    expect(new TextDecoder().decode(bytes)).toContain('"values":{"10":');
+    expect(JSON.stringify(JSON.parse(new TextDecoder().decode(bytes)).body)).not.toBe(canonicalJson(e!.body));
+    expect(code(new TxChecker({ registry: reg }).check(bytes))).toBe('ok');
+    // Keys out of order but otherwise identical: JSON.stringify would reproduce the input; refused.
+    const unsorted = new TextDecoder()
+      .decode(bytes)
+      .replace(
+        '"values":{"10":{"q":"good","v":1},"9":{"q":"good","v":2},"a"',
+        '"values":{"9":{"q":"good","v":2},"10":{"q":"good","v":1},"a"',
+      );
+    expect(unsorted).not.toBe(new TextDecoder().decode(bytes));
+    expect(code(new TxChecker({ registry: reg }).check(utf8(unsorted)))).toBe('malformed');
+    const swapped = new TextDecoder().decode(bytes).replace('{"q":"good","v":1}', '{"v":1,"q":"good"}');
+    expect(code(new TxChecker({ registry: reg }).check(utf8(swapped)))).toBe('malformed');
+    // A lone surrogate, escaped in the text: JSON.stringify round-trips it, JCS refuses it.
+    const [f] = numeric.sign(1, 'event');
+    const lone = new TextDecoder().decode(bytesOf(f!)).replace('"site":"plant1"', '"site":"plant\\ud800"');
+    expect(JSON.parse(lone).body.site).toBe('plant\ud800');
+    expect(new TxChecker({ registry: reg }).check(utf8(lone))).toMatchObject({
+      ok: false,
+      code: 'malformed',
+    });
+    // (EventVerifier, given the byte length, throws an untyped CanonicalEncodingError on this input.)
+  });
+
   it('remembers verdicts by exact bytes: a forged copy under a real id gets its own', () => {
     const [a] = gw.sign(1, 'event');
     const good = bytesOf(a!);
