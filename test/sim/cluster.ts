@@ -7,8 +7,17 @@
  * The checkers run on every commit: no two counted replicas commit different blocks at a height, and
  * every committed block carries a valid certificate from the genesis validators and extends the
  * previous one. A violation throws `SimulationError`; the caller prints the seed.
+ *
+ * Two applications: opaque transactions (`tx[0]` tags validity), or the ledger (src/consensus/app:
+ * signed production events from simulated gateways, gateways.ts). In ledger mode a further checker
+ * runs on every commit, written independently of the ledger's code: every committed event verifies
+ * with the reference EventVerifier, and each gateway's events on a replica's chain are gap-free, in
+ * seq order, each linking to the one before.
  */
 
+import { Ledger, type LedgerLimits } from '../../src/consensus/app/ledger.ts';
+import type { GatewayRegistry } from '../../src/consensus/app/registry.ts';
+import { chainKeyOf, txIdOf } from '../../src/consensus/app/tx.ts';
 import {
   blockHash,
   decodeMessage,
@@ -41,10 +50,13 @@ import type {
   PreparedCertificate,
   Validator,
 } from '../../src/consensus/types.ts';
-import { sha256 } from '../../src/crypto/hash.ts';
+import { sha256, zeroHashHex } from '../../src/crypto/hash.ts';
 import type { Signer } from '../../src/crypto/keys.ts';
+import type { SignedEvent } from '../../src/edge/event.ts';
+import { EventVerifier } from '../../src/edge/verify.ts';
+import type { SimGateway } from './gateways.ts';
 import { Heap } from './heap.ts';
-import { simKeys } from './keys.ts';
+import { simKeys, simVerifier } from './keys.ts';
 import type { Rng } from './rng.ts';
 
 export class SimulationError extends Error {
@@ -70,7 +82,27 @@ export const behaviors = [
   /** Any of the above, chosen per message. */
   'mixed',
 ] as const;
-export type Behavior = (typeof behaviors)[number];
+
+/**
+ * Byzantine primaries of the ledger scenarios: blocks whose events are each validly signed but break
+ * the ordering rule. Kept apart from `behaviors` so the opaque scenarios draw exactly as before.
+ */
+export const ledgerBehaviors = [
+  /** Leaves out an event and keeps a later one of the same gateway (a gap). */
+  'skip-events',
+  /** Puts a gateway's events out of seq order. */
+  'reorder-events',
+  /** Repeats an event of the block, or of the block's parent. */
+  'duplicate-events',
+  /** Adds an event already on its chain. */
+  'replay-events',
+  /**
+   * Swaps an event for a forged twin (same bytes and id, another signature) in its blocks and in the
+   * transactions it forwards: a replica that trusted a verdict by id alone would take the forgery.
+   */
+  'forge-events',
+] as const;
+export type Behavior = (typeof behaviors)[number] | (typeof ledgerBehaviors)[number];
 
 export interface NetworkConditions {
   lossP: number;
@@ -94,6 +126,8 @@ export interface ClusterOptions {
   local?: Partial<LocalLimits>;
   network?: Partial<NetworkConditions>;
   realKeys?: boolean;
+  /** Run the ledger application with these gateways' keys (default: opaque transactions). */
+  ledger?: { registry: GatewayRegistry; limits?: Partial<LedgerLimits> };
   /** Replicas that will lose their state: counted as faulty from the start. */
   faulty?: number[];
   /** Chance that an honest replica crashes right after sending a vote, restarting 1–50 ms later. */
@@ -116,6 +150,10 @@ interface Host {
   /** Byzantine memory: the second block per (view, height), the oldest prepared certificate per height. */
   alternates: Map<string, Message>;
   oldestPrepared: Map<number, PreparedCertificate>;
+  /** Ledger mode: the application, rebuilt from `store` on every restart. */
+  ledger: Ledger | null;
+  /** Ledger checker: each gateway's last event on this replica's chain (independent of the ledger). */
+  heads: Map<string, { seq: number; id: string }>;
 }
 
 type EventBody =
@@ -144,6 +182,12 @@ export function txKey(tx: Uint8Array): string {
 
 export class Cluster {
   readonly n: number;
+  /** Ledger mode: the gateways (set by the scenario), for the byzantine primaries' attacks. */
+  gateways: SimGateway[] = [];
+  readonly #ledger?: { registry: GatewayRegistry; limits?: Partial<LedgerLimits> };
+  /** Reference verdicts of committed events (id → bytes that verified). */
+  readonly #verifiedEvents = new Map<string, Uint8Array>();
+  readonly #eventVerifier?: EventVerifier;
   readonly rng: Rng;
   readonly hosts: Host[];
   readonly signers: Signer[];
@@ -190,6 +234,8 @@ export class Cluster {
     this.limits = { ...defaultChainLimits, validatorsMax: o.n, ...o.limits };
     this.#timing = o.timing ?? {};
     this.#local = o.local ?? {};
+    this.#ledger = o.ledger;
+    if (o.ledger) this.#eventVerifier = new EventVerifier(o.ledger.registry, { verifier: simVerifier });
     this.net = {
       lossP: 0,
       duplicateP: 0,
@@ -212,12 +258,23 @@ export class Cluster {
       lostState: false,
       alternates: new Map(),
       oldestPrepared: new Map(),
+      ledger: null,
+      heads: new Map(),
     }));
     this.#quorum = quorumSize(o.n);
     this.crashAfterVoteP = o.crashAfterVoteP ?? 0;
     for (const h of this.hosts) if (h.behavior !== 'honest') this.faulty.add(h.index);
     for (const i of o.faulty ?? []) this.faulty.add(i);
     for (const h of this.hosts) this.restart(h.index, false);
+  }
+
+  get ledgerMode(): boolean {
+    return this.#ledger !== undefined;
+  }
+
+  /** The key a committed transaction is indexed by: the application's transaction id. */
+  txKeyOf(tx: Uint8Array): string {
+    return this.#ledger ? keyOf(txIdOf(tx)) : txKey(tx);
   }
 
   /** Hosts whose commits the agreement checker counts: all but the byzantine ones. */
@@ -263,9 +320,23 @@ export class Cluster {
       h.persisted = emptyPersistedState();
       h.store = [];
       h.txIndex = new Set();
+      h.heads = new Map();
       h.lostState = true;
     }
     this.#trace?.(`${this.nowMs} start ${i}${lose ? ' (state lost)' : ''}`);
+    const isCommitted = (id: Uint8Array) => h.txIndex.has(keyOf(id));
+    h.ledger = null;
+    if (this.#ledger) {
+      // The runtime keeps the ledger state with the blocks; rebuilding it from the store is the same.
+      const ledger = new Ledger({
+        registry: this.#ledger.registry,
+        genesisHash,
+        verifier: simVerifier,
+        limits: this.#ledger.limits,
+      });
+      for (const cb of h.store) ledger.apply(cb.block);
+      h.ledger = ledger;
+    }
     const replica = new Replica({
       chainId,
       validators: this.validators,
@@ -274,11 +345,13 @@ export class Cluster {
       verifier: this.ctx.verifier,
       genesisHash,
       genesisTimestampMs: 0,
-      tx: {
-        txId: (tx) => sha256(tx),
-        checkTx: (tx) => (tx[0] === validTxTag ? null : 'not a valid transaction'),
-        isCommitted: (id) => h.txIndex.has(keyOf(id)),
-      },
+      tx: h.ledger
+        ? h.ledger.txHooks(isCommitted)
+        : {
+            txId: (tx) => sha256(tx),
+            checkTx: (tx) => (tx[0] === validTxTag ? null : 'not a valid transaction'),
+            isCommitted,
+          },
       limits: this.limits,
       timing: this.#timing,
       local: this.#local,
@@ -362,16 +435,52 @@ export class Cluster {
       const c = this.certifiable.get(height);
       if (c !== undefined && c !== key) fail(`AGREEMENT VIOLATED: committed ${key}, but ${c} is certifiable`);
     }
+    if (this.#ledger && this.counted(h)) this.#checkLedger(h, cb, fail);
     for (const tx of cb.block.txs) {
-      const k = txKey(tx);
+      const k = this.txKeyOf(tx);
       if (h.txIndex.has(k)) fail('a transaction was committed twice');
       h.txIndex.add(k);
     }
     h.store.push(cb);
     h.persisted.tip = cb;
+    // The runtime's contract: the application sees the committed block before the next input.
+    h.ledger?.apply(cb.block);
     this.#trace?.(
       `${this.nowMs} ${h.index} commit ${height} ${key.slice(0, 8)} (${cb.block.txs.length} txs)`,
     );
+  }
+
+  /**
+   * The ledger checker, independent of src/consensus/app: every event verifies with the reference
+   * EventVerifier, and continues its gateway's chain on this replica (seq + 1, prev = last id).
+   */
+  #checkLedger(h: Host, cb: CertifiedBlock, fail: (why: string) => never): void {
+    const decoder = new TextDecoder();
+    for (const [i, tx] of cb.block.txs.entries()) {
+      let e: SignedEvent;
+      try {
+        e = JSON.parse(decoder.decode(tx)) as SignedEvent;
+      } catch {
+        return fail(`LEDGER: transaction ${i} is not JSON`);
+      }
+      const known = this.#verifiedEvents.get(e.id);
+      if (!known || Buffer.compare(known, tx) !== 0) {
+        try {
+          this.#eventVerifier!.verify(e, tx.byteLength);
+        } catch (err) {
+          return fail(`LEDGER: committed event ${e.id} does not verify: ${(err as Error).message}`);
+        }
+        this.#verifiedEvents.set(e.id, tx);
+      }
+      const chain = chainKeyOf(e.env.enterprise, e.env.gateway);
+      const head = h.heads.get(chain) ?? { seq: 0, id: zeroHashHex };
+      if (e.env.seq !== head.seq + 1 || e.env.prev !== head.id) {
+        return fail(
+          `LEDGER ORDER VIOLATED: ${chain} seq ${e.env.seq} (prev ${e.env.prev.slice(0, 8)}) after seq ${head.seq} (${head.id.slice(0, 8)})`,
+        );
+      }
+      h.heads.set(chain, { seq: e.env.seq, id: e.id });
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -455,6 +564,10 @@ export class Cluster {
       send(to, signMessage(this.signers[h.index]!, chainId, { ...m, prepared }));
     } else if (behavior === 'invalid-proposals' && m.type === 'pre-prepare') {
       send(to, this.#alteredPrePrepare(h, m, true));
+    } else if ((ledgerBehaviors as readonly string[]).includes(behavior) && m.type === 'pre-prepare') {
+      send(to, this.#ledgerAttack(h, m, behavior as (typeof ledgerBehaviors)[number]));
+    } else if (behavior === 'forge-events' && m.type === 'txs' && m.txs.length > 0) {
+      send(to, { type: 'txs', txs: m.txs.map((tx) => (this.rng.chance(0.5) ? forgedTwin(tx) : tx)) });
     } else if (
       behavior === 'conflicting-votes' &&
       (m.type === 'prepare' || m.type === 'commit') &&
@@ -487,9 +600,74 @@ export class Cluster {
       bad[0] = invalidTxTag;
       txs = [bad, ...txs.slice(1)];
     } else if (txs.length > 1) txs = txs.slice(0, -1);
-    else txs = [this.newTx()];
+    else txs = this.#ledger ? [] : [this.newTx()];
+    return this.#resigned(h, m, txs);
+  }
+
+  #resigned(h: Host, m: Extract<Message, { type: 'pre-prepare' }>, txs: Uint8Array[]): Message {
     const block: Block = { header: { ...m.block.header, txRoot: txRootOf(txs), txCount: txs.length }, txs };
     return signMessage(this.signers[h.index]!, chainId, { ...m, block });
+  }
+
+  /**
+   * The primary's block with its events rearranged to break the ordering rule, using only validly
+   * signed events (the block's own, the parent's, its chain's, or any gateway's it has seen).
+   */
+  #ledgerAttack(
+    h: Host,
+    m: Extract<Message, { type: 'pre-prepare' }>,
+    kind: (typeof ledgerBehaviors)[number],
+  ): Message {
+    const txs = [...m.block.txs];
+    const info = txs.map((tx) => {
+      const e = JSON.parse(new TextDecoder().decode(tx)) as SignedEvent;
+      return { chain: chainKeyOf(e.env.enterprise, e.env.gateway), seq: e.env.seq };
+    });
+    // A pair of events of one gateway in this block, if any: (i, j) with i < j.
+    let pair: [number, number] | null = null;
+    for (let j = 0; j < info.length && !pair; j++)
+      for (let i = 0; i < j; i++) if (info[i]!.chain === info[j]!.chain) pair = [i, j];
+    // A gateway's next events after this replica's committed head, from what the gateways signed.
+    const known = () => {
+      const g = this.gateways.length > 0 ? this.rng.pick(this.gateways) : undefined;
+      if (!g) return [];
+      const head = h.ledger?.head(g.chain).seq ?? 0;
+      return g.events.slice(head, head + 2).map((e) => e.tx);
+    };
+    switch (kind) {
+      case 'skip-events':
+        if (pair) txs.splice(pair[0], 1);
+        else {
+          const next = known();
+          if (next.length === 2) txs.unshift(next[1]!);
+        }
+        break;
+      case 'reorder-events':
+        if (pair) [txs[pair[0]], txs[pair[1]]] = [txs[pair[1]]!, txs[pair[0]]!];
+        else {
+          const next = known();
+          if (next.length === 2) txs.unshift(next[1]!, next[0]!);
+        }
+        break;
+      case 'duplicate-events': {
+        const parent = h.store.at(-1)?.block.txs ?? [];
+        const pool = [...txs, ...parent];
+        if (pool.length > 0) txs.splice(this.rng.int(0, txs.length), 0, this.rng.pick(pool));
+        break;
+      }
+      case 'replay-events': {
+        const committed = h.store.length > 0 ? this.rng.pick(h.store).block.txs : [];
+        if (committed.length > 0) txs.splice(this.rng.int(0, txs.length), 0, this.rng.pick(committed));
+        break;
+      }
+      case 'forge-events':
+        if (txs.length > 0) {
+          const i = this.rng.int(0, txs.length - 1);
+          txs[i] = forgedTwin(txs[i]!);
+        }
+        break;
+    }
+    return this.#resigned(h, m, txs);
   }
 
   #sendAll(from: number, to: number[], m: Message): void {
@@ -586,6 +764,15 @@ export class Cluster {
   heal(): void {
     this.partition = null;
   }
+}
+
+/** The same event under the same id with one signature character changed (canonical, and wrong). */
+function forgedTwin(tx: Uint8Array): Uint8Array {
+  const text = new TextDecoder().decode(tx);
+  const at = text.lastIndexOf('"sig":"') + 7;
+  if (at < 7) return tx;
+  const c = text[at] === 'A' ? 'B' : 'A';
+  return new TextEncoder().encode(text.slice(0, at) + c + text.slice(at + 1));
 }
 
 function corrupt(bytes: Uint8Array, rng: Rng): Uint8Array {

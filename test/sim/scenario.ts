@@ -7,10 +7,19 @@
  * are faulty (byzantine behaviours, or a restart that lost all state, which may make it vote twice).
  * Safety is checked on every commit (cluster.ts). Then the network heals, every replica restarts,
  * and new transactions must commit at every correct replica within `livenessBoundMs` of simulated time.
+ *
+ * Even seeds run the ledger application (docs/ledger.md): 1–4 simulated gateways (gateways.ts) sign
+ * production events and submit them with duplicates, shuffled batches, late and lost events and
+ * equivocation; byzantine primaries may also reorder, skip, duplicate or replay events. Odd seeds
+ * run the opaque transactions, drawing exactly what they drew before the ledger existed. After the
+ * heal, every event an honest gateway submitted (up to a lost one or a fork) and a few new ones must
+ * be on every correct replica's chain.
  */
 import { faultsTolerated } from '../../src/consensus/codec.ts';
 import type { Timing } from '../../src/consensus/core/config.ts';
-import { type Behavior, behaviors, Cluster, SimulationError, txKey } from './cluster.ts';
+import { type Behavior, behaviors, Cluster, ledgerBehaviors, SimulationError, txKey } from './cluster.ts';
+import { registryOf, type SimEvent, SimGateway } from './gateways.ts';
+import { simKeys } from './keys.ts';
 import { Rng } from './rng.ts';
 
 export interface ScenarioOptions {
@@ -19,6 +28,8 @@ export interface ScenarioOptions {
   /** Length of the chaos phase; default: random 0.6–2 s of simulated time. */
   chaosMs?: number;
   realKeys?: boolean;
+  /** Ledger application (default: even seeds) or opaque transactions. */
+  ledger?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -33,6 +44,8 @@ export interface ScenarioResult {
   bytes: number;
   viewChanges: number;
   sentByType: Record<string, number>;
+  /** Ledger scenarios: events on the longest correct chain (0 otherwise). */
+  events: number;
 }
 
 /** Simulated-time timing, scaled down from production so scenarios stay short. */
@@ -90,6 +103,37 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
   };
   const chaosMs = o.chaosMs ?? rng.int(600, 2_000);
   const crashAfterVoteP = rng.pick([0, 0, 0.005, 0.02]);
+  // The ledger's draws come from a stream of their own, so the draws above stay what they were.
+  const ledgerMode = o.ledger ?? o.seed % 2 === 0;
+  const lr = new Rng((o.seed ^ 0x1ed6e4) >>> 0);
+  let gateways: SimGateway[] = [];
+  let ledgerLimits = {};
+  if (ledgerMode) {
+    for (const i of byzHosts) if (lr.chance(0.5)) hostBehaviors[i] = lr.pick(ledgerBehaviors);
+    const g = lr.int(1, 4);
+    const keys = simKeys(lr.fork(), g).signers;
+    gateways = keys.map((signer, k) => {
+      const home = lr.int(0, n - 1);
+      return new SimGateway({
+        enterprise: `m${home}`,
+        gateway: `gw-${k}`,
+        home,
+        signer,
+        mode: lr.pick(['batch', 'event'] as const),
+        faults: {
+          duplicateP: lr.pick([0, 0.1, 0.5]),
+          shuffleP: lr.pick([0, 0, 0.3]),
+          lateP: lr.pick([0, 0.05, 0.2]),
+          lossy: lr.chance(0.1),
+          equivocating: lr.chance(0.1),
+        },
+        rng: lr.fork(),
+        nowMs: () => cluster.nowMs,
+      });
+    });
+    const held = lr.pick([2, 8, 64]);
+    ledgerLimits = { heldPerGatewayMax: held, pendingPerGatewayMax: held + lr.pick([1, 16, 4096]) };
+  }
   const desc = [
     `seed=${o.seed} n=${n}`,
     `byzantine=${byzHosts.map((i) => `${i}:${hostBehaviors[i]}`).join(',') || '-'}`,
@@ -100,6 +144,13 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     `chaos=${chaosMs}ms`,
     `crashAfterVote=${crashAfterVoteP}`,
   ];
+  if (ledgerMode) {
+    const f = (g: SimGateway) =>
+      `${g.chain}@${g.home}:${g.mode}` +
+      `${g.faults.duplicateP ? ` dup${g.faults.duplicateP}` : ''}${g.faults.shuffleP ? ' shuffle' : ''}` +
+      `${g.faults.lateP ? ` late${g.faults.lateP}` : ''}${g.faults.lossy ? ' lossy' : ''}${g.faults.equivocating ? ' equivocating' : ''}`;
+    desc.push(`ledger gateways=[${gateways.map(f).join('; ')}] limits=${JSON.stringify(ledgerLimits)}`);
+  }
   const cluster: Cluster = new Cluster({
     n,
     rng: rng.fork(),
@@ -110,17 +161,22 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     local,
     network,
     realKeys: o.realKeys,
+    ledger: ledgerMode ? { registry: registryOf(gateways), limits: ledgerLimits } : undefined,
     faulty: lostHosts,
     crashAfterVoteP,
     trace: o.trace,
   });
+  cluster.gateways = gateways;
   const events = rng.fork();
 
   // Clients.
-  for (let t = events.int(0, 20); t < chaosMs; t += events.int(5, 80)) {
-    const host = events.int(0, n - 1);
-    cluster.at(t, () => cluster.submit(host, cluster.newTx(events.int(8, 64))));
+  if (!ledgerMode) {
+    for (let t = events.int(0, 20); t < chaosMs; t += events.int(5, 80)) {
+      const host = events.int(0, n - 1);
+      cluster.at(t, () => cluster.submit(host, cluster.newTx(events.int(8, 64))));
+    }
   }
+  const gatewayRuns = ledgerMode ? gateways.map((g) => runGateway(cluster, g, lr.fork(), chaosMs)) : [];
   // Swarm testing: each seed draws its own fault intensities, so some seeds are calm and others
   // pile one kind of fault on (many short crashes, many partitions, the primary cut off mid-round).
   const partitions = events.pick([0, 1, 2, 4, 8]);
@@ -171,7 +227,8 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     const healMs = cluster.nowMs;
     const correct = cluster.hosts.filter((h) => cluster.correct(h));
     const wanted: Uint8Array[] = [];
-    const count = events.int(1, 5);
+    const count = ledgerMode ? 0 : events.int(1, 5);
+    for (const run of gatewayRuns) run.afterHeal();
     for (let i = 0; i < count; i++) {
       const tx = cluster.newTx();
       wanted.push(tx);
@@ -185,7 +242,17 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
       cluster.at(at, () => submitTo(at, 0));
     }
     const keys = wanted.map(txKey);
-    const done = () => correct.every((h) => keys.every((k) => h.txIndex.has(k)));
+    // Ledger: every event an honest gateway must get on the ledger (up to a lost event or a fork).
+    // The stop condition runs after every simulated step: only what is still missing is looked at
+    // (correct replicas never lose what they committed).
+    let missing: string[] | null = null;
+    const done = () => {
+      if (!ledgerMode) return correct.every((h) => keys.every((k) => h.txIndex.has(k)));
+      missing ??= gateways.flatMap((g) => g.mustCommit().map((e) => e.key));
+      while (missing.length > 0 && correct.every((h) => h.txIndex.has(missing![missing!.length - 1]!)))
+        missing.pop();
+      return missing.length === 0;
+    };
     const live = cluster.run(healMs + livenessBoundMs, done);
     if (!live) {
       const state = cluster.hosts
@@ -194,8 +261,17 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
             `${h.index}:${h.behavior}${h.lostState ? '/lost' : ''} h=${h.store.length} v=${h.replica?.view}${h.replica?.viewChanging ? '*' : ''}`,
         )
         .join(' ');
+      const missing = ledgerMode
+        ? gateways
+            .map((g) => {
+              const lacking = g.mustCommit().filter((e) => !correct.every((h) => h.txIndex.has(e.key)));
+              return lacking.length ? `${g.chain} seqs ${lacking.map((e) => e.seq).join(',')}` : '';
+            })
+            .filter(Boolean)
+            .join('; ')
+        : '';
       throw new SimulationError(
-        `LIVENESS: transactions not committed ${livenessBoundMs} ms after heal; ${state}`,
+        `LIVENESS: transactions not committed ${livenessBoundMs} ms after heal; ${state}${missing ? `; missing ${missing}` : ''}`,
       );
     }
     let messages = 0;
@@ -210,10 +286,71 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
       bytes: cluster.stats.bytesSent,
       viewChanges: Math.max(...cluster.hosts.map((h) => h.replica?.metrics().viewChangesStarted ?? 0)),
       sentByType: Object.fromEntries(cluster.stats.sentByType),
+      events: Math.max(...correct.map((h) => [...h.heads.values()].reduce((sum, x) => sum + x.seq, 0))),
     };
   } catch (e) {
     const err = e instanceof Error ? e : new Error(String(e));
     err.message = `${err.message}\n  scenario: ${description}\n  reproduce: SEED=${o.seed} N=${n} npx vitest run test/sim/`;
     throw err;
   }
+}
+
+/**
+ * Drives one simulated gateway: batches of 1–4 events every 20–200 ms of the chaos phase, submitted
+ * in order to its validator (with the gateway's faults), and resubmission of everything not yet
+ * committed every 150–400 ms, alternating between its validator and a random other one (a gateway
+ * whose validator is down or faulty must still get through).
+ */
+function runGateway(cluster: Cluster, g: SimGateway, r: Rng, chaosMs: number): { afterHeal(): void } {
+  let forkSent = 0;
+  const up = () => cluster.hosts.filter((h) => h.up).map((h) => h.index);
+  const target = (preferHome: boolean) => {
+    const hosts = up();
+    if (preferHome && cluster.hosts[g.home]!.up) return g.home;
+    return hosts.length > 0 ? r.pick(hosts) : g.home;
+  };
+  const submit = (e: SimEvent, to: number) => {
+    if (e.seq === g.lostSeq) return;
+    cluster.submit(to, e.tx);
+  };
+  const send = (e: SimEvent) => {
+    submit(e, target(true));
+    if (g.faults.duplicateP > 0 && r.chance(g.faults.duplicateP)) submit(e, target(false));
+  };
+  const produce = (count: number) => {
+    const batch = g.produce(count);
+    const late: SimEvent[] = [];
+    for (const e of batch) {
+      if (g.faults.lateP > 0 && r.chance(g.faults.lateP)) late.push(e);
+      else e.released = true;
+    }
+    const order = g.faults.shuffleP > 0 && r.chance(g.faults.shuffleP) ? r.shuffle([...batch]) : batch;
+    for (const e of order) if (e.released) send(e);
+    for (const e of late) {
+      cluster.at(cluster.nowMs + r.int(50, 500), () => {
+        e.released = true;
+        send(e);
+      });
+    }
+    if (g.fork && forkSent < 2) {
+      forkSent++;
+      cluster.submit(target(false), g.fork.tx);
+    }
+  };
+  for (let t = r.int(0, 50); t < chaosMs; t += r.int(60, 400)) cluster.at(t, () => produce(r.int(1, 3)));
+  let round = 0;
+  const period = r.int(150, 400);
+  const resubmit = () => {
+    const to = target(round++ % 2 === 0);
+    const host = cluster.hosts[to]!;
+    for (const e of g.unsent((key) => host.txIndex.has(key), 16)) cluster.submit(to, e.tx);
+    cluster.at(cluster.nowMs + period, resubmit);
+  };
+  cluster.at(period, resubmit);
+  return {
+    afterHeal() {
+      produce(r.int(1, 3));
+      if (g.fork) cluster.submit(target(false), g.fork.tx);
+    },
+  };
 }

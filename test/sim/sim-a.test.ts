@@ -1,6 +1,8 @@
 /**
  * The seeded simulator (docs/consensus.md, "Simulator"), first half of the sweep; sim-b.test.ts
- * holds the second half so the two run on two cores. 1,000 seeds with n=4 and 30 with n=7 in all.
+ * holds the second half so the two run on two cores. 1,000 seeds with n=4 and 30 with n=7 in all;
+ * even seeds run the ledger application (signed events from simulated gateways, docs/ledger.md),
+ * odd seeds opaque transactions.
  * Reproduce a failure: SEED=<seed> N=<n> npx vitest run test/sim/   (TRACE=1 prints every message)
  */
 import { describe, expect, it } from 'vitest';
