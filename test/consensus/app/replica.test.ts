@@ -102,6 +102,36 @@ describe('the ledger on four replicas', () => {
     );
   });
 
+  it("carries a gap event in a gateway's chain like any other event", () => {
+    const a = new TestGateway('acme', 'gw-1');
+    const { net, ledgers } = ledgerNet([a]);
+    const gap = {
+      kind: 'gap' as const,
+      dataClass: 'equipment' as const,
+      values: {},
+      gap: {
+        droppedCount: 40,
+        firstSourceTimeMs: 1_763_880_000_000,
+        lastSourceTimeMs: 1_763_880_004_000,
+        afterSeq: 2,
+        byKind: { part_completed: 40 },
+        reason: 'outbox full',
+      },
+    };
+    const events = [...a.sign(2), ...a.sign(1, 'batch', gap), ...a.sign(2, 'event')];
+    expect(events.map((e) => e.env.kind)).toEqual([
+      'part_completed',
+      'part_completed',
+      'gap',
+      'part_completed',
+      'part_completed',
+    ]);
+    for (const e of events) expect(net.submit(2, bytesOf(e)).accepted).toBe(true);
+    expect(net.settle(() => net.stores.every((s) => onChain(s).length === 5))).toBe(true);
+    expect(onChain(net.stores[1]!)).toEqual([1, 2, 3, 4, 5].map((q) => `acme/gw-1#${q}`));
+    expect(ledgers[3]!.state.heads.get('acme/gw-1')).toEqual({ seq: 5, id: events[4]!.id });
+  });
+
   it('drops a second event signed for a seq once the ledger has the first', () => {
     const a = new TestGateway('acme', 'gw-1');
     const twin = new TestGateway('acme', 'gw-1'); // a second key of the same gateway, signing its own chain

@@ -1,0 +1,293 @@
+/**
+ * What every validator spends per event on the ledger's rules (docs/ledger.md, "Cost"): checkTx
+ * (signature, id, body, shape, canonical bytes) cold and remembered, checkBlock (the ordering rule),
+ * folding a committed block into the state, against the reference EventVerifier; then the whole
+ * path through a real backup replica: a forwarded batch of events admitted, and the pre-prepare that
+ * proposes them checked, each decoded from the wire bytes.
+ *
+ *   node bench/ledger.ts            # or, from bench/run.ts, the `ledger` suite
+ */
+import { Ledger } from '../src/consensus/app/ledger.ts';
+import { GatewayRegistry } from '../src/consensus/app/registry.ts';
+import { applyBlock, genesisLedgerState } from '../src/consensus/app/state.ts';
+import { TxChecker } from '../src/consensus/app/tx.ts';
+import {
+  decodeMessage,
+  defaultChainLimits,
+  encodeMessage,
+  signMessage,
+  txRootOf,
+} from '../src/consensus/codec.ts';
+import { emptyPersistedState } from '../src/consensus/core/io.ts';
+import { Replica } from '../src/consensus/core/replica.ts';
+import type { Block, Message } from '../src/consensus/types.ts';
+import { sha256 } from '../src/crypto/hash.ts';
+import { generateKey, type KeyAlgorithm, nodeVerifier, publicKeyRecord } from '../src/crypto/keys.ts';
+import type { EventDraft } from '../src/edge/draft.ts';
+import { encodeEvent } from '../src/edge/event.ts';
+import { EventSigner, emptyHead, type SigningMode } from '../src/edge/signer.ts';
+import { EventVerifier } from '../src/edge/verify.ts';
+import { type Figure, perSecond, rate } from './lib.ts';
+
+const encoder = new TextEncoder();
+const genesisHash = sha256(encoder.encode('bench ledger genesis'));
+
+function drafts(n: number, from: number): EventDraft[] {
+  return Array.from({ length: n }, (_, k) => {
+    const i = from + k;
+    return {
+      kind: 'part_completed',
+      dataClass: 'process',
+      station: 'ST-10',
+      device: 'cnc1',
+      sourceTimeMs: 1_763_880_000_000 + i,
+      lot: 'LOT-2026-000123',
+      order: 'ORD-0042',
+      product: `SN-${i}`,
+      step: 'OP20-FINISH',
+      values: {
+        diameter: { v: 25 + (i % 1000) / 1000, unit: 'mm', q: 'good' },
+        spindleLoad: { v: 41.5, unit: '%', q: 'good' },
+      },
+    };
+  });
+}
+
+interface Workload {
+  registry: GatewayRegistry;
+  /** Events in gateway-interleaved order, each gateway's in seq order: one valid block's worth. */
+  txs: Uint8Array[];
+  bytes: number;
+}
+
+/** `gateways` gateways, `perGateway` events each, signed per event or in batches of `batch`. */
+function workload(
+  alg: KeyAlgorithm,
+  mode: SigningMode,
+  gateways: number,
+  perGateway: number,
+  batch = 256,
+): Workload {
+  const chains: Uint8Array[][] = [];
+  const entries = [];
+  for (let g = 0; g < gateways; g++) {
+    const key = generateKey(alg);
+    const identity = { enterprise: `member-${g % 4}`, site: 'plant1', line: 'line1', gateway: `gw-${g}` };
+    entries.push({
+      memberId: identity.enterprise,
+      gateway: identity.gateway,
+      publicKey: publicKeyRecord(key),
+    });
+    const signer = new EventSigner(identity, key, { mode });
+    let head = emptyHead;
+    const events: Uint8Array[] = [];
+    for (let i = 0; i < perGateway; i += batch) {
+      const r = signer.sign(drafts(Math.min(batch, perGateway - i), i), head);
+      head = r.head;
+      for (const e of r.events) events.push(encoder.encode(encodeEvent(e)));
+    }
+    chains.push(events);
+  }
+  const txs: Uint8Array[] = [];
+  for (let i = 0; i < perGateway; i++) for (const c of chains) txs.push(c[i]!);
+  return { registry: new GatewayRegistry(entries), txs, bytes: txs.reduce((s, t) => s + t.byteLength, 0) };
+}
+
+function blockOf(txs: Uint8Array[], height = 1, prevHash = genesisHash, proposer = 0): Block {
+  return {
+    header: {
+      version: 1,
+      chainId: 'bench',
+      height,
+      view: 0,
+      prevHash,
+      timestampMs: 1_763_880_000_000,
+      txRoot: txRootOf(txs),
+      txCount: txs.length,
+      proposer,
+    },
+    txs,
+  };
+}
+
+/** checkTx on fresh caches (every event new to the validator), and again on the same bytes. */
+async function checkTxFigures(label: string, w: Workload, runs: number, note?: string): Promise<Figure[]> {
+  const n = w.txs.length;
+  let warm: TxChecker | undefined;
+  const cold = await rate(
+    `checkTx ${label}`,
+    'events/s',
+    runs,
+    () => {
+      warm = new TxChecker({ registry: w.registry });
+      const c = warm;
+      return perSecond(n, () => {
+        for (const tx of w.txs) if (!c.check(tx).ok) throw new Error('bench event refused');
+      });
+    },
+    note,
+  );
+  const again = await rate(
+    `checkTx ${label}, same bytes again (proposal after admission)`,
+    'events/s',
+    runs,
+    () =>
+      perSecond(n, () => {
+        for (const tx of w.txs) warm!.check(tx);
+      }),
+  );
+  const reference = await rate(`EventVerifier ${label} (reference, parse included)`, 'events/s', runs, () => {
+    const v = new EventVerifier(w.registry);
+    const decoder = new TextDecoder();
+    return perSecond(n, () => {
+      for (const tx of w.txs) v.verify(JSON.parse(decoder.decode(tx)), tx.byteLength);
+    });
+  });
+  return [cold, again, reference];
+}
+
+/** A backup replica (index 1 of 4) with the ledger: admission of forwarded events, then the proposal. */
+async function replicaFigures(w: Workload, runs: number): Promise<Figure[]> {
+  const signers = Array.from({ length: 4 }, () => generateKey('ed25519'));
+  const validators = signers.map((s) => ({ keyId: s.keyId, alg: s.alg, publicKey: s.publicKey }));
+  const limits = {
+    ...defaultChainLimits,
+    blockTxsMax: w.txs.length,
+    blockBytesMax: 8 * 1024 * 1024,
+    forwardTxsMax: 1024,
+    txBytesMax: 64 * 1024,
+  };
+  const forwards: Uint8Array[] = [];
+  for (let i = 0; i < w.txs.length; i += 1024)
+    forwards.push(encodeMessage({ type: 'txs', txs: w.txs.slice(i, i + 1024) }));
+  const block = blockOf(w.txs, 1, genesisHash, 0);
+  const prePrepare = encodeMessage(
+    signMessage(signers[0]!, 'bench', {
+      type: 'pre-prepare',
+      view: 0,
+      replica: 0,
+      block,
+      signature: new Uint8Array(64),
+    }),
+  );
+  let admitMs = 0;
+  let proposeMs = 0;
+  const once = () => {
+    const ledger = new Ledger({ registry: w.registry, genesisHash });
+    const replica = new Replica({
+      chainId: 'bench',
+      validators,
+      self: 1,
+      signer: signers[1]!,
+      verifier: nodeVerifier,
+      genesisHash,
+      genesisTimestampMs: 0,
+      tx: ledger.txHooks(() => false),
+      limits,
+      local: {
+        mempoolTxsMax: 2 * w.txs.length,
+        mempoolBytesMax: 64 * 1024 * 1024,
+        futureMessagesPerPeerMax: 64,
+      },
+    });
+    const now = 1_763_880_000_000;
+    replica.start(emptyPersistedState(), now);
+    replica.ready();
+    const feed = (bytes: Uint8Array) => {
+      const d = decodeMessage(bytes, limits);
+      if (!d.ok) throw new Error(d.error.detail);
+      replica.receive(0, d.value as Message, now);
+      return replica.ready();
+    };
+    let t0 = performance.now();
+    for (const f of forwards) feed(f);
+    admitMs = performance.now() - t0;
+    if (ledger.metrics().pending !== w.txs.length) throw new Error('bench: not every event was admitted');
+    t0 = performance.now();
+    const rd = feed(prePrepare);
+    proposeMs = performance.now() - t0;
+    if (!rd.messages.some((m) => m.message.type === 'prepare'))
+      throw new Error('bench: the backup did not prepare');
+  };
+  const admitted: number[] = [];
+  const proposed: number[] = [];
+  const both: number[] = [];
+  once();
+  for (let i = 0; i < runs; i++) {
+    once();
+    admitted.push((w.txs.length / admitMs) * 1000);
+    proposed.push((w.txs.length / proposeMs) * 1000);
+    both.push((w.txs.length / (admitMs + proposeMs)) * 1000);
+  }
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const note = `${w.txs.length} events of ${(w.bytes / w.txs.length) | 0} B from 8 gateways, decoded from wire bytes`;
+  return [
+    {
+      name: 'replica: admit forwarded events (decode, checkTx, pool)',
+      value: med(admitted),
+      unit: 'events/s',
+      runs: admitted,
+      note,
+    },
+    {
+      name: 'replica: check the pre-prepare of those events (decode, txRoot, duplicates, checkBlock)',
+      value: med(proposed),
+      unit: 'events/s',
+      runs: proposed,
+    },
+    { name: 'replica: admission + proposal, per event', value: med(both), unit: 'events/s', runs: both },
+  ];
+}
+
+export async function benchLedger(runs = 5): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  const batch = workload('ed25519', 'batch', 8, 512);
+  figures.push(
+    ...(await checkTxFigures(
+      'Ed25519, batches of 256',
+      batch,
+      runs,
+      `${(batch.bytes / batch.txs.length) | 0} B per event`,
+    )),
+  );
+  const perEvent = workload('ed25519', 'event', 4, 256);
+  figures.push(...(await checkTxFigures('Ed25519, per-event signatures', perEvent, runs)));
+  const p256 = workload('p256', 'batch', 8, 512);
+  figures.push(...(await checkTxFigures('P-256, batches of 256', p256, runs)));
+
+  // The ordering rule on a block of 4,096 events of 8 gateways, half of each chain in an ancestor.
+  const ledger = new Ledger({ registry: batch.registry, genesisHash });
+  for (const tx of batch.txs) if (ledger.checkTx(tx) !== null) throw new Error('bench event refused');
+  const half = batch.txs.length / 2;
+  const ancestor = blockOf(batch.txs.slice(0, half));
+  const rest = batch.txs.slice(half);
+  const chain = { appliedHeight: 0, ancestors: [ancestor] };
+  figures.push(
+    await rate(
+      'checkBlock (ordering rule), 2,048 events after a 2,048-event ancestor',
+      'events/s',
+      runs,
+      () =>
+        perSecond(rest.length, () => {
+          if (ledger.checkBlock(rest, chain) !== null) throw new Error('bench block refused');
+        }),
+    ),
+  );
+  const full = blockOf(batch.txs);
+  figures.push(
+    await rate(
+      'applyBlock (fold a committed block into the heads, parsing each event)',
+      'events/s',
+      runs,
+      () => perSecond(batch.txs.length, () => applyBlock(genesisLedgerState(genesisHash), full)),
+    ),
+  );
+  figures.push(...(await replicaFigures(batch, Math.max(3, runs - 2))));
+  return figures;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { formatFigures, machine } = await import('./lib.ts');
+  console.log(`${new Date().toISOString()} on ${machine()}\n`);
+  console.log(formatFigures('Ledger: per-event cost at one validator (one core)', await benchLedger()));
+}
