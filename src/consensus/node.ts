@@ -351,14 +351,20 @@ export class ConsensusNode {
       throw new RangeError(`at most ${this.#limits.submitTxsMax} transactions per submit`);
     }
     const results: SubmitResult[] = [];
-    for (const tx of txs) {
-      const r = this.#replica.submit(tx, this.#clock.nowMs());
-      this.#inputs.submits++;
-      if (!r.accepted) this.#countRefusal(r);
-      results.push(r);
-      this.#collect();
+    try {
+      for (const tx of txs) {
+        const r = this.#replica.submit(tx, this.#clock.nowMs());
+        this.#inputs.submits++;
+        if (!r.accepted) this.#countRefusal(r);
+        results.push(r);
+        this.#collect();
+      }
+      this.#flush();
+    } catch (err) {
+      // The core may now believe in votes that are not durable: it must never send again.
+      this.#fail(err);
+      throw err;
     }
-    this.#flush();
     return results;
   }
 

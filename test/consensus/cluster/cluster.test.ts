@@ -121,7 +121,7 @@ describe('a 4-validator alliance of OS processes over libp2p', () => {
     await down.start();
     await waitFor(async () => (await down.status()).committedHeight >= target, 'catch-up', 15_000);
     const m = await down.metrics();
-    expect(m.inputs.syncResponses + m.inputs.messages).toBeGreaterThan(0);
+    expect(m.inputs.syncResponses).toBeGreaterThan(0); // certified blocks fetched, each checked by the core
     await submit(down, 2, 100); // submitted to the restarted one: it takes part again
     await committedEverywhere('commits after the restart');
   });

@@ -6,7 +6,8 @@
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PersistedState } from '../../../src/consensus/core/io.ts';
-import { type CommittedBlockEvent, chainContext } from '../../../src/consensus/node.ts';
+import { monotonicWallClock } from '../../../src/consensus/node/clock.ts';
+import { type CommittedBlockEvent, chainContext, NodeNotRunningError } from '../../../src/consensus/node.ts';
 import { encodeCanonical } from '../../../src/crypto/canonical.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
 import { encodeEvent } from '../../../src/edge/event.ts';
@@ -162,5 +163,55 @@ describe('ConsensusNode over the in-memory transport', () => {
     } finally {
       store.close();
     }
+  });
+
+  it('stops itself, sending nothing more, when the store cannot save', async () => {
+    const gws = testGateways(1, 'batch');
+    cluster = await memoryAlliance(4, gws);
+    for (const m of cluster.members) await cluster.start(m);
+    const b = cluster.nodes.get('member-2')!;
+    const transport = cluster.net.transport('member-2');
+    let failing = false;
+    let sentAfterFailure = 0;
+    for (const method of ['send', 'broadcast'] as const) {
+      const original = transport[method].bind(transport) as (...args: unknown[]) => void;
+      (transport as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        if (failing) sentAfterFailure++;
+        original(...args);
+      };
+    }
+    b.store.save = () => {
+      failing = true;
+      throw new Error('disk full');
+    };
+    // The primary proposes; member-2 must persist its PREPARE before sending it, and cannot.
+    cluster.nodes.get('member-1')!.submit(signEvents(gws.gateways[0]!, 5).bytes);
+    await b.closed;
+    expect(b.state).toBe('failed');
+    expect(b.status().problem).toMatch(/disk full/);
+    expect(sentAfterFailure).toBe(0);
+    expect(() => b.submit([])).toThrow(NodeNotRunningError);
+  });
+});
+
+describe('monotonicWallClock', () => {
+  it('never goes back, keeps running when the wall clock is stepped back, follows it forward', () => {
+    let wall = 1_000_000;
+    let mono = 0;
+    const clock = monotonicWallClock(
+      () => wall,
+      () => mono,
+      1_000,
+    );
+    expect(clock.nowMs()).toBe(1_000_000);
+    mono += 500;
+    wall -= 3_600_000; // NTP steps the wall clock back an hour
+    expect(clock.nowMs()).toBe(1_000_500); // timers keep running at the monotonic rate
+    mono += 500;
+    expect(clock.nowMs()).toBe(1_001_000);
+    wall = 2_000_000; // stepped far forward: followed
+    expect(clock.nowMs()).toBe(2_000_000);
+    mono += 10;
+    expect(clock.nowMs()).toBe(2_000_010);
   });
 });
