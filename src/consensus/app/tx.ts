@@ -128,8 +128,8 @@ export function scanIdHex(tx: Uint8Array): string | null {
  */
 export function txIdOf(tx: Uint8Array): Uint8Array {
   const hex = scanIdHex(tx);
-  if (hex !== null) return new Uint8Array(Buffer.from(hex, 'hex'));
-  return new Uint8Array(nodeHash('sha256', Buffer.concat([notAnEventDomain, asBuffer(tx)]), 'buffer'));
+  if (hex !== null) return Buffer.from(hex, 'hex');
+  return nodeHash('sha256', Buffer.concat([notAnEventDomain, asBuffer(tx)]), 'buffer');
 }
 
 const arrayIndexLike = /^(?:0|[1-9][0-9]*)$/;
