@@ -253,6 +253,11 @@ function nodeHashOf(left: Uint8Array, right: Uint8Array): Buffer {
 class NodeMemo {
   readonly #asLeft: Fifo<{ other: Buffer; parent: Buffer }>;
   readonly #asRight: Fifo<{ other: Buffer; parent: Buffer }>;
+  /**
+   * The previous walk's steps: consecutive events of a batch share their path above the lowest
+   * levels, so most steps repeat the one before and skip the map (inputs compared all the same).
+   */
+  readonly #last: { siblingLeft: boolean; sibling: string; child: Buffer; parent: Buffer }[] = [];
   hashes = 0;
   hits = 0;
   constructor(max: number) {
@@ -285,16 +290,23 @@ class NodeMemo {
     let fn = index;
     let sn = size - 1;
     let r = leafHashOf(id);
-    for (const p of path) {
+    for (const [k, p] of path.entries()) {
       if (sn === 0) return undefined;
-      if (fn % 2 === 1 || fn === sn) {
-        r = this.parent(true, p, r);
+      const siblingLeft = fn % 2 === 1 || fn === sn;
+      if (siblingLeft) {
         while (fn % 2 === 0 && fn !== 0) {
           fn >>>= 1;
           sn >>>= 1;
         }
+      }
+      const last = this.#last[k];
+      if (last && last.siblingLeft === siblingLeft && last.sibling === p && last.child.equals(r)) {
+        this.hits++;
+        r = last.parent;
       } else {
-        r = this.parent(false, p, r);
+        const child = r;
+        r = this.parent(siblingLeft, p, child);
+        this.#last[k] = { siblingLeft, sibling: p, child, parent: r };
       }
       fn >>>= 1;
       sn >>>= 1;
