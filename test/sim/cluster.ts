@@ -461,21 +461,21 @@ export class Cluster {
       try {
         e = JSON.parse(decoder.decode(tx)) as SignedEvent;
       } catch {
-        return fail(`LEDGER: transaction ${i} is not JSON`);
+        fail(`LEDGER: transaction ${i} is not JSON`);
       }
       const known = this.#verifiedEvents.get(e.id);
       if (!known || Buffer.compare(known, tx) !== 0) {
         try {
           this.#eventVerifier!.verify(e, tx.byteLength);
         } catch (err) {
-          return fail(`LEDGER: committed event ${e.id} does not verify: ${(err as Error).message}`);
+          fail(`LEDGER: committed event ${e.id} does not verify: ${(err as Error).message}`);
         }
         this.#verifiedEvents.set(e.id, tx);
       }
       const chain = chainKeyOf(e.env.enterprise, e.env.gateway);
       const head = h.heads.get(chain) ?? { seq: 0, id: zeroHashHex };
       if (e.env.seq !== head.seq + 1 || e.env.prev !== head.id) {
-        return fail(
+        fail(
           `LEDGER ORDER VIOLATED: ${chain} seq ${e.env.seq} (prev ${e.env.prev.slice(0, 8)}) after seq ${head.seq} (${head.id.slice(0, 8)})`,
         );
       }
