@@ -219,7 +219,7 @@ export class ConsensusNode {
   #stopping: Promise<void> | undefined;
   readonly #closed = Promise.withResolvers<void>();
 
-  readonly #inbound: Inbound[] = [];
+  readonly #inbound = new InboundQueue();
   /** Handlers of the transport waiting for room in `#inbound`. */
   readonly #waitingForRoom: (() => void)[] = [];
   #drainScheduled: NodeJS.Immediate | undefined;
@@ -453,8 +453,9 @@ export class ConsensusNode {
         this.#collect();
         fed++;
       }
+      const bulkMin = Math.max(1, this.#limits.batchInputsMax >> 2);
       while (fed < this.#limits.batchInputsMax && this.#inbound.length > 0) {
-        const { from, message } = this.#inbound.shift()!;
+        const { from, message } = this.#inbound.shift(this.#limits.batchInputsMax - fed <= bulkMin)!;
         this.#replica.receive(from, message, this.#clock.nowMs());
         if (message.type === 'sync-response') this.#inputs.syncResponses++;
         else this.#inputs.messages++;
@@ -682,7 +683,7 @@ export class ConsensusNode {
     this.#timer = undefined;
     if (this.#drainScheduled) clearImmediate(this.#drainScheduled);
     this.#drainScheduled = undefined;
-    this.#inbound.length = 0;
+    this.#inbound.clear();
     this.#pending = emptyPending();
     for (const resolve of this.#waitingForRoom.splice(0)) resolve();
     try {
@@ -692,6 +693,38 @@ export class ConsensusNode {
       if (final === 'stopped') this.#state = 'stopped';
       this.#closed.resolve();
     }
+  }
+}
+
+/**
+ * The inbound queue: two FIFOs, consensus messages before forwarded transactions (CometBFT gives
+ * its consensus channels priority over the mempool's the same way). Under load a backup's queue
+ * fills with `txs` messages whose every transaction costs a `checkTx`; a PRE-PREPARE, PREPARE or
+ * COMMIT waiting behind them delays every replica's commit, and long enough, a view change. The
+ * order between the two kinds never matters for safety: the core accepts messages in any order
+ * (the network may reorder them anyway), and a transaction first seen in a proposal is checked there.
+ */
+class InboundQueue {
+  readonly #consensus: Inbound[] = [];
+  readonly #bulk: Inbound[] = [];
+
+  get length(): number {
+    return this.#consensus.length + this.#bulk.length;
+  }
+
+  push(input: Inbound): void {
+    (input.message.type === 'txs' ? this.#bulk : this.#consensus).push(input);
+  }
+
+  /** The next input: consensus first, unless `bulkTurn` (then forwarded transactions first, so they never starve). */
+  shift(bulkTurn: boolean): Inbound | undefined {
+    if (bulkTurn && this.#bulk.length > 0) return this.#bulk.shift();
+    return this.#consensus.shift() ?? this.#bulk.shift();
+  }
+
+  clear(): void {
+    this.#consensus.length = 0;
+    this.#bulk.length = 0;
   }
 }
 
