@@ -8,6 +8,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/index.ts';
 import { registerAlliance } from './alliance.ts';
+import { registerChain } from './chain.ts';
 import { registerDemo } from './demo.ts';
 import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerOutbox(program);
   registerHealth(program);
   registerDemo(program);
+  registerChain(program);
   registerSimulate(program);
   registerPeer(program);
   registerAlliance(program);
