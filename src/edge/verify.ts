@@ -7,7 +7,7 @@
  *   verifier.verify(event);                  // structure, size, id, commitment, key, signature
  *   verifier.checkLink(head, event);         // seq and prev against the gateway's last event
  */
-import { encodeCanonical } from '../crypto/canonical.ts';
+import { CanonicalEncodingError, encodeCanonical } from '../crypto/canonical.ts';
 import { fromBase64Url, fromHex, toHex } from '../crypto/hash.ts';
 import { type KeyAlgorithm, nodeVerifier, type SignatureVerifier } from '../crypto/keys.ts';
 import { rootFromPath } from '../crypto/merkle.ts';
@@ -149,8 +149,19 @@ export class EventVerifier {
       throw new MalformedEvent(`${first.path.join('.') || 'event'}: ${first.message}`);
     }
     const event = parsed.data;
-    if (eventId(event.env) !== event.id) throw new IdMismatch();
-    if (event.body && bodyCommitment(event.body) !== event.env.body) throw new BodyMismatch();
+    let computedId: string;
+    let commitment: string | undefined;
+    try {
+      computedId = eventId(event.env);
+      commitment = event.body && bodyCommitment(event.body);
+    } catch (err) {
+      // Valid JSON that has no canonical form (a lone surrogate in a string, say): peer input, not a bug.
+      if (err instanceof CanonicalEncodingError)
+        throw new MalformedEvent(`not canonical JSON: ${err.message}`);
+      throw err;
+    }
+    if (computedId !== event.id) throw new IdMismatch();
+    if (commitment !== undefined && commitment !== event.env.body) throw new BodyMismatch();
     if (event.body?.gap && event.env.kind !== 'gap')
       throw new MalformedEvent('only gap events carry gap details');
     const key = this.#keys.get(event.env.keyId);
@@ -193,6 +204,7 @@ function safeLength(input: unknown): number {
   try {
     return encodeCanonical(input).byteLength;
   } catch (err) {
-    throw new MalformedEvent(`not canonical JSON: ${(err as Error).message}`);
+    if (err instanceof CanonicalEncodingError) throw new MalformedEvent(`not canonical JSON: ${err.message}`);
+    throw err;
   }
 }

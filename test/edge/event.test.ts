@@ -203,6 +203,17 @@ describe('signed events', () => {
     expect(rejection(() => verifier.verify(big))).toBe('oversize');
   });
 
+  it('refuses, never throws on, JSON without a canonical form (a lone surrogate), with or without a size given', () => {
+    const { signer, verifier } = setup('event');
+    const [e] = signer.sign([draft(1)], emptyHead).events;
+    const json = encodeEvent(e!).replace('"site":"plant1"', '"site":"p\\ud800"');
+    const parsed = JSON.parse(json);
+    expect(rejection(() => verifier.verify(parsed, json.length))).toBe('malformed');
+    expect(rejection(() => verifier.verify(parsed))).toBe('malformed');
+    const envelope = JSON.parse(encodeEvent(e!).replace('"enterprise":"acme"', '"enterprise":"a\\udc00"'));
+    expect(rejection(() => verifier.verify(envelope, 500))).toBe('malformed');
+  });
+
   it('refuses a key registered to another gateway', () => {
     const { key, signer } = setup('event');
     const v = new EventVerifier(
