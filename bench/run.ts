@@ -18,6 +18,10 @@ const suites: Record<string, { title: string; run: () => Promise<Figure[]> }> = 
     title: 'Consensus over libp2p: validators as processes, real signed events',
     run: () => benchConsensus(),
   },
+  ledger: {
+    title: 'Ledger: per-event cost at one validator (one core)',
+    run: async () => (await import('./ledger.ts')).benchLedger(),
+  },
   net: {
     title: 'libp2p transport between two validators (tcp + noise + yamux, loopback)',
     run: () => benchNet(),
