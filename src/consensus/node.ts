@@ -11,8 +11,9 @@
  *   `isCommitted` sees them before the next input even while their transaction is still open.
  * - Decoding happens at the transport's door: a message that does not decode is dropped, counted
  *   and its sender reported (the transport disconnects and quarantines it). Decoded messages wait in
- *   a bounded queue; when it is full the transport's handler waits, so the transport's credit-based
- *   flow control pushes back on the senders instead of anything being dropped here.
+ *   a bounded queue, consensus messages ahead of forwarded transactions; when it is full the
+ *   transport's handler waits, so the transport's credit-based flow control pushes back on the
+ *   senders instead of anything being dropped here.
  * - Sync requests the core emits go over the transport's request/response; answers are fed back as
  *   inputs. Requests from peers are answered from the store with `syncResponseFor`.
  * - A timer feeds `tick` at the core's `wakeAtMs`, on a clock that never goes backwards (clock.ts).
