@@ -152,13 +152,17 @@ export function registerAlliance(program: Command): void {
     });
 }
 
-interface Child {
+export interface PeerChild {
   member: string;
   process: ChildProcess;
   exited: Promise<number | null>;
 }
 
-function spawnPeer(member: string, args: string[]): Child {
+export function spawnPeer(
+  member: string,
+  args: string[],
+  onLine: (line: string) => void = (line) => console.log(`[${member}] ${line}`),
+): PeerChild {
   // Own process group: a terminal's Ctrl-C reaches only this process, which stops the peers one
   // SIGTERM each (a second signal would make a peer exit at once instead of cleanly).
   const child = spawn(process.execPath, [binPath, 'peer', ...args], {
@@ -166,13 +170,13 @@ function spawnPeer(member: string, args: string[]): Child {
     detached: true,
   });
   for (const stream of [child.stdout!, child.stderr!]) {
-    createInterface({ input: stream }).on('line', (line) => console.log(`[${member}] ${line}`));
+    createInterface({ input: stream }).on('line', onLine);
   }
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { member, process: child, exited };
 }
 
-async function stopChild(c: Child, timeoutMs: number): Promise<void> {
+export async function stopChild(c: PeerChild, timeoutMs: number): Promise<void> {
   if (c.process.exitCode !== null || c.process.signalCode !== null) return;
   c.process.kill('SIGTERM');
   const timer = setTimeout(() => c.process.kill('SIGKILL'), timeoutMs);
