@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../config/index.ts';
 import { createLocalAlliance } from '../consensus/genesis.ts';
-import { generateKey, writeKeyFile } from '../crypto/keys.ts';
+import { generateKey, loadKeyFile, writeKeyFile } from '../crypto/keys.ts';
 import { createLogger } from '../edge/logger.ts';
 import { spawnPeer, stopChild } from './alliance.ts';
 import { untilSignal } from './run.ts';
@@ -47,6 +47,10 @@ async function demoAlliance(config: LoadedConfig, members: number) {
     ...['borealis', 'cobalt', 'dynamo', 'ember', 'fjord', 'granite'].filter((m) => m !== g.enterprise),
   ];
   if (members < 1 || members > names.length) throw new Error(`--members must be 1 to ${names.length}`);
+  // The genesis registers this gateway's own key: the alliance generator takes gateway keys from
+  // its folder, so the key is placed there first (both copies stay under the git-ignored data folder).
+  const registered = join(dir, 'keys', 'gateways', g.enterprise, `${g.id}.key`);
+  if (!existsSync(registered)) writeKeyFile(registered, loadKeyFile(config.paths.keyFile));
   const alliance = await createLocalAlliance({
     dir,
     members: names.slice(0, members),
@@ -60,8 +64,6 @@ async function demoAlliance(config: LoadedConfig, members: number) {
     gatewayKeys,
     `${JSON.stringify({ gateways: alliance.genesis.gateways.map((r) => ({ enterprise: r.memberId, gateway: r.gateway, publicKey: r.publicKey })) }, null, 2)}\n`,
   );
-  // This gateway signs with the key the genesis registers for it, and hosts the first validator.
-  config.paths.keyFile = alliance.gatewayKeyFiles.get(`${g.enterprise}/${g.id}`)!;
   Object.assign(config.gateway.chain, {
     role: 'validator',
     genesis: alliance.genesisFile,
@@ -124,12 +126,12 @@ export function registerDemo(program: Command): void {
         const logFile = join(config.paths.dataDir, 'gateway.log');
         const log = createLogger(config.gateway.log.level, logFile);
         console.log(`data folder ${config.paths.dataDir}; gateway log ${logFile}`);
-        const alliance = opts.chain ? await demoAlliance(config, Number(opts.members)) : null;
-        if (!alliance && !existsSync(config.paths.keyFile)) {
+        if (!existsSync(config.paths.keyFile)) {
           const key = generateKey('ed25519');
           writeKeyFile(config.paths.keyFile, key);
           console.log(`created demo gateway key ${config.paths.keyFile} (keyId ${key.keyId})`);
         }
+        const alliance = opts.chain ? await demoAlliance(config, Number(opts.members)) : null;
 
         const [{ runSimulators }, { Gateway }] = await Promise.all([
           import('../../simulators/index.ts'),
