@@ -309,6 +309,7 @@ export class Gateway {
       const status: GatewayStatus = {
         ...s,
         pid: process.pid,
+        rssBytes: process.memoryUsage().rss,
         updatedMs: this.#now(),
         healthy: problems.length === 0,
         problems,
