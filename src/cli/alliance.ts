@@ -2,9 +2,9 @@
  * `masbc-edge alliance init|up`: a local alliance on loopback for trying the chain out.
  *
  * - `init` writes (once; an existing alliance is reused after its keys are checked) member keys and
- *   the genesis with `createLocalAlliance`, plus one test gateway key per member and the list of
- *   their public keys (`gateway-keys.json`) the validators accept events from. Keys and data go to
- *   --dir (default data/alliance, which git ignores), never into the repository.
+ *   the genesis with `createLocalAlliance`, with one test gateway per member (`gw-1`) registered in
+ *   its `gateways:` list, the keys every validator accepts events from (docs/ledger.md). Keys and
+ *   data go to --dir (default data/alliance, which git ignores), never into the repository.
  * - `up` does `init` if needed and starts one `masbc-edge peer` OS process per member, prefixes
  *   their output with the member id, and on Ctrl-C stops them all: SIGTERM, then SIGKILL for any
  *   still running after --stop-timeout-ms. Each peer also runs with --stop-with-stdin on a pipe
@@ -16,20 +16,19 @@
  *   masbc-edge alliance init --validators 7 --dir /tmp/a7 --base-port 4100
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { type Command, InvalidArgumentError } from 'commander';
-import { createLocalAlliance, type LocalAlliance } from '../consensus/genesis.ts';
-import type { GatewayKeysDocument } from '../consensus/node/events.ts';
-import { generateKey, loadKeyFile, publicKeyRecord, writeKeyFile } from '../crypto/keys.ts';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { createLocalAlliance, GenesisMismatchError, type LocalAlliance } from '../consensus/genesis.ts';
 import { untilSignal } from './run.ts';
 
 interface AllianceOptions {
   validators: number;
   dir: string;
   basePort?: number;
+  apiBasePort?: number;
+  /** Old name of apiBasePort. */
   rpcBasePort?: number;
   viewChangeTimeoutMs: number;
   statusEveryMs: number;
@@ -45,44 +44,46 @@ function integer(min: number, max: number) {
   };
 }
 
+/** The test gateway `alliance init` registers for each member. */
+export const testGatewayId = 'gw-1';
+
 export interface AllianceFiles {
   alliance: LocalAlliance;
-  gatewayKeysFile: string;
-  /** memberId → that member's test gateway key file. */
-  gatewayKeyFiles: Map<string, string>;
+  /** memberId → that member's test gateway (`testGatewayId`, registered in the genesis) and its key file. */
+  gateways: Map<string, { gateway: string; keyFile: string }>;
 }
 
-/** Creates (or reopens) the alliance's keys, genesis, and one test gateway per member. */
+/** Creates (or reopens) the alliance's keys and genesis, with one test gateway per member registered in it. */
 export async function initAlliance(o: {
   dir: string;
   validators: number;
   basePort?: number;
   viewChangeTimeoutMs?: number;
 }): Promise<AllianceFiles> {
-  const alliance = await createLocalAlliance({
-    dir: o.dir,
-    members: o.validators,
-    basePort: o.basePort,
-    params:
-      o.viewChangeTimeoutMs === undefined
-        ? undefined
-        : ({ viewChangeTimeoutMs: o.viewChangeTimeoutMs } as never),
-  });
-  const gatewayKeyFiles = new Map<string, string>();
-  const doc: GatewayKeysDocument = { gateways: [] };
-  for (const v of alliance.genesis.validators) {
-    const file = join(o.dir, 'gateways', `${v.memberId}.key`);
-    if (!existsSync(file)) writeKeyFile(file, generateKey('ed25519'));
-    gatewayKeyFiles.set(v.memberId, file);
-    doc.gateways.push({
-      enterprise: v.memberId,
-      gateway: `${v.memberId}-gw`,
-      publicKey: publicKeyRecord(loadKeyFile(file)),
+  let alliance: LocalAlliance;
+  try {
+    alliance = await createLocalAlliance({
+      dir: o.dir,
+      members: o.validators,
+      basePort: o.basePort,
+      gateways: 1,
+      params:
+        o.viewChangeTimeoutMs === undefined
+          ? undefined
+          : ({ viewChangeTimeoutMs: o.viewChangeTimeoutMs } as never),
     });
+  } catch (err) {
+    if (!(err instanceof GenesisMismatchError)) throw err;
+    throw new GenesisMismatchError(
+      `${err.message} (an alliance made by an older version, without gateways in its genesis? remove ${o.dir} and run again)`,
+    );
   }
-  const gatewayKeysFile = join(o.dir, 'gateway-keys.json');
-  writeFileSync(gatewayKeysFile, `${JSON.stringify(doc, null, 2)}\n`);
-  return { alliance, gatewayKeysFile, gatewayKeyFiles };
+  const gateways = new Map<string, { gateway: string; keyFile: string }>();
+  for (const v of alliance.genesis.validators) {
+    const keyFile = alliance.gatewayKeyFiles.get(`${v.memberId}/${testGatewayId}`)!;
+    gateways.set(v.memberId, { gateway: testGatewayId, keyFile });
+  }
+  return { alliance, gateways };
 }
 
 const binPath = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/masbc-edge.js');
@@ -106,15 +107,20 @@ export function registerAlliance(program: Command): void {
     console.log(
       `genesis ${files.alliance.genesisFile} (chain ${files.alliance.genesis.chainId}, ${files.alliance.genesis.n} validators, hash ${files.alliance.genesis.hash.slice(0, 16)})`,
     );
-    console.log(`gateway keys ${files.gatewayKeysFile}`);
+    for (const [member, g] of files.gateways) console.log(`gateway ${member}/${g.gateway}: key ${g.keyFile}`);
   });
   common(
     alliance.command('up').description('Start every validator as its own process; Ctrl-C stops them all'),
   )
     .option(
-      '--rpc-base-port <port>',
-      'member i serves HTTP on rpc-base-port + i (default: free ports)',
+      '--api-base-port <port>',
+      'member i serves the validator HTTP API on api-base-port + i (default: free ports)',
       integer(1, 65_000),
+    )
+    .addOption(
+      new Option('--rpc-base-port <port>', 'old name of --api-base-port')
+        .argParser(integer(1, 65_000))
+        .hideHelp(),
     )
     .option('--status-every-ms <ms>', 'status line period of each validator', integer(0, 3_600_000), 5_000)
     .option(
@@ -127,6 +133,7 @@ export function registerAlliance(program: Command): void {
       const files = await initAlliance(opts);
       const { genesis, genesisFile, keyFiles } = files.alliance;
       console.log(`alliance ${genesis.chainId}: ${genesis.n} validators, genesis ${genesisFile}`);
+      const apiBasePort = opts.apiBasePort ?? opts.rpcBasePort;
       const children = genesis.validators.map((v, i) =>
         spawnPeer(v.memberId, [
           '--genesis',
@@ -135,10 +142,8 @@ export function registerAlliance(program: Command): void {
           keyFiles.get(v.memberId)!,
           '--data',
           join(opts.dir, 'data', v.memberId),
-          '--gateway-keys',
-          files.gatewayKeysFile,
-          '--rpc-port',
-          String(opts.rpcBasePort === undefined ? 0 : opts.rpcBasePort + i),
+          '--api-port',
+          String(apiBasePort === undefined ? 0 : apiBasePort + i),
           '--status-every-ms',
           String(opts.statusEveryMs),
           '--stop-with-stdin',

@@ -3,21 +3,30 @@
  * --stop-with-stdin, until its standard input closes, which is how `alliance up` makes sure no
  * validator outlives it).
  *
- * Prints one line when ready (member, peer id, listen and RPC addresses; tests and `alliance up`
+ * The validator runs the ledger (docs/ledger.md): events signed by the gateway keys the genesis
+ * registers (`gateways:`), each gateway's events in seq order. Its state is loaded from the block
+ * store (`openLedger`). It serves the validator HTTP API (src/api/validator-api.ts) on --api-host
+ * and --api-port (`--rpc-host`/`--rpc-port` are the old names, still accepted).
+ *
+ * Prints one line when ready (member, peer id, listen and API addresses; tests and `alliance up`
  * read it), then a one-line status every --status-every-ms, and "stopped" after a clean stop.
  * Warnings and errors go to <data>/peer.log (JSON lines).
  *
+ * `--gateway-keys <file>` is deprecated and ignored (with a warning): the keys come from the
+ * genesis, the same at every validator; a local list could only make validators disagree.
+ *
  * @example
  *   masbc-edge peer --genesis data/alliance/genesis.json --key data/alliance/keys/member-1.key \
- *     --data data/alliance/data/member-1 --gateway-keys data/alliance/gateway-keys.json --rpc-port 4100
+ *     --data data/alliance/data/member-1 --api-port 4100
  */
 import { join } from 'node:path';
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { buildValidatorApi } from '../api/validator-api.ts';
+import { txIdOf } from '../consensus/app/tx.ts';
 import { loadGenesis } from '../consensus/genesis.ts';
 import { loadValidatorIdentity } from '../consensus/net/identity.ts';
 import { Libp2pTransport } from '../consensus/net/libp2p.ts';
-import { loadGatewayKeys, signedEventApplication } from '../consensus/node/events.ts';
-import { startRpc } from '../consensus/node/rpc.ts';
+import { openLedger } from '../consensus/node/ledger.ts';
 import { ConsensusNode, chainContext, type NodeStatus } from '../consensus/node.ts';
 import { loadKeyFile } from '../crypto/keys.ts';
 import { createLogger, type LogLevel } from '../edge/logger.ts';
@@ -29,9 +38,15 @@ export interface PeerOptions {
   key: string;
   data: string;
   member?: string;
-  gatewayKeys: string;
-  rpcHost: string;
-  rpcPort: number;
+  /** Deprecated and ignored (a warning says so): gateway keys come from the genesis. */
+  gatewayKeys?: string;
+  /** Address of the validator HTTP API (default 127.0.0.1). */
+  apiHost?: string;
+  /** Its port (default 0: any free port, printed in the ready line). */
+  apiPort?: number;
+  /** Old names of apiHost and apiPort; the new ones win when both are given. */
+  rpcHost?: string;
+  rpcPort?: number;
   statusEveryMs: number;
   statusIntervalMs?: number;
   logLevel: LogLevel;
@@ -54,10 +69,21 @@ export function registerPeer(program: Command): void {
     .requiredOption('--genesis <file>', 'the alliance genesis (JSON or YAML)')
     .requiredOption('--key <file>', "this member's private key (also its libp2p identity)")
     .requiredOption('--data <dir>', 'data folder: chain.db (blocks, votes) and peer.log')
-    .requiredOption('--gateway-keys <file>', 'gateway public keys whose signed events this validator accepts')
     .option('--member <id>', 'member id in the genesis (default: the one whose key --key holds)')
-    .option('--rpc-host <host>', 'address of the local HTTP endpoint (submit, status, proofs)', '127.0.0.1')
-    .option('--rpc-port <port>', 'port of the local HTTP endpoint; 0 = any free port', integer(0, 65535), 0)
+    .option('--api-host <host>', 'address of the validator HTTP API (default 127.0.0.1)')
+    .option(
+      '--api-port <port>',
+      'port of the validator HTTP API (default 0: any free port)',
+      integer(0, 65535),
+    )
+    .addOption(new Option('--rpc-host <host>', 'old name of --api-host').hideHelp())
+    .addOption(
+      new Option('--rpc-port <port>', 'old name of --api-port').argParser(integer(0, 65535)).hideHelp(),
+    )
+    .option(
+      '--gateway-keys <file>',
+      'deprecated and ignored: the validators accept the gateway keys the genesis registers',
+    )
     .option(
       '--status-every-ms <ms>',
       'print a status line this often; 0 = never',
@@ -105,16 +131,29 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   if (!member)
     throw new Error(`${opts.key} holds key ${signer.keyId}, which no validator of ${opts.genesis} has`);
   const log = createLogger(opts.logLevel, join(opts.data, 'peer.log')).child({ member });
-  const app = signedEventApplication({ keys: loadGatewayKeys(opts.gatewayKeys) });
+  if (opts.gatewayKeys !== undefined) {
+    const warning = `--gateway-keys is deprecated and ignored: this validator accepts the ${genesis.gateways.length} gateway key(s) ${opts.genesis} registers`;
+    console.error(`masbc-edge peer: ${warning}`);
+    log.warn(warning);
+  }
+  if (genesis.gateways.length === 0) {
+    const warning = `${opts.genesis} registers no gateway keys (gateways:): every event will be refused as unknown_key`;
+    console.error(`masbc-edge peer: ${warning}`);
+    log.warn(warning);
+  }
   const identity = await loadValidatorIdentity(opts.key);
   const transport = new Libp2pTransport({ genesis, self: member, identity, logger: log });
   const store = ChainStore.open({
     path: chainStorePath(opts.data),
     chain: chainContext(genesis),
-    txId: app.txId,
+    txId: txIdOf,
   });
   let node: ConsensusNode;
+  let replayedBlocks: number;
   try {
+    const opened = openLedger(genesis, store);
+    const app = opened.app;
+    replayedBlocks = opened.replayedBlocks;
     node = new ConsensusNode({
       genesis,
       self: member,
@@ -130,9 +169,21 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     throw err;
   }
   await node.start();
-  const rpc = await startRpc(node, { host: opts.rpcHost, port: opts.rpcPort });
+  if (replayedBlocks > 0) log.info('ledger state rebuilt from stored blocks', { blocks: replayedBlocks });
+  const api = buildValidatorApi({ node });
+  let apiUrl: string;
+  try {
+    apiUrl = await api.listen({
+      host: opts.apiHost ?? opts.rpcHost ?? '127.0.0.1',
+      port: opts.apiPort ?? opts.rpcPort ?? 0,
+    });
+  } catch (err) {
+    await api.close();
+    await node.stop();
+    throw err;
+  }
   console.log(
-    `peer ${member} ready: peer id ${identity.peerId} | listen ${transport.multiaddrs.join(' ')} | rpc ${rpc.url} | height ${store.height}`,
+    `peer ${member} ready: peer id ${identity.peerId} | listen ${transport.multiaddrs.join(' ')} | api ${apiUrl} | height ${store.height}`,
   );
   let last = { atMs: Date.now(), txs: node.metrics().saves.txs };
   const timer =
@@ -150,7 +201,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     stopped: node.closed,
     async stop() {
       clearInterval(timer);
-      await rpc.close();
+      await api.close();
       await node.stop();
       log.flush();
     },

@@ -17,9 +17,12 @@
  * - Sync requests the core emits go over the transport's request/response; answers are fed back as
  *   inputs. Requests from peers are answered from the store with `syncResponseFor`.
  * - A timer feeds `tick` at the core's `wakeAtMs`, on a clock that never goes backwards (clock.ts).
+ * - The application's state rows (the ledger's gateway heads) are saved in the same transaction as
+ *   the blocks that changed them (node/application.ts).
  *
  * @example
- *   const store = ChainStore.open({ path: chainStorePath(dataDir), chain: chainContext(genesis), txId: app.txId });
+ *   const store = ChainStore.open({ path: chainStorePath(dataDir), chain: chainContext(genesis), txId: txIdOf });
+ *   const { app } = openLedger(genesis, store);          // the ledger, as of the store's tip
  *   const node = new ConsensusNode({ genesis, self: 'acme', signer, transport, store, app });
  *   node.onCommitted((b) => outbox.markCommitted(b.txIds, b.height));   // finality
  *   await node.start();
@@ -41,7 +44,7 @@ import type { Application } from './node/application.ts';
 import { type Clock, monotonicWallClock } from './node/clock.ts';
 import type { Block, CertifiedBlock, CommitCertificate, Message, SyncRequest } from './types.ts';
 
-export type { Application } from './node/application.ts';
+export type { Application, AppStateRow } from './node/application.ts';
 
 /** The runtime's own bounds (the core's and the transport's are theirs). */
 export interface NodeLimits {
@@ -167,6 +170,8 @@ export interface NodeMetrics {
   listenerErrors: number;
   core: ReplicaMetrics;
   transport: TransportMetrics;
+  /** The application's counters (`Application.metrics`; the ledger's refusals, pool, checker), if any. */
+  app?: unknown;
 }
 
 /** The node is not running (not started yet, stopped, or failed). */
@@ -194,11 +199,19 @@ interface Inbound {
 interface Pending {
   records: Ready['persist'];
   committed: CertifiedBlock[];
+  /** Application state rows the committed blocks changed (the last value of a key wins). */
+  appState: Map<string, Uint8Array>;
   messages: Ready['messages'];
   syncRequests: { to: number; request: SyncRequest }[];
 }
 
-const emptyPending = (): Pending => ({ records: [], committed: [], messages: [], syncRequests: [] });
+const emptyPending = (): Pending => ({
+  records: [],
+  committed: [],
+  appState: new Map(),
+  messages: [],
+  syncRequests: [],
+});
 
 /** Extra bytes of a sync-response envelope beyond its blocks (a safe over-estimate). */
 const syncEnvelopeBytes = 4_096;
@@ -263,6 +276,12 @@ export class ConsensusNode {
     }
     if (init.store.chain.chainId !== genesis.chainId)
       throw new RangeError('the store belongs to another chain');
+    const appHeight = init.app.stateHeight?.();
+    if (appHeight !== undefined && appHeight !== init.store.height) {
+      throw new RangeError(
+        `the application's state is as of height ${appHeight}, the store's tip is ${init.store.height}: build it from the store (openLedger)`,
+      );
+    }
     this.store = init.store;
     this.#transport = init.transport;
     this.#app = init.app;
@@ -301,6 +320,11 @@ export class ConsensusNode {
 
   get state(): NodeState {
     return this.#state;
+  }
+
+  /** The application's id of a transaction (for events, the event id). */
+  txId(tx: Uint8Array): Uint8Array {
+    return this.#app.txId(tx);
   }
 
   /**
@@ -412,6 +436,7 @@ export class ConsensusNode {
       listenerErrors: this.#listenerErrors,
       core: this.#replica.metrics(),
       transport: this.#transport.metrics(),
+      ...(this.#app.metrics ? { app: this.#app.metrics() } : {}),
     };
   }
 
@@ -485,7 +510,8 @@ export class ConsensusNode {
     for (const cb of rd.committed) {
       p.committed.push(cb);
       for (const tx of cb.block.txs) this.#unsavedTxIds.add(toHex(this.#app.txId(tx)));
-      this.#app.onCommitted?.(cb);
+      const rows = this.#app.onCommitted?.(cb);
+      if (rows) for (const r of rows) p.appState.set(r.key, r.data);
     }
     for (const m of rd.messages) {
       if (m.message.type === 'sync-request' && m.to !== 'all') {
@@ -517,7 +543,13 @@ export class ConsensusNode {
     this.#pending = emptyPending();
     if (p.records.length > 0 || p.committed.length > 0) {
       const t0 = performance.now();
-      this.store.save({ records: p.records, committed: p.committed });
+      // With blocks, the application's state (as of the new tip) goes in the same transaction.
+      const keepsState = p.committed.length > 0 && this.#app.stateHeight !== undefined;
+      this.store.save({
+        records: p.records,
+        committed: p.committed,
+        ...(keepsState ? { appState: p.appState } : {}),
+      });
       const ms = performance.now() - t0;
       const s = this.#saves;
       s.count++;

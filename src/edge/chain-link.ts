@@ -1,7 +1,9 @@
 /**
  * How a gateway reaches the alliance chain, per `chain.role` in gateway.yaml:
  * - `validator`: it hosts its member's validator in the same process (ConsensusNode over libp2p,
- *   block store under `<dataDir>/chain`), optionally serving the validator HTTP API to client gateways;
+ *   running the ledger with the gateway keys the genesis registers, block store and ledger state
+ *   under `<dataDir>/chain`), optionally serving the validator HTTP API (the one `masbc-edge peer`
+ *   serves) to client gateways. `chain.gatewayKeys` is deprecated and ignored, with a warning;
  * - `client`: it submits to its member's validator over that HTTP API;
  * - `none`: no chain; events stay in the outbox.
  */
@@ -9,10 +11,11 @@ import { dirname, join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildValidatorApi } from '../api/validator-api.ts';
 import type { LoadedConfig } from '../config/index.ts';
+import { txIdOf } from '../consensus/app/tx.ts';
 import { loadGenesis } from '../consensus/genesis.ts';
 import { loadValidatorIdentity } from '../consensus/net/identity.ts';
 import { Libp2pTransport } from '../consensus/net/libp2p.ts';
-import { loadGatewayKeys, signedEventApplication } from '../consensus/node/events.ts';
+import { openLedger } from '../consensus/node/ledger.ts';
 import { ConsensusNode, chainContext, type NodeStatus } from '../consensus/node.ts';
 import { loadKeyFile } from '../crypto/keys.ts';
 import { ChainStore, chainStorePath } from '../store/chain.ts';
@@ -50,31 +53,48 @@ export async function openChainLink(config: LoadedConfig, log: Logger): Promise<
   const member = genesis.byKeyId(signer.keyId)?.memberId;
   if (!member)
     throw new Error(`${keyFile} holds key ${signer.keyId}, which no validator of ${genesisFile} has`);
-  if (!chain.gatewayKeys)
-    throw new Error('chain.gatewayKeys: role validator needs the file of accepted gateway keys');
-  const app = signedEventApplication({ keys: loadGatewayKeys(resolve(baseDir, chain.gatewayKeys)) });
   const nodeLog = log.child({ part: 'chain', member });
+  if (chain.gatewayKeys !== undefined) {
+    nodeLog.warn(
+      `chain.gatewayKeys is deprecated and ignored: the validator accepts the ${genesis.gateways.length} gateway key(s) the genesis registers; remove it from ${config.gatewayFile}`,
+    );
+  }
+  const self = config.gateway.gateway;
+  if (!genesis.gateways.some((g) => g.memberId === self.enterprise && g.gateway === self.id)) {
+    nodeLog.warn(
+      `the genesis registers no key for this gateway (${self.enterprise}/${self.id}): the alliance will refuse its events (unknown_key)`,
+    );
+  }
   const identity = await loadValidatorIdentity(keyFile);
   const transport = new Libp2pTransport({ genesis, self: member, identity, logger: nodeLog });
   const store = ChainStore.open({
     path: chainStorePath(join(config.paths.dataDir, 'chain')),
     chain: chainContext(genesis),
-    txId: app.txId,
+    txId: txIdOf,
   });
   let node: ConsensusNode;
   try {
+    const { app, replayedBlocks } = openLedger(genesis, store);
+    if (replayedBlocks > 0)
+      nodeLog.info('ledger state rebuilt from stored blocks', { blocks: replayedBlocks });
     node = new ConsensusNode({ genesis, self: member, signer, transport, store, app, logger: nodeLog });
   } catch (err) {
     store.close();
     throw err;
   }
   await node.start();
-  const client = localChainClient(node, app.txId);
+  const client = localChainClient(node);
   let api: FastifyInstance | null = null;
   let apiUrl: string | null = null;
   if (config.gateway.api.enabled) {
-    api = buildValidatorApi({ node, chain: client, txId: app.txId });
-    apiUrl = await api.listen({ host: config.gateway.api.host, port: config.gateway.api.port });
+    api = buildValidatorApi({ node, chain: client });
+    try {
+      apiUrl = await api.listen({ host: config.gateway.api.host, port: config.gateway.api.port });
+    } catch (err) {
+      await api.close();
+      await node.stop();
+      throw err;
+    }
   }
   nodeLog.info('validator started', {
     peerId: identity.peerId,

@@ -15,7 +15,6 @@ const encoder = new TextEncoder();
 /** Final blocks above `afterHeight` read from the node's store, at most `limit`. */
 export function committedBlocksAfter(
   node: ConsensusNode,
-  txId: (tx: Uint8Array) => Uint8Array,
   afterHeight: number,
   limit: number,
 ): CommittedBlockInfo[] {
@@ -23,7 +22,7 @@ export function committedBlocksAfter(
   for (let h = afterHeight + 1; out.length < limit; h++) {
     const cb = node.store.blockAt(h);
     if (!cb) break;
-    out.push(blockInfo(cb.block, txId));
+    out.push(blockInfo(cb.block, (tx) => node.txId(tx)));
   }
   return out;
 }
@@ -39,9 +38,10 @@ function blockInfo(block: Block, txId: (tx: Uint8Array) => Uint8Array): Committe
 /** Blocks replayed from the store per step, so a long replay does not block the event loop for long. */
 const replayPageBlocks = 64;
 
-/** `txId` is the application's (the event id of a transaction's bytes). */
-export function localChainClient(node: ConsensusNode, txId: (tx: Uint8Array) => Uint8Array): ChainClient {
+/** Transaction ids are the node's application's (the event id of a transaction's bytes). */
+export function localChainClient(node: ConsensusNode): ChainClient {
   const store = node.store;
+  const txId = (tx: Uint8Array) => node.txId(tx);
   const hashAt = (height: number) => {
     const cb = store.blockAt(height);
     return cb ? toHex(blockHash(cb.block.header)) : '';

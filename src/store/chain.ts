@@ -1,22 +1,25 @@
 /**
- * The block store: committed blocks with their commit certificates, an index by transaction id, and
- * the consensus replica's persisted state (view, votes, prepared certificates, NEW-VIEW), in one
- * SQLite file so that one transaction covers both (docs/runtime.md, "Persistence").
+ * The block store: committed blocks with their commit certificates, an index by transaction id, the
+ * consensus replica's persisted state (view, votes, prepared certificates, NEW-VIEW) and the
+ * application's state derived from the chain (the ledger's per-gateway heads), in one SQLite file so
+ * that one transaction covers them all (docs/runtime.md, "Persistence").
  *
  * - Every row carries `checksum` = SHA-256 of its stored bytes, checked on every read; a block row
  *   is also checked against its own contents (height, block hash, the certificate naming that
  *   hash). A mismatch throws {@link ChainCorruptionError} naming the table and key: corruption is
  *   reported as such, never decoded into something else (CometBFT's WAL has the same rule).
  * - `save` applies the core's `PersistRecord`s as upserts keyed exactly like `applyRecord`
- *   (core/io.ts) and appends committed blocks, in ONE transaction. Blocks must extend the tip: the
- *   committed tip never moves back.
+ *   (core/io.ts), appends committed blocks and upserts the application's state rows, in ONE
+ *   transaction. Blocks must extend the tip: the committed tip never moves back. Application state
+ *   is always saved as of the tip, so a crash can never leave it and the blocks out of step.
  * - Memory is bounded: reads take one block at a time (`blockAt`, `verifyChain` walks a cursor);
  *   the replica state holds at most a few windows of heights because the core prunes it.
  *
  * @example
  *   const store = ChainStore.open({ path: join(dataDir, 'chain.db'), chain, txId });
  *   const state = store.loadPersistedState();          // for Replica.start
- *   store.save({ records: rd.persist, committed: rd.committed });
+ *   store.save({ records: rd.persist, committed: rd.committed, appState: rowsChangedByThoseBlocks });
+ *   store.loadAppState();                               // { height, blockHash, rows } as of ≤ the tip
  *   store.inclusionProof(txId);                         // RFC 6962 audit path + header + certificate
  */
 import { join } from 'node:path';
@@ -93,6 +96,24 @@ export const chainMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: 'application state (ledger heads), saved with the blocks',
+    // app_state_tip: one row, the block the rows are as of. Stores written before this version have
+    // blocks and no state: it then loads as of height 0 and the application replays the blocks.
+    up: `
+      CREATE TABLE app_state (
+        key TEXT PRIMARY KEY,
+        data BLOB NOT NULL,
+        checksum BLOB NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE app_state_tip (
+        slot INTEGER PRIMARY KEY CHECK (slot = 1),
+        data BLOB NOT NULL,
+        checksum BLOB NOT NULL
+      );
+    `,
+  },
 ];
 
 /** A stored record does not match its checksum or its own contents. */
@@ -142,6 +163,20 @@ export interface ChainStoreOptions {
 export interface SaveBatch {
   records: readonly PersistRecord[];
   committed: readonly CertifiedBlock[];
+  /**
+   * Application state rows (key → bytes, upserts) changed by the blocks up to the tip after
+   * `committed`. When given (even empty), the stored state is then as of that tip: an application
+   * that keeps state here passes it with every batch that commits blocks.
+   */
+  appState?: ReadonlyMap<string, Uint8Array>;
+}
+
+/** The application's stored state: its rows and the block they are as of (at most the tip). */
+export interface StoredAppState {
+  /** 0 (and the genesis hash) when nothing was saved yet, e.g. a store written before the state was kept. */
+  height: number;
+  blockHash: Uint8Array;
+  rows: Map<string, Uint8Array>;
 }
 
 /** Where a transaction sits on chain. */
@@ -204,12 +239,26 @@ function prepareStatements(db: SqliteDatabase) {
     slot: db.prepare('SELECT data, checksum FROM replica_slots WHERE slot = ?'),
     votes: db.prepare('SELECT kind, height, data, checksum FROM replica_votes ORDER BY height, kind'),
     prepared: db.prepare('SELECT height, data, checksum FROM replica_prepared ORDER BY height'),
+    upsertAppState: db.prepare(
+      'INSERT INTO app_state (key, data, checksum) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET data = excluded.data, checksum = excluded.checksum',
+    ),
+    upsertAppTip: db.prepare(
+      'INSERT INTO app_state_tip (slot, data, checksum) VALUES (1, ?, ?) ON CONFLICT (slot) DO UPDATE SET data = excluded.data, checksum = excluded.checksum',
+    ),
+    appState: db.prepare('SELECT key, data, checksum FROM app_state ORDER BY key'),
+    appTip: db.prepare('SELECT data, checksum FROM app_state_tip WHERE slot = 1'),
   };
 }
 
 type Statements = ReturnType<typeof prepareStatements>;
 
 const checksumOf = (data: Uint8Array) => sha256(data);
+/**
+ * An application state row's checksum covers its key too: a key damaged on disk would otherwise
+ * carry an intact value to another key (another gateway's head, say).
+ */
+const appRowChecksumOf = (key: string, data: Uint8Array) =>
+  sha256(Buffer.concat([Buffer.from(key, 'utf8'), Buffer.from([0]), data]));
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -298,7 +347,7 @@ export class ChainStore {
    * {@link ChainInvariantError} if a block does not extend the tip.
    */
   save(batch: SaveBatch): void {
-    if (batch.records.length === 0 && batch.committed.length === 0) return;
+    if (batch.records.length === 0 && batch.committed.length === 0 && !batch.appState) return;
     let tip = this.#tip;
     let tipTimestampMs = this.#tipTimestampMs;
     const q = this.#q;
@@ -320,6 +369,13 @@ export class ChainStore {
         });
         tip = { height: h.height, hash };
         tipTimestampMs = h.timestampMs;
+      }
+      if (batch.appState) {
+        for (const [key, data] of batch.appState) {
+          q.upsertAppState.run(key, data, appRowChecksumOf(key, data));
+        }
+        const data = encodeCanonical({ blockHash: toBase64Url(tip.hash), height: tip.height });
+        q.upsertAppTip.run(data, checksumOf(data));
       }
     })();
     this.#tip = tip;
@@ -408,6 +464,52 @@ export class ChainStore {
     }
     state.tip = this.#tip.height > 0 ? this.blockAt(this.#tip.height)! : null;
     return state;
+  }
+
+  /**
+   * The application's state as last saved: its rows, checked against their checksums, and the block
+   * they are as of, checked against the chain (at most the tip, and the block stored at that
+   * height). Throws {@link ChainCorruptionError} naming the row otherwise.
+   */
+  loadAppState(): StoredAppState {
+    const rows = new Map<string, Uint8Array>();
+    for (const row of this.#q.appState.all() as (DataRow & { key: string })[]) {
+      if (!bytesEqual(appRowChecksumOf(row.key, row.data), row.checksum)) {
+        throw new ChainCorruptionError('app_state', row.key, 'checksum mismatch');
+      }
+      rows.set(row.key, row.data);
+    }
+    const tipRow = this.#q.appTip.get() as DataRow | undefined;
+    if (!tipRow) {
+      if (rows.size > 0)
+        throw new ChainCorruptionError('app_state_tip', '1', 'missing while state rows exist');
+      return { height: 0, blockHash: this.chain.genesisHash, rows };
+    }
+    const o = this.#json('app_state_tip', '1', tipRow);
+    const hash = typeof o.blockHash === 'string' ? fromBase64Url(o.blockHash) : undefined;
+    if (!Number.isSafeInteger(o.height) || (o.height as number) < 0 || hash?.byteLength !== 32) {
+      throw new ChainCorruptionError('app_state_tip', '1', 'not a state tip record');
+    }
+    const height = o.height as number;
+    if (height > this.#tip.height) {
+      throw new ChainCorruptionError(
+        'app_state_tip',
+        '1',
+        `height ${height} is above the chain's tip ${this.#tip.height}`,
+      );
+    }
+    const at = height === 0 ? undefined : this.blockAt(height);
+    if (height > 0 && !at)
+      throw new ChainCorruptionError('blocks', `height ${height}`, 'missing below the tip');
+    const expected = at ? blockHash(at.block.header) : this.chain.genesisHash;
+    if (!bytesEqual(expected, hash)) {
+      throw new ChainCorruptionError(
+        'app_state_tip',
+        '1',
+        `names another block than the one at height ${height}`,
+      );
+    }
+    return { height, blockHash: hash, rows };
   }
 
   /** The certified block at `height`, or undefined above the tip (or at 0). Checked on read. */
@@ -567,6 +669,60 @@ export function inclusionProofToJson(p: InclusionProof): Json {
     path: p.path.map(toBase64Url),
     tx: toBase64Url(p.tx),
     txCount: p.txCount,
+  };
+}
+
+/**
+ * Reads `inclusionProofToJson` back (e.g. an HTTP answer), checking only its shape: verify it with
+ * {@link verifyInclusionProof}. Throws RangeError on anything else.
+ */
+export function inclusionProofFromJson(v: unknown, limits?: ChainLimits): InclusionProof {
+  const bad = (why: string) => new RangeError(`inclusion proof: ${why}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('not an object');
+  const o = v as Json;
+  const header = headerFromJson(o.header, limits);
+  if (!header.ok) throw bad(`header: ${header.error.detail}`);
+  for (const k of ['height', 'index', 'txCount'] as const) {
+    if (!Number.isSafeInteger(o[k]) || (o[k] as number) < 0) throw bad(`${k} is not a non-negative integer`);
+  }
+  if (typeof o.tx !== 'string' || !Array.isArray(o.path) || o.path.length > 64) throw bad('tx or path');
+  const path = o.path.map((p: unknown) => {
+    const b = typeof p === 'string' ? fromBase64Url(p) : undefined;
+    if (b?.byteLength !== 32) throw bad('a path node is not 32 bytes');
+    return b;
+  });
+  return {
+    tx: fromBase64Url(o.tx),
+    height: o.height as number,
+    index: o.index as number,
+    txCount: o.txCount as number,
+    path,
+    header: header.value,
+    certificate: certificateFromJson(o.certificate, bad),
+  };
+}
+
+function certificateFromJson(v: unknown, bad: (why: string) => Error): CommitCertificate {
+  const o = (typeof v === 'object' && v !== null ? v : {}) as Json;
+  const blockHashBytes = typeof o.blockHash === 'string' ? fromBase64Url(o.blockHash) : undefined;
+  if (
+    blockHashBytes?.byteLength !== 32 ||
+    !Number.isSafeInteger(o.height) ||
+    !Number.isSafeInteger(o.view) ||
+    !Array.isArray(o.commits) ||
+    o.commits.length > 1024
+  ) {
+    throw bad('not a commit certificate');
+  }
+  return {
+    blockHash: blockHashBytes,
+    height: o.height as number,
+    view: o.view as number,
+    commits: o.commits.map((c: unknown) => {
+      const q = c as Json;
+      if (!Number.isSafeInteger(q?.replica) || typeof q?.signature !== 'string') throw bad('bad commit vote');
+      return { replica: q.replica as number, signature: fromBase64Url(q.signature) };
+    }),
   };
 }
 

@@ -1,37 +1,43 @@
 /**
- * A gateway's path to finality through a validator's HTTP API (chain role `client`): real
- * ConsensusNodes (n = 4, in-memory transport), a real socket between the gateway and the API, and
- * the refusals every validator gives to forged, replayed and unknown-key events.
+ * The validator HTTP API: a gateway's path to finality through it (chain role `client`), real
+ * ConsensusNodes running the ledger (n = 4, in-memory transport), a real socket between the gateway
+ * and the API, the refusals every validator gives to forged, replayed and unknown-key events, raw
+ * submissions (NDJSON), blocks and proofs checkable against the genesis alone, and its bounds.
  */
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildValidatorApi } from '../../src/api/validator-api.ts';
-import { signedEventApplication } from '../../src/consensus/node/events.ts';
-import { generateKey } from '../../src/crypto/keys.ts';
+import { decodeCertifiedBlock, verifyCertifiedBlock } from '../../src/consensus/codec.ts';
+import { chainContext } from '../../src/consensus/node.ts';
+import { encodeCanonical } from '../../src/crypto/canonical.ts';
+import { toHex } from '../../src/crypto/hash.ts';
 import { encodeEvent, type SignedEvent } from '../../src/edge/event.ts';
 import { httpChainClient } from '../../src/edge/http-chain.ts';
 import { localChainClient } from '../../src/edge/local-chain.ts';
 import { silentLogger } from '../../src/edge/logger.ts';
-import { EventSigner, emptyHead } from '../../src/edge/signer.ts';
 import { Submitter } from '../../src/edge/submitter.ts';
+import type { CommittedBlockInfo } from '../../src/edge/submitter-types.ts';
 import { EventVerifier } from '../../src/edge/verify.ts';
+import { inclusionProofFromJson, verifyInclusionProof } from '../../src/store/chain.ts';
 import { Outbox } from '../../src/store/outbox.ts';
 import { type MemoryAlliance, memoryAlliance, until } from '../consensus/node/cluster-fixture.ts';
-import { signEvents, testGateways } from '../consensus/node/events-fixture.ts';
+import { signEvents, strangerGateway } from '../consensus/node/events-fixture.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
-const gateways = testGateways(2, 'batch');
 let alliance: MemoryAlliance;
 const apis: FastifyInstance[] = [];
 const urls: string[] = [];
 
 beforeAll(async () => {
-  alliance = await memoryAlliance(4, gateways);
+  alliance = await memoryAlliance(4, { gateways: 3, signing: 'batch' });
   for (const m of alliance.members) {
     const node = await alliance.start(m);
-    const { txId } = signedEventApplication({ keys: gateways.registry });
-    const api = buildValidatorApi({ node, txId, chain: localChainClient(node, txId) });
+    // member-1 serves it the way a gateway hosting the validator does (sharing its chain client).
+    const api =
+      m === 'member-1'
+        ? buildValidatorApi({ node, chain: localChainClient(node) })
+        : buildValidatorApi({ node });
     urls.push(await api.listen({ host: '127.0.0.1', port: 0 }));
     apis.push(api);
   }
@@ -55,8 +61,8 @@ async function post(url: string, events: unknown[]) {
 
 describe('validator HTTP API', () => {
   it('a client gateway reaches finality through it: every event final exactly once, marked in its outbox', async () => {
-    const gw = gateways.gateways[0]!;
-    const verifier = new EventVerifier(gateways.registry);
+    const gw = alliance.gateways.gateways[0]!;
+    const verifier = new EventVerifier(alliance.gateways.registry);
     const outbox = Outbox.open({
       path: join(tempDir('api'), 'outbox.db'),
       verifier,
@@ -104,7 +110,7 @@ describe('validator HTTP API', () => {
   });
 
   it('every validator refuses a forged, a replayed and an unknown-key event, and counts the refusal', async () => {
-    const gw = gateways.gateways[1]!;
+    const gw = alliance.gateways.gateways[1]!;
     const { events } = signEvents(gw, 2);
     const first = await post(urls[0]!, [events[0]]);
     expect(first[0]).toMatchObject({ accepted: true });
@@ -116,24 +122,7 @@ describe('validator HTTP API', () => {
 
     const forged: SignedEvent = JSON.parse(encodeEvent(events[1]!));
     forged.sig = { t: 'event', sig: 'A'.repeat(86) };
-    const stranger = new EventSigner(
-      { enterprise: 'intruder', site: 's', line: 'l', gateway: 'gw-x' },
-      generateKey(),
-      { mode: 'event' },
-    );
-    const unknown = stranger.sign(
-      [
-        {
-          kind: 'part_completed',
-          dataClass: 'process',
-          station: 'S',
-          device: 'd',
-          sourceTimeMs: 1,
-          values: {},
-        },
-      ],
-      emptyHead,
-    ).events[0]!;
+    const unknown = signEvents(strangerGateway(), 1).events[0]!;
 
     for (const url of urls) {
       const [f, r, u] = await post(url, [forged, events[0], unknown]);
@@ -151,6 +140,129 @@ describe('validator HTTP API', () => {
     }
     const health = await fetch(`${urls[2]}/health`);
     expect(health.status).toBe(200);
+  });
+
+  it('takes exact bytes as NDJSON and serves blocks and proofs that check against the genesis alone', async () => {
+    const node = alliance.nodes.get('member-3')!;
+    const gw = alliance.gateways.gateways[2]!;
+    const { events, bytes } = signEvents(gw, 5);
+    const next = signEvents(gw, 1);
+    const e = next.events[0]!;
+    // The same event with its keys in another order: valid JSON, not its canonical bytes.
+    const reordered = new TextEncoder().encode(
+      JSON.stringify({ sig: e.sig, id: e.id, env: e.env, body: e.body }),
+    );
+    const body = Buffer.concat([
+      ...bytes.slice(0, 4).flatMap((b) => [b, Buffer.from('\n')]),
+      bytes[4]!,
+      Buffer.from('\r\n'),
+      reordered,
+      Buffer.from('\n\n'),
+      next.bytes[0]!,
+    ]);
+    const res = await fetch(`${urls[2]}/v1/txs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body,
+    });
+    expect(res.status).toBe(200);
+    const { results } = (await res.json()) as {
+      results: { accepted: boolean; id?: string; reason?: string; detail?: string }[];
+    };
+    expect(results.slice(0, 5)).toEqual(events.map((x) => ({ accepted: true, id: x.id })));
+    expect(results[5]).toMatchObject({ accepted: false, reason: 'invalid' });
+    expect(results[5]!.detail).toMatch(/^malformed/);
+    expect(results[6]).toEqual({ accepted: true, id: e.id });
+    await until(() => node.store.hasTx(Buffer.from(e.id, 'hex')), 'the events final');
+
+    const ctx = chainContext(alliance.alliance.genesis);
+    const limits = alliance.alliance.genesis.chainLimits;
+    const at = node.store.txLocation(Buffer.from(e.id, 'hex'))!;
+    const block = await (await fetch(`${urls[2]}/v1/blocks/${at.height}`)).json();
+    const decoded = decodeCertifiedBlock(encodeCanonical(block), limits);
+    expect(decoded.ok && verifyCertifiedBlock(ctx, limits, decoded.value)).toBeNull();
+    for (const id of [events[0]!.id, e.id]) {
+      const proof = inclusionProofFromJson(await (await fetch(`${urls[2]}/v1/proofs/${id}`)).json(), limits);
+      expect(verifyInclusionProof(ctx, proof)).toBeNull();
+      expect(toHex(node.txId(proof.tx))).toBe(id);
+      proof.index = (proof.index + 1) % proof.txCount;
+      expect(verifyInclusionProof(ctx, proof)).not.toBeNull();
+    }
+    const api = apis[2]!;
+    expect((await api.inject({ url: `/v1/proofs/${'0'.repeat(64)}` })).statusCode).toBe(404);
+    expect((await api.inject({ url: '/v1/proofs/xyz' })).statusCode).toBe(400);
+    expect((await api.inject({ url: `/v1/blocks/${node.store.height + 1}` })).statusCode).toBe(404);
+    expect((await api.inject({ url: '/v1/blocks/0' })).statusCode).toBe(400);
+    const metrics = (await api.inject({ url: '/v1/metrics' })).json();
+    expect(metrics.status.committedHeight).toBe(metrics.app.height);
+    expect(metrics.app.refusals.malformed).toBeGreaterThanOrEqual(1);
+  });
+
+  it('long-polls /v1/commits until a block is final, with a bound on waiting requests and on bodies', async () => {
+    const node = alliance.nodes.get('member-4')!;
+    const api = buildValidatorApi({
+      node,
+      limits: { commitWaitersMax: 1, bodyBytesMax: 4096, submitEventsMax: 2 },
+    });
+    try {
+      await api.ready();
+      // Quiet first: nothing left to commit anywhere, so the next block is the one submitted below.
+      const nodes = [...alliance.nodes.values()];
+      await until(
+        () => nodes.every((n) => n.status().mempoolTxs === 0 && n.store.height === nodes[0]!.store.height),
+        'a quiet alliance',
+      );
+      const after = node.store.height;
+      // Two requests wait for the next block; only one may: the other is refused at once.
+      let firstDone = '';
+      const poll = (name: string) =>
+        api.inject({ url: `/v1/commits?after=${after}&waitMs=20000` }).then((r) => {
+          firstDone ||= name;
+          return r;
+        });
+      const a = poll('a');
+      const b = poll('b');
+      const refused = await Promise.race([a, b]);
+      expect(refused.statusCode).toBe(503);
+      const waiting = firstDone === 'a' ? b : a;
+      const gw = alliance.gateways.gateways[2]!;
+      const { events, bytes } = signEvents(gw, 1);
+      node.submit(bytes);
+      const answer = await waiting;
+      expect(answer.statusCode).toBe(200);
+      const { blocks } = answer.json() as { blocks: CommittedBlockInfo[] };
+      expect(blocks[0]!.height).toBe(after + 1);
+      await until(() => node.store.hasTx(Buffer.from(events[0]!.id, 'hex')), 'the event final');
+      const page = (await api.inject({ url: `/v1/commits?after=0&limit=2` })).json() as {
+        blocks: CommittedBlockInfo[];
+      };
+      expect(page.blocks.map((b) => b.height)).toEqual([1, 2]);
+
+      const ndjson = { 'content-type': 'application/x-ndjson' };
+      const big = await api.inject({
+        method: 'POST',
+        url: '/v1/txs',
+        headers: ndjson,
+        payload: 'x'.repeat(5000),
+      });
+      expect(big.statusCode).toBe(413);
+      const many = await api.inject({
+        method: 'POST',
+        url: '/v1/txs',
+        headers: ndjson,
+        payload: 'a\nb\nc\n',
+      });
+      expect(many.statusCode).toBe(413);
+      const typed = await api.inject({
+        method: 'POST',
+        url: '/v1/txs',
+        headers: { 'content-type': 'text/plain' },
+        payload: 'a',
+      });
+      expect(typed.statusCode).toBe(415);
+    } finally {
+      await api.close();
+    }
   });
 
   it('answers bad requests with 400 and a reason', async () => {

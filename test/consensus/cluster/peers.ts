@@ -1,7 +1,8 @@
 /**
  * Validators as real OS processes (`bin/masbc-edge.js peer`) over real libp2p on loopback, for the
- * cluster tests and the benchmark: start, kill -9, restart, read status and blocks over each
- * peer's local HTTP endpoint, and sign real events with the alliance's test gateway keys.
+ * cluster tests, the benchmark and the end-to-end tests: start, kill -9, restart, submit and read
+ * status, blocks, proofs and commits over each peer's validator HTTP API (src/api/validator-api.ts),
+ * and sign real events with the test gateway keys the alliance's genesis registers.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
@@ -14,6 +15,8 @@ import { encodeCanonical } from '../../../src/crypto/canonical.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
 import { encodeEvent } from '../../../src/edge/event.ts';
 import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/edge/signer.ts';
+import type { CommittedBlockInfo } from '../../../src/edge/submitter-types.ts';
+import { type InclusionProof, inclusionProofFromJson } from '../../../src/store/chain.ts';
 
 const bin = resolve(import.meta.dirname, '../../../bin/masbc-edge.js');
 
@@ -68,7 +71,7 @@ export class PeerProcess {
       createInterface({ input: stream }).on('line', (line) => {
         if (this.output.length > 200) this.output.shift();
         this.output.push(line);
-        const m = / rpc (http:\/\/\S+) /.exec(line);
+        const m = / api (http:\/\/\S+) /.exec(line);
         if (m) {
           this.url = m[1]!;
           ready.resolve();
@@ -107,9 +110,26 @@ export class PeerProcess {
     return r.value;
   }
 
+  /** The inclusion proof of a committed transaction (hex id), as served: check it with verifyInclusionProof. */
+  async proof(id: string): Promise<InclusionProof> {
+    return inclusionProofFromJson(await this.#get(`/v1/proofs/${id}`));
+  }
+
+  /** Final blocks above `after` (long-polls up to `waitMs` when there is none yet). */
+  async commits(after: number, waitMs: number, signal?: AbortSignal): Promise<CommittedBlockInfo[]> {
+    const res = await fetch(`${this.url}/v1/commits?after=${after}&waitMs=${waitMs}`, { signal });
+    if (!res.ok) throw new Error(`${this.member} /v1/commits: HTTP ${res.status}`);
+    return ((await res.json()) as { blocks: CommittedBlockInfo[] }).blocks;
+  }
+
+  /** Submits transactions' exact bytes (POST /v1/txs, NDJSON). */
   async submit(txs: readonly Uint8Array[]): Promise<SubmitAnswer[]> {
     const body = Buffer.concat(txs.flatMap((t) => [t, Buffer.from('\n')]));
-    const res = await fetch(`${this.url}/v1/txs`, { method: 'POST', body });
+    const res = await fetch(`${this.url}/v1/txs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body,
+    });
     const json = (await res.json()) as { results?: SubmitAnswer[]; error?: string };
     if (!json.results) throw new Error(`${this.member}: submit: ${json.error}`);
     return json.results;
@@ -144,8 +164,6 @@ export async function startCluster(
         files.alliance.keyFiles.get(v.memberId)!,
         '--data',
         join(dir, 'data', v.memberId),
-        '--gateway-keys',
-        files.gatewayKeysFile,
         '--status-every-ms',
         '0',
         '--status-interval-ms',
@@ -156,23 +174,30 @@ export async function startCluster(
   return { files, peers, stopAll: () => Promise.all(peers.map((p) => p.stop())).then(() => {}) };
 }
 
-/** A test gateway of the alliance (member's gateway key), signing real events. */
+/**
+ * A member's test gateway (registered in the genesis by `alliance init`), signing real events. Its
+ * events form one seq/prev chain whichever signing mode each call uses, as the ledger requires: the
+ * validators commit them only in that order, so submit them in the order they were signed.
+ */
 export class Gateway {
-  readonly #signer: EventSigner;
+  readonly #signers: Map<SigningMode, EventSigner>;
+  readonly #mode: SigningMode;
   #head: ChainHead = emptyHead;
   #n = 0;
 
   constructor(files: AllianceFiles, member: string, mode: SigningMode) {
-    const key = loadKeyFile(files.gatewayKeyFiles.get(member)!);
-    this.#signer = new EventSigner(
-      { enterprise: member, site: 'site-1', line: 'line-1', gateway: `${member}-gw` },
-      key,
-      { mode },
+    const g = files.gateways.get(member);
+    if (!g) throw new Error(`no test gateway registered for ${member}`);
+    const key = loadKeyFile(g.keyFile);
+    const identity = { enterprise: member, site: 'site-1', line: 'line-1', gateway: g.gateway };
+    this.#signers = new Map(
+      (['event', 'batch'] as const).map((m) => [m, new EventSigner(identity, key, { mode: m })]),
     );
+    this.#mode = mode;
   }
 
-  /** `count` part-completed events as canonical bytes, with their ids. */
-  events(count: number): { ids: string[]; bytes: Uint8Array[] } {
+  /** `count` part-completed events as canonical bytes, with their ids (one batch in 'batch' mode). */
+  events(count: number, mode: SigningMode = this.#mode): { ids: string[]; bytes: Uint8Array[] } {
     const drafts = Array.from({ length: count }, () => {
       this.#n++;
       return {
@@ -186,10 +211,90 @@ export class Gateway {
         values: { diameter: { v: 12.01 + (this.#n % 9) / 1000, unit: 'mm', q: 'good' as const } },
       };
     });
-    const { events, head } = this.#signer.sign(drafts, this.#head);
+    const { events, head } = this.#signers.get(mode)!.sign(drafts, this.#head);
     this.#head = head;
     const enc = new TextEncoder();
     return { ids: events.map((e) => e.id), bytes: events.map((e) => enc.encode(encodeEvent(e))) };
+  }
+}
+
+/** A validator's final blocks as this process sees them arrive (for latency and throughput figures). */
+export interface CommitStream {
+  /** txId hex → time the commit was seen (ms, this process's clock). */
+  seen: Map<string, number>;
+  /** Blocks seen, in height order (one entry per block of the run: a benchmark's record). */
+  blocks: { height: number; txs: number; atMs: number }[];
+  /** Resolves at the next committed block. */
+  next(): Promise<void>;
+  close(): void;
+}
+
+/** Follows a validator's final blocks from its current height (GET /v1/commits, long-polled). */
+export async function followCommits(peer: PeerProcess): Promise<CommitStream> {
+  const abort = new AbortController();
+  let after = (await peer.status()).committedHeight;
+  let waiters: (() => void)[] = [];
+  const stream: CommitStream = {
+    seen: new Map(),
+    blocks: [],
+    next: () => new Promise((resolve) => waiters.push(resolve)),
+    close: () => abort.abort(),
+  };
+  void (async () => {
+    while (!abort.signal.aborted) {
+      try {
+        const blocks = await peer.commits(after, 10_000, abort.signal);
+        const now = Date.now();
+        for (const b of blocks) {
+          if (b.height !== after + 1) break;
+          after = b.height;
+          for (const id of b.txIds) stream.seen.set(id, now);
+          stream.blocks.push({ height: b.height, txs: b.txIds.length, atMs: now });
+        }
+        if (blocks.length > 0) {
+          const woken = waiters;
+          waiters = [];
+          for (const w of woken) w();
+        }
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        process.stderr.write(`(commits of ${peer.member}: ${(err as Error).message}; retrying)\n`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  })();
+  return stream;
+}
+
+/** Refusals a later resubmission cures: the mempool, or the gateway's share of the ordered pool, was full. */
+export function retryable(r: SubmitAnswer): boolean {
+  return (
+    !r.accepted &&
+    (r.reason === 'mempool-full' || (r.reason === 'refused' && /^(pending|held)_full/.test(r.detail)))
+  );
+}
+
+/**
+ * Submits `bytes` (one gateway's events, in its seq order) until each is accepted, pending or
+ * committed, resubmitting what a full pool refused (in order) after the next commit on `stream`.
+ * Any other refusal throws.
+ */
+export async function submitInOrder(
+  peer: PeerProcess,
+  bytes: readonly Uint8Array[],
+  stream: CommitStream,
+): Promise<void> {
+  let pending = bytes;
+  while (pending.length > 0) {
+    const results = await peer.submit(pending);
+    const retry: Uint8Array[] = [];
+    results.forEach((r, k) => {
+      if (r.accepted || r.reason === 'duplicate' || r.reason === 'committed') return;
+      if (!retryable(r)) throw new Error(`${peer.member} refused an event: ${r.reason} ${r.detail}`);
+      retry.push(pending[k]!);
+    });
+    if (retry.length > 0) await stream.next(); // the mempool drains as blocks commit
+    pending = retry;
   }
 }
 

@@ -1,55 +1,54 @@
 /**
- * Real signed production events for the runtime's tests and benchmark: test gateways with Ed25519
- * keys, their key list (the file `masbc-edge peer --gateway-keys` reads), and events signed per
- * event or per batch (src/edge/signer.ts), as canonical bytes ready to submit.
+ * Real signed production events for the runtime's tests: the test gateways a local alliance's
+ * genesis registers (`createLocalAlliance({ gateways })`), and a stranger the genesis does not know,
+ * signing per event or per batch (src/edge/signer.ts) as canonical bytes ready to submit. Each
+ * gateway signs one seq/prev chain, which the ledger commits only in order.
  */
-import { writeFileSync } from 'node:fs';
-import type { GatewayKeysDocument } from '../../../src/consensus/node/events.ts';
-import { generateKey, publicKeyRecord } from '../../../src/crypto/keys.ts';
+import { gatewayRegistryOf } from '../../../src/consensus/app/registry.ts';
+import type { LocalAlliance } from '../../../src/consensus/genesis.ts';
+import { generateKey, loadKeyFile, type Signer } from '../../../src/crypto/keys.ts';
 import { encodeEvent, type SignedEvent } from '../../../src/edge/event.ts';
 import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/edge/signer.ts';
-import { type GatewayKey, type KeyRegistry, keyRegistry } from '../../../src/edge/verify.ts';
+import type { KeyRegistry } from '../../../src/edge/verify.ts';
 
 export interface TestGateway {
+  /** `member/gateway`: the ledger's chain key. */
+  chain: string;
   signer: EventSigner;
   head: ChainHead;
-  key: GatewayKey;
 }
 
 export interface GatewaySet {
   gateways: TestGateway[];
+  /** The genesis's registry (what every validator checks events against). */
   registry: KeyRegistry;
-  document: GatewayKeysDocument;
 }
 
-export function testGateways(count: number, mode: SigningMode = 'event'): GatewaySet {
-  const gateways = Array.from({ length: count }, (_, i) => {
-    const key = generateKey('ed25519');
-    const identity = { enterprise: `ent-${i + 1}`, site: 'site', line: 'line', gateway: `gw-${i + 1}` };
-    const gatewayKey: GatewayKey = {
-      keyId: key.keyId,
-      alg: key.alg,
-      publicKey: key.publicKey,
-      enterprise: identity.enterprise,
-      gateway: identity.gateway,
-    };
-    return { signer: new EventSigner(identity, key, { mode }), head: emptyHead, key: gatewayKey };
-  });
+function gatewayOf(enterprise: string, gateway: string, key: Signer, mode: SigningMode): TestGateway {
+  const identity = { enterprise, site: 'site', line: 'line', gateway };
   return {
-    gateways,
-    registry: keyRegistry(gateways.map((g) => g.key)),
-    document: {
-      gateways: gateways.map((g) => ({
-        enterprise: g.key.enterprise,
-        gateway: g.key.gateway,
-        publicKey: publicKeyRecord(g.key),
-      })),
-    },
+    chain: `${enterprise}/${gateway}`,
+    signer: new EventSigner(identity, key, { mode }),
+    head: emptyHead,
   };
 }
 
-export function writeGatewayKeys(file: string, set: GatewaySet): void {
-  writeFileSync(file, JSON.stringify(set.document));
+/** The gateways registered in the alliance's genesis, in the order of its `gateways:` list. */
+export function allianceGateways(alliance: LocalAlliance, mode: SigningMode = 'event'): GatewaySet {
+  const gateways = alliance.genesis.gateways.map((g) =>
+    gatewayOf(
+      g.memberId,
+      g.gateway,
+      loadKeyFile(alliance.gatewayKeyFiles.get(`${g.memberId}/${g.gateway}`)!),
+      mode,
+    ),
+  );
+  return { gateways, registry: gatewayRegistryOf(alliance.genesis) };
+}
+
+/** A gateway whose key no genesis registers: its events are refused as unknown_key. */
+export function strangerGateway(mode: SigningMode = 'event'): TestGateway {
+  return gatewayOf('member-1', 'gw-stranger', generateKey('ed25519'), mode);
 }
 
 let partCounter = 0;

@@ -1,7 +1,8 @@
 /**
- * The runtime over the in-memory transport with real SQLite stores and real signed events: commits,
- * identical stores, certificates and proofs, the store's upserts against `applyRecord`, refusals
- * counted by reason, restart from the store, and a clean stop.
+ * The runtime over the in-memory transport with real SQLite stores, the ledger and real signed
+ * events of the gateways the genesis registers: commits, identical stores, certificates and proofs,
+ * the store's upserts against `applyRecord`, refusals counted by reason, restart from the store,
+ * and a clean stop. The ledger state's persistence has its own file (ledger-state.test.ts).
  */
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,7 +14,7 @@ import { toHex } from '../../../src/crypto/hash.ts';
 import { encodeEvent } from '../../../src/edge/event.ts';
 import { ChainCorruptionError, verifyInclusionProof } from '../../../src/store/chain.ts';
 import { type MemoryAlliance, memoryAlliance, until } from './cluster-fixture.ts';
-import { signEvents, testGateways } from './events-fixture.ts';
+import { signEvents, strangerGateway } from './events-fixture.ts';
 
 let cluster: MemoryAlliance | undefined;
 afterEach(async () => {
@@ -36,8 +37,8 @@ function comparable(s: PersistedState) {
 
 describe('ConsensusNode over the in-memory transport', () => {
   it('commits submitted events exactly once, identical on every replica, with valid certificates and proofs', async () => {
-    const gws = testGateways(2, 'batch');
-    cluster = await memoryAlliance(4, gws);
+    cluster = await memoryAlliance(4, { gateways: 2, signing: 'batch' });
+    const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const nodes = [...cluster.nodes.values()];
     const finalised = new Map<string, number>();
@@ -91,7 +92,7 @@ describe('ConsensusNode over the in-memory transport', () => {
     const old = ref.blockAt(1)!.block.txs[0]!;
     const forged = signEvents(gws.gateways[1]!, 1).events[0]!;
     forged.env.seq += 1000; // the id no longer matches the envelope
-    const stranger = signEvents(testGateways(1).gateways[0]!, 1).events[0]!;
+    const stranger = signEvents(strangerGateway(), 1).events[0]!;
     const results = nodes[0]!.submit([
       old,
       new TextEncoder().encode(encodeEvent(forged)),
@@ -108,11 +109,12 @@ describe('ConsensusNode over the in-memory transport', () => {
     expect(st.refusals.committed).toBe(1);
     expect(st.refusals.invalid).toBe(3);
     expect(st.invalidTxs).toEqual({ id_mismatch: 1, unknown_key: 1, malformed: 1 });
+    expect(cluster.stateLag).toEqual([]);
   });
 
   it('saves exactly the state applyRecord gives, restarts from it and catches up', async () => {
-    const gws = testGateways(1, 'batch');
-    cluster = await memoryAlliance(4, gws);
+    cluster = await memoryAlliance(4, { gateways: 1, signing: 'batch' });
+    const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const [a, , , d] = cluster.members.map((m) => cluster!.nodes.get(m)!);
     a!.submit(signEvents(gws.gateways[0]!, 50).bytes);
@@ -137,8 +139,8 @@ describe('ConsensusNode over the in-memory transport', () => {
   });
 
   it('reports a corrupt block as corruption, not as data', async () => {
-    const gws = testGateways(1, 'batch');
-    cluster = await memoryAlliance(4, gws);
+    cluster = await memoryAlliance(4, { gateways: 1, signing: 'batch' });
+    const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const a = cluster.nodes.get('member-1')!;
     a.submit(signEvents(gws.gateways[0]!, 10).bytes);
@@ -166,8 +168,8 @@ describe('ConsensusNode over the in-memory transport', () => {
   });
 
   it('stops itself, sending nothing more, when the store cannot save', async () => {
-    const gws = testGateways(1, 'batch');
-    cluster = await memoryAlliance(4, gws);
+    cluster = await memoryAlliance(4, { gateways: 1, signing: 'batch' });
+    const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const b = cluster.nodes.get('member-2')!;
     const transport = cluster.net.transport('member-2');
