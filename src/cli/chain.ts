@@ -4,10 +4,11 @@
  * - `verify`: checks the whole chain from the genesis alone: every block's checksum, its link,
  *   its transaction root and its commit certificate (a quorum of the genesis validators), then every
  *   event: schema, id, body commitment, a signature by a key registered in the genesis, and each
- *   gateway's seq/prev chain, gap-free and in order. This needs no trust in the validator that
- *   served the file. It exits 1 on the first problem and prints where.
+ *   gateway's seq/prev chain, gap-free and in order; then that the ledger state the validator
+ *   saved with its blocks (each gateway's head) is the one those events give. This needs no trust
+ *   in the validator that served the file. It exits 1 on the first problem and prints where.
  * - `lot <lot>`: the lot's events across all gateways, with their block heights.
- * - `status`: height, tip, time of the last block, events and gateways.
+ * - `status`: height, tip, time of the last block, events, and the ledger state's height and gateways.
  *
  * The store is given with `--data <dir>` (a `peer` data folder, or `<gateway dataDir>/chain`) and
  * `--genesis <file>`, or derived from a gateway configuration with `chain.role: validator`.
@@ -15,10 +16,10 @@
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/index.ts';
-import { gatewayRegistryOf } from '../consensus/app/index.ts';
-import { loadGenesis } from '../consensus/genesis.ts';
+import { gatewayRegistryOf, txIdOf } from '../consensus/app/index.ts';
+import { type Genesis, loadGenesis } from '../consensus/genesis.ts';
+import { ledgerStateFromRows } from '../consensus/node/ledger.ts';
 import { chainContext } from '../consensus/node.ts';
-import { fromHex } from '../crypto/hash.ts';
 import type { SignedEvent } from '../edge/event.ts';
 import { type ChainHead, emptyHead } from '../edge/signer.ts';
 import { EventRejected, EventVerifier } from '../edge/verify.ts';
@@ -48,10 +49,13 @@ function openChain(where: Where) {
     genesisFile ??= resolve(dirname(resolve(where.config)), config.gateway.chain.genesis);
   }
   const genesis = loadGenesis(genesisFile);
-  // The id of a transaction is its event's id, read by parsing: this is a reader, not a hot path.
-  const txId = (tx: Uint8Array) => fromHex((JSON.parse(decoder.decode(tx)) as { id: string }).id);
-  const store = ChainStore.open({ path: chainStorePath(data), chain: chainContext(genesis), txId });
+  const store = ChainStore.open({ path: chainStorePath(data), chain: chainContext(genesis), txId: txIdOf });
   return { genesis, store };
+}
+
+/** The ledger state saved with the blocks (checked: a damaged row throws ChainCorruptionError). */
+function savedLedgerState(genesis: Genesis, store: ChainStore) {
+  return ledgerStateFromRows(store.loadAppState(), new Set(gatewayRegistryOf(genesis).chains()));
 }
 
 function* events(
@@ -113,9 +117,28 @@ export function registerChain(program: Command): void {
           }
           count++;
         }
+        const saved = savedLedgerState(genesis, store);
+        let stateNote = `ledger state saved at height ${saved.height} matches`;
+        if (saved.height === height) {
+          for (const chain of new Set([...heads.keys(), ...saved.heads.keys()])) {
+            const want = heads.get(chain);
+            const got = saved.heads.get(chain);
+            if (want?.seq !== got?.seq || want?.id !== got?.id) {
+              console.error(
+                `ledger state: ${chain} is saved at seq ${got?.seq ?? 0}, the chain's events end at seq ${want?.seq ?? 0}`,
+              );
+              process.exitCode = 1;
+              return;
+            }
+          }
+        } else {
+          // Only a store written before the state was kept, or copied mid-write: the validator
+          // replays the blocks above it when it starts.
+          stateNote = `ledger state saved at height ${saved.height} of ${height} (rebuilt when the validator starts)`;
+        }
         console.log(
           `chain ${genesis.chainId} verified: ${height} blocks with valid certificates, ${count} events with valid signatures, ` +
-            `${heads.size} gateway chains gap-free and in order (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+            `${heads.size} gateway chains gap-free and in order, ${stateNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
         );
         for (const [gw, head] of [...heads].sort()) console.log(`  ${gw}: seq 1..${head.seq}`);
       } finally {
@@ -159,9 +182,11 @@ export function registerChain(program: Command): void {
       const { genesis, store } = openChain(opts);
       try {
         const tip = store.height > 0 ? store.blockAt(store.height) : undefined;
+        const saved = savedLedgerState(genesis, store);
         console.log(
           `chain ${genesis.chainId}: height ${store.height}, ${store.txCount()} events, ` +
-            (tip ? `last block ${new Date(tip.block.header.timestampMs).toISOString()}` : 'no block yet'),
+            (tip ? `last block ${new Date(tip.block.header.timestampMs).toISOString()}` : 'no block yet') +
+            `; ledger state at height ${saved.height}, ${saved.heads.size} gateway chains`,
         );
       } finally {
         store.close();

@@ -68,7 +68,7 @@ export function registerPeer(program: Command): void {
     .description('Run a validator of an alliance (IPBFT over libp2p) until Ctrl-C')
     .requiredOption('--genesis <file>', 'the alliance genesis (JSON or YAML)')
     .requiredOption('--key <file>', "this member's private key (also its libp2p identity)")
-    .requiredOption('--data <dir>', 'data folder: chain.db (blocks, votes) and peer.log')
+    .requiredOption('--data <dir>', 'data folder: chain.db (blocks, votes, ledger state) and peer.log')
     .option('--member <id>', 'member id in the genesis (default: the one whose key --key holds)')
     .option('--api-host <host>', 'address of the validator HTTP API (default 127.0.0.1)')
     .option(

@@ -143,8 +143,11 @@ describe('ConsensusNode over the in-memory transport', () => {
     const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const a = cluster.nodes.get('member-1')!;
+    // Two blocks at least, so that the damaged one (height 1) is not the tip, which opening reads.
     a.submit(signEvents(gws.gateways[0]!, 10).bytes);
     await until(() => a.store.height >= 1, 'a commit');
+    a.submit(signEvents(gws.gateways[0]!, 10).bytes);
+    await until(() => a.store.height >= 2, 'a second commit');
     const path = a.store.path;
     await cluster.stopAll();
     const db = new Database(path);

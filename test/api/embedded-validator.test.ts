@@ -1,0 +1,102 @@
+/**
+ * A gateway hosting its member's validator (chain role `validator`, src/edge/chain-link.ts) runs the
+ * ledger with the gateway keys of the genesis and serves the same validator HTTP API as
+ * `masbc-edge peer`; a leftover `chain.gatewayKeys` is ignored with a warning. Real libp2p and
+ * SQLite, a real socket; the other members are not running (nothing needs a quorum here).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.ts';
+import { createLocalAlliance } from '../../src/consensus/genesis.ts';
+import type { NodeMetrics, NodeStatus } from '../../src/consensus/node.ts';
+import { loadKeyFile } from '../../src/crypto/keys.ts';
+import { openChainLink } from '../../src/edge/chain-link.ts';
+import { encodeEvent } from '../../src/edge/event.ts';
+import { type Logger, silentLogger } from '../../src/edge/logger.ts';
+import { EventSigner, emptyHead } from '../../src/edge/signer.ts';
+import { signEvents, strangerGateway } from '../consensus/node/events-fixture.ts';
+import { tempDir } from '../helpers/tmp.ts';
+
+/** A logger keeping its warnings. */
+function recordingLogger(warnings: string[]): Logger {
+  const log: Logger = { ...silentLogger, warn: (msg) => warnings.push(msg), child: () => log };
+  return log;
+}
+
+describe("a gateway's embedded validator", () => {
+  it('runs the ledger with the genesis keys and serves the validator API; chain.gatewayKeys is ignored with a warning', async () => {
+    const dir = tempDir('embedded');
+    const alliance = await createLocalAlliance({
+      dir: join(dir, 'alliance'),
+      members: ['acme', 'bolt', 'cobalt', 'dyn'],
+      chainId: 'embedded-test',
+      gateways: { acme: ['gw-line1'] },
+    });
+    mkdirSync(join(dir, 'devices'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(
+      file,
+      [
+        'gateway: { id: gw-line1, enterprise: acme, site: plant1, line: line1 }',
+        'dataDir: data',
+        'chain:',
+        '  role: validator',
+        `  genesis: ${alliance.genesisFile}`,
+        `  memberKeyFile: ${alliance.keyFiles.get('acme')}`,
+        '  gatewayKeys: gateway-keys.json',
+        'api: { enabled: true, host: 127.0.0.1, port: 0 }',
+        '',
+      ].join('\n'),
+    );
+    const warnings: string[] = [];
+    const link = (await openChainLink(loadConfig(file), recordingLogger(warnings)))!;
+    try {
+      expect(warnings.some((w) => /chain\.gatewayKeys is deprecated and ignored/.test(w))).toBe(true);
+      expect(link.role).toBe('validator');
+      const url = link.apiUrl!;
+      const key = loadKeyFile(alliance.gatewayKeyFiles.get('acme/gw-line1')!);
+      const own = new EventSigner(
+        { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw-line1' },
+        key,
+        {
+          mode: 'event',
+        },
+      );
+      const { events } = own.sign(
+        [
+          {
+            kind: 'part_completed',
+            dataClass: 'process',
+            station: 'S',
+            device: 'd',
+            sourceTimeMs: 1,
+            values: {},
+          },
+        ],
+        emptyHead,
+      );
+      const stranger = signEvents(strangerGateway(), 1).bytes[0]!;
+      const body = `${encodeEvent(events[0]!)}\n${new TextDecoder().decode(stranger)}\n`;
+      const res = await fetch(`${url}/v1/txs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson' },
+        body,
+      });
+      const { results } = (await res.json()) as {
+        results: { accepted: boolean; id?: string; detail?: string }[];
+      };
+      expect(results[0]).toEqual({ accepted: true, id: events[0]!.id });
+      expect(results[1]).toMatchObject({ accepted: false });
+      expect(results[1]!.detail).toMatch(/^unknown_key/);
+      const status = (await (await fetch(`${url}/v1/status`)).json()) as NodeStatus;
+      expect(status).toMatchObject({ memberId: 'acme', state: 'running', mempoolTxs: 1 });
+      expect(status.invalidTxs).toEqual({ unknown_key: 1 });
+      const metrics = (await (await fetch(`${url}/v1/metrics`)).json()) as NodeMetrics;
+      expect(metrics.app).toMatchObject({ height: 0, pending: 1, ready: 1 });
+      expect((await fetch(`${url}/health`)).status).toBe(503); // no quorum of peers
+    } finally {
+      await link.stop();
+    }
+  });
+});
