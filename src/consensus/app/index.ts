@@ -4,10 +4,11 @@
  * registry, and each gateway's events go on the ledger exactly once, in seq order, linked by prev.
  *
  * @example
- *   const ledger = new Ledger({ registry: gatewayRegistryOf(genesis), genesisHash: genesis.hashBytes,
- *     requireBody: genesis.eventBodies === 'required', state: storedState });
+ *   const ledger = Ledger.forGenesis(genesis, { state: storedState });
  *   const replica = new Replica({ …, tx: ledger.txHooks((id) => store.hasTx(id)) });
- *   for (const cb of replica.ready().committed) store.save(cb, ledger.apply(cb.block));
+ *   for (const cb of replica.ready().committed) ledger.apply(cb.block);   // → heads to save with it
+ *   // In the runtime: `openLedger(genesis, store)` (src/consensus/node/ledger.ts) does this and
+ *   // keeps the heads in the block store, saved with the blocks.
  */
 export {
   defaultLedgerLimits,

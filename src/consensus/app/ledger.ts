@@ -4,13 +4,12 @@
  * committed per-gateway heads the ordering rule needs. docs/ledger.md has the rules and the
  * argument for why they are safe and live.
  *
- * Wiring (node.ts):
+ * Wiring (src/consensus/node/ledger.ts `openLedger`, which the runtime uses):
  *
- *   const ledger = new Ledger({ registry: gatewayRegistryOf(genesis), genesisHash: genesis.hashBytes,
- *     requireBody: genesis.eventBodies === 'required', state: store.ledgerState() });
+ *   const ledger = Ledger.forGenesis(genesis, { state });   // state: loaded from the block store
  *   const replica = new Replica({ …, tx: ledger.txHooks((id) => store.hasTx(id)) });
- *   // after each input: rd = replica.ready()
- *   db.transaction(() => { for (const cb of rd.committed) store.save(cb, ledger.apply(cb.block)); })();
+ *   // after each input: for (const cb of replica.ready().committed) updates = ledger.apply(cb.block)
+ *   // and the updates are saved in the same SQLite transaction as the blocks
  *
  * `apply` must see every committed block, in order, before the next input to the replica (the
  * same contract as `isCommitted`); it returns the heads the block changed, which the store persists
