@@ -22,6 +22,10 @@ const suites: Record<string, { title: string; run: () => Promise<Figure[]> }> = 
     title: 'Ledger: per-event cost at one validator (one core)',
     run: async () => (await import('./ledger.ts')).benchLedger(),
   },
+  e2e: {
+    title: 'End to end: MQTT source → gateway → 4 validators (all on this machine)',
+    run: async () => (await import('./e2e.ts')).benchE2e(),
+  },
   net: {
     title: 'libp2p transport between two validators (tcp + noise + yamux, loopback)',
     run: () => benchNet(),
