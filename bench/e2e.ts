@@ -97,7 +97,6 @@ function writeBenchGateway(root: string, e: E2eAlliance, url: string): string {
         '  role: validator',
         `  genesis: ${e.alliance.genesisFile}`,
         `  memberKeyFile: ${e.alliance.keyFiles.get(enterprise)}`,
-        `  gatewayKeys: ${e.gatewayKeysFile}`,
         '',
       ].join('\n'),
     );

@@ -3,7 +3,7 @@
  * first run, validates the bundled configuration, starts the equipment simulators on the ports the
  * device maps name, runs the gateway, and prints a live one-line status until Ctrl-C.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../config/index.ts';
@@ -58,17 +58,10 @@ async function demoAlliance(config: LoadedConfig, members: number) {
     gateways: { [g.enterprise]: [g.id] },
     ifExists: 'reuse',
   });
-  // Until every validator reads gateway keys from the genesis, they also get them as a file.
-  const gatewayKeys = join(dir, 'gateway-keys.json');
-  writeFileSync(
-    gatewayKeys,
-    `${JSON.stringify({ gateways: alliance.genesis.gateways.map((r) => ({ enterprise: r.memberId, gateway: r.gateway, publicKey: r.publicKey })) }, null, 2)}\n`,
-  );
   Object.assign(config.gateway.chain, {
     role: 'validator',
     genesis: alliance.genesisFile,
     memberKeyFile: alliance.keyFiles.get(g.enterprise)!,
-    gatewayKeys,
   });
   console.log(
     `alliance ${alliance.genesis.chainId}: ${alliance.genesis.n} validators (${alliance.genesis.validators.map((v) => v.memberId).join(', ')}), ` +
@@ -86,8 +79,6 @@ async function demoAlliance(config: LoadedConfig, members: number) {
             alliance.keyFiles.get(v.memberId)!,
             '--data',
             join(dir, 'data', v.memberId),
-            '--gateway-keys',
-            gatewayKeys,
             '--status-every-ms',
             '0',
             '--stop-with-stdin',

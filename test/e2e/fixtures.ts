@@ -20,7 +20,6 @@ export const gatewayId = 'gw-e2e';
 
 export interface E2eAlliance {
   alliance: LocalAlliance;
-  gatewayKeysFile: string;
   peers: PeerProcess[];
 }
 
@@ -33,18 +32,6 @@ export async function startAlliance(dir: string, viewChangeTimeoutMs: number): P
     gateways: { [enterprise]: [gatewayId] },
     params: { viewChangeTimeoutMs } as never,
   });
-  // The validators read the accepted gateway keys from this file (and the genesis lists them too).
-  const gatewayKeysFile = join(dir, 'gateway-keys.json');
-  writeFileSync(
-    gatewayKeysFile,
-    JSON.stringify({
-      gateways: alliance.genesis.gateways.map((g) => ({
-        enterprise: g.memberId,
-        gateway: g.gateway,
-        publicKey: g.publicKey,
-      })),
-    }),
-  );
   const peers = alliance.genesis.validators
     .slice(1)
     .map(
@@ -56,8 +43,6 @@ export async function startAlliance(dir: string, viewChangeTimeoutMs: number): P
           alliance.keyFiles.get(v.memberId)!,
           '--data',
           join(dir, 'data', v.memberId),
-          '--gateway-keys',
-          gatewayKeysFile,
           '--status-every-ms',
           '0',
           '--status-interval-ms',
@@ -65,7 +50,7 @@ export async function startAlliance(dir: string, viewChangeTimeoutMs: number): P
         ]),
     );
   await Promise.all(peers.map((p) => p.start()));
-  return { alliance, gatewayKeysFile, peers };
+  return { alliance, peers };
 }
 
 /** Simulators with a manual clock; `run()` moves it in real time until `pause()`. */
@@ -115,7 +100,6 @@ export function writeGatewayConfig(root: string, e: E2eAlliance, sims: Simulator
         '  role: validator',
         `  genesis: ${e.alliance.genesisFile}`,
         `  memberKeyFile: ${e.alliance.keyFiles.get(enterprise)}`,
-        `  gatewayKeys: ${e.gatewayKeysFile}`,
         '  submit: { resubmitAfterMs: 3000 }',
         '',
       ].join('\n'),
