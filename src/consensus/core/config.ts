@@ -108,6 +108,12 @@ export interface Timing {
   viewChangeTimeoutMaxMs: number;
   /** A primary waits up to this for more transactions before proposing a block that is not full. */
   proposeDelayMs: number;
+  /**
+   * A block that is not full is proposed only while fewer than this many proposals are uncommitted
+   * (≥ 1). With 1, the pipeline (`windowHeights`) carries full blocks only and a partial block waits
+   * for the previous one to commit, so its size follows the load. Liveness policy, not validity.
+   */
+  partialProposalsInFlightMax: number;
   /** Heartbeat: STATUS broadcast, retransmission of own votes and VIEW-CHANGE, sync and fetch retries. */
   statusIntervalMs: number;
   /** A fresh block's timestamp may run ahead of this replica's clock by at most this much (else it waits). */
@@ -136,6 +142,7 @@ export const defaultTiming: Readonly<Timing> = Object.freeze({
   viewChangeTimeoutMs: 2_000,
   viewChangeTimeoutMaxMs: 64_000,
   proposeDelayMs: 10,
+  partialProposalsInFlightMax: 1,
   statusIntervalMs: 1_000,
   clockDriftMs: 5_000,
   retentionMs: 60_000,
@@ -199,6 +206,7 @@ export function resolveConfig(c: CoreConfig): ResolvedConfig {
     throw new RangeError('viewChangeTimeoutMaxMs must be ≥ viewChangeTimeoutMs');
   }
   if (timing.statusIntervalMs < 1) throw new RangeError('statusIntervalMs must be ≥ 1');
+  if (timing.partialProposalsInFlightMax < 1) throw new RangeError('partialProposalsInFlightMax must be ≥ 1');
   if (local.mempoolTxsMax < limits.blockTxsMax) throw new RangeError('mempoolTxsMax must be ≥ blockTxsMax');
   if (local.mempoolBytesMax < limits.txBytesMax) throw new RangeError('mempoolBytesMax must be ≥ txBytesMax');
   // A pre-prepare for every in-flight height plus votes for them must fit in the per-peer buffer.

@@ -12,8 +12,13 @@ export interface PendingTx {
   id: Uint8Array;
   tx: Uint8Array;
   arrivalMs: number;
+  /** Submitted to this replica by a client (else forwarded by a peer): only the origin re-forwards it. */
+  origin: boolean;
   /** Last time it was forwarded to the other replicas. */
   forwardedMs: number;
+  /** Re-forwards in `forwardView` (the interval doubles with each, and starts again in a new view). */
+  reforwards: number;
+  forwardView: number;
 }
 
 export class Mempool {
@@ -49,10 +54,19 @@ export class Mempool {
   }
 
   /** Adds a transaction the caller checked; returns false if it does not fit. */
-  add(id: Uint8Array, tx: Uint8Array, nowMs: number): boolean {
+  add(id: Uint8Array, tx: Uint8Array, nowMs: number, origin: boolean, view: number): boolean {
     const key = keyOf(id);
     if (this.#txs.has(key) || !this.fits(tx.byteLength)) return false;
-    this.#txs.set(key, { key, id, tx, arrivalMs: nowMs, forwardedMs: nowMs });
+    this.#txs.set(key, {
+      key,
+      id,
+      tx,
+      arrivalMs: nowMs,
+      origin,
+      forwardedMs: nowMs,
+      reforwards: 0,
+      forwardView: view,
+    });
     this.#bytes += tx.byteLength;
     return true;
   }

@@ -13,6 +13,7 @@
 import { bytesEqual } from '../../crypto/hash.ts';
 import {
   blockHash,
+  blockTxBytes,
   faultsTolerated,
   primaryOf,
   quorumSize,
@@ -76,6 +77,8 @@ interface Proposal {
   key: string;
   signature: Uint8Array;
   txKeys: Set<string>;
+  /** Sum of the transactions' bytes. */
+  txBytes: number;
 }
 
 interface Slot {
@@ -91,6 +94,15 @@ interface Slot {
   certificate: CommitCertificate | null;
   /** Own signed messages of the current view, for retransmission. */
   sent: { 'pre-prepare'?: PrePrepare; prepare?: Prepare; commit?: Commit };
+  /**
+   * Primary only: peers known to hold our current PRE-PREPARE (they voted PREPARE or COMMIT for it
+   * in this view), which the heartbeat does not send the whole block again, and when it may next
+   * send it to the others (backing off: a block can be megabytes, and a peer that has not answered
+   * yet is more often busy than missing it).
+   */
+  proposalAcks: Set<number>;
+  proposalResendAtMs: number;
+  proposalResends: number;
 }
 
 interface CommittedBlock {
@@ -110,6 +122,15 @@ interface PeerInfo {
   proposalAnswers: number;
 }
 
+export type ViewChangeCause =
+  | 'progress-timeout'
+  | 'censorship-timeout'
+  | 'view-change-timeout'
+  | 'invalid-proposal'
+  | 'equivocation'
+  | 'joined'
+  | 'restart';
+
 export interface ReplicaMetrics {
   view: number;
   viewChanging: boolean;
@@ -117,6 +138,8 @@ export interface ReplicaMetrics {
   mempoolTxs: number;
   mempoolBytes: number;
   viewChangesStarted: number;
+  /** Why this replica left its views: its own timers, a bad proposal, or joining f+1 others. */
+  viewChangeCauses: Partial<Record<ViewChangeCause, number>>;
   messagesSent: Record<string, number>;
   futureDropped: number;
   faults: Record<number, Record<string, number>>;
@@ -176,6 +199,7 @@ export class Replica {
   readonly #faultCounts = new Map<number, Map<string, number>>();
   readonly #sentCounts = new Map<string, number>();
   #viewChangesStarted = 0;
+  readonly #viewChangeCauses = new Map<ViewChangeCause, number>();
 
   constructor(config: CoreConfig) {
     this.#c = resolveConfig(config);
@@ -259,7 +283,7 @@ export class Replica {
       const nv = state.newView;
       if (!nv || nv.view !== this.#view) {
         // We cannot validate re-proposals of this view without its NEW-VIEW: leave the view.
-        this.#startViewChange(this.#view + 1);
+        this.#startViewChange(this.#view + 1, 'restart');
       } else {
         const r = checkNewView(this.#ctx, this.#c.limits, this.#c.genesisHash, nv, new Set());
         if (!r.ok) throw new Error(`persisted new-view does not verify: ${r.error.detail}`);
@@ -323,6 +347,7 @@ export class Replica {
       mempoolTxs: this.#mempool.size,
       mempoolBytes: this.#mempool.bytes,
       viewChangesStarted: this.#viewChangesStarted,
+      viewChangeCauses: Object.fromEntries(this.#viewChangeCauses),
       messagesSent: Object.fromEntries(this.#sentCounts),
       futureDropped: this.#futureDropped,
       faults,
@@ -428,6 +453,9 @@ export class Replica {
       prepared: null,
       certificate: null,
       sent: {},
+      proposalAcks: new Set(),
+      proposalResendAtMs: 0,
+      proposalResends: 0,
     };
     this.#slots.set(h, s);
     return s;
@@ -517,17 +545,18 @@ export class Replica {
         // Move on only with company: if fewer than f others are known to be at our target view or
         // above, we may be ahead of the honest replicas, and with timeouts capped at
         // viewChangeTimeoutMaxMs they would never catch up. Waiting lets them (docs: "Liveness").
-        if (this.#othersAtOrAbove(this.#view) >= this.#f) this.#startViewChange(this.#view + 1);
+        if (this.#othersAtOrAbove(this.#view) >= this.#f)
+          this.#startViewChange(this.#view + 1, 'view-change-timeout');
         else this.#vcDeadlineMs = now + this.#timeoutMs();
       }
     } else {
       if (!this.#waiting()) this.#progressDeadlineMs = null;
       else if (this.#progressDeadlineMs === null) this.#progressDeadlineMs = now + this.#timeoutMs();
       if (this.#progressDeadlineMs !== null && now >= this.#progressDeadlineMs) {
-        this.#startViewChange(this.#view + 1);
+        this.#startViewChange(this.#view + 1, 'progress-timeout');
       } else {
         const c = this.#censorshipDeadline();
-        if (c !== null && now >= c) this.#startViewChange(this.#view + 1);
+        if (c !== null && now >= c) this.#startViewChange(this.#view + 1, 'censorship-timeout');
       }
     }
     if (now >= this.#nextStatusMs) {
@@ -599,20 +628,12 @@ export class Replica {
     } else {
       for (const s of [...this.#slots.values()].sort((a, b) => a.height - b.height)) {
         if (s.height <= this.#tip.height) continue;
-        for (const m of [s.sent['pre-prepare'], s.sent.prepare, s.sent.commit]) if (m) this.#broadcast(m);
+        const pp = s.sent['pre-prepare'];
+        if (pp) this.#resendProposal(s, pp);
+        for (const m of [s.sent.prepare, s.sent.commit]) if (m) this.#broadcast(m);
       }
     }
-    const forwardAfter = this.#c.timing.viewChangeTimeoutMs;
-    const order = this.#c.tx.order;
-    for (const t of this.#mempool.values()) {
-      if (this.#forward.length >= this.#c.limits.forwardTxsMax) break;
-      // Only proposable ones: transactions waiting for a predecessor that never comes would
-      // otherwise use up the budget on every heartbeat.
-      if (now - t.forwardedMs >= forwardAfter && !this.#inFlight(t.key) && (!order || order.isReady(t.id))) {
-        t.forwardedMs = now;
-        this.#forward.push(t.tx);
-      }
-    }
+    this.#reforward();
     for (const [key, f] of this.#fetching) {
       if (f.height <= this.#tip.height) this.#fetching.delete(key);
       else if (now - f.askedMs >= this.#c.timing.statusIntervalMs) {
@@ -622,6 +643,65 @@ export class Replica {
     }
     this.#maybeSync();
     this.#maybeSendNewView();
+  }
+
+  /**
+   * Re-forwards pending transactions that a client gave to this replica, to the current primary
+   * only, in case the first forward was lost: the primary is the one that must have a transaction to
+   * propose it (a backup that lacks one checks it in the proposal), and the replica a client chose
+   * is the one that answers for it (forwarded copies are not re-forwarded by the others: that made
+   * every pending transaction cross the network n·(n−1) times per T under a backlog). Due T after
+   * the last forward, then 2T, 4T, 8T; in a new view, T again (its primary may never have had it).
+   * Only proposable ones (with order hooks): transactions waiting for a predecessor that never
+   * comes would otherwise use up the budget on every heartbeat. At most forwardTxsMax per heartbeat.
+   */
+  #reforward(): void {
+    const primary = this.#primary();
+    if (this.#viewChanging || primary === this.#self) return;
+    const forwardAfter = this.#c.timing.viewChangeTimeoutMs;
+    const order = this.#c.tx.order;
+    const txs: Uint8Array[] = [];
+    let bytes = 0;
+    for (const t of this.#mempool.values()) {
+      if (txs.length >= this.#c.limits.forwardTxsMax) break;
+      if (!t.origin) continue;
+      if (t.forwardView !== this.#view) {
+        t.forwardView = this.#view;
+        t.reforwards = 0;
+      }
+      if (this.#now - t.forwardedMs < forwardAfter * 2 ** Math.min(t.reforwards, 3)) continue;
+      if (this.#inFlight(t.key) || (order && !order.isReady(t.id))) continue;
+      if (bytes + t.tx.byteLength > this.#c.limits.blockBytesMax) break;
+      t.forwardedMs = this.#now;
+      t.reforwards++;
+      txs.push(t.tx);
+      bytes += t.tx.byteLength;
+    }
+    if (txs.length > 0) this.#send(primary, { type: 'txs', txs });
+  }
+
+  /**
+   * Retransmits our PRE-PREPARE to the peers that have not shown they hold it (no PREPARE or COMMIT
+   * for it from them in this view, and not committed that height), with an interval that doubles up
+   * to 8 heartbeats. Votes are small and go to everyone every heartbeat; a block is not. A peer that
+   * acknowledged and then lost it (a restart) gets the body by a proposal request once the block is
+   * certified, or the block is re-proposed after a view change.
+   */
+  #resendProposal(s: Slot, pp: PrePrepare): void {
+    if (this.#now < s.proposalResendAtMs) return;
+    s.proposalResends++;
+    s.proposalResendAtMs = this.#now + this.#c.timing.statusIntervalMs * 2 ** Math.min(s.proposalResends, 3);
+    for (let r = 0; r < this.#n; r++) {
+      if (r === this.#self || s.proposalAcks.has(r)) continue;
+      if ((this.#peers.get(r)?.committedHeight ?? 0) >= s.height) continue;
+      this.#send(r, pp);
+    }
+  }
+
+  /** Notes that `from` holds the proposal it voted for, if it is our current one at that height. */
+  #ackProposal(slot: Slot, from: number, view: number, key: string): void {
+    const p = slot.proposal;
+    if (p && p.view === view && p.key === key && slot.sent['pre-prepare']) slot.proposalAcks.add(from);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -653,7 +733,7 @@ export class Replica {
     }
     const refused = this.#c.tx.order?.admit(id, tx, this.#now) ?? null;
     if (refused !== null) return { accepted: false, reason: 'refused', detail: refused };
-    if (!this.#mempool.add(id, tx, this.#now))
+    if (!this.#mempool.add(id, tx, this.#now, fromClient, this.#view))
       throw new Error('bug: mempool refused a transaction that fits');
     if (fromClient) this.#forward.push(tx);
     return { accepted: true, id };
@@ -817,7 +897,7 @@ export class Replica {
 
   #invalidProposal(from: number, code: 'equivocation' | 'invalid-proposal', detail: string): void {
     this.#fault(from, code, detail);
-    this.#startViewChange(this.#view + 1);
+    this.#startViewChange(this.#view + 1, code);
   }
 
   /**
@@ -870,7 +950,8 @@ export class Replica {
     return keys;
   }
 
-  #accept(slot: Slot, p: Proposal): void {
+  #accept(slot: Slot, accepted: Omit<Proposal, 'txBytes'>): void {
+    const p: Proposal = { ...accepted, txBytes: blockTxBytes(accepted.block.txs) };
     slot.proposal = p;
     const h = slot.height;
     if (this.#primary(p.view) !== this.#self) {
@@ -913,6 +994,7 @@ export class Replica {
       return;
     }
     slot.prepares.set(m.replica, { key, signature: m.signature });
+    this.#ackProposal(slot, from, m.view, key);
     this.#checkPrepared(m.height);
   }
 
@@ -997,6 +1079,7 @@ export class Replica {
       this.#fault(from, sigErr.code, sigErr.detail);
       return;
     }
+    this.#ackProposal(slot, from, m.view, key);
     this.#addCommit(slot, m.replica, m);
   }
 
@@ -1166,12 +1249,35 @@ export class Replica {
     if (this.#viewChanging || !this.isPrimary) return;
     if (this.#tip.height < this.#base.height) return;
     const limits = this.#c.limits;
+    const delayMs = this.#c.timing.proposeDelayMs;
+    const partialDepthMax = this.#c.timing.partialProposalsInFlightMax;
     for (;;) {
       let h = this.#tip.height + 1;
-      while (this.#slots.get(h)?.proposal) h++;
+      let inFlightTxs = 0;
+      let inFlightBytes = 0;
+      for (let p = this.#slots.get(h)?.proposal; p; p = this.#slots.get(h)?.proposal) {
+        inFlightTxs += p.block.txs.length;
+        inFlightBytes += p.txBytes;
+        h++;
+      }
       if (h > this.#tip.height + this.#w) return;
       if (this.#base.reproposals.has(h)) return; // a re-proposal still lacks its body: wait for the timeout
       if (this.#vote('pre-prepare', h)?.view === this.#view) return; // proposed before a restart
+      // Cheap test before selecting: could the pending transactions that are not in flight fill a
+      // block? If not, a partial block waits (see below); no need to build one on every input.
+      const inFlight = h - this.#tip.height - 1;
+      const canFill =
+        this.#mempool.size - inFlightTxs >= limits.blockTxsMax ||
+        this.#mempool.bytes - inFlightBytes + limits.txBytesMax > limits.blockBytesMax;
+      if (!canFill) {
+        if (inFlight >= partialDepthMax) return; // re-evaluated when a block commits
+        const oldest = this.#mempool.oldest();
+        if (!oldest) return;
+        if (this.#now < oldest.arrivalMs + delayMs) {
+          this.#proposeAtMs = oldest.arrivalMs + delayMs;
+          return;
+        }
+      }
       const parent = this.#parentOf(h);
       if (!parent) return;
       const txs: Uint8Array[] = [];
@@ -1204,8 +1310,15 @@ export class Replica {
         }
       }
       if (txs.length === 0) return;
+      // Batching policy (liveness only): a full block goes at once, pipelined up to the window. A
+      // partial one waits proposeDelayMs after its oldest transaction arrived, and only while fewer
+      // than partialProposalsInFlightMax proposals are uncommitted; otherwise it waits for a commit,
+      // collecting what arrives meanwhile. Block size then follows the load (self-clocking, like
+      // Nagle's algorithm): tiny blocks no longer fill the window ahead of full ones, and each
+      // block's fixed cost (votes, signatures, fsyncs) is shared by more transactions.
       const full = txs.length >= limits.blockTxsMax || bytes + limits.txBytesMax > limits.blockBytesMax;
-      const dueMs = oldestMs + this.#c.timing.proposeDelayMs;
+      const dueMs = oldestMs + delayMs;
+      if (!full && inFlight >= partialDepthMax) return;
       if (!full && this.#now < dueMs) {
         this.#proposeAtMs = dueMs;
         return;
@@ -1244,6 +1357,9 @@ export class Replica {
     });
     const slot = this.#slotAt(h, true)!;
     slot.sent['pre-prepare'] = pp;
+    slot.proposalAcks.clear();
+    slot.proposalResends = 0;
+    slot.proposalResendAtMs = this.#now + this.#c.timing.statusIntervalMs;
     this.#broadcast(pp);
     this.#accept(slot, { view: this.#view, block, hash, key, signature: pp.signature, txKeys });
   }
@@ -1252,8 +1368,9 @@ export class Replica {
   // View change
 
   /** Leaves the current view for `target` (> view): persist the view, then send VIEW-CHANGE. */
-  #startViewChange(target: number): void {
+  #startViewChange(target: number, cause: ViewChangeCause): void {
     if (target <= this.#view) return;
+    this.#viewChangeCauses.set(cause, (this.#viewChangeCauses.get(cause) ?? 0) + 1);
     this.#view = target;
     this.#viewChanging = true;
     this.#failedViews++;
@@ -1278,6 +1395,7 @@ export class Replica {
       s.proposal = null;
       s.prepares.clear();
       s.sent = {};
+      s.proposalAcks.clear();
     }
     for (const [from, list] of this.#future) {
       const keep = list.filter((m) => !('view' in m) || m.view >= this.#view);
@@ -1337,7 +1455,7 @@ export class Replica {
     for (const [r, vc] of this.#latestVc) if (r !== this.#self && vc.view > this.#view) views.push(vc.view);
     if (views.length < this.#f + 1) return;
     views.sort((a, b) => b - a);
-    this.#startViewChange(views[this.#f]!);
+    this.#startViewChange(views[this.#f]!, 'joined');
   }
 
   /** Hands our current view's NEW-VIEW to a peer that is behind (rate-limited). */
