@@ -647,7 +647,7 @@ export class Replica {
 
   /**
    * Re-forwards pending transactions that a client gave to this replica, to the current primary
-   * only, in case the first forward was lost: the primary is the one that must have a transaction to
+   * only (to every other replica while we change view), in case the first forward was lost: the primary is the one that must have a transaction to
    * propose it (a backup that lacks one checks it in the proposal), and the replica a client chose
    * is the one that answers for it (forwarded copies are not re-forwarded by the others: that made
    * every pending transaction cross the network n·(n−1) times per T under a backlog). Due T after
@@ -657,7 +657,7 @@ export class Replica {
    */
   #reforward(): void {
     const primary = this.#primary();
-    if (this.#viewChanging || primary === this.#self) return;
+    if (!this.#viewChanging && primary === this.#self) return;
     const forwardAfter = this.#c.timing.viewChangeTimeoutMs;
     const order = this.#c.tx.order;
     const txs: Uint8Array[] = [];
@@ -677,7 +677,11 @@ export class Replica {
       txs.push(t.tx);
       bytes += t.tx.byteLength;
     }
-    if (txs.length > 0) this.#send(primary, { type: 'txs', txs });
+    if (txs.length === 0) return;
+    // While changing view we do not know who will propose next (we may even have left alone, with
+    // the others still in the view we left): everyone gets them.
+    if (this.#viewChanging) this.#broadcast({ type: 'txs', txs });
+    else this.#send(primary, { type: 'txs', txs });
   }
 
   /**

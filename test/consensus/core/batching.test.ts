@@ -77,6 +77,22 @@ describe('forwarding', () => {
     expect(onChain.some((t) => Buffer.from(t).equals(Buffer.from(lost)))).toBe(true);
     expect(net.replica(0).metrics().viewChangesStarted).toBe(0);
   });
+
+  it('a replica that left the view alone still re-forwards its clients’ transactions, to everyone', () => {
+    // Found by bench/e2e.ts under overload: the gateway's validator (the only holder of its events'
+    // predecessors) timed out alone, and the others, holding only successors, had nothing proposable
+    // and so no timer to move on: no one re-forwarded and the chain stalled for good.
+    const net = new Net(4, { timing: { statusIntervalMs: T / 4 } });
+    const lost = tx();
+    net.submit(1, lost);
+    expect(net.drop(isTxs)).toBe(3); // its first forward is lost everywhere
+    expect(net.settle(() => net.replica(1).viewChanging, T / 4, 4 * T)).toBe(true);
+    expect([0, 2, 3].map((i) => net.replica(i).viewChanging)).toEqual([false, false, false]);
+    // Replicas 0, 2 and 3 are a quorum: once they have the transaction, view 0 commits it.
+    const committedAt = (i: number) =>
+      net.stores[i]!.some((cb) => cb.block.txs.some((t) => Buffer.from(t).equals(Buffer.from(lost))));
+    expect(net.settle(() => [0, 2, 3].every(committedAt), T / 4, 40 * T)).toBe(true);
+  });
 });
 
 describe('proposal retransmission', () => {
