@@ -140,6 +140,23 @@ describe('outbox', () => {
     expect(again.stats().corrupt).toEqual([3]);
   });
 
+  it('verifies in full a row this process wrote if its bytes changed since (the fresh-event fast path)', () => {
+    const { o, path } = openOutbox({ onCorrupt: (seq) => corrupt.push(seq) });
+    const corrupt: number[] = [];
+    o.append(drafts(0, 5), signer);
+    // Unchanged rows come back as written (and verify).
+    expect(o.pending({ limit: 10 }).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    const raw = new Database(path);
+    const json = raw.prepare('SELECT json FROM events WHERE seq = 4').pluck().get() as string;
+    const at = json.indexOf('"v":25.') + 6;
+    raw
+      .prepare('UPDATE events SET json = ? WHERE seq = 4')
+      .run(json.slice(0, at) + (json[at] === '5' ? '6' : '5') + json.slice(at + 1));
+    raw.close();
+    expect(o.pending({ limit: 10 }).map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(corrupt).toEqual([4]);
+  });
+
   it('when the budget is full: keeps everything stored, refuses new drafts, then appends one signed gap event', () => {
     const drops: number[] = [];
     const { o } = openOutbox({ maxRows: 20, onDrop: (n) => drops.push(n) });
