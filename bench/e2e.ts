@@ -6,9 +6,10 @@
  * gateway: the offered rate is the rate). Each scan is one `material_consumed` event whose source
  * time is its publish time, so the gateway's finality latency is source to final block.
  *
- * Phases: (1) latency at 1,000 events/s; (2) sustained committed events/s at a rate above what the
- * alliance can take; (3) a 60 s chain outage (2 of 4 validators stopped) at a live rate, then the
- * backlog's drain rate as a multiple of that live rate; and every process's RSS.
+ * Phases: (1) latency at 1,000 events/s, with each process's CPU share; (2) sustained committed
+ * events/s at a rate above what the alliance can take; (3) a 60 s chain outage (2 of 4 validators
+ * stopped) at a live rate, then the backlog's drain rate as a multiple of that live rate; and every
+ * process's RSS.
  *
  * Run alone: `node bench/e2e.ts` (OUTAGE_S=60 LIVE_RATE=300 SUSTAIN_RATE=4000 to change the phases).
  */
@@ -144,6 +145,16 @@ function rssMb(pid: number): number {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function benchE2e(): Promise<Figure[]> {
@@ -165,7 +176,21 @@ export async function benchE2e(): Promise<Figure[]> {
 
     // (1) Latency at 1,000 events/s: the gateway's source-to-finality p50/p99 over its last 4,096 events.
     source.setRate(1_000);
-    await sleep(25_000);
+    await sleep(5_000);
+    // CPU per process over the last 20 s of it: where the two cores go.
+    const procs = [
+      { name: 'gateway+validator', pid: s().pid },
+      ...alliance.peers.map((p) => ({
+        name: p.member,
+        pid: pidsWith(alliance.alliance.keyFiles.get(p.member)!)[0] ?? 0,
+      })),
+    ];
+    const cpu0 = procs.map((p) => cpuSeconds(p.pid));
+    const cpuT0 = Date.now();
+    await sleep(20_000);
+    const cpuShares = procs.map(
+      (p, i) => (100 * (cpuSeconds(p.pid) - cpu0[i]!)) / ((Date.now() - cpuT0) / 1000),
+    );
     const lat = s().submitter!.latencyMs;
     figures.push({
       name: 'source → final block latency at 1,000 events/s, p50',
@@ -181,6 +206,14 @@ export async function benchE2e(): Promise<Figure[]> {
       runs: [lat.p99],
     });
     log(`latency p50 ${lat.p50} ms p99 ${lat.p99} ms`);
+    figures.push({
+      name: 'CPU per process at 1,000 events/s (% of one core)',
+      value: cpuShares.reduce((a, b) => a + b, 0),
+      unit: '% in all (of 200 %)',
+      runs: cpuShares,
+      note: procs.map((p, i) => `${p.name} ${cpuShares[i]!.toFixed(0)} %`).join('; '),
+    });
+    log(`CPU ${procs.map((p, i) => `${p.name} ${cpuShares[i]!.toFixed(0)}%`).join(', ')}`);
 
     // (2) Sustained: offer more than the alliance takes; committed events/s over three 10 s windows.
     source.setRate(sustainRate);
