@@ -306,10 +306,14 @@ export class Gateway {
       if (s.outbox.pendingGap)
         problems.push(`outbox full: ${s.outbox.pendingGap.droppedCount} drafts lost so far`);
       if (s.queue.failures > 0 && s.queue.queued > 0) problems.push('outbox refusing writes');
+      const mem = process.memoryUsage();
       const status: GatewayStatus = {
         ...s,
         pid: process.pid,
-        rssBytes: process.memoryUsage().rss,
+        rssBytes: mem.rss,
+        // Where the memory is: the JavaScript heap, or outside it (buffers, SQLite, native modules).
+        heapUsedBytes: mem.heapUsed,
+        externalBytes: mem.external,
         updatedMs: this.#now(),
         healthy: problems.length === 0,
         problems,

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Message, PrePrepare } from '../../../src/consensus/types.ts';
-import { Net, ofType, T, toReplica, tx } from './harness.ts';
+import { Net, T, tx } from './harness.ts';
 
 const prePrepares = (net: Net) =>
   net.sent.filter(
