@@ -27,6 +27,7 @@ import { sha256, toHex } from '../src/crypto/hash.ts';
 import { generateKey, nodeVerifier, publicKeyRecord } from '../src/crypto/keys.ts';
 import { encodeEvent } from '../src/edge/event.ts';
 import { EventSigner, emptyHead } from '../src/edge/signer.ts';
+import { partCompleted } from '../test/consensus/cluster/peers.ts';
 import { machine, median } from './lib.ts';
 
 const env = process.env;
@@ -61,19 +62,7 @@ function workload(count: number): Workload {
   let bytes = 0;
   for (let b = 0; b < count / batch; b++) {
     const gw = gws[b % gws.length]!;
-    const drafts = Array.from({ length: batch }, () => {
-      gw.n++;
-      return {
-        kind: 'part_completed' as const,
-        dataClass: 'process' as const,
-        station: 'cnc-1',
-        device: 'cnc-1',
-        sourceTimeMs: Date.now(),
-        lot: `LOT-${Math.floor(gw.n / 500)}`,
-        product: `SN-${gw.n}`,
-        values: { diameter: { v: 12.01 + (gw.n % 9) / 1000, unit: 'mm', q: 'good' as const } },
-      };
-    });
+    const drafts = Array.from({ length: batch }, () => partCompleted(++gw.n));
     const r = gw.signer.sign(drafts, gw.head);
     gw.head = r.head;
     const enc = r.events.map((e) => encoder.encode(encodeEvent(e)));

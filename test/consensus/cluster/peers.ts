@@ -179,6 +179,20 @@ export async function startCluster(
  * events form one seq/prev chain whichever signing mode each call uses, as the ledger requires: the
  * validators commit them only in that order, so submit them in the order they were signed.
  */
+/** The benchmarks' and cluster tests' event: the n-th part completed at a CNC station. */
+export function partCompleted(n: number) {
+  return {
+    kind: 'part_completed' as const,
+    dataClass: 'process' as const,
+    station: 'cnc-1',
+    device: 'cnc-1',
+    sourceTimeMs: Date.now(),
+    lot: `LOT-${Math.floor(n / 500)}`,
+    product: `SN-${n}`,
+    values: { diameter: { v: 12.01 + (n % 9) / 1000, unit: 'mm', q: 'good' as const } },
+  };
+}
+
 export class Gateway {
   readonly #signers: Map<SigningMode, EventSigner>;
   readonly #mode: SigningMode;
@@ -198,19 +212,7 @@ export class Gateway {
 
   /** `count` part-completed events as canonical bytes, with their ids (one batch in 'batch' mode). */
   events(count: number, mode: SigningMode = this.#mode): { ids: string[]; bytes: Uint8Array[] } {
-    const drafts = Array.from({ length: count }, () => {
-      this.#n++;
-      return {
-        kind: 'part_completed' as const,
-        dataClass: 'process' as const,
-        station: 'cnc-1',
-        device: 'cnc-1',
-        sourceTimeMs: Date.now(),
-        lot: `LOT-${Math.floor(this.#n / 500)}`,
-        product: `SN-${this.#n}`,
-        values: { diameter: { v: 12.01 + (this.#n % 9) / 1000, unit: 'mm', q: 'good' as const } },
-      };
-    });
+    const drafts = Array.from({ length: count }, () => partCompleted(++this.#n));
     const { events, head } = this.#signers.get(mode)!.sign(drafts, this.#head);
     this.#head = head;
     const enc = new TextEncoder();
