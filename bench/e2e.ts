@@ -13,7 +13,7 @@
  *
  * Run alone: `node bench/e2e.ts` (OUTAGE_S=60 LIVE_RATE=300 SUSTAIN_RATE=4000 to change the phases).
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,10 +21,10 @@ import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import {
   type E2eAlliance,
-  enterprise,
   GatewayProcess,
   startAlliance,
   waitUntil,
+  writeValidatorGatewayYaml,
 } from '../test/e2e/fixtures.ts';
 import type { Figure } from './lib.ts';
 
@@ -85,24 +85,7 @@ function publisher(url: string) {
 
 /** gateway.yaml (validator role, batch signing) and one MQTT scanner map, QoS 0. */
 function writeBenchGateway(root: string, e: E2eAlliance, url: string): string {
-  mkdirSync(join(root, 'devices'), { recursive: true });
-  const gw = readFileSync('config/gateway.yaml', 'utf8')
-    .replace(/^dataDir: .*$/m, `dataDir: ${join(root, 'data')}`)
-    .replace(/^keyFile: .*$/m, `keyFile: ${e.alliance.gatewayKeyFiles.get(`${enterprise}/gw-e2e`)}`)
-    .replace(/^ {2}id: .*$/m, '  id: gw-e2e')
-    .replace(/^ {2}enterprise: .*$/m, `  enterprise: ${enterprise}`)
-    .replace(
-      /^chain:\n(?: .*\n)*/m,
-      [
-        'chain:',
-        '  role: validator',
-        `  genesis: ${e.alliance.genesisFile}`,
-        `  memberKeyFile: ${e.alliance.keyFiles.get(enterprise)}`,
-        '',
-      ].join('\n'),
-    );
-  const file = join(root, 'gateway.yaml');
-  writeFileSync(file, gw);
+  const file = writeValidatorGatewayYaml(root, e);
   writeFileSync(
     join(root, 'devices', 'scanner.yaml'),
     [

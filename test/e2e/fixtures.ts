@@ -85,11 +85,15 @@ export async function startShopFloor(seed: number, dataDir: string) {
 }
 
 /** Writes gateway.yaml and device maps (press over Modbus TCP, scans over MQTT on a persistent session). */
-export function writeGatewayConfig(root: string, e: E2eAlliance, sims: Simulators): string {
+/**
+ * `<root>/gateway.yaml`: config/gateway.yaml as the e2e gateway of `enterprise`, hosting its
+ * member's validator, with `<root>/data` and `<root>/devices`; `submit` is an optional flow-style
+ * YAML map for `chain.submit`. Returns the file's path.
+ */
+export function writeValidatorGatewayYaml(root: string, e: E2eAlliance, submit?: string): string {
   mkdirSync(join(root, 'devices'), { recursive: true });
-  const dataDir = join(root, 'data');
   const gw = readFileSync('config/gateway.yaml', 'utf8')
-    .replace(/^dataDir: .*$/m, `dataDir: ${dataDir}`)
+    .replace(/^dataDir: .*$/m, `dataDir: ${join(root, 'data')}`)
     .replace(/^keyFile: .*$/m, `keyFile: ${e.alliance.gatewayKeyFiles.get(`${enterprise}/${gatewayId}`)}`)
     .replace(/^ {2}id: .*$/m, `  id: ${gatewayId}`)
     .replace(/^ {2}enterprise: .*$/m, `  enterprise: ${enterprise}`)
@@ -100,12 +104,17 @@ export function writeGatewayConfig(root: string, e: E2eAlliance, sims: Simulator
         '  role: validator',
         `  genesis: ${e.alliance.genesisFile}`,
         `  memberKeyFile: ${e.alliance.keyFiles.get(enterprise)}`,
-        '  submit: { resubmitAfterMs: 3000 }',
+        ...(submit ? [`  submit: ${submit}`] : []),
         '',
       ].join('\n'),
     );
   const file = join(root, 'gateway.yaml');
   writeFileSync(file, gw);
+  return file;
+}
+
+export function writeGatewayConfig(root: string, e: E2eAlliance, sims: Simulators): string {
+  const file = writeValidatorGatewayYaml(root, e, '{ resubmitAfterMs: 3000 }');
   const press = readFileSync('config/devices/press1.yaml', 'utf8')
     .replace(/port: \d+/, `port: ${sims.endpoints.modbusTcpPort}`)
     .replace(/pollIntervalMs: \d+/, 'pollIntervalMs: 100');
