@@ -1,12 +1,14 @@
 /**
  * MQTT acknowledgement after durability, at the driver: the redelivery window (pure) and the driver
- * against an aedes broker with a durable() the test controls. The gateway process with SIGKILL is in
+ * against an aedes broker with a durable() the test controls, and against a scripted broker for a
+ * crash between the outbox write and the PUBACK. The gateway process with SIGKILL is in
  * test/edge/gateway-mqtt-ack.test.ts.
  */
 import { EventEmitter, once } from 'node:events';
 import { createServer } from 'node:net';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
+import mqttPacket from 'mqtt-packet';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MqttDriver } from '../../src/drivers/mqtt/driver.ts';
 import { RedeliveryWindow } from '../../src/drivers/mqtt/redelivery.ts';
@@ -124,5 +126,85 @@ describe('mqtt driver acknowledges after durable()', () => {
     await pub.publishAsync('q0', '5', { qos: 0 });
     await t.waitFor(() => t.readings.some((r) => r.tag === 'w'), 'the QoS 0 reading');
     expect(pending).toHaveLength(0);
+  });
+});
+
+describe('mqtt driver across a crash between the outbox write and the PUBACK', () => {
+  it('saves the delivery with the events it produced, so its redelivery produces nothing', async () => {
+    // A scripted broker over a real socket. Every connection gets the same QoS 1 PUBLISH (packet id 7)
+    // right after its CONNACK: the first as a new message, later ones as the redelivery a broker makes
+    // in a resumed session when the PUBACK did not reach it.
+    const topic = 'scan';
+    const body = Buffer.from('{"seq":41}');
+    const acked: number[] = [];
+    let connections = 0;
+    const server = createServer((socket) => {
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      parser.on('packet', (p) => {
+        if (p.cmd === 'connect') {
+          const sessionPresent = connections++ > 0;
+          socket.write(
+            Buffer.concat([
+              mqttPacket.generate({ cmd: 'connack', sessionPresent, returnCode: 0 }),
+              mqttPacket.generate({
+                cmd: 'publish',
+                topic,
+                payload: body,
+                qos: 1,
+                messageId: 7,
+                dup: sessionPresent,
+                retain: false,
+              }),
+            ]),
+          );
+        } else if (p.cmd === 'subscribe') {
+          socket.write(mqttPacket.generate({ cmd: 'suback', messageId: p.messageId, granted: [1] }));
+        } else if (p.cmd === 'puback') {
+          acked.push(p.messageId!);
+        } else if (p.cmd === 'pingreq') {
+          socket.write(mqttPacket.generate({ cmd: 'pingresp' }));
+        }
+      });
+      socket.on('data', (d) => parser.parse(d));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
+    server.unref();
+    const port = (server.address() as { port: number }).port;
+    const device = deviceMap('mqtt', {
+      connection: { url: `mqtt://127.0.0.1:${port}`, qos: 1, cleanSession: false, clientId: 'redeliver' },
+      tags: [{ name: 'seq', topic, value: '$.seq', type: 'number' }],
+    });
+
+    // Before the crash: the gateway's batch fills with this message's events and is written at once,
+    // inside onReadings, with the drivers' state (as DraftBatcher does when a batch is full); nothing
+    // is left queued, so durable() has nothing to wait for and the PUBACK goes out.
+    let saved: unknown;
+    let first!: MqttDriver;
+    const a = testContext({
+      onReadings: () => {
+        saved = JSON.parse(JSON.stringify(first.saveState()));
+      },
+      durable: () => null,
+    });
+    onTestFinished(() => a.cleanup());
+    first = new MqttDriver(device, a.ctx);
+    await first.start();
+    await a.waitFor(() => acked.includes(7), 'the first PUBACK', 10_000).catch(() => {});
+    await first.stop();
+    expect(acked, 'the first delivery was acknowledged').toEqual([7]);
+    expect(saved, 'the events were written').toBeDefined();
+
+    // The PUBACK was lost with the crash: the restarted gateway loads what it saved with the events.
+    const b = testContext();
+    onTestFinished(() => b.cleanup());
+    const second = new MqttDriver(device, b.ctx);
+    second.loadState(saved);
+    await second.start();
+    onTestFinished(() => second.stop());
+    await b.waitFor(() => acked.length === 2, 'the PUBACK of the redelivery');
+    expect(b.readings, 'the redelivery produced no readings').toEqual([]);
+    expect(second.health().detail).toMatchObject({ redeliveriesSkipped: 1 });
   });
 });

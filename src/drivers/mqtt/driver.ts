@@ -198,8 +198,12 @@ export class MqttDriver extends DriverBase {
       // Handled in an earlier connection; its events are stored or queued: acknowledge when durable.
       this.#redeliveriesSkipped++;
     } else {
-      this.#onMessage(topic, payload);
+      // Recorded BEFORE the readings are handed on: handing them on can fill the gateway's batch and
+      // write it at once, with the drivers' state, inside this call. Recorded after, that write would
+      // hold the events but not the delivery, and a crash before the PUBACK reached the broker would
+      // make its redelivery produce the events a second time.
       if (acknowledged) this.#redelivery?.record(packet.messageId, topic, payload);
+      this.#onMessage(topic, payload);
     }
     if (!acknowledged) {
       done();
