@@ -99,6 +99,12 @@ export const chainSchema = z
       .url()
       .optional()
       .describe("Role client: the member validator's HTTP API, e.g. http://10.0.0.5:4100."),
+    thread: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Role validator: run the validator on a worker thread of its own, so that acquisition at a high rate cannot starve consensus (nor its libp2p links). false runs it on the gateway's event loop.",
+      ),
     submit: submitSchema,
   })
   .prefault({})

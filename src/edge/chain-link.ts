@@ -1,6 +1,7 @@
 /**
  * How a gateway reaches the alliance chain, per `chain.role` in gateway.yaml:
- * - `validator`: it hosts its member's validator in the same process (ConsensusNode over libp2p,
+ * - `validator`: it hosts its member's validator in the same process, on a worker thread of its own
+ *   unless `chain.thread: false` (chain-thread.ts) (ConsensusNode over libp2p,
  *   running the ledger with the gateway keys the genesis registers, block store and ledger state
  *   under `<dataDir>/chain`), optionally serving the validator HTTP API (the one `masbc-edge peer`
  *   serves) to client gateways. `chain.gatewayKeys` is deprecated and ignored, with a warning;
@@ -27,7 +28,7 @@ import type { ChainClient } from './submitter-types.ts';
 export interface ChainLink {
   role: 'validator' | 'client';
   client: ChainClient;
-  /** The embedded validator (role validator). */
+  /** The embedded validator (role validator on the gateway's own thread; null on a worker thread). */
   node: ConsensusNode | null;
   /** URL of the validator API this process serves, if any. */
   apiUrl: string | null;
@@ -45,6 +46,16 @@ export async function openChainLink(config: LoadedConfig, log: Logger): Promise<
     });
     return { role: 'client', client, node: null, apiUrl: null, status: () => null, stop: async () => {} };
   }
+  if (chain.thread) {
+    const { openValidatorThread } = await import('./chain-thread.ts');
+    return openValidatorThread(config, log);
+  }
+  return openEmbeddedValidator(config, log);
+}
+
+/** The member's validator on this thread's event loop (role validator; see chain-thread.ts for the worker). */
+export async function openEmbeddedValidator(config: LoadedConfig, log: Logger): Promise<ChainLink> {
+  const chain = config.gateway.chain;
   const baseDir = dirname(resolve(config.gatewayFile));
   const genesisFile = resolve(baseDir, chain.genesis!);
   const genesis = loadGenesis(genesisFile);

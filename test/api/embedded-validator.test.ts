@@ -24,7 +24,10 @@ function recordingLogger(warnings: string[]): Logger {
   return log;
 }
 
-describe("a gateway's embedded validator", () => {
+describe.each([
+  { thread: true, where: 'on its own worker thread' },
+  { thread: false, where: "on the gateway's event loop" },
+])("a gateway's embedded validator, $where", ({ thread }) => {
   it('runs the ledger with the genesis keys and serves the validator API; chain.gatewayKeys is ignored with a warning', async () => {
     const dir = tempDir('embedded');
     const alliance = await createLocalAlliance({
@@ -44,6 +47,7 @@ describe("a gateway's embedded validator", () => {
         '  role: validator',
         `  genesis: ${alliance.genesisFile}`,
         `  memberKeyFile: ${alliance.keyFiles.get('acme')}`,
+        `  thread: ${thread}`,
         '  gatewayKeys: gateway-keys.json',
         'api: { enabled: true, host: 127.0.0.1, port: 0 }',
         '',
@@ -95,8 +99,43 @@ describe("a gateway's embedded validator", () => {
       const metrics = (await (await fetch(`${url}/v1/metrics`)).json()) as NodeMetrics;
       expect(metrics.app).toMatchObject({ height: 0, pending: 1, ready: 1 });
       expect((await fetch(`${url}/health`)).status).toBe(503); // no quorum of peers
+      // The gateway's own ChainClient reaches the same validator (over the worker's port, or directly).
+      expect(link.node === null).toBe(thread);
+      expect(await link.client.submit([encodeEvent(events[0]!)])).toEqual([
+        { accepted: false, reason: 'duplicate', detail: 'already pending' },
+      ]);
+      expect(await link.client.receipts([events[0]!.id])).toEqual([null]);
+      expect(link.status()).toMatchObject({ memberId: 'acme', state: 'running' });
     } finally {
       await link.stop();
     }
+  });
+});
+
+describe.each([true, false])('an embedded validator that cannot start (thread: %s)', (thread) => {
+  it('fails with the reason (here: the member key file does not exist), and leaves nothing running', async () => {
+    const dir = tempDir('embedded-bad');
+    const alliance = await createLocalAlliance({
+      dir: join(dir, 'alliance'),
+      members: ['acme', 'bolt', 'cobalt', 'dyn'],
+      chainId: 'embedded-test',
+    });
+    mkdirSync(join(dir, 'devices'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(
+      file,
+      [
+        'gateway: { id: gw-line1, enterprise: acme, site: plant1, line: line1 }',
+        'dataDir: data',
+        'chain:',
+        '  role: validator',
+        `  genesis: ${alliance.genesisFile}`,
+        // A key file that does not exist.
+        `  memberKeyFile: ${alliance.keyFiles.get('acme')}.nope`,
+        `  thread: ${thread}`,
+        '',
+      ].join('\n'),
+    );
+    await expect(openChainLink(loadConfig(file), silentLogger)).rejects.toThrow(/\.nope/);
   });
 });
