@@ -1,10 +1,10 @@
 /**
  * How a gateway reaches the alliance chain, per `chain.role` in gateway.yaml:
- * - `validator`: it hosts its member's validator in the same process, on a worker thread of its own
- *   unless `chain.thread: false` (chain-thread.ts) (ConsensusNode over libp2p,
- *   running the ledger with the gateway keys the genesis registers, block store and ledger state
- *   under `<dataDir>/chain`), optionally serving the validator HTTP API (the one `masbc-edge peer`
- *   serves) to client gateways. `chain.gatewayKeys` is deprecated and ignored, with a warning;
+ * - `validator`: it hosts its member's validator in the same process: ConsensusNode over libp2p,
+ *   on a worker thread of its own (chain-thread.ts) unless `chain.thread: false`, running the ledger
+ *   with the gateway keys the genesis registers, block store and ledger state under
+ *   `<dataDir>/chain`, optionally serving the validator HTTP API (the one `masbc-edge peer` serves)
+ *   to client gateways. `chain.gatewayKeys` is deprecated and ignored, with a warning;
  * - `client`: it submits to its member's validator over that HTTP API;
  * - `none`: no chain; events stay in the outbox.
  */

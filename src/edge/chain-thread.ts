@@ -123,6 +123,7 @@ export async function openValidatorThread(config: LoadedConfig, log: Logger): Pr
       }
       case 'stopped':
         gone = 'validator thread stopped';
+        if (status) status = { ...status, state: 'stopped' };
         stopped.resolve();
         return;
     }

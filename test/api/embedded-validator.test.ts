@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
-import { createLocalAlliance } from '../../src/consensus/genesis.ts';
+import { createLocalAlliance, type LocalAlliance } from '../../src/consensus/genesis.ts';
 import type { NodeMetrics, NodeStatus } from '../../src/consensus/node.ts';
 import { loadKeyFile } from '../../src/crypto/keys.ts';
 import { openChainLink } from '../../src/edge/chain-link.ts';
@@ -24,34 +24,53 @@ function recordingLogger(warnings: string[]): Logger {
   return log;
 }
 
+/**
+ * An alliance of four with acme's gateway gw-line1, and a gateway.yaml hosting acme's validator with
+ * these extra `chain:` lines (given the alliance) and top-level lines.
+ */
+async function validatorGateway(
+  name: string,
+  chainLines: (alliance: LocalAlliance) => string[],
+  topLines: string[] = [],
+): Promise<{ file: string; alliance: LocalAlliance }> {
+  const dir = tempDir(name);
+  const alliance = await createLocalAlliance({
+    dir: join(dir, 'alliance'),
+    members: ['acme', 'bolt', 'cobalt', 'dyn'],
+    chainId: 'embedded-test',
+    gateways: { acme: ['gw-line1'] },
+  });
+  mkdirSync(join(dir, 'devices'));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(
+    file,
+    [
+      'gateway: { id: gw-line1, enterprise: acme, site: plant1, line: line1 }',
+      'dataDir: data',
+      'chain:',
+      '  role: validator',
+      `  genesis: ${alliance.genesisFile}`,
+      ...chainLines(alliance).map((l) => `  ${l}`),
+      ...topLines,
+      '',
+    ].join('\n'),
+  );
+  return { file, alliance };
+}
+
 describe.each([
   { thread: true, where: 'on its own worker thread' },
   { thread: false, where: "on the gateway's event loop" },
 ])("a gateway's embedded validator, $where", ({ thread }) => {
   it('runs the ledger with the genesis keys and serves the validator API; chain.gatewayKeys is ignored with a warning', async () => {
-    const dir = tempDir('embedded');
-    const alliance = await createLocalAlliance({
-      dir: join(dir, 'alliance'),
-      members: ['acme', 'bolt', 'cobalt', 'dyn'],
-      chainId: 'embedded-test',
-      gateways: { acme: ['gw-line1'] },
-    });
-    mkdirSync(join(dir, 'devices'));
-    const file = join(dir, 'gateway.yaml');
-    writeFileSync(
-      file,
-      [
-        'gateway: { id: gw-line1, enterprise: acme, site: plant1, line: line1 }',
-        'dataDir: data',
-        'chain:',
-        '  role: validator',
-        `  genesis: ${alliance.genesisFile}`,
-        `  memberKeyFile: ${alliance.keyFiles.get('acme')}`,
-        `  thread: ${thread}`,
-        '  gatewayKeys: gateway-keys.json',
-        'api: { enabled: true, host: 127.0.0.1, port: 0 }',
-        '',
-      ].join('\n'),
+    const { file, alliance } = await validatorGateway(
+      'embedded',
+      (a) => [
+        `memberKeyFile: ${a.keyFiles.get('acme')}`,
+        `thread: ${thread}`,
+        'gatewayKeys: gateway-keys.json',
+      ],
+      ['api: { enabled: true, host: 127.0.0.1, port: 0 }'],
     );
     const warnings: string[] = [];
     const link = (await openChainLink(loadConfig(file), recordingLogger(warnings)))!;
@@ -114,28 +133,11 @@ describe.each([
 
 describe.each([true, false])('an embedded validator that cannot start (thread: %s)', (thread) => {
   it('fails with the reason (here: the member key file does not exist), and leaves nothing running', async () => {
-    const dir = tempDir('embedded-bad');
-    const alliance = await createLocalAlliance({
-      dir: join(dir, 'alliance'),
-      members: ['acme', 'bolt', 'cobalt', 'dyn'],
-      chainId: 'embedded-test',
-    });
-    mkdirSync(join(dir, 'devices'));
-    const file = join(dir, 'gateway.yaml');
-    writeFileSync(
-      file,
-      [
-        'gateway: { id: gw-line1, enterprise: acme, site: plant1, line: line1 }',
-        'dataDir: data',
-        'chain:',
-        '  role: validator',
-        `  genesis: ${alliance.genesisFile}`,
-        // A key file that does not exist.
-        `  memberKeyFile: ${alliance.keyFiles.get('acme')}.nope`,
-        `  thread: ${thread}`,
-        '',
-      ].join('\n'),
-    );
+    // A key file that does not exist.
+    const { file } = await validatorGateway('embedded-bad', (a) => [
+      `memberKeyFile: ${a.keyFiles.get('acme')}.nope`,
+      `thread: ${thread}`,
+    ]);
     await expect(openChainLink(loadConfig(file), silentLogger)).rejects.toThrow(/\.nope/);
   });
 });
