@@ -614,6 +614,10 @@ export class Libp2pTransport implements Transport {
       return closed;
     }
     stream.addEventListener('message', (evt) => this.#onCredit(link, out, evt.data));
+    // What waited too long for this peer is stale: the core retransmits what still matters.
+    const stale = link.queue.dropQueuedBefore(Date.now() - this.limits.staleQueuedMs);
+    link.metrics.messagesDropped += stale;
+    link.metrics.staleDropped += stale;
     link.out = out;
     link.metrics.connects++;
     this.#setState(link, 'connected');

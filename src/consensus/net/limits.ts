@@ -25,6 +25,14 @@ export interface TransportLimits {
   windowBytes: number;
   outboundQueueMessagesMax: number;
   outboundQueueBytesMax: number;
+  /**
+   * When a peer's connection comes (back) up, the messages that waited longer than this for it
+   * are dropped (counted in `messagesDropped` and `staleDropped`) instead of sent. They are votes
+   * and statuses for heights and views that have moved on: the core retransmits what still
+   * matters on every heartbeat, and certified sync covers committed blocks. Replaying them made a
+   * validator restarted after an outage check the signatures of thousands of stale messages.
+   */
+  staleQueuedMs: number;
   /** Largest frame batch handed to the stream in one write. */
   writeBatchBytesMax: number;
   /** Messages handed to synchronous handlers before yielding to the event loop. */
@@ -56,6 +64,7 @@ export function transportLimits(genesis: Genesis, overrides: Partial<TransportLi
     windowBytes: 2 * largest,
     outboundQueueMessagesMax: 16_384,
     outboundQueueBytesMax: Math.max(8 * 1024 * 1024, 2 * largest),
+    staleQueuedMs: 5_000,
     writeBatchBytesMax: 256 * 1024,
     deliveryBatchMax: 256,
     requestBytesMax: 64 * 1024,
@@ -97,6 +106,7 @@ function checkLimits(l: TransportLimits): void {
   need(l.outboundQueueBytesMax >= largest, 'outboundQueueBytesMax must hold one largest message');
   need(l.responseBytesMax >= l.messageBytesMax, 'responseBytesMax must hold one largest message');
   need(l.redialMinMs <= l.redialMaxMs, 'redialMinMs must be <= redialMaxMs');
+  need(l.staleQueuedMs > 0, 'staleQueuedMs must be > 0');
   need(l.quarantineMinMs <= l.quarantineMaxMs, 'quarantineMinMs must be <= quarantineMaxMs');
   need(
     l.silenceTimeoutMs >= 2 * l.keepaliveIntervalMs,

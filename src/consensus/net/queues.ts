@@ -51,11 +51,16 @@ class Fifo<T> {
  * Overflow policy: drop the OLDEST. Consensus moves forward, so the newest messages (the current
  * view and height) are the ones that let a slow or returning peer take part again; what it missed
  * it recovers by block sync and retransmission. The caller counts what `push` reports dropped.
+ *
+ * Each message keeps the time it was queued, so that a transport can drop what went stale while
+ * its peer was away ({@link dropQueuedBefore}).
  */
 export class OutboundQueue {
   readonly messagesMax: number;
   readonly costMax: number;
   readonly #fifo = new Fifo<Uint8Array>();
+  /** When each message in #fifo was queued (ms), in the same order. */
+  readonly #queuedAt = new Fifo<number>();
   #cost = 0;
   readonly #waiters = new Set<{ cost: number; resolve(): void; reject(err: unknown): void }>();
 
@@ -79,7 +84,7 @@ export class OutboundQueue {
   }
 
   /** Appends `payload`, evicting the oldest messages until it fits; returns how many were evicted. */
-  push(payload: Uint8Array): number {
+  push(payload: Uint8Array, nowMs = Date.now()): number {
     const cost = messageCost(payload);
     if (cost > this.costMax) throw new RangeError(`message cost ${cost} exceeds the queue (${this.costMax})`);
     let evicted = 0;
@@ -88,6 +93,7 @@ export class OutboundQueue {
       evicted++;
     }
     this.#fifo.push(payload);
+    this.#queuedAt.push(nowMs);
     this.#cost += cost;
     return evicted;
   }
@@ -99,9 +105,20 @@ export class OutboundQueue {
   shift(): Uint8Array | undefined {
     const p = this.#fifo.shift();
     if (!p) return undefined;
+    this.#queuedAt.shift();
     this.#cost -= messageCost(p);
     for (const w of this.#waiters) if (this.fits(w.cost)) w.resolve();
     return p;
+  }
+
+  /** Drops the messages queued before `cutoffMs` (they are the oldest); returns how many. */
+  dropQueuedBefore(cutoffMs: number): number {
+    let dropped = 0;
+    for (let at = this.#queuedAt.peek(); at !== undefined && at < cutoffMs; at = this.#queuedAt.peek()) {
+      this.shift();
+      dropped++;
+    }
+    return dropped;
   }
 
   /** Resolves once a payload of `bytes` fits without evicting anything (see Transport.waitForCapacity). */
@@ -135,6 +152,7 @@ export class OutboundQueue {
   /** Empties the queue and fails every {@link waitForRoom} with `reason`. */
   close(reason: Error): void {
     this.#fifo.clear();
+    this.#queuedAt.clear();
     this.#cost = 0;
     for (const w of this.#waiters) w.reject(reason);
   }

@@ -56,8 +56,10 @@ export interface PeerMetrics {
   bytesOut: number;
   messagesIn: number;
   bytesIn: number;
-  /** Messages evicted, oldest first, from the full outbound queue to this peer. */
+  /** Messages evicted, oldest first, from the full outbound queue to this peer, or dropped as stale. */
   messagesDropped: number;
+  /** Of those, the ones dropped on (re)connection for having waited longer than `staleQueuedMs`. */
+  staleDropped: number;
   /** Times this peer was disconnected by us, by reason. */
   drops: Record<PeerDropReason, number>;
   /** Outbound message streams established (1 per (re)connection). */
@@ -78,6 +80,7 @@ export function newPeerMetrics(): PeerMetrics {
     messagesIn: 0,
     bytesIn: 0,
     messagesDropped: 0,
+    staleDropped: 0,
     drops: Object.fromEntries(peerDropReasons.map((r) => [r, 0])) as Record<PeerDropReason, number>,
     connects: 0,
     dialFailures: 0,

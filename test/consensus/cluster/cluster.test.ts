@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerMetrics } from '../../../src/consensus/app/ledger.ts';
 import { verifyCertifiedBlock } from '../../../src/consensus/codec.ts';
+import { transportLimits } from '../../../src/consensus/net/limits.ts';
 import { chainContext } from '../../../src/consensus/node.ts';
 import { verifyInclusionProof } from '../../../src/store/chain.ts';
 import { blockKey, type Cluster, Gateway, type PeerProcess, startCluster, waitFor } from './peers.ts';
@@ -97,6 +98,7 @@ describe('a 4-validator alliance of OS processes over libp2p', () => {
     const others = cluster.peers.filter((p) => p !== primary);
     await primary.kill();
     const killedAt = Date.now();
+
     const heightBefore = Math.max(...(await heights()));
     await submit(others[0]!, 0, 50);
     await waitFor(
@@ -120,13 +122,18 @@ describe('a 4-validator alliance of OS processes over libp2p', () => {
     const down = cluster.peers.find((p) => !p.running)!;
     const up = running();
     // Blocks it must fetch: several, each final everywhere else before the next, so no replica still
-    // re-sends its PRE-PREPARE or COMMIT (one missed block can be caught up by the normal case, with
-    // no sync at all: CI saw that once with a single 200-event round).
+    // re-sends its PRE-PREPARE or COMMIT.
     for (let round = 0; round < 4; round++) {
       await submit(up[round % up.length]!, 1, 50);
       await committedEverywhere('commits while it is down');
     }
     const target = (await up[0]!.status()).committedHeight;
+    // The others queue their messages for it while it is down; on reconnection the ones that waited
+    // longer than the transport's staleQueuedMs (5 s) are dropped. Messages younger than that would
+    // let it commit the missed blocks by the normal case, with no sync (CI saw that twice), so it
+    // stays down until every vote for those blocks is stale: a duration, not an event.
+    const staleMs = transportLimits(cluster.files.alliance.genesis).staleQueuedMs;
+    await new Promise((r) => setTimeout(r, staleMs + 500));
     await down.start();
     await waitFor(async () => (await down.status()).committedHeight >= target, 'catch-up', 15_000);
     const m = await down.metrics();

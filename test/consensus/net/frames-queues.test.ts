@@ -102,6 +102,21 @@ describe('OutboundQueue', () => {
     expect(() => q.push(new Uint8Array(3 * (10 + messageOverheadBytes)))).toThrow(RangeError);
   });
 
+  it('drops the messages queued before a cutoff, oldest first, and keeps the rest in order', () => {
+    const q = new OutboundQueue(10, 10_000);
+    q.push(bytes(1), 1_000);
+    q.push(bytes(2), 2_000);
+    q.push(bytes(3), 3_000);
+    expect(q.dropQueuedBefore(1_000)).toBe(0); // strictly before
+    expect(q.dropQueuedBefore(2_500)).toBe(2);
+    expect([q.length, q.cost]).toEqual([1, 1 + messageOverheadBytes]);
+    q.push(bytes(4), 4_000);
+    expect(q.shift()![0]).toBe(3);
+    expect(q.dropQueuedBefore(3_999)).toBe(0); // timestamps followed the shift
+    expect(q.dropQueuedBefore(10_000)).toBe(1);
+    expect([q.length, q.cost, q.peek()]).toEqual([0, 0, undefined]);
+  });
+
   it('waitForRoom resolves once a message fits, and fails when the queue closes', async () => {
     const q = new OutboundQueue(2, 1000);
     q.push(bytes(1));

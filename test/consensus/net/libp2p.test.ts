@@ -154,6 +154,26 @@ describe('libp2p transport over TCP', () => {
     expect(ts[0]!.metrics().peers['member-4']!.connects).toBe(2);
   });
 
+  it('drops what waited longer than staleQueuedMs for a peer that was down, and counts it', async () => {
+    const { alliance } = await fixture();
+    const limits = { ...testLimits, staleQueuedMs: 300 };
+    const ts = await mesh(alliance, limits);
+    await ts[3]!.stop();
+    await untilPeers(ts[0]!, (ps) => ps.find((p) => p.memberId === 'member-4')!.state !== 'connected');
+    ts[0]!.send('member-4', utf8('stale by the time member-4 returns'));
+    // The bound is a duration: wait it out (plus scheduling slack), then bring member-4 back.
+    await new Promise((r) => setTimeout(r, 600));
+    const restarted = await started(alliance, 'member-4', limits);
+    const inbox4 = collector();
+    restarted.onMessage(inbox4.handler);
+    await Promise.all([restarted, ...ts.slice(0, 3)].map((t) => untilPeers(t, allConnected)));
+    ts[0]!.send('member-4', utf8('fresh'));
+    await inbox4.until(1);
+    expect(inbox4.received.map((m) => text(m.payload))).toEqual(['fresh']);
+    const m = ts[0]!.metrics().peers['member-4']!;
+    expect([m.staleDropped, m.messagesDropped]).toEqual([1, 1]);
+  });
+
   it('drops and counts a validator that sends an oversize frame, a malformed frame, or beyond its credit', async () => {
     const { alliance } = await fixture();
     const m1 = await started(alliance, 'member-1');
