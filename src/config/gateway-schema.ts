@@ -65,7 +65,9 @@ export const submitSchema = z
       .describe('Submission rate limit: how fast a backlog drains after an outage.'),
     resubmitAfterMs: durationMs(100, 3_600_000)
       .default(10_000)
-      .describe('An event not final after this long is submitted again.'),
+      .describe(
+        'When none of the events in flight became final for this long, they are submitted again (the validator may have lost them).',
+      ),
   })
   .prefault({});
 

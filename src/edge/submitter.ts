@@ -6,9 +6,13 @@
  * Exactly once:
  * - Events are submitted oldest first, in seq order, because validators accept a gateway's events only
  *   in seq order (docs/ledger.md).
- * - Anything not final within `resubmitAfterMs` is submitted again, from the oldest pending event.
- *   This also happens after a reconnect or a view change. A duplicate is harmless: the chain refuses an
- *   id it already holds and any seq at or below the gateway's head.
+ * - When none of its events has become final for `resubmitAfterMs` while some are in flight, it
+ *   submits again from the oldest pending event: the validator may have lost them (a restart, a view
+ *   change whose primary never had them). While its events keep becoming final it does not: the chain
+ *   takes a gateway's events in seq order, so progress means the oldest in flight is simply next in
+ *   line behind a backlog (resubmitting a whole window of them every `resubmitAfterMs` under load
+ *   only cost both sides work, all answered "duplicate"). A duplicate is harmless: the chain refuses
+ *   an id it already holds and any seq at or below the gateway's head.
  * - The height of the last block seen is saved in the outbox. After a restart the submitter replays
  *   blocks from there, so events that became final while the gateway was down are marked too.
  *
@@ -36,7 +40,7 @@ export interface SubmitterOptions {
   submitBatchMax?: number;
   /** Submission rate limit (events/s): the drain rate of a backlog. */
   drainEventsPerSecond?: number;
-  /** An in-flight event not final after this long is submitted again. */
+  /** In-flight events are submitted again when none of them became final for this long. */
   resubmitAfterMs?: number;
   /** How often the loop runs when not kicked. */
   tickMs?: number;
@@ -72,6 +76,8 @@ export class Submitter {
   /** id → (seq, first submission time, source time). Insertion order = seq order. */
   readonly #inFlight = new Map<string, { seq: number; sentMs: number; sourceTimeMs: number }>();
   #lastSubmittedSeq = 0;
+  /** When one of our events last became final (ms, the submitter's clock). */
+  #lastProgressMs = -Infinity;
   #lastHeight: number;
   #tokens: number;
   #tokensAtMs: number;
@@ -148,12 +154,17 @@ export class Submitter {
     }
   }
 
-  /** If the oldest in-flight event waited too long, start again from the oldest pending event. */
+  /**
+   * If nothing of ours became final for `resubmitAfterMs` since the oldest in-flight event was sent,
+   * start again from the oldest pending event.
+   */
   #resubmitStale(): void {
     const oldest = this.#inFlight.values().next().value;
-    if (!oldest || this.#now() - oldest.sentMs < this.#resubmitMs) return;
+    if (!oldest) return;
+    const waitingSinceMs = Math.max(oldest.sentMs, this.#lastProgressMs);
+    if (this.#now() - waitingSinceMs < this.#resubmitMs) return;
     this.#stats.resubmitted += this.#inFlight.size;
-    this.#log.info('events not final in time; submitting again from the oldest', {
+    this.#log.info('no event final in time; submitting again from the oldest', {
       fromSeq: oldest.seq,
       inFlight: this.#inFlight.size,
     });
@@ -216,7 +227,10 @@ export class Submitter {
       this.#inFlight.delete(id);
       receipts.push({ id, height: r.height, blockHash: r.blockHash, proof: { index: r.index } });
     }
-    if (receipts.length > 0) this.#stats.committed += this.#o.markCommitted(receipts, this.#now());
+    if (receipts.length > 0) {
+      this.#stats.committed += this.#o.markCommitted(receipts, this.#now());
+      this.#lastProgressMs = this.#now();
+    }
   }
 
   #takeTokens(): number {
@@ -234,6 +248,7 @@ export class Submitter {
       const mine = this.#inFlight.get(id);
       if (mine) {
         this.#inFlight.delete(id);
+        this.#lastProgressMs = now;
         this.#recordLatency(now - mine.sourceTimeMs);
       } else if (!this.#o.isOwnPending(id)) {
         continue;

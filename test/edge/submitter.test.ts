@@ -191,6 +191,38 @@ describe('submitter', () => {
     expect(s.stats().resubmitted).toBeGreaterThan(0);
   });
 
+  it('does not resubmit while its events keep becoming final, however long the oldest waited', async () => {
+    let now = 0;
+    const { outbox, chain, s } = setup({
+      resubmitAfterMs: 1_000,
+      windowEvents: 100,
+      submitBatchMax: 100,
+      nowMs: () => now,
+    });
+    outbox.append(
+      Array.from({ length: 300 }, (_, i) => draft(i)),
+      signer,
+    );
+    s.start();
+    await until(() => chain.mempool.length === 100, 'a full window in flight');
+    // A backlog: 20 final every 400 ms, so each event waits 2 s in flight for its turn.
+    for (let round = 1; round <= 6; round++) {
+      now += 400;
+      chain.commit(20);
+      await until(() => s.stats().committed === 20 * round, `round ${round} final`);
+      await until(() => s.stats().inFlight === 100, 'the window refilled');
+    }
+    expect(s.stats().resubmitted).toBe(0);
+    // A stall: nothing final for longer than resubmitAfterMs. Now it submits again.
+    now += 1_100;
+    await until(() => s.stats().resubmitted > 0, 'a resubmission after the stall');
+    chain.commit();
+    chain.commit();
+    await until(() => outbox.stats().pending === 0, 'all final');
+    expect(new Set(chain.onChain()).size).toBe(300);
+    expect(chain.onChain()).toHaveLength(300);
+  });
+
   it('after a restart, marks what became final meanwhile and settles resubmitted final events', async () => {
     const first = setup();
     first.outbox.append(
