@@ -88,59 +88,62 @@ export function registerChain(program: Command): void {
     )
     .action((opts: Where) => {
       const { genesis, store } = openChain(opts);
+      // One snapshot: the validator may be committing while we read.
       try {
-        const t0 = Date.now();
-        let lastReport = t0;
-        const height = store.verifyChain({
-          onProgress: (h) => {
-            if (Date.now() - lastReport > 2_000) {
-              lastReport = Date.now();
-              console.error(`blocks verified: ${h}/${store.height}`);
-            }
-          },
-        });
-        const verifier = new EventVerifier(gatewayRegistryOf(genesis));
-        const heads = new Map<string, ChainHead>();
-        let count = 0;
-        for (const e of events(store)) {
-          let event: SignedEvent;
-          try {
-            event = verifier.verify(e.event, e.bytes);
-            const key = `${event.env.enterprise}/${event.env.gateway}`;
-            verifier.checkLink(heads.get(key) ?? emptyHead, event);
-            heads.set(key, { seq: event.env.seq, id: event.id });
-          } catch (err) {
-            if (!(err instanceof EventRejected)) throw err;
-            console.error(`block ${e.height} tx ${e.index}: ${err.code}: ${err.message}`);
-            process.exitCode = 1;
-            return;
-          }
-          count++;
-        }
-        const saved = savedLedgerState(genesis, store);
-        let stateNote = `ledger state saved at height ${saved.height} matches`;
-        if (saved.height === height) {
-          for (const chain of new Set([...heads.keys(), ...saved.heads.keys()])) {
-            const want = heads.get(chain);
-            const got = saved.heads.get(chain);
-            if (want?.seq !== got?.seq || want?.id !== got?.id) {
-              console.error(
-                `ledger state: ${chain} is saved at seq ${got?.seq ?? 0}, the chain's events end at seq ${want?.seq ?? 0}`,
-              );
+        store.snapshot(() => {
+          const t0 = Date.now();
+          let lastReport = t0;
+          const height = store.verifyChain({
+            onProgress: (h) => {
+              if (Date.now() - lastReport > 2_000) {
+                lastReport = Date.now();
+                console.error(`blocks verified: ${h}/${store.height}`);
+              }
+            },
+          });
+          const verifier = new EventVerifier(gatewayRegistryOf(genesis));
+          const heads = new Map<string, ChainHead>();
+          let count = 0;
+          for (const e of events(store)) {
+            let event: SignedEvent;
+            try {
+              event = verifier.verify(e.event, e.bytes);
+              const key = `${event.env.enterprise}/${event.env.gateway}`;
+              verifier.checkLink(heads.get(key) ?? emptyHead, event);
+              heads.set(key, { seq: event.env.seq, id: event.id });
+            } catch (err) {
+              if (!(err instanceof EventRejected)) throw err;
+              console.error(`block ${e.height} tx ${e.index}: ${err.code}: ${err.message}`);
               process.exitCode = 1;
               return;
             }
+            count++;
           }
-        } else {
-          // Only a store written before the state was kept, or copied mid-write: the validator
-          // replays the blocks above it when it starts.
-          stateNote = `ledger state saved at height ${saved.height} of ${height} (rebuilt when the validator starts)`;
-        }
-        console.log(
-          `chain ${genesis.chainId} verified: ${height} blocks with valid certificates, ${count} events with valid signatures, ` +
-            `${heads.size} gateway chains gap-free and in order, ${stateNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
-        );
-        for (const [gw, head] of [...heads].sort()) console.log(`  ${gw}: seq 1..${head.seq}`);
+          const saved = savedLedgerState(genesis, store);
+          let stateNote = `ledger state saved at height ${saved.height} matches`;
+          if (saved.height === height) {
+            for (const chain of new Set([...heads.keys(), ...saved.heads.keys()])) {
+              const want = heads.get(chain);
+              const got = saved.heads.get(chain);
+              if (want?.seq !== got?.seq || want?.id !== got?.id) {
+                console.error(
+                  `ledger state: ${chain} is saved at seq ${got?.seq ?? 0}, the chain's events end at seq ${want?.seq ?? 0}`,
+                );
+                process.exitCode = 1;
+                return;
+              }
+            }
+          } else {
+            // Only a store written before the state was kept, or copied mid-write: the validator
+            // replays the blocks above it when it starts.
+            stateNote = `ledger state saved at height ${saved.height} of ${height} (rebuilt when the validator starts)`;
+          }
+          console.log(
+            `chain ${genesis.chainId} verified: ${height} blocks with valid certificates, ${count} events with valid signatures, ` +
+              `${heads.size} gateway chains gap-free and in order, ${stateNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+          );
+          for (const [gw, head] of [...heads].sort()) console.log(`  ${gw}: seq 1..${head.seq}`);
+        });
       } finally {
         store.close();
       }

@@ -307,14 +307,36 @@ export class ChainStore {
     this.chain = options.chain;
     this.#txId = options.txId;
     this.#q = prepareStatements(db);
+    this.#tip = { height: 0, hash: options.chain.genesisHash };
+    this.#tipTimestampMs = 0;
+    this.#loadTip();
+  }
+
+  #loadTip(): void {
     const top = this.#q.tipRow.get() as BlockRow | undefined;
     if (top) {
       const cb = this.#decodeBlockRow(top);
       this.#tip = { height: top.height, hash: top.hash };
       this.#tipTimestampMs = cb.block.header.timestampMs;
     } else {
-      this.#tip = { height: 0, hash: options.chain.genesisHash };
+      this.#tip = { height: 0, hash: this.chain.genesisHash };
       this.#tipTimestampMs = 0;
+    }
+  }
+
+  /**
+   * Runs `read` on one consistent snapshot of a store that another process (a running validator)
+   * may be writing: inside one read transaction, with the tip re-read in it. Without it a reader
+   * can see the ledger state saved with block h+1 next to a tip of h read a moment earlier, and
+   * report corruption that is not there. For readers such as `masbc-edge chain verify`.
+   */
+  snapshot<T>(read: () => T): T {
+    this.#db.exec('BEGIN');
+    try {
+      this.#loadTip();
+      return read();
+    } finally {
+      this.#db.exec('COMMIT');
     }
   }
 

@@ -101,6 +101,30 @@ describe('the ledger state in the block store', () => {
     expect(cluster.stateLag).toEqual([]);
   });
 
+  it('is read by another process as one snapshot while the validator commits (chain verify)', async () => {
+    cluster = await memoryAlliance(4, { gateways: 2, signing: 'batch' });
+    const { genesis } = cluster.alliance;
+    for (const m of cluster.members) await cluster.start(m);
+    await commitRounds(cluster, 1, 20);
+    const writer = cluster.nodes.get('member-1')!.store;
+    const reader = openStore(genesis, writer.path);
+    try {
+      const seen = reader.height;
+      await commitRounds(cluster, 1, 20); // blocks and ledger state committed under the reader
+      expect(writer.height).toBeGreaterThan(seen);
+      // Outside a snapshot, the tip read at open and the state read now disagree: not corruption.
+      expect(() => reader.loadAppState()).toThrow(ChainCorruptionError);
+      const state = reader.snapshot(() => {
+        expect(reader.height).toBe(writer.height);
+        return stored(genesis, reader);
+      });
+      expect(state.height).toBe(writer.height);
+      expect(encodeLedgerState(state)).toBe(encodeLedgerState(replayed(genesis, reader)));
+    } finally {
+      reader.close();
+    }
+  });
+
   it('is rebuilt from the stored blocks when the store has none (written before it was kept)', async () => {
     cluster = await memoryAlliance(4, { gateways: 2, signing: 'batch' });
     const { genesis } = cluster.alliance;
