@@ -152,10 +152,33 @@ export async function benchE2e(): Promise<Figure[]> {
   const source = publisher(broker.url);
   const figures: Figure[] = [];
   const log = (line: string) => process.stderr.write(`  e2e: ${line}\n`);
+  let monitor: NodeJS.Timeout | undefined;
   try {
     await gateway.start(60_000);
     await source.ready;
     const s = () => gateway.status()!;
+    // Progress every 10 s: the backlog, what became final, and each validator's view and why it left
+    // its views (a view-change storm under load shows up here first).
+    const t0Run = Date.now();
+    monitor = setInterval(() => void progress(), 10_000);
+    const progress = async () => {
+      const g = s();
+      const peers = await Promise.all(
+        alliance.peers.map((p) =>
+          p.metrics().then(
+            (m) =>
+              `${p.member} v${m.status.view}${m.status.viewChanging ? '*' : ''} h${m.status.committedHeight} ` +
+              `mp${m.core.mempoolTxs} ${JSON.stringify(m.core.viewChangeCauses)}`,
+            () => `${p.member} down`,
+          ),
+        ),
+      );
+      log(
+        `${((Date.now() - t0Run) / 1000).toFixed(0)} s: outbox ${g.outbox.pending} pending, ` +
+          `${g.submitter?.committed ?? 0} final, ${g.submitter?.resubmitted ?? 0} resubmitted, ` +
+          `gateway's validator v${g.chain?.view ?? '?'}; ${peers.join('; ')}`,
+      );
+    };
 
     // (1) Latency at 1,000 events/s: the gateway's source-to-finality p50/p99 over its last 4,096 events.
     source.setRate(1_000);
@@ -252,6 +275,7 @@ export async function benchE2e(): Promise<Figure[]> {
       note: rss.join('; '),
     });
   } finally {
+    clearInterval(monitor);
     await source.close();
     await gateway.stop();
     await Promise.all(alliance.peers.map((p) => p.stop()));
