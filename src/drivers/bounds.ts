@@ -42,6 +42,14 @@ export const mqttTopicCacheMax = 10_000;
  */
 export const mqttRedeliveryWindowMax = 128;
 
+/**
+ * Longest run of MQTT messages one connection handles before it yields to the event loop (ms). The
+ * next message then waits one event-loop turn, in which timers, other sockets and the chain's replies
+ * run; meanwhile TCP backpressure keeps further messages at the broker. (mqtt.js would otherwise
+ * work off a whole socket backlog from process.nextTick, starving everything else.)
+ */
+export const mqttSliceMs = 10;
+
 // Relations the code relies on.
 if (modbusInFlightMax >= 256) throw new Error('bounds: modbus in-flight requests must stay below 256');
 if (reconnectInitialDelayMs > 100_000) throw new Error('bounds: initial reconnect delay too large');

@@ -208,3 +208,74 @@ describe('mqtt driver across a crash between the outbox write and the PUBACK', (
     expect(second.health().detail).toMatchObject({ redeliveriesSkipped: 1 });
   });
 });
+
+describe('mqtt driver under a backlog', () => {
+  it('works off a socket backlog in slices, letting timers and other I/O run in between', async () => {
+    // A scripted broker writes 2,000 QoS 0 PUBLISHes (about 50 KB) in one write right after the
+    // SUBACK: one read for the client. mqtt.js hands each next message over from process.nextTick, so
+    // without slicing, no timer could run until all 2,000 were handled.
+    const topic = 'scan';
+    const count = 2_000;
+    const server = createServer((socket) => {
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      parser.on('packet', (p) => {
+        if (p.cmd === 'connect') {
+          socket.write(mqttPacket.generate({ cmd: 'connack', sessionPresent: false, returnCode: 0 }));
+        } else if (p.cmd === 'subscribe') {
+          const backlog = Array.from({ length: count }, (_, i) =>
+            mqttPacket.generate({
+              cmd: 'publish',
+              topic,
+              payload: Buffer.from(`{"seq":${i}}`),
+              qos: 0,
+              dup: false,
+              retain: false,
+            }),
+          );
+          socket.write(
+            Buffer.concat([
+              mqttPacket.generate({ cmd: 'suback', messageId: p.messageId, granted: [0] }),
+              ...backlog,
+            ]),
+          );
+        } else if (p.cmd === 'pingreq') {
+          socket.write(mqttPacket.generate({ cmd: 'pingresp' }));
+        }
+      });
+      socket.on('data', (d) => parser.parse(d));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
+    server.unref();
+    const port = (server.address() as { port: number }).port;
+    const device = deviceMap('mqtt', {
+      connection: { url: `mqtt://127.0.0.1:${port}`, qos: 0 },
+      tags: [{ name: 'seq', topic, value: '$.seq', type: 'number' }],
+    });
+    // A consumer as slow as a busy gateway (about 50 µs a message), and a timer counting the turns of
+    // the event loop it gets while the backlog is being worked off.
+    const seqs: number[] = [];
+    let ticksDuringBacklog = 0;
+    const timer = setInterval(() => {
+      if (seqs.length > 0 && seqs.length < count) ticksDuringBacklog++;
+    }, 1);
+    onTestFinished(() => clearInterval(timer));
+    const c = testContext({
+      onReadings: (batch) => {
+        const until = performance.now() + 0.05;
+        while (performance.now() < until) {}
+        for (const r of batch) seqs.push(r.value as number);
+      },
+    });
+    onTestFinished(() => c.cleanup());
+    const driver = new MqttDriver(device, c.ctx);
+    await driver.start();
+    onTestFinished(() => driver.stop());
+    for (const deadline = Date.now() + 20_000; seqs.length < count && Date.now() < deadline; )
+      await new Promise((r) => setTimeout(r, 5));
+    expect(seqs, 'every message, once, in order').toEqual(Array.from({ length: count }, (_, i) => i));
+    expect(ticksDuringBacklog, 'timers ran while the backlog was worked off').toBeGreaterThan(0);
+    expect((driver.health().detail as { yields: number }).yields).toBeGreaterThan(0);
+  });
+});
