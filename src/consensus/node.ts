@@ -472,13 +472,6 @@ export class ConsensusNode {
     if (this.#state !== 'running') return;
     try {
       let fed = 0;
-      if (this.#tickDue) {
-        this.#tickDue = false;
-        this.#replica.tick(this.#clock.nowMs());
-        this.#inputs.ticks++;
-        this.#collect();
-        fed++;
-      }
       const bulkMin = Math.max(1, this.#limits.batchInputsMax >> 2);
       while (fed < this.#limits.batchInputsMax && this.#inbound.length > 0) {
         const { from, message } = this.#inbound.shift(this.#limits.batchInputsMax - fed <= bulkMin)!;
@@ -487,6 +480,15 @@ export class ConsensusNode {
         else this.#inputs.messages++;
         this.#collect();
         fed++;
+      }
+      // The tick after what has arrived: a timer that fell due while this replica was busy must not
+      // call a view change for want of COMMITs that are waiting right here (the core fires timers on
+      // ticks only). Every drain that is due one ends with it, so ticks are never starved.
+      if (this.#tickDue) {
+        this.#tickDue = false;
+        this.#replica.tick(this.#clock.nowMs());
+        this.#inputs.ticks++;
+        this.#collect();
       }
       this.#flush();
     } catch (err) {

@@ -297,13 +297,18 @@ export class Replica {
       this.#vcDeadlineMs = this.#now + this.#timeoutMs();
     }
     this.#nextStatusMs = this.#now;
-    this.#afterInput();
+    this.#afterInput(true);
   }
 
-  /** Advances the clock (ms, never decreasing; a smaller value is ignored) and fires due timers. */
+  /**
+   * Advances the clock (ms, never decreasing; a smaller value is ignored) and fires due timers.
+   * Only a tick fires them: messages and submissions arm deadlines but never fire one, so a runtime
+   * that feeds what it has received before the tick (node.ts) judges progress on everything that had
+   * arrived, not on the first message of a backlog built up while it was busy.
+   */
   tick(nowMs: number): void {
     this.#enter(nowMs);
-    this.#afterInput();
+    this.#afterInput(true);
   }
 
   /**
@@ -316,14 +321,14 @@ export class Replica {
       throw new RangeError(`receive: ${from} is not another validator`);
     }
     this.#dispatch(from, message);
-    this.#afterInput();
+    this.#afterInput(false);
   }
 
   /** A client transaction. Accepted ones are forwarded to the other replicas and proposed in time. */
   submit(tx: Uint8Array, nowMs: number): SubmitResult {
     this.#enter(nowMs);
     const r = this.#admit(tx, true);
-    this.#afterInput();
+    this.#afterInput(false);
     return r;
   }
 
@@ -383,8 +388,9 @@ export class Replica {
     this.#c.tx.order?.removed(t.id);
   }
 
-  #afterInput(): void {
-    this.#timers();
+  #afterInput(fire: boolean): void {
+    if (fire) this.#timers();
+    else this.#armProgressDeadline();
     this.#maybePropose();
   }
 
@@ -550,8 +556,7 @@ export class Replica {
         else this.#vcDeadlineMs = now + this.#timeoutMs();
       }
     } else {
-      if (!this.#waiting()) this.#progressDeadlineMs = null;
-      else if (this.#progressDeadlineMs === null) this.#progressDeadlineMs = now + this.#timeoutMs();
+      this.#armProgressDeadline();
       if (this.#progressDeadlineMs !== null && now >= this.#progressDeadlineMs) {
         this.#startViewChange(this.#view + 1, 'progress-timeout');
       } else {
@@ -567,6 +572,13 @@ export class Replica {
       this.#deferAtMs = null;
       this.#replay();
     }
+  }
+
+  /** No commit within T while there is work: the deadline runs from when the work appeared. */
+  #armProgressDeadline(): void {
+    if (this.#viewChanging) return;
+    if (!this.#waiting()) this.#progressDeadlineMs = null;
+    else if (this.#progressDeadlineMs === null) this.#progressDeadlineMs = this.#now + this.#timeoutMs();
   }
 
   /** Other replicas whose latest VIEW-CHANGE or STATUS puts them at `view` or above. */

@@ -241,6 +241,40 @@ describe('pitfall: view-change storms', () => {
   });
 });
 
+describe('pitfall: a busy replica blaming the primary', () => {
+  it('judges progress on everything that arrived while it was busy, not on the first message', () => {
+    const net = new Net(4);
+    net.submit(0);
+    // Replica 1 holds the proposal and its progress deadline runs; the COMMITs are on their way.
+    net.deliver((e) => e.message.type !== 'commit' || e.to !== 1);
+    expect(net.replica(1).committedHeight).toBe(0);
+    // Replica 1 was busy for 2T (no tick ran). Its backlog: a STATUS first, then the COMMITs.
+    net.nowMs += 2 * T;
+    net.inject(2, 1, { type: 'status', view: 0, viewChanging: false, committedHeight: 1 });
+    const status = net.inflight.pop()!;
+    net.inflight.unshift(status);
+    net.deliver(toReplica(1));
+    net.advance(0); // the tick that fell due meanwhile, after the backlog (as node.ts feeds it)
+    expect(net.replica(1).committedHeight).toBe(1);
+    expect(net.replica(1).view).toBe(0);
+    expect(net.replica(1).metrics().viewChangeCauses).toEqual({});
+    expect(sentBy(net, 1, 'view-change')).toHaveLength(0);
+  });
+
+  it('still leaves the view when nothing it received was progress', () => {
+    const net = new Net(4);
+    net.submit(0);
+    net.deliver((e) => e.message.type !== 'commit' || e.to !== 1);
+    net.drop((e) => e.message.type === 'commit' && e.to === 1);
+    net.nowMs += 2 * T;
+    net.inject(2, 1, { type: 'status', view: 0, viewChanging: false, committedHeight: 1 });
+    net.deliver(toReplica(1));
+    expect(sentBy(net, 1, 'view-change')).toHaveLength(0); // a message never fires a timer
+    net.advance(0);
+    expect(net.replica(1).metrics().viewChangeCauses).toEqual({ 'progress-timeout': 1 });
+  });
+});
+
 describe('pitfall: a lagging replica trusting blocks without certificates', () => {
   it('accepts synced blocks only with a valid certificate from the genesis validators', () => {
     const net = new Net(4);
