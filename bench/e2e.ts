@@ -146,7 +146,7 @@ export async function benchE2e(): Promise<Figure[]> {
   const sustainRate = Number(process.env.SUSTAIN_RATE ?? 4_000);
   const root = mkdtempSync(join(tmpdir(), 'masbc-bench-e2e-'));
   const broker = await startBroker();
-  const alliance = await startAlliance(join(root, 'alliance'), 2_000);
+  const alliance = await startAlliance(join(root, 'alliance'), 2_000, null); // production timing
   const file = writeBenchGateway(join(root, 'gateway'), alliance, broker.url);
   const gateway = new GatewayProcess(file, join(root, 'gateway', 'data'));
   const source = publisher(broker.url);
