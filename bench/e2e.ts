@@ -11,7 +11,8 @@
  * stopped) at a live rate, then the backlog's drain rate as a multiple of that live rate; and every
  * process's RSS.
  *
- * Run alone: `node bench/e2e.ts` (OUTAGE_S=60 LIVE_RATE=300 SUSTAIN_RATE=4000 to change the phases).
+ * Run alone: `node bench/e2e.ts` (OUTAGE_S=60 LIVE_RATE=300 SUSTAIN_RATE=4000 to change the phases;
+ * CHAIN_THREAD=false to host the gateway's validator on its main loop instead of its own thread).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -86,6 +87,10 @@ function publisher(url: string) {
 /** gateway.yaml (validator role, batch signing) and one MQTT scanner map, QoS 0. */
 function writeBenchGateway(root: string, e: E2eAlliance, url: string): string {
   const file = writeValidatorGatewayYaml(root, e);
+  // CHAIN_THREAD=false: the validator on the gateway's main loop (chain.thread), for an A/B run.
+  if (process.env.CHAIN_THREAD === 'false') {
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/^chain:\n/m, 'chain:\n  thread: false\n'));
+  }
   writeFileSync(
     join(root, 'devices', 'scanner.yaml'),
     [

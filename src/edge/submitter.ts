@@ -8,7 +8,8 @@
  *   in seq order (docs/ledger.md).
  * - When none of its events has become final for `resubmitAfterMs` while some are in flight, it
  *   submits again from the oldest pending event: the validator may have lost them (a restart, a view
- *   change whose primary never had them). While its events keep becoming final it does not: the chain
+ *   change whose primary never had them). While nothing becomes final (an outage) it backs off, to
+ *   2 × and then 4 × `resubmitAfterMs` between rounds. While its events keep becoming final it does not: the chain
  *   takes a gateway's events in seq order, so progress means the oldest in flight is simply next in
  *   line behind a backlog (resubmitting a whole window of them every `resubmitAfterMs` under load
  *   only cost both sides work, all answered "duplicate"). A duplicate is harmless: the chain refuses
@@ -78,6 +79,9 @@ export class Submitter {
   #lastSubmittedSeq = 0;
   /** When one of our events last became final (ms, the submitter's clock). */
   #lastProgressMs = -Infinity;
+  /** When we last submitted everything again, and how many times in a row without progress. */
+  #lastResubmitMs = -Infinity;
+  #resubmitsWithoutProgress = 0;
   #lastHeight: number;
   #tokens: number;
   #tokensAtMs: number;
@@ -161,8 +165,12 @@ export class Submitter {
   #resubmitStale(): void {
     const oldest = this.#inFlight.values().next().value;
     if (!oldest) return;
-    const waitingSinceMs = Math.max(oldest.sentMs, this.#lastProgressMs);
-    if (this.#now() - waitingSinceMs < this.#resubmitMs) return;
+    const waitingSinceMs = Math.max(oldest.sentMs, this.#lastProgressMs, this.#lastResubmitMs);
+    // Backs off while the chain stays stuck (an outage): 1, 2, 4, then every 4 × resubmitAfterMs.
+    const waitMs = this.#resubmitMs * 2 ** Math.min(this.#resubmitsWithoutProgress, 2);
+    if (this.#now() - waitingSinceMs < waitMs) return;
+    this.#lastResubmitMs = this.#now();
+    this.#resubmitsWithoutProgress++;
     this.#stats.resubmitted += this.#inFlight.size;
     this.#log.info('no event final in time; submitting again from the oldest', {
       fromSeq: oldest.seq,
@@ -229,8 +237,13 @@ export class Submitter {
     }
     if (receipts.length > 0) {
       this.#stats.committed += this.#o.markCommitted(receipts, this.#now());
-      this.#lastProgressMs = this.#now();
+      this.#progress();
     }
+  }
+
+  #progress(): void {
+    this.#lastProgressMs = this.#now();
+    this.#resubmitsWithoutProgress = 0;
   }
 
   #takeTokens(): number {
@@ -248,7 +261,7 @@ export class Submitter {
       const mine = this.#inFlight.get(id);
       if (mine) {
         this.#inFlight.delete(id);
-        this.#lastProgressMs = now;
+        this.#progress();
         this.#recordLatency(now - mine.sourceTimeMs);
       } else if (!this.#o.isOwnPending(id)) {
         continue;

@@ -213,9 +213,27 @@ describe('submitter', () => {
       await until(() => s.stats().inFlight === 100, 'the window refilled');
     }
     expect(s.stats().resubmitted).toBe(0);
-    // A stall: nothing final for longer than resubmitAfterMs. Now it submits again.
+    // A stall: nothing final for longer than resubmitAfterMs. Now it submits again, then backs off:
+    // the next round after 2 × resubmitAfterMs, the ones after that every 4 ×.
+    const rounds = () => s.stats().resubmitted / 100;
     now += 1_100;
-    await until(() => s.stats().resubmitted > 0, 'a resubmission after the stall');
+    await until(() => rounds() === 1, 'a resubmission after the stall');
+    await until(() => s.stats().inFlight === 100, 'the window resubmitted');
+    for (const [stepMs, expected] of [
+      [1_900, 1],
+      [100, 2],
+      [3_900, 2],
+      [100, 3],
+      [3_900, 3],
+      [100, 4],
+    ] as const) {
+      const before = rounds();
+      now += stepMs;
+      if (expected > before) await until(() => rounds() === expected, `round ${expected}`);
+      else await new Promise((r) => setTimeout(r, 30)); // a few of the submitter's 5 ms ticks: none may resubmit
+      await until(() => s.stats().inFlight === 100, 'the window in flight');
+      expect(rounds(), `after ${stepMs} ms more`).toBe(expected);
+    }
     chain.commit();
     chain.commit();
     await until(() => outbox.stats().pending === 0, 'all final');
