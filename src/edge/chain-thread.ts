@@ -1,11 +1,12 @@
 /**
  * The member's validator on a worker thread of its own (chain role `validator`, `chain.thread: true`,
  * the default). The gateway's event loop runs acquisition: socket reads, mapping, the normaliser,
- * signing and outbox writes. At a few thousand events/s that loop is busy most of the time, and a
- * validator sharing it answered its peers late: the bench saw its libp2p links dropped, the validator
- * change view alone, and the alliance commit almost nothing while the gateway's outbox grew
- * (docs/runtime.md, "The validator's own thread"). On its own thread it keeps its own pace; the
- * operating system shares the cores.
+ * signing and outbox writes. Sharing that loop, acquisition and the validator take turns on one core:
+ * under overload, acquisition slows to what the chain commits and the excess waits at the source.
+ * On its own thread the validator keeps its own pace and acquisition keeps storing into the outbox
+ * (2–2.7× faster in the end-to-end bench under overload), at the price of a second V8 heap (about
+ * 350 MiB) and, on a box shared with the other validators, CPU they would have used (docs/runtime.md,
+ * "Performance", has both layouts measured).
  *
  * The worker (chain-thread-worker.ts) opens the validator exactly as the embedded one is opened
  * (openEmbeddedValidator: libp2p, the ledger, the block store, the optional HTTP API) and answers the
