@@ -211,7 +211,7 @@ export class MqttDriver extends DriverBase {
       this.#onMessage(topic, payload);
     }
     if (!acknowledged) {
-      this.#next(done);
+      this.#next(done, live);
       return;
     }
     let wait: Promise<void> | null = null;
@@ -221,7 +221,7 @@ export class MqttDriver extends DriverBase {
       this.countError('consumer', err);
     }
     if (!wait) {
-      this.#next(done);
+      this.#next(done, live);
       return;
     }
     const since = performance.now();
@@ -230,7 +230,7 @@ export class MqttDriver extends DriverBase {
       () => {
         this.#acksWaiting--;
         this.#ackWaitMsMax = Math.max(this.#ackWaitMsMax, Math.round(performance.now() - since));
-        if (this.running && live()) this.#next(done);
+        if (this.running && live()) this.#next(done, live);
       },
       (err: unknown) => {
         // Not expected (durable() settles by resolving); leave the message unacknowledged: the broker
@@ -250,7 +250,7 @@ export class MqttDriver extends DriverBase {
    * trips of 2–5 s at 4,000 messages/s). While we yield, mqtt.js reads nothing more, so TCP
    * backpressure holds further messages at the broker.
    */
-  #next(done: () => void): void {
+  #next(done: () => void, live: () => boolean): void {
     const now = performance.now();
     if (now - this.#sliceStartMs < mqttSliceMs) {
       done();
@@ -259,7 +259,9 @@ export class MqttDriver extends DriverBase {
     this.#yields++;
     setImmediate(() => {
       this.#sliceStartMs = performance.now();
-      done();
+      // A connection that ended meanwhile gets nothing more (for QoS 1/2: no acknowledgement, so
+      // the broker keeps the message for the next session).
+      if (this.running && live()) done();
     });
   }
 
