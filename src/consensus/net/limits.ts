@@ -28,9 +28,10 @@ export interface TransportLimits {
   /**
    * When a peer's connection comes (back) up, the messages that waited longer than this for it
    * are dropped (counted in `messagesDropped` and `staleDropped`) instead of sent. They are votes
-   * and statuses for heights and views that have moved on: the core retransmits what still
-   * matters on every heartbeat, and certified sync covers committed blocks. Replaying them made a
-   * validator restarted after an outage check the signatures of thousands of stale messages.
+   * and statuses for heights and views that have most likely moved on: the core retransmits what
+   * still matters on every heartbeat, and certified sync covers committed blocks. So a peer that was
+   * away catches up from the current state instead of from a replay of up to
+   * `outboundQueueMessagesMax` old messages.
    */
   staleQueuedMs: number;
   /** Largest frame batch handed to the stream in one write. */
