@@ -230,20 +230,35 @@ export async function benchE2e(): Promise<Figure[]> {
     source.setRate(sustainRate);
     await sleep(5_000);
     const windows: number[] = [];
+    const stored: number[] = [];
     for (let i = 0; i < 3; i++) {
       const c0 = s().submitter!.committed;
+      const s0 = s().eventsStored;
       const t0 = Date.now();
       await sleep(10_000);
-      windows.push(((s().submitter!.committed - c0) * 1000) / (Date.now() - t0));
+      const dt = (Date.now() - t0) / 1000;
+      windows.push((s().submitter!.committed - c0) / dt);
+      stored.push((s().eventsStored - s0) / dt);
     }
     windows.sort((a, b) => a - b);
+    stored.sort((a, b) => a - b);
     figures.push({
       name: `sustained committed events/s (offered ${sustainRate}/s)`,
       value: windows[1]!,
       unit: 'events/s',
       runs: windows,
     });
-    log(`sustained ${windows.map((w) => w.toFixed(0)).join(', ')} events/s`);
+    // What acquisition kept up meanwhile: the rest waits at the source (here the broker).
+    figures.push({
+      name: `events/s stored in the outbox meanwhile (offered ${sustainRate}/s)`,
+      value: stored[1]!,
+      unit: 'events/s',
+      runs: stored,
+    });
+    log(
+      `sustained ${windows.map((w) => w.toFixed(0)).join(', ')} events/s committed, ` +
+        `${stored.map((w) => w.toFixed(0)).join(', ')} stored`,
+    );
     const rss = [`gateway+validator ${rssMb(s().pid).toFixed(0)} MiB`];
     source.setRate(0);
     await waitUntil(() => s().outbox.pending === 0, 'backlog of phase 2 drained', 600_000);
