@@ -176,7 +176,8 @@ export function registerDemo(program: Command): void {
             const chain = s.chain
               ? ` | chain height ${s.chain.committedHeight} view ${s.chain.view}, peers ${s.chain.peersConnected}/${s.chain.peers.length}` +
                 ` | committed/s ${rate(committed, last.committed, now - last.t)}` +
-                ` | finality p50 ${s.submitter?.latencyMs.p50 ?? 0} ms p99 ${s.submitter?.latencyMs.p99 ?? 0} ms`
+                ` | finality p50 ${s.submitter?.latencyMs.p50 ?? 0} ms p99 ${s.submitter?.latencyMs.p99 ?? 0} ms` +
+                ` (chain ${s.submitter?.chainLatencyMs.p50 ?? 0}/${s.submitter?.chainLatencyMs.p99 ?? 0} ms)`
               : '';
             const line =
               `devices ${up}/${s.devices.length} up | readings/s ${rate(s.readings, last.readings, now - last.t)} | ` +

@@ -58,6 +58,11 @@ export interface SubmitterStats {
   lastHeight: number;
   /** Source-to-finality latency of recent events, ms (p50, p99 of the last ≤ 4096). */
   latencyMs: { p50: number; p99: number; samples: number };
+  /**
+   * The chain's part of it: from the gateway's timestamp (when the event was signed) to the final
+   * block, for the same events. The rest is the device's side: polling, sampling, rule windows.
+   */
+  chainLatencyMs: { p50: number; p99: number };
   errors: number;
 }
 
@@ -74,8 +79,11 @@ export class Submitter {
   readonly #resubmitMs: number;
   readonly #tickMs: number;
   readonly #now: () => number;
-  /** id → (seq, first submission time, source time). Insertion order = seq order. */
-  readonly #inFlight = new Map<string, { seq: number; sentMs: number; sourceTimeMs: number }>();
+  /** id → (seq, first submission time, source and gateway time). Insertion order = seq order. */
+  readonly #inFlight = new Map<
+    string,
+    { seq: number; sentMs: number; sourceTimeMs: number; gatewayTimeMs: number }
+  >();
   #lastSubmittedSeq = 0;
   /** When one of our events last became final (ms, the submitter's clock). */
   #lastProgressMs = -Infinity;
@@ -91,6 +99,7 @@ export class Submitter {
   #again = false;
   #unsubscribe: (() => void) | null = null;
   readonly #latencies: number[] = [];
+  readonly #chainLatencies: number[] = [];
   #latencyNext = 0;
   readonly #stats = { submitted: 0, resubmitted: 0, committed: 0, errors: 0 };
   readonly #refused: Record<string, number> = {};
@@ -212,7 +221,12 @@ export class Submitter {
         }
         if (stop) return;
         if (v && !v.accepted) this.#refused[v.reason] = (this.#refused[v.reason] ?? 0) + 1;
-        this.#inFlight.set(e.event.id, { seq: e.seq, sentMs, sourceTimeMs: e.event.env.sourceTimeMs });
+        this.#inFlight.set(e.event.id, {
+          seq: e.seq,
+          sentMs,
+          sourceTimeMs: e.event.env.sourceTimeMs,
+          gatewayTimeMs: e.event.env.gatewayTimeMs,
+        });
         this.#lastSubmittedSeq = e.seq;
         this.#stats.submitted += 1;
       });
@@ -262,7 +276,7 @@ export class Submitter {
       if (mine) {
         this.#inFlight.delete(id);
         this.#progress();
-        this.#recordLatency(now - mine.sourceTimeMs);
+        this.#recordLatency(now - mine.sourceTimeMs, now - mine.gatewayTimeMs);
       } else if (!this.#o.isOwnPending(id)) {
         continue;
       }
@@ -286,21 +300,31 @@ export class Submitter {
     if (receipts.length > 0) this.kick();
   }
 
-  #recordLatency(ms: number): void {
-    if (this.#latencies.length < latencySamplesMax) this.#latencies.push(ms);
-    else this.#latencies[this.#latencyNext++ % latencySamplesMax] = ms;
+  #recordLatency(ms: number, chainMs: number): void {
+    if (this.#latencies.length < latencySamplesMax) {
+      this.#latencies.push(ms);
+      this.#chainLatencies.push(chainMs);
+    } else {
+      const i = this.#latencyNext++ % latencySamplesMax;
+      this.#latencies[i] = ms;
+      this.#chainLatencies[i] = chainMs;
+    }
   }
 
   stats(): SubmitterStats {
-    const sorted = [...this.#latencies].sort((a, b) => a - b);
-    const at = (q: number) =>
-      sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0;
+    const quantiles = (samples: number[]) => {
+      const sorted = [...samples].sort((a, b) => a - b);
+      const at = (q: number) =>
+        sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0;
+      return { p50: at(0.5), p99: at(0.99) };
+    };
     return {
       ...this.#stats,
       inFlight: this.#inFlight.size,
       refused: { ...this.#refused },
       lastHeight: this.#lastHeight,
-      latencyMs: { p50: at(0.5), p99: at(0.99), samples: sorted.length },
+      latencyMs: { ...quantiles(this.#latencies), samples: this.#latencies.length },
+      chainLatencyMs: quantiles(this.#chainLatencies),
     };
   }
 

@@ -147,6 +147,28 @@ describe('submitter', () => {
     expect(s.stats().latencyMs.samples).toBe(300);
   });
 
+  it("splits finality latency: from the source's time, and the chain's part from the gateway's", async () => {
+    let now = 1_000_000;
+    const { outbox, chain, s } = setup({ nowMs: () => now });
+    // Read by the device 5 s before the gateway signed them (a slow poll, a rule window).
+    const signedAt = Date.now();
+    outbox.append(
+      Array.from({ length: 10 }, (_, i) => ({ ...draft(i), sourceTimeMs: signedAt - 5_000 })),
+      signer,
+    );
+    const gatewayTimeMs = outbox.get(1)!.event.env.gatewayTimeMs;
+    now = gatewayTimeMs + 200;
+    s.start();
+    await until(() => chain.mempool.length === 10, 'all submitted');
+    now = gatewayTimeMs + 300; // final 300 ms after signing
+    chain.commit();
+    await until(() => outbox.stats().pending === 0, 'all final');
+    const { latencyMs, chainLatencyMs } = s.stats();
+    expect(chainLatencyMs).toEqual({ p50: 300, p99: 300 });
+    expect(latencyMs.p50).toBe(300 + gatewayTimeMs - (signedAt - 5_000));
+    expect(latencyMs.p50).toBeGreaterThanOrEqual(5_300);
+  });
+
   it('keeps everything through a chain outage and drains the backlog at the configured rate', async () => {
     const { outbox, chain, s } = setup({
       drainEventsPerSecond: 2_000,
