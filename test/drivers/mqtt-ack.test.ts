@@ -5,7 +5,7 @@
  * test/edge/gateway-mqtt-ack.test.ts.
  */
 import { EventEmitter, once } from 'node:events';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
@@ -129,6 +129,26 @@ describe('mqtt driver acknowledges after durable()', () => {
   });
 });
 
+/**
+ * A scripted MQTT broker over a real socket: `onPacket` answers each packet the client sends
+ * (PINGREQ is answered here). Closed when the test finishes. Resolves to its port.
+ */
+async function scriptedBroker(onPacket: (p: mqttPacket.Packet, socket: Socket) => void): Promise<number> {
+  const server = createServer((socket) => {
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p) => {
+      if (p.cmd === 'pingreq') socket.write(mqttPacket.generate({ cmd: 'pingresp' }));
+      else onPacket(p, socket);
+    });
+    socket.on('data', (d) => parser.parse(d));
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
+  server.unref();
+  return (server.address() as { port: number }).port;
+}
+
 describe('mqtt driver across a crash between the outbox write and the PUBACK', () => {
   it('saves the delivery with the events it produced, so its redelivery produces nothing', async () => {
     // A scripted broker over a real socket. Every connection gets the same QoS 1 PUBLISH (packet id 7)
@@ -138,40 +158,29 @@ describe('mqtt driver across a crash between the outbox write and the PUBACK', (
     const body = Buffer.from('{"seq":41}');
     const acked: number[] = [];
     let connections = 0;
-    const server = createServer((socket) => {
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      parser.on('packet', (p) => {
-        if (p.cmd === 'connect') {
-          const sessionPresent = connections++ > 0;
-          socket.write(
-            Buffer.concat([
-              mqttPacket.generate({ cmd: 'connack', sessionPresent, returnCode: 0 }),
-              mqttPacket.generate({
-                cmd: 'publish',
-                topic,
-                payload: body,
-                qos: 1,
-                messageId: 7,
-                dup: sessionPresent,
-                retain: false,
-              }),
-            ]),
-          );
-        } else if (p.cmd === 'subscribe') {
-          socket.write(mqttPacket.generate({ cmd: 'suback', messageId: p.messageId, granted: [1] }));
-        } else if (p.cmd === 'puback') {
-          acked.push(p.messageId!);
-        } else if (p.cmd === 'pingreq') {
-          socket.write(mqttPacket.generate({ cmd: 'pingresp' }));
-        }
-      });
-      socket.on('data', (d) => parser.parse(d));
-      socket.on('error', () => {});
+    const port = await scriptedBroker((p, socket) => {
+      if (p.cmd === 'connect') {
+        const sessionPresent = connections++ > 0;
+        socket.write(
+          Buffer.concat([
+            mqttPacket.generate({ cmd: 'connack', sessionPresent, returnCode: 0 }),
+            mqttPacket.generate({
+              cmd: 'publish',
+              topic,
+              payload: body,
+              qos: 1,
+              messageId: 7,
+              dup: sessionPresent,
+              retain: false,
+            }),
+          ]),
+        );
+      } else if (p.cmd === 'subscribe') {
+        socket.write(mqttPacket.generate({ cmd: 'suback', messageId: p.messageId, granted: [1] }));
+      } else if (p.cmd === 'puback') {
+        acked.push(p.messageId!);
+      }
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
-    server.unref();
-    const port = (server.address() as { port: number }).port;
     const device = deviceMap('mqtt', {
       connection: { url: `mqtt://127.0.0.1:${port}`, qos: 1, cleanSession: false, clientId: 'redeliver' },
       tags: [{ name: 'seq', topic, value: '$.seq', type: 'number' }],
@@ -216,39 +225,28 @@ describe('mqtt driver under a backlog', () => {
     // without slicing, no timer could run until all 2,000 were handled.
     const topic = 'scan';
     const count = 2_000;
-    const server = createServer((socket) => {
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      parser.on('packet', (p) => {
-        if (p.cmd === 'connect') {
-          socket.write(mqttPacket.generate({ cmd: 'connack', sessionPresent: false, returnCode: 0 }));
-        } else if (p.cmd === 'subscribe') {
-          const backlog = Array.from({ length: count }, (_, i) =>
-            mqttPacket.generate({
-              cmd: 'publish',
-              topic,
-              payload: Buffer.from(`{"seq":${i}}`),
-              qos: 0,
-              dup: false,
-              retain: false,
-            }),
-          );
-          socket.write(
-            Buffer.concat([
-              mqttPacket.generate({ cmd: 'suback', messageId: p.messageId, granted: [0] }),
-              ...backlog,
-            ]),
-          );
-        } else if (p.cmd === 'pingreq') {
-          socket.write(mqttPacket.generate({ cmd: 'pingresp' }));
-        }
-      });
-      socket.on('data', (d) => parser.parse(d));
-      socket.on('error', () => {});
+    const port = await scriptedBroker((p, socket) => {
+      if (p.cmd === 'connect') {
+        socket.write(mqttPacket.generate({ cmd: 'connack', sessionPresent: false, returnCode: 0 }));
+      } else if (p.cmd === 'subscribe') {
+        const backlog = Array.from({ length: count }, (_, i) =>
+          mqttPacket.generate({
+            cmd: 'publish',
+            topic,
+            payload: Buffer.from(`{"seq":${i}}`),
+            qos: 0,
+            dup: false,
+            retain: false,
+          }),
+        );
+        socket.write(
+          Buffer.concat([
+            mqttPacket.generate({ cmd: 'suback', messageId: p.messageId, granted: [0] }),
+            ...backlog,
+          ]),
+        );
+      }
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
-    server.unref();
-    const port = (server.address() as { port: number }).port;
     const device = deviceMap('mqtt', {
       connection: { url: `mqtt://127.0.0.1:${port}`, qos: 0 },
       tags: [{ name: 'seq', topic, value: '$.seq', type: 'number' }],
