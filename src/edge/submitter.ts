@@ -9,11 +9,11 @@
  * - When none of its events has become final for `resubmitAfterMs` while some are in flight, it
  *   submits again from the oldest pending event: the validator may have lost them (a restart, a view
  *   change whose primary never had them). While nothing becomes final (an outage) it backs off, to
- *   2 × and then 4 × `resubmitAfterMs` between rounds. While its events keep becoming final it does not: the chain
- *   takes a gateway's events in seq order, so progress means the oldest in flight is simply next in
- *   line behind a backlog (resubmitting a whole window of them every `resubmitAfterMs` under load
- *   only cost both sides work, all answered "duplicate"). A duplicate is harmless: the chain refuses
- *   an id it already holds and any seq at or below the gateway's head.
+ *   2 × and then 4 × `resubmitAfterMs` between rounds. While its events keep becoming final it does
+ *   not: the chain takes a gateway's events in seq order, so progress means the oldest in flight is
+ *   simply next in line behind a backlog (resubmitting a whole window of them every
+ *   `resubmitAfterMs` under load only cost both sides work, all answered "duplicate"). A duplicate is
+ *   harmless: the chain refuses an id it already holds and any seq at or below the gateway's head.
  * - The height of the last block seen is saved in the outbox. After a restart the submitter replays
  *   blocks from there, so events that became final while the gateway was down are marked too.
  *
@@ -175,7 +175,7 @@ export class Submitter {
     const oldest = this.#inFlight.values().next().value;
     if (!oldest) return;
     const waitingSinceMs = Math.max(oldest.sentMs, this.#lastProgressMs, this.#lastResubmitMs);
-    // Backs off while the chain stays stuck (an outage): 1, 2, 4, then every 4 × resubmitAfterMs.
+    // Backs off while the chain stays stuck (an outage): 1 ×, 2 ×, then every 4 × resubmitAfterMs.
     const waitMs = this.#resubmitMs * 2 ** Math.min(this.#resubmitsWithoutProgress, 2);
     if (this.#now() - waitingSinceMs < waitMs) return;
     this.#lastResubmitMs = this.#now();
@@ -270,12 +270,13 @@ export class Submitter {
   #onBlock(b: CommittedBlockInfo): void {
     const receipts = [];
     const now = this.#now();
+    let ours = false;
     for (let i = 0; i < b.txIds.length; i++) {
       const id = b.txIds[i]!;
       const mine = this.#inFlight.get(id);
       if (mine) {
         this.#inFlight.delete(id);
-        this.#progress();
+        ours = true;
         this.#recordLatency(now - mine.sourceTimeMs, now - mine.gatewayTimeMs);
       } else if (!this.#o.isOwnPending(id)) {
         continue;
@@ -287,6 +288,7 @@ export class Submitter {
         proof: { index: i, txCount: b.txIds.length },
       });
     }
+    if (ours) this.#progress();
     try {
       const n = this.#o.markCommitted(receipts, now, { [lastHeightKey]: b.height });
       this.#stats.committed += n;
