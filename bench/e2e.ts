@@ -165,9 +165,9 @@ export async function benchE2e(): Promise<Figure[]> {
     // Progress every 10 s: the backlog, what became final, and each validator's view and why it left
     // its views (a view-change storm under load shows up here first).
     const t0Run = Date.now();
-    monitor = setInterval(() => void progress(), 10_000);
     const progress = async () => {
-      const g = s();
+      const g = gateway.status();
+      if (!g) return; // the status file is being replaced: the next line will do
       const peers = await Promise.all(
         alliance.peers.map((p) =>
           p.metrics().then(
@@ -184,6 +184,9 @@ export async function benchE2e(): Promise<Figure[]> {
           `gateway's validator v${g.chain?.view ?? '?'}; ${peers.join('; ')}`,
       );
     };
+    monitor = setInterval(() => {
+      progress().catch((err: unknown) => log(`progress line failed: ${(err as Error).message}`));
+    }, 10_000);
 
     // (1) Latency at 1,000 events/s: the gateway's source-to-finality p50/p99 over its last 4,096 events.
     source.setRate(1_000);
