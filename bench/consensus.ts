@@ -33,7 +33,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SigningMode } from '../src/edge/signer.ts';
+import type { SigningMode } from '../src/event/signer.ts';
 import {
   type Cluster,
   type CommitStream,

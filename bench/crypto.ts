@@ -4,9 +4,9 @@
  * whole batch, so it checks one signature plus one audit path per event.
  */
 import { generateKey, type KeyAlgorithm } from '../src/crypto/keys.ts';
-import type { EventDraft } from '../src/edge/draft.ts';
-import { EventSigner, emptyHead, type SigningMode } from '../src/edge/signer.ts';
-import { EventVerifier, keyRegistry } from '../src/edge/verify.ts';
+import type { EventDraft } from '../src/event/draft.ts';
+import { EventSigner, emptyHead, type SigningMode } from '../src/event/signer.ts';
+import { EventVerifier, keyRegistry } from '../src/event/verify.ts';
 import { type Figure, perSecond, rate } from './lib.ts';
 
 const identity = { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw1' };

@@ -11,22 +11,22 @@ import { Ledger } from '../src/consensus/app/ledger.ts';
 import { GatewayRegistry } from '../src/consensus/app/registry.ts';
 import { applyBlock, genesisLedgerState } from '../src/consensus/app/state.ts';
 import { TxChecker } from '../src/consensus/app/tx.ts';
+import { emptyPersistedState } from '../src/consensus/core/io.ts';
+import { Replica } from '../src/consensus/core/replica.ts';
+import type { Block, Message } from '../src/consensus/core/types.ts';
 import {
   decodeMessage,
   defaultChainLimits,
   encodeMessage,
   signMessage,
   txRootOf,
-} from '../src/consensus/codec.ts';
-import { emptyPersistedState } from '../src/consensus/core/io.ts';
-import { Replica } from '../src/consensus/core/replica.ts';
-import type { Block, Message } from '../src/consensus/types.ts';
+} from '../src/consensus/wire/codec.ts';
 import { sha256 } from '../src/crypto/hash.ts';
 import { generateKey, type KeyAlgorithm, nodeVerifier, publicKeyRecord } from '../src/crypto/keys.ts';
-import type { EventDraft } from '../src/edge/draft.ts';
-import { encodeEvent } from '../src/edge/event.ts';
-import { EventSigner, emptyHead, type SigningMode } from '../src/edge/signer.ts';
-import { EventVerifier } from '../src/edge/verify.ts';
+import type { EventDraft } from '../src/event/draft.ts';
+import { encodeEvent } from '../src/event/event.ts';
+import { EventSigner, emptyHead, type SigningMode } from '../src/event/signer.ts';
+import { EventVerifier } from '../src/event/verify.ts';
 import { type Figure, perSecond, rate } from './lib.ts';
 
 const encoder = new TextEncoder();

@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLocalAlliance } from '../src/consensus/genesis.ts';
+import { createLocalAlliance } from '../src/consensus/genesis/genesis.ts';
 import { loadValidatorIdentity } from '../src/consensus/net/identity.ts';
 import { Libp2pTransport } from '../src/consensus/net/libp2p.ts';
 import { type Figure, formatFigures, machine, rate } from './lib.ts';

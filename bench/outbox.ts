@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKey } from '../src/crypto/keys.ts';
-import type { EventDraft } from '../src/edge/draft.ts';
-import { EventSigner } from '../src/edge/signer.ts';
-import { EventVerifier, keyRegistry } from '../src/edge/verify.ts';
+import type { EventDraft } from '../src/event/draft.ts';
+import { EventSigner } from '../src/event/signer.ts';
+import { EventVerifier, keyRegistry } from '../src/event/verify.ts';
 import { Outbox } from '../src/store/outbox.ts';
 import { type Figure, perSecond, rate } from './lib.ts';
 

@@ -19,14 +19,14 @@ import { loadavg } from 'node:os';
 import { Ledger } from '../src/consensus/app/ledger.ts';
 import { GatewayRegistry } from '../src/consensus/app/registry.ts';
 import { txIdOf } from '../src/consensus/app/tx.ts';
-import { decodeMessage, defaultChainLimits, encodeMessage } from '../src/consensus/codec.ts';
 import { emptyPersistedState, type Ready } from '../src/consensus/core/io.ts';
 import { Replica } from '../src/consensus/core/replica.ts';
-import type { ChainLimits, Message } from '../src/consensus/types.ts';
+import type { ChainLimits, Message } from '../src/consensus/core/types.ts';
+import { decodeMessage, defaultChainLimits, encodeMessage } from '../src/consensus/wire/codec.ts';
 import { sha256, toHex } from '../src/crypto/hash.ts';
 import { generateKey, nodeVerifier, publicKeyRecord } from '../src/crypto/keys.ts';
-import { encodeEvent } from '../src/edge/event.ts';
-import { EventSigner, emptyHead } from '../src/edge/signer.ts';
+import { encodeEvent } from '../src/event/event.ts';
+import { EventSigner, emptyHead } from '../src/event/signer.ts';
 import { partCompleted } from '../test/consensus/cluster/peers.ts';
 import { machine, median } from './lib.ts';
 

@@ -33,13 +33,13 @@
  *   const url = await api.listen({ host: '127.0.0.1', port: 8181 });
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { certifiedBlockToJson } from '../consensus/codec.ts';
-import { type ConsensusNode, NodeNotRunningError } from '../consensus/node.ts';
+import { inclusionProofToJson } from '../consensus/runtime/block-store.ts';
+import { committedBlocksAfter, localChainClient } from '../consensus/runtime/client.ts';
+import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/node.ts';
+import { certifiedBlockToJson } from '../consensus/wire/codec.ts';
 import { canonicalJson } from '../crypto/canonical.ts';
 import { fromHex, toHex } from '../crypto/hash.ts';
-import { committedBlocksAfter, localChainClient } from '../edge/local-chain.ts';
-import type { ChainClient, CommittedBlockInfo, SubmitVerdict } from '../edge/submitter-types.ts';
-import { inclusionProofToJson } from '../store/chain.ts';
+import type { ChainClient, CommittedBlockInfo, SubmitVerdict } from '../gateway/submitter-types.ts';
 
 export interface ValidatorApiLimits {
   /** Largest request body (a batch of events), bytes. */

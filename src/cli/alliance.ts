@@ -20,7 +20,11 @@ import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { createLocalAlliance, GenesisMismatchError, type LocalAlliance } from '../consensus/genesis.ts';
+import {
+  createLocalAlliance,
+  GenesisMismatchError,
+  type LocalAlliance,
+} from '../consensus/genesis/genesis.ts';
 import { untilSignal } from './run.ts';
 
 interface AllianceOptions {

@@ -15,15 +15,15 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../config/index.ts';
 import { gatewayRegistryOf, txIdOf } from '../consensus/app/index.ts';
-import { type Genesis, loadGenesis } from '../consensus/genesis.ts';
-import { ledgerStateFromRows } from '../consensus/node/ledger.ts';
-import { chainContext } from '../consensus/node.ts';
-import type { SignedEvent } from '../edge/event.ts';
-import { type ChainHead, emptyHead } from '../edge/signer.ts';
-import { EventRejected, EventVerifier } from '../edge/verify.ts';
-import { ChainStore, chainStorePath } from '../store/chain.ts';
+import { type Genesis, loadGenesis } from '../consensus/genesis/genesis.ts';
+import { ChainStore, chainStorePath } from '../consensus/runtime/block-store.ts';
+import { ledgerStateFromRows } from '../consensus/runtime/ledger.ts';
+import { chainContext } from '../consensus/runtime/node.ts';
+import type { SignedEvent } from '../event/event.ts';
+import { type ChainHead, emptyHead } from '../event/signer.ts';
+import { EventRejected, EventVerifier } from '../event/verify.ts';
+import { loadConfig } from '../gateway/config/config.ts';
 
 interface Where {
   data?: string;

@@ -6,10 +6,10 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../config/index.ts';
-import { createLocalAlliance } from '../consensus/genesis.ts';
+import { createLocalAlliance } from '../consensus/genesis/genesis.ts';
 import { generateKey, loadKeyFile, writeKeyFile } from '../crypto/keys.ts';
-import { createLogger } from '../edge/logger.ts';
+import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../gateway/config/config.ts';
+import { createLogger } from '../log/logger.ts';
 import { spawnPeer, stopChild } from './alliance.ts';
 import { untilSignal } from './run.ts';
 
@@ -126,7 +126,7 @@ export function registerDemo(program: Command): void {
 
         const [{ runSimulators }, { Gateway }] = await Promise.all([
           import('../../simulators/index.ts'),
-          import('../edge/gateway.ts'),
+          import('../gateway/gateway.ts'),
         ]);
         const ports = portsFromDevices(config);
         // A virtual RS-485 line for Modbus RTU device maps needs socat; without it, those devices sit out.

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { defaultGatewayFile, loadConfig } from '../config/index.ts';
-import { checkHealth } from '../edge/status.ts';
+import { defaultGatewayFile, loadConfig } from '../gateway/config/config.ts';
+import { checkHealth } from '../gateway/status.ts';
 
 export function registerHealth(program: Command): void {
   program

@@ -6,7 +6,7 @@
  *   masbc-edge keygen --out data/keys/gateway.key
  */
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../config/index.ts';
+import { ConfigError } from '../gateway/config/config.ts';
 import { registerAlliance } from './alliance.ts';
 import { registerChain } from './chain.ts';
 import { registerDemo } from './demo.ts';

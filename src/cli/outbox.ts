@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { defaultGatewayFile, loadConfig } from '../config/index.ts';
-import { ownEventVerifier } from '../edge/identity.ts';
+import { defaultGatewayFile, loadConfig } from '../gateway/config/config.ts';
+import { ownEventVerifier } from '../gateway/identity.ts';
 import { Outbox, outboxPath, type StoredEvent } from '../store/outbox.ts';
 
 function line(e: StoredEvent): string {

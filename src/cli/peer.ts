@@ -23,14 +23,14 @@ import { join } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { buildValidatorApi } from '../api/validator-api.ts';
 import { txIdOf } from '../consensus/app/tx.ts';
-import { loadGenesis } from '../consensus/genesis.ts';
+import { loadGenesis } from '../consensus/genesis/genesis.ts';
 import { loadValidatorIdentity } from '../consensus/net/identity.ts';
 import { Libp2pTransport } from '../consensus/net/libp2p.ts';
-import { openLedger } from '../consensus/node/ledger.ts';
-import { ConsensusNode, chainContext, type NodeStatus } from '../consensus/node.ts';
+import { ChainStore, chainStorePath } from '../consensus/runtime/block-store.ts';
+import { openLedger } from '../consensus/runtime/ledger.ts';
+import { ConsensusNode, chainContext, type NodeStatus } from '../consensus/runtime/node.ts';
 import { loadKeyFile } from '../crypto/keys.ts';
-import { createLogger, type LogLevel } from '../edge/logger.ts';
-import { ChainStore, chainStorePath } from '../store/chain.ts';
+import { createLogger, type LogLevel } from '../log/logger.ts';
 import { untilSignal } from './run.ts';
 
 export interface PeerOptions {

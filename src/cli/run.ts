@@ -16,11 +16,16 @@ import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { type DeviceConfig, defaultGatewayFile, type LoadedConfig, loadConfig } from '../config/index.ts';
 import type { DriverLogger, OnceResult, Reading } from '../drivers/types.ts';
-import type { EventDraft } from '../edge/draft.ts';
-import { createLogger, type LogLevel } from '../edge/logger.ts';
-import type { NormaliserState } from '../edge/normaliser.ts';
+import type { EventDraft } from '../event/draft.ts';
+import {
+  type DeviceConfig,
+  defaultGatewayFile,
+  type LoadedConfig,
+  loadConfig,
+} from '../gateway/config/config.ts';
+import { createLogger, type LogLevel } from '../log/logger.ts';
+import type { NormaliserState } from '../normaliser/normaliser.ts';
 
 /** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
 export function untilSignal(): Promise<NodeJS.Signals> {
@@ -96,7 +101,7 @@ export function registerRun(program: Command): void {
       }
       const log = createLogger(opts.logLevel ?? config.gateway.log.level);
       // Imported here so that `validate` and `keygen` do not load the protocol stacks.
-      const { Gateway } = await import('../edge/gateway.ts');
+      const { Gateway } = await import('../gateway/gateway.ts');
       const gateway = await Gateway.start(config, { log });
       const signal = await untilSignal();
       log.info('stopping', { signal });
@@ -138,7 +143,7 @@ export async function readOnce(
   const devices = config.devices.filter((d) => d.enabled);
   const [{ createDriver }, { createNormaliser }] = await Promise.all([
     import('../drivers/registry.ts'),
-    import('../edge/normaliser.ts'),
+    import('../normaliser/normaliser.ts'),
   ]);
   // Drivers' own log lines repeat what the report says; shown on stderr only when asked for.
   const driverLog: DriverLogger = options.logLevel ? createLogger(options.logLevel, 2) : quietLogger;

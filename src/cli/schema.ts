@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { jsonSchemaText, schemaFiles } from '../config/json-schema.ts';
+import { jsonSchemaText, schemaFiles } from '../gateway/config/json-schema.ts';
 
 export function registerSchema(program: Command): void {
   program

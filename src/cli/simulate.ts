@@ -12,7 +12,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../config/index.ts';
+import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../gateway/config/config.ts';
 import { portsFromDevices } from './demo.ts';
 import { untilSignal } from './run.ts';
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { defaultGatewayFile, formatIssue, validateFiles } from '../config/index.ts';
+import { defaultGatewayFile, formatIssue, validateFiles } from '../gateway/config/config.ts';
 
 export function registerValidate(program: Command): void {
   program

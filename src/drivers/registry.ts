@@ -7,7 +7,7 @@
  *   const drivers = config.devices.filter((d) => d.enabled).map((d) => createDriver(d, ctx));
  *   await Promise.all(drivers.map((d) => d.start()));
  */
-import type { DeviceConfig } from '../config/index.ts';
+import type { DeviceConfig } from '../gateway/config/config.ts';
 import { lazyFactory } from './common/lazy.ts';
 import { createModbusDriver } from './modbus/driver.ts';
 import { createMqttDriver } from './mqtt/driver.ts';

@@ -20,11 +20,11 @@
  *   outbox.markCommitted([{ id, height, blockHash, proof }]);
  */
 import { join } from 'node:path';
-import type { EventDraft } from '../edge/draft.ts';
-import { encodeEvent, type GapInfo, type SignedEvent, signatureBatchMax } from '../edge/event.ts';
-import type { EventKind } from '../edge/kinds.ts';
-import { type ChainHead, type EventSigner, emptyHead } from '../edge/signer.ts';
-import { EventRejected, type EventVerifier } from '../edge/verify.ts';
+import type { EventDraft } from '../event/draft.ts';
+import { encodeEvent, type GapInfo, type SignedEvent, signatureBatchMax } from '../event/event.ts';
+import type { EventKind } from '../event/kinds.ts';
+import { type ChainHead, type EventSigner, emptyHead } from '../event/signer.ts';
+import { EventRejected, type EventVerifier } from '../event/verify.ts';
 import {
   type Migration,
   openDatabase,

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
-import type { DeviceConfig } from '../../src/config/index.ts';
 import { createDriver } from '../../src/drivers/registry.ts';
 import type { Driver } from '../../src/drivers/types.ts';
+import type { DeviceConfig } from '../../src/gateway/config/config.ts';
 import { deviceMap, type TestContext, testContext } from './helpers/context.ts';
 import { freePort, tools } from './helpers/tools.ts';
 

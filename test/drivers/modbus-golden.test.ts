@@ -7,10 +7,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadDeviceMap } from '../../src/config/index.ts';
 import { decodeBit, registerDecoder } from '../../src/drivers/modbus/decode.ts';
 import { type ModbusDevice, ModbusDriver } from '../../src/drivers/modbus/driver.ts';
 import { isBitArea, planRequests } from '../../src/drivers/modbus/plan.ts';
+import { loadDeviceMap } from '../../src/gateway/config/config.ts';
 import { testContext } from './helpers/context.ts';
 import { startModbusServer, type TestModbusServer } from './helpers/modbus-server.ts';
 

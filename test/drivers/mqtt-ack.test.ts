@@ -2,7 +2,7 @@
  * MQTT acknowledgement after durability, at the driver: the redelivery window (pure) and the driver
  * against an aedes broker with a durable() the test controls, and against a scripted broker for a
  * crash between the outbox write and the PUBACK. The gateway process with SIGKILL is in
- * test/edge/gateway-mqtt-ack.test.ts.
+ * test/gateway/gateway-mqtt-ack.test.ts.
  */
 import { EventEmitter, once } from 'node:events';
 import { createServer, type Socket } from 'node:net';

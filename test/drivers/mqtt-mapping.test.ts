@@ -7,7 +7,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadDeviceMap } from '../../src/config/index.ts';
 import {
   compilePath,
   MessageMapper,
@@ -16,6 +15,7 @@ import {
   topicFilterProblem,
   topicMatches,
 } from '../../src/drivers/mqtt/mapping.ts';
+import { loadDeviceMap } from '../../src/gateway/config/config.ts';
 
 const root = 'src/drivers/mqtt/testcases';
 const arrivalMs = 1000;

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
-import { loadDeviceMap } from '../../src/config/index.ts';
 import { deadLettersMax } from '../../src/drivers/bounds.ts';
 import { type MqttDevice, MqttDriver } from '../../src/drivers/mqtt/driver.ts';
+import { loadDeviceMap } from '../../src/gateway/config/config.ts';
 import { deviceMap, testContext } from './helpers/context.ts';
 import { missing, startMosquitto } from './helpers/tools.ts';
 

@@ -7,8 +7,8 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.ts';
 import { createDriver } from '../../src/drivers/registry.ts';
+import { loadConfig } from '../../src/gateway/config/config.ts';
 import { testContext } from './helpers/context.ts';
 import { freePort, missing } from './helpers/tools.ts';
 

@@ -8,9 +8,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
-import { createLocalAlliance, type LocalAlliance } from '../../src/consensus/genesis.ts';
-import type { GatewayStats } from '../../src/edge/gateway.ts';
-import type { GatewayStatus } from '../../src/edge/status.ts';
+import { createLocalAlliance, type LocalAlliance } from '../../src/consensus/genesis/genesis.ts';
+import type { GatewayStats } from '../../src/gateway/gateway.ts';
+import type { GatewayStatus } from '../../src/gateway/status.ts';
 import { PeerProcess } from '../consensus/cluster/peers.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/masbc-edge.js');

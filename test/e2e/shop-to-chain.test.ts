@@ -11,13 +11,13 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayRegistryOf } from '../../src/consensus/app/index.ts';
-import { chainContext } from '../../src/consensus/node.ts';
+import { ChainStore, chainStorePath } from '../../src/consensus/runtime/block-store.ts';
+import { chainContext } from '../../src/consensus/runtime/node.ts';
 import { fromHex } from '../../src/crypto/hash.ts';
 import { generateKey } from '../../src/crypto/keys.ts';
-import { encodeEvent, type SignedEvent } from '../../src/edge/event.ts';
-import { EventSigner, emptyHead } from '../../src/edge/signer.ts';
-import { EventVerifier } from '../../src/edge/verify.ts';
-import { ChainStore, chainStorePath } from '../../src/store/chain.ts';
+import { encodeEvent, type SignedEvent } from '../../src/event/event.ts';
+import { EventSigner, emptyHead } from '../../src/event/signer.ts';
+import { EventVerifier } from '../../src/event/verify.ts';
 import { Outbox, outboxPath } from '../../src/store/outbox.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import {

@@ -18,19 +18,6 @@
 import { Ledger, type LedgerLimits } from '../../src/consensus/app/ledger.ts';
 import type { GatewayRegistry } from '../../src/consensus/app/registry.ts';
 import { chainKeyOf, txIdOf } from '../../src/consensus/app/tx.ts';
-import {
-  blockHash,
-  decodeMessage,
-  defaultChainLimits,
-  encodeCertifiedBlock,
-  encodeMessage,
-  quorumSize,
-  signMessage,
-  syncResponseBytesTarget,
-  txRootOf,
-  type VerifyContext,
-  verifyCertifiedBlock,
-} from '../../src/consensus/codec.ts';
 import type { LocalLimits, Timing } from '../../src/consensus/core/config.ts';
 import {
   applyRecord,
@@ -49,11 +36,24 @@ import type {
   Message,
   PreparedCertificate,
   Validator,
-} from '../../src/consensus/types.ts';
+} from '../../src/consensus/core/types.ts';
+import {
+  blockHash,
+  decodeMessage,
+  defaultChainLimits,
+  encodeCertifiedBlock,
+  encodeMessage,
+  quorumSize,
+  signMessage,
+  syncResponseBytesTarget,
+  txRootOf,
+  type VerifyContext,
+  verifyCertifiedBlock,
+} from '../../src/consensus/wire/codec.ts';
 import { sha256, zeroHashHex } from '../../src/crypto/hash.ts';
 import type { Signer } from '../../src/crypto/keys.ts';
-import type { SignedEvent } from '../../src/edge/event.ts';
-import { EventVerifier } from '../../src/edge/verify.ts';
+import type { SignedEvent } from '../../src/event/event.ts';
+import { EventVerifier } from '../../src/event/verify.ts';
 import type { SimGateway } from './gateways.ts';
 import { Heap } from './heap.ts';
 import { simKeys, simVerifier } from './keys.ts';

@@ -10,9 +10,9 @@
 import { type GatewayEntry, GatewayRegistry } from '../../src/consensus/app/registry.ts';
 import { chainKeyOf } from '../../src/consensus/app/tx.ts';
 import { publicKeyRecord, type Signer } from '../../src/crypto/keys.ts';
-import type { EventDraft } from '../../src/edge/draft.ts';
-import { encodeEvent, type SignedEvent } from '../../src/edge/event.ts';
-import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../src/edge/signer.ts';
+import type { EventDraft } from '../../src/event/draft.ts';
+import { encodeEvent, type SignedEvent } from '../../src/event/event.ts';
+import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../src/event/signer.ts';
 import type { Rng } from './rng.ts';
 
 const encoder = new TextEncoder();

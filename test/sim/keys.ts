@@ -6,7 +6,7 @@
  * The real Ed25519 path is exercised by test/consensus/core (and a few simulator runs with REAL_KEYS=1).
  */
 
-import type { Validator } from '../../src/consensus/types.ts';
+import type { Validator } from '../../src/consensus/core/types.ts';
 import { sha256 } from '../../src/crypto/hash.ts';
 import {
   generateKey,

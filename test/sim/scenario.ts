@@ -15,8 +15,9 @@
  * heal, every event an honest gateway submitted (up to a lost one or a fork) and a few new ones must
  * be on every correct replica's chain.
  */
-import { faultsTolerated } from '../../src/consensus/codec.ts';
+
 import type { Timing } from '../../src/consensus/core/config.ts';
+import { faultsTolerated } from '../../src/consensus/wire/codec.ts';
 import { type Behavior, behaviors, Cluster, ledgerBehaviors, SimulationError, txKey } from './cluster.ts';
 import { registryOf, type SimEvent, SimGateway } from './gateways.ts';
 import { simKeys } from './keys.ts';

@@ -9,8 +9,8 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateKey, writeKeyFile } from '../../src/crypto/keys.ts';
-import { emptyHead } from '../../src/edge/signer.ts';
-import { EventVerifier, keyRegistry } from '../../src/edge/verify.ts';
+import { emptyHead } from '../../src/event/signer.ts';
+import { EventVerifier, keyRegistry } from '../../src/event/verify.ts';
 import { Outbox } from '../../src/store/outbox.ts';
 import { tempDir } from '../helpers/tmp.ts';
 

@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateKey } from '../../src/crypto/keys.ts';
-import type { EventDraft } from '../../src/edge/draft.ts';
-import { EventSigner } from '../../src/edge/signer.ts';
-import { EventVerifier, keyRegistry } from '../../src/edge/verify.ts';
+import type { EventDraft } from '../../src/event/draft.ts';
+import { EventSigner } from '../../src/event/signer.ts';
+import { EventVerifier, keyRegistry } from '../../src/event/verify.ts';
 import { deadLettersStoredMax, Outbox, type OutboxOptions } from '../../src/store/outbox.ts';
 import { tempDir } from '../helpers/tmp.ts';
 

@@ -1,13 +1,13 @@
 /**
  * The ledger application on the IPBFT chain (docs/ledger.md): transactions are signed production
- * events (src/edge/event.ts), checked by every validator against the genesis's gateway key
+ * events (src/event/event.ts), checked by every validator against the genesis's gateway key
  * registry, and each gateway's events go on the ledger exactly once, in seq order, linked by prev.
  *
  * @example
  *   const ledger = Ledger.forGenesis(genesis, { state: storedState });
  *   const replica = new Replica({ …, tx: ledger.txHooks((id) => store.hasTx(id)) });
  *   for (const cb of replica.ready().committed) ledger.apply(cb.block);   // → heads to save with it
- *   // In the runtime: `openLedger(genesis, store)` (src/consensus/node/ledger.ts) does this and
+ *   // In the runtime: `openLedger(genesis, store)` (src/consensus/runtime/ledger.ts) does this and
  *   // keeps the heads in the block store, saved with the blocks.
  */
 export {

@@ -4,7 +4,7 @@
  * committed per-gateway heads the ordering rule needs. docs/ledger.md has the rules and the
  * argument for why they are safe and live.
  *
- * Wiring (src/consensus/node/ledger.ts `openLedger`, which the runtime uses):
+ * Wiring (src/consensus/runtime/ledger.ts `openLedger`, which the runtime uses):
  *
  *   const ledger = Ledger.forGenesis(genesis, { state });   // state: loaded from the block store
  *   const replica = new Replica({ …, tx: ledger.txHooks((id) => store.hasTx(id)) });
@@ -18,9 +18,9 @@
 
 import { toHex } from '../../crypto/hash.ts';
 import type { SignatureVerifier } from '../../crypto/keys.ts';
-import { blockHash } from '../codec.ts';
 import type { ChainContext, OrderHooks, TxHooks } from '../core/config.ts';
-import type { Block, CertifiedBlock } from '../types.ts';
+import type { Block, CertifiedBlock } from '../core/types.ts';
+import { blockHash } from '../wire/codec.ts';
 import { OrderedPool, type PoolLimits } from './pool.ts';
 import { type GatewayEntry, gatewayRegistryOf } from './registry.ts';
 import {
@@ -81,7 +81,7 @@ export interface LedgerMetrics {
   checker: TxCheckerStats;
 }
 
-/** Stable refusal codes: EventRejected's (src/edge/verify.ts) and the pool's. */
+/** Stable refusal codes: EventRejected's (src/event/verify.ts) and the pool's. */
 export const ledgerRefusalCodes = [
   'malformed',
   'oversize',
@@ -126,7 +126,7 @@ export function refusalCode(
 }
 
 /**
- * What the runtime carries (src/consensus/node/application.ts `Application`): the core's hooks but
+ * What the runtime carries (src/consensus/runtime/application.ts `Application`): the core's hooks but
  * `isCommitted`, and `onCommitted`, called for each committed block before the next input.
  */
 export interface LedgerApplication extends Omit<TxHooks, 'isCommitted'> {

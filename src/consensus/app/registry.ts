@@ -7,7 +7,7 @@
  */
 import { fromBase64Url } from '../../crypto/hash.ts';
 import { keyIdOf, type PublicKeyRecord } from '../../crypto/keys.ts';
-import type { GatewayKey, KeyRegistry } from '../../edge/verify.ts';
+import type { GatewayKey, KeyRegistry } from '../../event/verify.ts';
 import { chainKeyOf } from './tx.ts';
 
 /** One registered gateway key, as listed in the genesis. */

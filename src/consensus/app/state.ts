@@ -17,9 +17,9 @@
  */
 import { canonicalJson } from '../../crypto/canonical.ts';
 import { fromHex, toHex, zeroHashHex } from '../../crypto/hash.ts';
-import type { EventRejectionCode } from '../../edge/verify.ts';
-import { blockHash } from '../codec.ts';
-import type { Block } from '../types.ts';
+import type { EventRejectionCode } from '../../event/verify.ts';
+import type { Block } from '../core/types.ts';
+import { blockHash } from '../wire/codec.ts';
 import { type EventTx, parseEventTx } from './tx.ts';
 
 /** A gateway chain's last event on the ledger. */

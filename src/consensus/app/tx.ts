@@ -1,6 +1,6 @@
 /**
  * The ledger's transaction: one signed production event, as the UTF-8 bytes of its RFC 8785
- * canonical JSON — exactly what the outbox stores (`encodeEvent`, src/edge/event.ts). Its id is the
+ * canonical JSON — exactly what the outbox stores (`encodeEvent`, src/event/event.ts). Its id is the
  * event id (SHA-256 of the canonical envelope), read from the bytes without hashing them.
  *
  * `TxChecker.check` is the consensus validity of one transaction (docs/ledger.md, "Validity"):
@@ -15,7 +15,7 @@
  * - interior Merkle nodes of audit paths, by their two children: events of one batch share most of
  *   their paths, so a batch costs about one leaf and one node hash per event instead of 1 + log2(size).
  *
- * Every refusal carries a stable code from EventRejected (src/edge/verify.ts).
+ * Every refusal carries a stable code from EventRejected (src/event/verify.ts).
  *
  * @example
  *   const checker = new TxChecker({ registry: gatewayRegistry(genesis) });
@@ -31,11 +31,11 @@ import {
   eventBytesMax,
   eventSignedBytes,
   type SignedEvent,
-} from '../../edge/event.ts';
-import type { EventRejectionCode } from '../../edge/verify.ts';
-import { eventShapeProblem } from './shape.ts';
+} from '../../event/event.ts';
+import { eventShapeProblem } from '../../event/shape.ts';
+import type { EventRejectionCode } from '../../event/verify.ts';
 
-/** What a gateway key registry answers (src/edge/verify.ts `KeyRegistry`). */
+/** What a gateway key registry answers (src/event/verify.ts `KeyRegistry`). */
 export interface GatewayKeyLookup {
   get(
     keyId: string,

@@ -4,8 +4,8 @@
  * once at construction (TigerBeetle's "a limit on everything, kept together").
  */
 import type { SignatureVerifier, Signer } from '../../crypto/keys.ts';
-import { assertChainLimits, checkValidators, defaultChainLimits } from '../codec.ts';
-import type { Block, ChainLimits, Validator } from '../types.ts';
+import { assertChainLimits, checkValidators, defaultChainLimits } from '../wire/codec.ts';
+import type { Block, ChainLimits, Validator } from './types.ts';
 
 /**
  * What the application decides about transactions. Both functions must be deterministic and pure

@@ -23,7 +23,7 @@
  * `syncResponseFor`), not by the core; the answer is fed back with `receive`.
  */
 import { toBase64Url } from '../../crypto/hash.ts';
-import type { Block, CertifiedBlock, Message, NewView, PreparedCertificate } from '../types.ts';
+import type { Block, CertifiedBlock, Message, NewView, PreparedCertificate } from './types.ts';
 
 /** Votes a replica must never cast twice with different digests. */
 export type VoteKind = 'pre-prepare' | 'prepare' | 'commit';

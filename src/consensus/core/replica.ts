@@ -23,7 +23,18 @@ import {
   verifyBlockBody,
   verifyCertifiedBlock,
   verifySignedMessage,
-} from '../codec.ts';
+} from '../wire/codec.ts';
+import { type ChainContext, type CoreConfig, type ResolvedConfig, resolveConfig } from './config.ts';
+import {
+  emptyReady,
+  keyOf,
+  type PersistedState,
+  type PersistRecord,
+  type Ready,
+  type SubmitResult,
+  type VoteKind,
+} from './io.ts';
+import { Mempool } from './mempool.ts';
 import {
   type Block,
   blockVersion,
@@ -40,18 +51,7 @@ import {
   type SyncResponse,
   type ViewChange,
   type Vote,
-} from '../types.ts';
-import { type ChainContext, type CoreConfig, type ResolvedConfig, resolveConfig } from './config.ts';
-import {
-  emptyReady,
-  keyOf,
-  type PersistedState,
-  type PersistRecord,
-  type Ready,
-  type SubmitResult,
-  type VoteKind,
-} from './io.ts';
-import { Mempool } from './mempool.ts';
+} from './types.ts';
 import {
   checkNewView,
   checkViewChange,

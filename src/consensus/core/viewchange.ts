@@ -20,9 +20,9 @@ import {
   verifyPreparedCertificate,
   verifySignedMessage,
   viewChangeSigningBytes,
-} from '../codec.ts';
-import type { ChainLimits, CommitCertificate, NewView, PreparedCertificate, ViewChange } from '../types.ts';
+} from '../wire/codec.ts';
 import { keyOf } from './io.ts';
+import type { ChainLimits, CommitCertificate, NewView, PreparedCertificate, ViewChange } from './types.ts';
 
 export interface Reproposal {
   height: number;

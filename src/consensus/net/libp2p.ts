@@ -37,7 +37,7 @@ import {
 } from '@libp2p/utils';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
-import type { Genesis, Validator } from '../genesis.ts';
+import type { Genesis, Validator } from '../genesis/genesis.ts';
 import {
   MessageTooLargeError,
   NotAPeerError,

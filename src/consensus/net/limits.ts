@@ -8,7 +8,7 @@
  * sizes count each message's payload plus {@link messageOverheadBytes}. With the default chain
  * limits (largest message ≈ 3.4 MiB) that is at most 8 + 6.7 + 32 MiB per peer.
  */
-import type { Genesis } from '../genesis.ts';
+import type { Genesis } from '../genesis/genesis.ts';
 import { TransportLimitsError } from './errors.ts';
 
 /**

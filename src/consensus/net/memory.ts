@@ -21,7 +21,7 @@
  *   a.send('member-2', bytes);
  *   await net.flush();
  */
-import type { Genesis } from '../genesis.ts';
+import type { Genesis } from '../genesis/genesis.ts';
 import { MessageTooLargeError, NotAPeerError, RequestError, TransportStoppedError } from './errors.ts';
 import { type TransportLimits, transportLimits } from './limits.ts';
 import { Dispatcher, messageCost, OutboundQueue } from './queues.ts';

@@ -17,7 +17,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import mb from 'modbus-serial';
-import type { DeviceConfig } from '../../config/index.ts';
+import type { DeviceConfig } from '../../gateway/config/config.ts';
 import {
   aborted,
   Backoff,

@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import type { DeviceConfig } from '../../config/index.ts';
+import type { DeviceConfig } from '../../gateway/config/config.ts';
 import { deadLettersMax, mqttPayloadBytesMax, mqttRedeliveryWindowMax, mqttSliceMs } from '../bounds.ts';
 import { aborted, DriverBase, DriverError, errorMessage, type OnceAcquired } from '../common/lifecycle.ts';
 import type { DeadLetter, DriverContext, OnceOptions, Reading } from '../types.ts';

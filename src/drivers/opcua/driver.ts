@@ -41,7 +41,7 @@ import {
   type Variant,
   VariantArrayType,
 } from 'node-opcua';
-import type { DeviceConfig } from '../../config/index.ts';
+import type { DeviceConfig } from '../../gateway/config/config.ts';
 import { opcuaItemsPerCreateMax, opcuaNodesPerReadMax, opcuaNotificationsPerPublishMax } from '../bounds.ts';
 import {
   aborted,

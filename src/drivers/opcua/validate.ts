@@ -2,7 +2,7 @@
  * What the schema cannot check in an OPC UA device map, without loading node-opcua (the registry
  * loads the driver module only when a device starts: see common/lazy.ts).
  */
-import type { DeviceConfig } from '../../config/index.ts';
+import type { DeviceConfig } from '../../gateway/config/config.ts';
 
 type OpcuaDevice = Extract<DeviceConfig, { protocol: 'opcua' }>;
 

@@ -1,13 +1,13 @@
 /** Signed events for the ledger tests: real keys, the real signer, deterministic salts and clocks. */
 
 import { GatewayRegistry } from '../../../src/consensus/app/registry.ts';
-import { blockHash, txRootOf } from '../../../src/consensus/codec.ts';
-import type { Block } from '../../../src/consensus/types.ts';
+import type { Block } from '../../../src/consensus/core/types.ts';
+import { blockHash, txRootOf } from '../../../src/consensus/wire/codec.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
 import { generateKey, type KeyAlgorithm, publicKeyRecord, type Signer } from '../../../src/crypto/keys.ts';
-import type { EventDraft } from '../../../src/edge/draft.ts';
-import { encodeEvent, type SignedEvent } from '../../../src/edge/event.ts';
-import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/edge/signer.ts';
+import type { EventDraft } from '../../../src/event/draft.ts';
+import { encodeEvent, type SignedEvent } from '../../../src/event/event.ts';
+import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/event/signer.ts';
 
 export const genesisHash = sha256(new TextEncoder().encode('ledger test genesis'));
 const encoder = new TextEncoder();

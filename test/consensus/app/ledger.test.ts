@@ -13,10 +13,10 @@ import {
   type LedgerState,
 } from '../../../src/consensus/app/state.ts';
 import { txIdOf } from '../../../src/consensus/app/tx.ts';
-import { blockHash } from '../../../src/consensus/codec.ts';
 import type { ChainContext, OrderHooks } from '../../../src/consensus/core/config.ts';
+import { blockHash } from '../../../src/consensus/wire/codec.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
-import type { SignedEvent } from '../../../src/edge/event.ts';
+import type { SignedEvent } from '../../../src/event/event.ts';
 import { blockOf, bytesOf, chainOf, genesisHash, registryOf, TestGateway } from './fixtures.ts';
 
 function setup(limits = {}) {

@@ -5,13 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GatewayRegistry } from '../../../src/consensus/app/registry.ts';
-import { eventShapeProblem } from '../../../src/consensus/app/shape.ts';
 import { scanIdHex, TxChecker, type TxVerdict, txIdOf } from '../../../src/consensus/app/tx.ts';
 import { canonicalJson } from '../../../src/crypto/canonical.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
 import type { SignatureVerifier } from '../../../src/crypto/keys.ts';
-import { type SignedEvent, signedEventSchema } from '../../../src/edge/event.ts';
-import { EventRejected, EventVerifier } from '../../../src/edge/verify.ts';
+import { type SignedEvent, signedEventSchema } from '../../../src/event/event.ts';
+import { eventShapeProblem } from '../../../src/event/shape.ts';
+import { EventRejected, EventVerifier } from '../../../src/event/verify.ts';
 import { bytesOf, registryOf, TestGateway } from './fixtures.ts';
 
 const gw = new TestGateway('acme', 'gw-line1');

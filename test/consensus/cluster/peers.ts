@@ -8,15 +8,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { type AllianceFiles, initAlliance } from '../../../src/cli/alliance.ts';
-import { decodeCertifiedBlock } from '../../../src/consensus/codec.ts';
-import type { NodeMetrics, NodeStatus } from '../../../src/consensus/node.ts';
-import type { CertifiedBlock } from '../../../src/consensus/types.ts';
+import type { CertifiedBlock } from '../../../src/consensus/core/types.ts';
+import { type InclusionProof, inclusionProofFromJson } from '../../../src/consensus/runtime/block-store.ts';
+import type { NodeMetrics, NodeStatus } from '../../../src/consensus/runtime/node.ts';
+import { decodeCertifiedBlock } from '../../../src/consensus/wire/codec.ts';
 import { encodeCanonical } from '../../../src/crypto/canonical.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
-import { encodeEvent } from '../../../src/edge/event.ts';
-import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/edge/signer.ts';
-import type { CommittedBlockInfo } from '../../../src/edge/submitter-types.ts';
-import { type InclusionProof, inclusionProofFromJson } from '../../../src/store/chain.ts';
+import { encodeEvent } from '../../../src/event/event.ts';
+import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/event/signer.ts';
+import type { CommittedBlockInfo } from '../../../src/gateway/submitter-types.ts';
 
 const bin = resolve(import.meta.dirname, '../../../bin/masbc-edge.js');
 

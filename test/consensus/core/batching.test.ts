@@ -5,7 +5,7 @@
  * peers that have not voted for it. None of these decide validity; the simulator checks safety.
  */
 import { describe, expect, it } from 'vitest';
-import type { Message, PrePrepare } from '../../../src/consensus/types.ts';
+import type { Message, PrePrepare } from '../../../src/consensus/core/types.ts';
 import { Net, T, tx } from './harness.ts';
 
 const prePrepares = (net: Net) =>

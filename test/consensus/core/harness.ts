@@ -4,16 +4,6 @@
  * `Ready` it checks the runtime contract: each vote a message carries was persisted in that Ready.
  */
 
-import {
-  blockHash,
-  decodeMessage,
-  defaultChainLimits,
-  encodeCertifiedBlock,
-  encodeMessage,
-  signMessage,
-  syncResponseBytesTarget,
-  txRootOf,
-} from '../../../src/consensus/codec.ts';
 import type { LocalLimits, Timing, TxHooks } from '../../../src/consensus/core/config.ts';
 import {
   applyRecord,
@@ -31,7 +21,17 @@ import type {
   Message,
   PrePrepare,
   Validator,
-} from '../../../src/consensus/types.ts';
+} from '../../../src/consensus/core/types.ts';
+import {
+  blockHash,
+  decodeMessage,
+  defaultChainLimits,
+  encodeCertifiedBlock,
+  encodeMessage,
+  signMessage,
+  syncResponseBytesTarget,
+  txRootOf,
+} from '../../../src/consensus/wire/codec.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
 import { generateKey, nodeVerifier, type Signer } from '../../../src/crypto/keys.ts';
 

@@ -4,9 +4,9 @@
  * these pin the exact executions.
  */
 import { describe, expect, it } from 'vitest';
-import { blockHash, signMessage } from '../../../src/consensus/codec.ts';
 import { keyOf } from '../../../src/consensus/core/io.ts';
-import type { CertifiedBlock, Message, SyncResponse, ViewChange } from '../../../src/consensus/types.ts';
+import type { CertifiedBlock, Message, SyncResponse, ViewChange } from '../../../src/consensus/core/types.ts';
+import { blockHash, signMessage } from '../../../src/consensus/wire/codec.ts';
 import { all, chainId, fromReplica, genesisHash, Net, ofType, T, toReplica, tx } from './harness.ts';
 
 const zeroSig = new Uint8Array(64);

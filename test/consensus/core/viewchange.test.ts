@@ -1,4 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { keyOf } from '../../../src/consensus/core/io.ts';
+import type {
+  BlockHeader,
+  CommitCertificate,
+  NewView,
+  PreparedCertificate,
+  ViewChange,
+} from '../../../src/consensus/core/types.ts';
+import { checkNewView, selectReproposals } from '../../../src/consensus/core/viewchange.ts';
 import {
   blockHash,
   defaultChainLimits,
@@ -6,16 +15,7 @@ import {
   signMessage,
   txRootOf,
   voteSigningBytes,
-} from '../../../src/consensus/codec.ts';
-import { keyOf } from '../../../src/consensus/core/io.ts';
-import { checkNewView, selectReproposals } from '../../../src/consensus/core/viewchange.ts';
-import type {
-  BlockHeader,
-  CommitCertificate,
-  NewView,
-  PreparedCertificate,
-  ViewChange,
-} from '../../../src/consensus/types.ts';
+} from '../../../src/consensus/wire/codec.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
 import { nodeVerifier } from '../../../src/crypto/keys.ts';
 import { chainId, genesisHash, Net } from './harness.ts';

@@ -6,7 +6,7 @@ import {
   createLocalAlliance,
   type LocalAlliance,
   type LocalAllianceOptions,
-} from '../../../src/consensus/genesis.ts';
+} from '../../../src/consensus/genesis/genesis.ts';
 import { loadValidatorIdentity } from '../../../src/consensus/net/identity.ts';
 import { Libp2pTransport } from '../../../src/consensus/net/libp2p.ts';
 import type { TransportLimits } from '../../../src/consensus/net/limits.ts';

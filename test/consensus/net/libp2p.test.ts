@@ -10,7 +10,7 @@ import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { afterEach, describe, expect, it } from 'vitest';
-import { genesisFromDocument, type LocalAlliance } from '../../../src/consensus/genesis.ts';
+import { genesisFromDocument, type LocalAlliance } from '../../../src/consensus/genesis/genesis.ts';
 import { RequestError } from '../../../src/consensus/net/errors.ts';
 import { dataHeader, encodePing } from '../../../src/consensus/net/frames.ts';
 import { loadValidatorIdentity } from '../../../src/consensus/net/identity.ts';

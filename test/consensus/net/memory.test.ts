@@ -1,6 +1,6 @@
 /** The in-memory network: same interface and bounds as libp2p, deterministic, no sockets. */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Genesis } from '../../../src/consensus/genesis.ts';
+import type { Genesis } from '../../../src/consensus/genesis/genesis.ts';
 import { MessageTooLargeError, NotAPeerError, RequestError } from '../../../src/consensus/net/errors.ts';
 import { MemoryNetwork } from '../../../src/consensus/net/memory.ts';
 import { allianceFixture, collector, type Fixture, text, utf8 } from './helpers.ts';

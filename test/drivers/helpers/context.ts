@@ -90,7 +90,7 @@ export function testContext(overrides: Partial<DriverContext> = {}): TestContext
   };
 }
 
-import { type DeviceConfig, deviceSchema } from '../../../src/config/device-schema.ts';
+import { type DeviceConfig, deviceSchema } from '../../../src/gateway/config/device-schema.ts';
 
 /** A device map object through the real schema (defaults applied), narrowed to its protocol. */
 export function deviceMap<P extends DeviceConfig['protocol']>(

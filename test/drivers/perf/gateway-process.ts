@@ -5,9 +5,9 @@
  * the warm-up it measures `runs` windows of `runMs` (readings/s, events stored/s, CPU, RSS of this
  * process), sends them over IPC, stops the gateway cleanly and exits.
  */
-import { loadConfig } from '../../../src/config/index.ts';
-import { Gateway } from '../../../src/edge/gateway.ts';
-import { createLogger } from '../../../src/edge/logger.ts';
+import { loadConfig } from '../../../src/gateway/config/config.ts';
+import { Gateway } from '../../../src/gateway/gateway.ts';
+import { createLogger } from '../../../src/log/logger.ts';
 
 export interface GatewayWindow {
   readingsPerS: number;

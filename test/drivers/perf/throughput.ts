@@ -8,12 +8,12 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceSchema } from '../../../src/config/device-schema.ts';
 import { ModbusDriver } from '../../../src/drivers/modbus/driver.ts';
 import { OpcuaDriver } from '../../../src/drivers/opcua/driver.ts';
 import type { DriverContext, Reading } from '../../../src/drivers/types.ts';
-import { createNormaliser, type NormaliserDevice } from '../../../src/edge/normaliser.ts';
-import { ruleSchema } from '../../../src/edge/rules-schema.ts';
+import { deviceSchema } from '../../../src/gateway/config/device-schema.ts';
+import { createNormaliser, type NormaliserDevice } from '../../../src/normaliser/normaliser.ts';
+import { ruleSchema } from '../../../src/normaliser/rules-schema.ts';
 import { startPymodbus, tools } from '../helpers/tools.ts';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;

@@ -1,0 +1,90 @@
+/**
+ * The worker side of chain-thread.ts: opens the member's validator with openEmbeddedValidator and
+ * serves the gateway's ChainClient calls, its block subscriptions and its status over the port.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Logger } from '../log/logger.ts';
+import { openEmbeddedValidator } from './chain-link.ts';
+import type { FromWorker, ToWorker, WorkerInput } from './chain-thread.ts';
+
+const port = parentPort!;
+const { config, statusIntervalMs } = workerData as WorkerInput;
+
+function send(m: FromWorker): void {
+  port.postMessage(m);
+}
+
+/** Log lines go to the gateway's logger (fields that cannot be cloned go as text). */
+function portLogger(bindings: Record<string, unknown>): Logger {
+  const line =
+    (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) => {
+      try {
+        send({ t: 'log', level, bindings, msg, fields });
+      } catch {
+        send({ t: 'log', level, bindings, msg, fields: { fields: String(fields) } });
+      }
+    };
+  return {
+    debug: line('debug'),
+    info: line('info'),
+    warn: line('warn'),
+    error: line('error'),
+    child: (more) => portLogger({ ...bindings, ...more }),
+    flush: () => {},
+  };
+}
+
+const errorText = (err: unknown) => (err instanceof Error ? `${err.name}: ${err.message}` : String(err));
+
+try {
+  const link = await openEmbeddedValidator(config, portLogger({}));
+  const node = link.node!;
+  const subs = new Map<number, () => void>();
+  const statusTimer = setInterval(() => send({ t: 'status', status: node.status() }), statusIntervalMs);
+  let stopping = false;
+  port.on('message', (m: ToWorker) => {
+    switch (m.t) {
+      case 'call': {
+        const work = m.op === 'submit' ? link.client.submit(m.txs) : link.client.receipts(m.ids);
+        work.then(
+          (value) => send({ t: 'reply', id: m.id, value }),
+          (err: unknown) => send({ t: 'reply', id: m.id, error: errorText(err) }),
+        );
+        return;
+      }
+      case 'subscribe':
+        subs.set(
+          m.sub,
+          link.client.subscribe(m.afterHeight, (block) => send({ t: 'block', sub: m.sub, block })),
+        );
+        return;
+      case 'unsubscribe':
+        subs.get(m.sub)?.();
+        subs.delete(m.sub);
+        return;
+      case 'stop':
+        if (stopping) return;
+        stopping = true;
+        clearInterval(statusTimer);
+        for (const unsubscribe of subs.values()) unsubscribe();
+        subs.clear();
+        link.stop().then(
+          () => send({ t: 'stopped' }),
+          (err: unknown) => {
+            send({
+              t: 'log',
+              level: 'error',
+              bindings: {},
+              msg: 'validator stop failed',
+              fields: { err: errorText(err) },
+            });
+            send({ t: 'stopped' });
+          },
+        );
+        return;
+    }
+  });
+  send({ t: 'ready', apiUrl: link.apiUrl, status: node.status() });
+} catch (err) {
+  send({ t: 'failed', error: errorText(err) });
+}

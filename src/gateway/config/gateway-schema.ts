@@ -1,0 +1,162 @@
+/**
+ * Schema of `config/gateway.yaml`: who this gateway is, where it keeps its data, and its limits.
+ * The JSON Schema in config/schema/gateway.schema.json is generated from this (`npm run schema`).
+ */
+import { z } from 'zod';
+import { byteSize, durationMs, identifier } from '../../config/common.ts';
+
+export const storeSchema = z
+  .strictObject({
+    maxBytes: byteSize
+      .default(1024 ** 3)
+      .describe(
+        'Disk budget of the outbox; when reached, new events are not stored and a signed gap event records the loss.',
+      ),
+    maxRows: z.number().int().positive().default(10_000_000).describe('Row budget of the outbox.'),
+    synchronous: z
+      .enum(['full', 'normal'])
+      .default('full')
+      .describe(
+        'SQLite synchronous level. "full": an acknowledged event survives power loss. "normal": survives a process crash only.',
+      ),
+    appendBatchMax: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(500)
+      .describe('Events per append transaction.'),
+    retainCommittedMs: durationMs(0, 365 * 86_400_000)
+      .default(7 * 86_400_000)
+      .describe('How long events stay in the outbox after they are final on chain.'),
+  })
+  .prefault({});
+
+export const signingSchema = z
+  .strictObject({
+    mode: z
+      .enum(['event', 'batch'])
+      .default('batch')
+      .describe(
+        '"event": one signature per event. "batch": one signature over a Merkle root of a batch; each event carries its path.',
+      ),
+    batchEventsMax: z.number().int().min(1).max(4096).default(256),
+    batchWindowMs: durationMs(0, 10_000)
+      .default(20)
+      .describe('Longest an event waits for its batch to fill.'),
+  })
+  .prefault({});
+
+export const submitSchema = z
+  .strictObject({
+    windowEvents: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(8_192)
+      .describe('Events submitted and not yet final, at most.'),
+    drainEventsPerSecond: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(20_000)
+      .describe('Submission rate limit: how fast a backlog drains after an outage.'),
+    resubmitAfterMs: durationMs(100, 3_600_000)
+      .default(10_000)
+      .describe(
+        'When none of the events in flight became final for this long, they are submitted again (the validator may have lost them).',
+      ),
+  })
+  .prefault({});
+
+export const chainSchema = z
+  .strictObject({
+    role: z
+      .enum(['validator', 'client', 'none'])
+      .default('none')
+      .describe(
+        '"validator": this gateway hosts its member\'s alliance peer. "client": it submits to its member\'s validator over HTTP. "none": events stay in the outbox.',
+      ),
+    genesis: z
+      .string()
+      .optional()
+      .describe('Role validator: the alliance genesis file; relative to this file.'),
+    memberKeyFile: z
+      .string()
+      .default('keys/member.key')
+      .describe(
+        "Role validator: the member's validator key (also its libp2p identity); relative to dataDir.",
+      ),
+    // Kept only so that existing files still load; remove once no configuration carries it.
+    gatewayKeys: z
+      .string()
+      .optional()
+      .describe(
+        'Deprecated and ignored (a warning says so): the validator accepts the gateway keys the genesis registers (`gateways:`), the same at every validator.',
+      ),
+    validatorUrl: z
+      .string()
+      .url()
+      .optional()
+      .describe("Role client: the member validator's HTTP API, e.g. http://10.0.0.5:4100."),
+    thread: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Role validator: run the validator on a worker thread of its own, so that acquisition and consensus do not take turns on one core (costs a second JavaScript heap, about 350 MiB). false runs it on the gateway's event loop: under overload, acquisition then slows to the commit rate.",
+      ),
+    submit: submitSchema,
+  })
+  .prefault({})
+  .superRefine((c, ctx) => {
+    if (c.role === 'validator' && !c.genesis)
+      ctx.addIssue({ code: 'custom', path: ['genesis'], message: 'role validator needs the genesis file' });
+    if (c.role === 'client' && !c.validatorUrl)
+      ctx.addIssue({ code: 'custom', path: ['validatorUrl'], message: 'role client needs validatorUrl' });
+  });
+
+export const apiSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('Role validator: serve the validator HTTP API to client gateways.'),
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65_535).default(8080),
+  })
+  .prefault({});
+
+export const gatewaySchema = z.strictObject({
+  gateway: z.strictObject({
+    id: identifier.describe('Gateway id, unique in the enterprise.'),
+    enterprise: identifier.describe('Alliance member (enterprise) id.'),
+    site: identifier,
+    line: identifier,
+  }),
+  dataDir: z
+    .string()
+    .min(1)
+    .default('../data')
+    .describe('Folder for SQLite stores, keys and PKI; relative to this file.'),
+  keyFile: z
+    .string()
+    .min(1)
+    .default('keys/gateway.key')
+    .describe('Gateway signing key (PEM); relative to dataDir. Create with `masbc-edge keygen`.'),
+  devices: z
+    .string()
+    .min(1)
+    .default('devices')
+    .describe('Folder of device maps (*.yaml); relative to this file.'),
+  store: storeSchema,
+  signing: signingSchema,
+  chain: chainSchema,
+  api: apiSchema,
+  log: z
+    .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info') })
+    .prefault({}),
+});
+
+export type GatewayConfig = z.output<typeof gatewaySchema>;

@@ -1,0 +1,143 @@
+/**
+ * A gateway hosting its member's validator (chain role `validator`, src/gateway/chain-link.ts) runs the
+ * ledger with the gateway keys of the genesis and serves the same validator HTTP API as
+ * `masbc-edge peer`; a leftover `chain.gatewayKeys` is ignored with a warning. Real libp2p and
+ * SQLite, a real socket; the other members are not running (nothing needs a quorum here).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createLocalAlliance, type LocalAlliance } from '../../src/consensus/genesis/genesis.ts';
+import type { NodeMetrics, NodeStatus } from '../../src/consensus/runtime/node.ts';
+import { loadKeyFile } from '../../src/crypto/keys.ts';
+import { encodeEvent } from '../../src/event/event.ts';
+import { EventSigner, emptyHead } from '../../src/event/signer.ts';
+import { openChainLink } from '../../src/gateway/chain-link.ts';
+import { loadConfig } from '../../src/gateway/config/config.ts';
+import { type Logger, silentLogger } from '../../src/log/logger.ts';
+import { signEvents, strangerGateway } from '../consensus/runtime/events-fixture.ts';
+import { tempDir } from '../helpers/tmp.ts';
+
+/** A logger keeping its warnings. */
+function recordingLogger(warnings: string[]): Logger {
+  const log: Logger = { ...silentLogger, warn: (msg) => warnings.push(msg), child: () => log };
+  return log;
+}
+
+/**
+ * An alliance of four with acme's gateway gw-line1, and a gateway.yaml hosting acme's validator with
+ * these extra `chain:` lines (given the alliance) and top-level lines.
+ */
+async function validatorGateway(
+  name: string,
+  chainLines: (alliance: LocalAlliance) => string[],
+  topLines: string[] = [],
+): Promise<{ file: string; alliance: LocalAlliance }> {
+  const dir = tempDir(name);
+  const alliance = await createLocalAlliance({
+    dir: join(dir, 'alliance'),
+    members: ['acme', 'bolt', 'cobalt', 'dyn'],
+    chainId: 'embedded-test',
+    gateways: { acme: ['gw-line1'] },
+  });
+  mkdirSync(join(dir, 'devices'));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(
+    file,
+    [
+      'gateway: { id: gw-line1, enterprise: acme, site: plant1, line: line1 }',
+      'dataDir: data',
+      'chain:',
+      '  role: validator',
+      `  genesis: ${alliance.genesisFile}`,
+      ...chainLines(alliance).map((l) => `  ${l}`),
+      ...topLines,
+      '',
+    ].join('\n'),
+  );
+  return { file, alliance };
+}
+
+describe.each([
+  { thread: true, where: 'on its own worker thread' },
+  { thread: false, where: "on the gateway's event loop" },
+])("a gateway's embedded validator, $where", ({ thread }) => {
+  it('runs the ledger with the genesis keys and serves the validator API; chain.gatewayKeys is ignored with a warning', async () => {
+    const { file, alliance } = await validatorGateway(
+      'embedded',
+      (a) => [
+        `memberKeyFile: ${a.keyFiles.get('acme')}`,
+        `thread: ${thread}`,
+        'gatewayKeys: gateway-keys.json',
+      ],
+      ['api: { enabled: true, host: 127.0.0.1, port: 0 }'],
+    );
+    const warnings: string[] = [];
+    const link = (await openChainLink(loadConfig(file), recordingLogger(warnings)))!;
+    try {
+      expect(warnings.some((w) => /chain\.gatewayKeys is deprecated and ignored/.test(w))).toBe(true);
+      expect(link.role).toBe('validator');
+      const url = link.apiUrl!;
+      const key = loadKeyFile(alliance.gatewayKeyFiles.get('acme/gw-line1')!);
+      const own = new EventSigner(
+        { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw-line1' },
+        key,
+        {
+          mode: 'event',
+        },
+      );
+      const { events } = own.sign(
+        [
+          {
+            kind: 'part_completed',
+            dataClass: 'process',
+            station: 'S',
+            device: 'd',
+            sourceTimeMs: 1,
+            values: {},
+          },
+        ],
+        emptyHead,
+      );
+      const stranger = signEvents(strangerGateway(), 1).bytes[0]!;
+      const body = `${encodeEvent(events[0]!)}\n${new TextDecoder().decode(stranger)}\n`;
+      const res = await fetch(`${url}/v1/txs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson' },
+        body,
+      });
+      const { results } = (await res.json()) as {
+        results: { accepted: boolean; id?: string; detail?: string }[];
+      };
+      expect(results[0]).toEqual({ accepted: true, id: events[0]!.id });
+      expect(results[1]).toMatchObject({ accepted: false });
+      expect(results[1]!.detail).toMatch(/^unknown_key/);
+      const status = (await (await fetch(`${url}/v1/status`)).json()) as NodeStatus;
+      expect(status).toMatchObject({ memberId: 'acme', state: 'running', mempoolTxs: 1 });
+      expect(status.invalidTxs).toEqual({ unknown_key: 1 });
+      const metrics = (await (await fetch(`${url}/v1/metrics`)).json()) as NodeMetrics;
+      expect(metrics.app).toMatchObject({ height: 0, pending: 1, ready: 1 });
+      expect((await fetch(`${url}/health`)).status).toBe(503); // no quorum of peers
+      // The gateway's own ChainClient reaches the same validator (over the worker's port, or directly).
+      expect(link.node === null).toBe(thread);
+      expect(await link.client.submit([encodeEvent(events[0]!)])).toEqual([
+        { accepted: false, reason: 'duplicate', detail: 'already pending' },
+      ]);
+      expect(await link.client.receipts([events[0]!.id])).toEqual([null]);
+      expect(link.status()).toMatchObject({ memberId: 'acme', state: 'running' });
+    } finally {
+      await link.stop();
+    }
+  });
+});
+
+describe.each([true, false])('an embedded validator that cannot start (thread: %s)', (thread) => {
+  it('fails with the reason (here: the member key file does not exist), and leaves nothing running', async () => {
+    // A key file that does not exist.
+    const { file } = await validatorGateway('embedded-bad', (a) => [
+      `memberKeyFile: ${a.keyFiles.get('acme')}.nope`,
+      `thread: ${thread}`,
+    ]);
+    await expect(openChainLink(loadConfig(file), silentLogger)).rejects.toThrow(/\.nope/);
+  });
+});

@@ -1,0 +1,243 @@
+/**
+ * The bundled device maps (config/devices/*.yaml) end to end: simulators → drivers → normaliser, with
+ * the events checked against the simulators' ground truth. Every part the CNC completes becomes one
+ * part_completed event carrying that part's diameter, serial and lot; every lot change a
+ * lot_finished/lot_started pair; the press's parts are all counted; every material scan becomes one
+ * material_consumed event with its lot, and malformed scans none; the oven temperature is reported
+ * periodically with the lot in the oven.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GroundTruthRecord, Simulators } from '../../simulators/index.ts';
+import { startSimulators } from '../../simulators/index.ts';
+import { createDriver } from '../../src/drivers/registry.ts';
+import type { Driver } from '../../src/drivers/types.ts';
+import type { EventDraft } from '../../src/event/draft.ts';
+import { type DeviceConfig, loadConfig } from '../../src/gateway/config/config.ts';
+import { createNormaliser, type Normaliser } from '../../src/normaliser/normaliser.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'masbc-e2e-normaliser-'));
+let sims: Simulators;
+let drivers: Driver[] = [];
+let normaliser: Normaliser;
+const drafts: EventDraft[] = [];
+let cut = 0;
+let malformedAtCut = 0;
+const mqttDriver = () => drivers.find((d) => d.protocol === 'mqtt')!;
+
+/** The bundled maps, pointed at the simulators' ephemeral ports and polled faster. */
+function bundledDevices(): DeviceConfig[] {
+  const config = loadConfig('config/gateway.yaml');
+  return config.devices.flatMap((d): DeviceConfig[] => {
+    switch (d.id) {
+      case 'cnc1':
+        return [{ ...d, connection: { ...d.connection, endpoint: sims.endpoints.opcua! } } as DeviceConfig];
+      case 'press1':
+        return [
+          {
+            ...d,
+            connection: { ...d.connection, port: sims.endpoints.modbusTcpPort!, pollIntervalMs: 40 },
+          } as DeviceConfig,
+        ];
+      case 'oven1':
+        return [{ ...d, connection: { ...d.connection, url: sims.endpoints.mqtt! } } as DeviceConfig];
+      default:
+        return []; // oven1-plc (RTU) is covered by the driver tests
+    }
+  });
+}
+
+function truth<K extends GroundTruthRecord['kind']>(kind: K, machine?: string) {
+  return sims.groundTruth
+    .query({ kind, ...(machine ? { machine } : {}) })
+    .filter((r) => r.seq > cut) as Extract<GroundTruthRecord, { kind: K }>[];
+}
+
+const events = (device: string, kind: string) => drafts.filter((d) => d.device === device && d.kind === kind);
+
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+beforeAll(async () => {
+  sims = await startSimulators({
+    seed: 2026,
+    startMs: Date.UTC(2026, 0, 5, 6),
+    scenario: {
+      cycleTimeMs: 300,
+      partsPerLot: 6,
+      changeoverCycles: 1,
+      telemetryPeriodMs: 250,
+      malformedProbability: 0.2,
+      downProbability: 0.05,
+    },
+    opcua: { pkiDir: join(root, 'server-pki') },
+    modbus: {},
+    mqtt: {},
+    dataDir: join(root, 'sim'),
+  });
+  const devices = bundledDevices();
+  normaliser = createNormaliser(devices, { onDrafts: (d) => drafts.push(...d) });
+  const log = { info() {}, warn() {}, error() {} };
+  const seen = new Set<string>();
+  drivers = devices.map((d) =>
+    createDriver(d, {
+      onReadings: (batch) => {
+        for (const r of batch) seen.add(r.device);
+        normaliser.push(batch);
+      },
+      log,
+      dataDir: root,
+      pkiFolder: join(root, 'client-pki'),
+    }),
+  );
+  await Promise.all(drivers.map((d) => d.start()));
+  // Let the engine run a little so the MQTT devices publish, then wait for every device to report.
+  await until(() => drivers.every((d) => d.health().state === 'connected'), 'drivers connected');
+  for (let i = 0; i < 100 && seen.size < devices.length; i++) {
+    sims.step(sims.engine.nowMs + 50);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await until(() => seen.size === devices.length, 'a reading from every device');
+  // Baselines are taken; from here on every happening must be accounted for.
+  await new Promise((r) => setTimeout(r, 200));
+  cut = sims.groundTruth.lastSeq;
+  malformedAtCut = mqttDriver().health().errors.malformed ?? 0;
+  drafts.length = 0;
+  // 15 s of production at about 4x real time, in 20 ms steps (each poll of the press sees ~1 part).
+  const end = sims.engine.nowMs + 15_000;
+  let tickAt = Date.now();
+  while (sims.engine.nowMs < end) {
+    sims.step(sims.engine.nowMs + 20);
+    tickAt += 20;
+    normaliser.tick(tickAt); // period rules run on the gateway's clock: drive it along
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(drivers.map((d) => d.stop()));
+  await sims?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('bundled device maps against the simulators', () => {
+  it('cnc1: one part_completed per part, with that part diameter, serial, lot and order', async () => {
+    const parts = truth('part_completed', 'CNC1');
+    expect(parts.length).toBeGreaterThan(20);
+    await until(() => events('cnc1', 'part_completed').length >= parts.length, 'every CNC part');
+    const got = events('cnc1', 'part_completed');
+    expect(got.map((e) => e.values.totalParts?.v)).toEqual(parts.map((p) => p.totalCount));
+    for (const [i, p] of parts.entries()) {
+      const e = got[i]!;
+      expect(e).toMatchObject({
+        station: 'ST-10',
+        dataClass: 'process',
+        lot: p.lot,
+        order: p.order,
+        product: p.serial!,
+      });
+      expect(e.values.diameter).toEqual({ v: p.values.diameterMm, unit: 'mm', q: 'good' });
+      expect(e.values.inTolerance).toEqual({ v: p.inTolerance, q: 'good' });
+      expect(e.values.partCount).toEqual({ v: p.partCount, q: 'good' });
+    }
+  });
+
+  it('cnc1: lot_finished then lot_started on every lot change, each with its own order', async () => {
+    const started = truth('lot_started', 'CNC1');
+    const finished = truth('lot_finished', 'CNC1');
+    expect(started.length).toBeGreaterThanOrEqual(2);
+    await until(() => events('cnc1', 'lot_started').length >= started.length, 'every CNC lot');
+    expect(events('cnc1', 'lot_started').map((e) => [e.lot, e.order])).toEqual(
+      started.map((r) => [r.lot, r.order]),
+    );
+    // A lot is finished when the next one starts (the machine's LotId changes then).
+    const finishedLots = events('cnc1', 'lot_finished').map((e) => [e.lot, e.order]);
+    const expectedFinished = finished
+      .filter((f) => started.some((s) => s.atMs > f.atMs))
+      .map((r) => [r.lot, r.order]);
+    expect(finishedLots).toEqual(expectedFinished);
+  });
+
+  it('cnc1: equipment status follows the machine state and alarms are raised with their text', async () => {
+    const states = truth('state_changed', 'CNC1');
+    await until(() => events('cnc1', 'equipment_status').length >= states.length, 'every state change');
+    expect(events('cnc1', 'equipment_status').map((e) => e.values.state?.v)).toEqual(states.map((s) => s.to));
+    expect(events('cnc1', 'equipment_status').every((e) => e.dataClass === 'equipment')).toBe(true);
+    const raised = truth('alarm', 'CNC1').filter((a) => a.active);
+    const alarms = events('cnc1', 'alarm').filter((e) => e.values.alarmActive?.v === true);
+    expect(alarms.map((e) => [e.values.alarmCode?.v, e.values.alarmText?.v])).toEqual(
+      raised.map((a) => [a.code, a.text]),
+    );
+  });
+
+  it('press1 (Modbus TCP): every part counted once, in order, with the lot', async () => {
+    const parts = truth('part_completed', 'PRESS1');
+    expect(parts.length).toBeGreaterThan(10);
+    await until(() => events('press1', 'part_completed').length >= parts.length, 'every press part');
+    const got = events('press1', 'part_completed');
+    expect(got.map((e) => e.values.partsTotal?.v)).toEqual(parts.map((p) => p.totalCount));
+    expect(got.map((e) => e.lot)).toEqual(parts.map((p) => p.lot));
+    // A part seen in its own poll carries its peak force; parts of a jump carry it as not observed.
+    for (const [i, p] of parts.entries()) {
+      const force = got[i]!.values.peakForce!;
+      if (force.q === 'good') expect(force.v).toBeCloseTo(p.values.peakForceKn!, 3);
+      else expect(force).toEqual({ v: null, unit: 'kN', q: 'bad' });
+    }
+    expect(got.filter((e) => e.values.peakForce?.q === 'good').length).toBeGreaterThan(parts.length / 2);
+  });
+
+  it('oven1 (MQTT): one material_consumed per scan with its lot; malformed scans give none', async () => {
+    const scans = truth('material_consumed');
+    const malformed = truth('malformed_message').filter((m) => m.channel === 'scan');
+    expect(scans.length).toBeGreaterThan(3);
+    await until(() => events('oven1', 'material_consumed').length >= scans.length, 'every scan');
+    await new Promise((r) => setTimeout(r, 200));
+    const got = events('oven1', 'material_consumed');
+    expect(got.map((e) => [e.values.scanMaterial?.v, e.values.scanQty?.v, e.lot, e.order])).toEqual(
+      scans.map((s) => [s.material, s.qty, s.lot, s.order]),
+    );
+    // Every malformed message (scans and telemetry) became a dead letter, none an event.
+    const allMalformed = truth('malformed_message').length;
+    expect(malformed.length).toBeGreaterThan(0);
+    await until(
+      () => (mqttDriver().health().errors.malformed ?? 0) - malformedAtCut === allMalformed,
+      'every malformed message dead-lettered',
+    );
+  });
+
+  it('oven1 (MQTT): periodic temperature measurements bound to the lot in the oven', () => {
+    const got = events('oven1', 'measurement');
+    // 15 s of gateway clock at one measurement per 10 s.
+    expect(got.length).toBeGreaterThanOrEqual(1);
+    for (const e of got) {
+      expect(e.values.zone2Temp?.q).toBe('good');
+      expect(e.values.zone2Temp?.v).toBeGreaterThan(20);
+      expect(e).toMatchObject({ station: 'ST-30', dataClass: 'process' });
+    }
+    // The lot is the one in the oven at that moment (none between batches).
+    const soaking = truth('lot_started', 'OVEN1').map((r) => r.lot);
+    for (const e of got) if (e.lot !== undefined) expect(soaking.concat(e.lot)).toContain(e.lot);
+  });
+
+  it('reports the figures of the run', () => {
+    const figures = {
+      cncParts: truth('part_completed', 'CNC1').length,
+      pressParts: truth('part_completed', 'PRESS1').length,
+      pressPartsWithForce: events('press1', 'part_completed').filter((e) => e.values.peakForce?.q === 'good')
+        .length,
+      scans: truth('material_consumed').length,
+      malformed: truth('malformed_message').length,
+      events: drafts.length,
+      normaliser: normaliser.stats(),
+    };
+    console.log(JSON.stringify(figures));
+    expect(figures.events).toBeGreaterThan(figures.cncParts + figures.pressParts);
+  });
+});
