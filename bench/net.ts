@@ -10,9 +10,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLocalAlliance } from '../src/consensus/genesis/genesis.ts';
-import { loadValidatorIdentity } from '../src/consensus/net/identity.ts';
+import { loadValidatorIdentity } from '../src/consensus/genesis/identity.ts';
 import { Libp2pTransport } from '../src/consensus/net/libp2p.ts';
+import { createLocalAlliance } from '../src/devtools/local-alliance.ts';
 import { type Figure, formatFigures, machine, rate } from './lib.ts';
 
 async function pair(dir: string): Promise<[Libp2pTransport, Libp2pTransport]> {

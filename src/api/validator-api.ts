@@ -34,12 +34,12 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { inclusionProofToJson } from '../consensus/runtime/block-store.ts';
+import type { ChainClient, CommittedBlockInfo, SubmitVerdict } from '../consensus/runtime/client.ts';
 import { committedBlocksAfter, localChainClient } from '../consensus/runtime/client.ts';
 import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/node.ts';
 import { certifiedBlockToJson } from '../consensus/wire/codec.ts';
 import { canonicalJson } from '../crypto/canonical.ts';
 import { fromHex, toHex } from '../crypto/hash.ts';
-import type { ChainClient, CommittedBlockInfo, SubmitVerdict } from '../gateway/submitter-types.ts';
 
 export interface ValidatorApiLimits {
   /** Largest request body (a batch of events), bytes. */

@@ -15,82 +15,21 @@
  *   masbc-edge alliance up --validators 4
  *   masbc-edge alliance init --validators 7 --dir /tmp/a7 --base-port 4100
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import {
-  createLocalAlliance,
-  GenesisMismatchError,
-  type LocalAlliance,
-} from '../consensus/genesis/genesis.ts';
-import { untilSignal } from './run.ts';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { initAlliance } from '../devtools/local-alliance.ts';
+import { spawnPeer, stopProcess } from '../devtools/processes.ts';
+import { integer, untilSignal } from './shared.ts';
 
 interface AllianceOptions {
   validators: number;
   dir: string;
   basePort?: number;
   apiBasePort?: number;
-  /** Old name of apiBasePort. */
-  rpcBasePort?: number;
   viewChangeTimeoutMs: number;
   statusEveryMs: number;
   stopTimeoutMs: number;
 }
-
-function integer(min: number, max: number) {
-  return (text: string) => {
-    const v = Number(text);
-    if (!Number.isInteger(v) || v < min || v > max)
-      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
-    return v;
-  };
-}
-
-/** The test gateway `alliance init` registers for each member. */
-export const testGatewayId = 'gw-1';
-
-export interface AllianceFiles {
-  alliance: LocalAlliance;
-  /** memberId → that member's test gateway (`testGatewayId`, registered in the genesis) and its key file. */
-  gateways: Map<string, { gateway: string; keyFile: string }>;
-}
-
-/** Creates (or reopens) the alliance's keys and genesis, with one test gateway per member registered in it. */
-export async function initAlliance(o: {
-  dir: string;
-  validators: number;
-  basePort?: number;
-  viewChangeTimeoutMs?: number;
-}): Promise<AllianceFiles> {
-  let alliance: LocalAlliance;
-  try {
-    alliance = await createLocalAlliance({
-      dir: o.dir,
-      members: o.validators,
-      basePort: o.basePort,
-      gateways: 1,
-      params:
-        o.viewChangeTimeoutMs === undefined
-          ? undefined
-          : ({ viewChangeTimeoutMs: o.viewChangeTimeoutMs } as never),
-    });
-  } catch (err) {
-    if (!(err instanceof GenesisMismatchError)) throw err;
-    throw new GenesisMismatchError(
-      `${err.message} (an alliance made by an older version, without gateways in its genesis? remove ${o.dir} and run again)`,
-    );
-  }
-  const gateways = new Map<string, { gateway: string; keyFile: string }>();
-  for (const v of alliance.genesis.validators) {
-    const keyFile = alliance.gatewayKeyFiles.get(`${v.memberId}/${testGatewayId}`)!;
-    gateways.set(v.memberId, { gateway: testGatewayId, keyFile });
-  }
-  return { alliance, gateways };
-}
-
-const binPath = resolve(dirname(fileURLToPath(import.meta.url)), '../../bin/masbc-edge.js');
 
 export function registerAlliance(program: Command): void {
   const alliance = program.command('alliance').description('A local alliance of validators on loopback');
@@ -121,11 +60,6 @@ export function registerAlliance(program: Command): void {
       'member i serves the validator HTTP API on api-base-port + i (default: free ports)',
       integer(1, 65_000),
     )
-    .addOption(
-      new Option('--rpc-base-port <port>', 'old name of --api-base-port')
-        .argParser(integer(1, 65_000))
-        .hideHelp(),
-    )
     .option('--status-every-ms <ms>', 'status line period of each validator', integer(0, 3_600_000), 5_000)
     .option(
       '--stop-timeout-ms <ms>',
@@ -137,7 +71,7 @@ export function registerAlliance(program: Command): void {
       const files = await initAlliance(opts);
       const { genesis, genesisFile, keyFiles } = files.alliance;
       console.log(`alliance ${genesis.chainId}: ${genesis.n} validators, genesis ${genesisFile}`);
-      const apiBasePort = opts.apiBasePort ?? opts.rpcBasePort;
+      const apiBasePort = opts.apiBasePort;
       const children = genesis.validators.map((v, i) =>
         spawnPeer(v.memberId, [
           '--genesis',
@@ -156,39 +90,7 @@ export function registerAlliance(program: Command): void {
       const anyExit = Promise.race(children.map((c) => c.exited.then(() => c.member)));
       const why = await Promise.race([untilSignal(), anyExit]);
       console.log(`stopping the alliance (${why})…`);
-      await Promise.all(children.map((c) => stopChild(c, opts.stopTimeoutMs)));
+      await Promise.all(children.map((c) => stopProcess(c.process, opts.stopTimeoutMs)));
       console.log('all validators stopped');
     });
-}
-
-export interface PeerChild {
-  member: string;
-  process: ChildProcess;
-  exited: Promise<number | null>;
-}
-
-export function spawnPeer(
-  member: string,
-  args: string[],
-  onLine: (line: string) => void = (line) => console.log(`[${member}] ${line}`),
-): PeerChild {
-  // Own process group: a terminal's Ctrl-C reaches only this process, which stops the peers one
-  // SIGTERM each (a second signal would make a peer exit at once instead of cleanly).
-  const child = spawn(process.execPath, [binPath, 'peer', ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    detached: true,
-  });
-  for (const stream of [child.stdout!, child.stderr!]) {
-    createInterface({ input: stream }).on('line', onLine);
-  }
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { member, process: child, exited };
-}
-
-export async function stopChild(c: PeerChild, timeoutMs: number): Promise<void> {
-  if (c.process.exitCode !== null || c.process.signalCode !== null) return;
-  c.process.kill('SIGTERM');
-  const timer = setTimeout(() => c.process.kill('SIGKILL'), timeoutMs);
-  await c.exited;
-  clearTimeout(timer);
 }

@@ -6,32 +6,13 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { createLocalAlliance } from '../consensus/genesis/genesis.ts';
 import { generateKey, loadKeyFile, writeKeyFile } from '../crypto/keys.ts';
+import { portsFromDevices } from '../devtools/equipment.ts';
+import { createLocalAlliance } from '../devtools/local-alliance.ts';
+import { spawnPeer, stopProcess } from '../devtools/processes.ts';
 import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../gateway/config/config.ts';
 import { createLogger } from '../log/logger.ts';
-import { spawnPeer, stopChild } from './alliance.ts';
-import { untilSignal } from './run.ts';
-
-export interface DemoPorts {
-  opcua?: number;
-  modbus?: number;
-  mqtt?: number;
-}
-
-/** The simulator ports the bundled device maps expect (so the maps stay the single source of truth). */
-export function portsFromDevices(config: LoadedConfig): DemoPorts {
-  const ports: DemoPorts = {};
-  for (const d of config.devices) {
-    if (!d.enabled) continue;
-    if (d.protocol === 'opcua')
-      ports.opcua ??= Number(new URL(d.connection.endpoint.replace(/^opc\.tcp:/, 'http:')).port || 4840);
-    if (d.protocol === 'modbus' && d.connection.transport === 'tcp') ports.modbus ??= d.connection.port;
-    if (d.protocol === 'mqtt')
-      ports.mqtt ??= Number(new URL(d.connection.url.replace(/^mqtts?:/, 'http:')).port || 1883);
-  }
-  return ports;
-}
+import { untilSignal } from './shared.ts';
 
 /**
  * The demo's alliance: `members` validators on loopback, keys and genesis under
@@ -130,7 +111,7 @@ export function registerDemo(program: Command): void {
         ]);
         const ports = portsFromDevices(config);
         // A virtual RS-485 line for Modbus RTU device maps needs socat; without it, those devices sit out.
-        const { rtuPathFromDevices, startSerialLine } = await import('./simulate.ts');
+        const { rtuPathFromDevices, startSerialLine } = await import('../devtools/equipment.ts');
         const rtuPath = rtuPathFromDevices(config);
         let line: Awaited<ReturnType<typeof startSerialLine>> | null = null;
         if (rtuPath) {
@@ -194,7 +175,7 @@ export function registerDemo(program: Command): void {
         clearInterval(timer);
         console.log('\nstopping…');
         await gateway.stop();
-        await Promise.all(peers.map((p) => stopChild(p, 10_000)));
+        await Promise.all(peers.map((p) => stopProcess(p.process, 10_000)));
         await sims.stop();
         await line?.stop();
         log.flush();

@@ -6,60 +6,36 @@
  * The validator runs the ledger (docs/ledger.md): events signed by the gateway keys the genesis
  * registers (`gateways:`), each gateway's events in seq order. Its state is loaded from the block
  * store (`openLedger`). It serves the validator HTTP API (src/api/validator-api.ts) on --api-host
- * and --api-port (`--rpc-host`/`--rpc-port` are the old names, still accepted).
+ * and --api-port. The validator is assembled by src/validator/validator.ts, as a gateway's is.
  *
  * Prints one line when ready (member, peer id, listen and API addresses; tests and `alliance up`
  * read it), then a one-line status every --status-every-ms, and "stopped" after a clean stop.
  * Warnings and errors go to <data>/peer.log (JSON lines).
- *
- * `--gateway-keys <file>` is deprecated and ignored (with a warning): the keys come from the
- * genesis, the same at every validator; a local list could only make validators disagree.
  *
  * @example
  *   masbc-edge peer --genesis data/alliance/genesis.json --key data/alliance/keys/member-1.key \
  *     --data data/alliance/data/member-1 --api-port 4100
  */
 import { join } from 'node:path';
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import { buildValidatorApi } from '../api/validator-api.ts';
-import { txIdOf } from '../consensus/app/tx.ts';
-import { loadGenesis } from '../consensus/genesis/genesis.ts';
-import { loadValidatorIdentity } from '../consensus/net/identity.ts';
-import { Libp2pTransport } from '../consensus/net/libp2p.ts';
-import { ChainStore, chainStorePath } from '../consensus/runtime/block-store.ts';
-import { openLedger } from '../consensus/runtime/ledger.ts';
-import { ConsensusNode, chainContext, type NodeStatus } from '../consensus/runtime/node.ts';
-import { loadKeyFile } from '../crypto/keys.ts';
+import type { Command } from 'commander';
+import type { ConsensusNode, NodeStatus } from '../consensus/runtime/node.ts';
 import { createLogger, type LogLevel } from '../log/logger.ts';
-import { untilSignal } from './run.ts';
+import { startValidator } from '../validator/validator.ts';
+import { integer, untilSignal } from './shared.ts';
 
 export interface PeerOptions {
   genesis: string;
   key: string;
   data: string;
   member?: string;
-  /** Deprecated and ignored (a warning says so): gateway keys come from the genesis. */
-  gatewayKeys?: string;
   /** Address of the validator HTTP API (default 127.0.0.1). */
   apiHost?: string;
   /** Its port (default 0: any free port, printed in the ready line). */
   apiPort?: number;
-  /** Old names of apiHost and apiPort; the new ones win when both are given. */
-  rpcHost?: string;
-  rpcPort?: number;
   statusEveryMs: number;
   statusIntervalMs?: number;
   logLevel: LogLevel;
   stopWithStdin?: boolean;
-}
-
-function integer(min: number, max: number) {
-  return (text: string) => {
-    const v = Number(text);
-    if (!Number.isInteger(v) || v < min || v > max)
-      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
-    return v;
-  };
 }
 
 export function registerPeer(program: Command): void {
@@ -75,14 +51,6 @@ export function registerPeer(program: Command): void {
       '--api-port <port>',
       'port of the validator HTTP API (default 0: any free port)',
       integer(0, 65535),
-    )
-    .addOption(new Option('--rpc-host <host>', 'old name of --api-host').hideHelp())
-    .addOption(
-      new Option('--rpc-port <port>', 'old name of --api-port').argParser(integer(0, 65535)).hideHelp(),
-    )
-    .option(
-      '--gateway-keys <file>',
-      'deprecated and ignored: the validators accept the gateway keys the genesis registers',
     )
     .option(
       '--status-every-ms <ms>',
@@ -125,65 +93,20 @@ export interface RunningPeer {
 }
 
 export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
-  const genesis = loadGenesis(opts.genesis);
-  const signer = loadKeyFile(opts.key);
-  const member = opts.member ?? genesis.byKeyId(signer.keyId)?.memberId;
-  if (!member)
-    throw new Error(`${opts.key} holds key ${signer.keyId}, which no validator of ${opts.genesis} has`);
-  const log = createLogger(opts.logLevel, join(opts.data, 'peer.log')).child({ member });
-  if (opts.gatewayKeys !== undefined) {
-    const warning = `--gateway-keys is deprecated and ignored: this validator accepts the ${genesis.gateways.length} gateway key(s) ${opts.genesis} registers`;
-    console.error(`masbc-edge peer: ${warning}`);
-    log.warn(warning);
-  }
-  if (genesis.gateways.length === 0) {
-    const warning = `${opts.genesis} registers no gateway keys (gateways:): every event will be refused as unknown_key`;
-    console.error(`masbc-edge peer: ${warning}`);
-    log.warn(warning);
-  }
-  const identity = await loadValidatorIdentity(opts.key);
-  const transport = new Libp2pTransport({ genesis, self: member, identity, logger: log });
-  const store = ChainStore.open({
-    path: chainStorePath(opts.data),
-    chain: chainContext(genesis),
-    txId: txIdOf,
+  const log = createLogger(opts.logLevel, join(opts.data, 'peer.log'));
+  const v = await startValidator({
+    genesisFile: opts.genesis,
+    keyFile: opts.key,
+    dataDir: opts.data,
+    member: opts.member,
+    api: { host: opts.apiHost ?? '127.0.0.1', port: opts.apiPort ?? 0 },
+    timing: opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs },
+    log,
   });
-  let node: ConsensusNode;
-  let replayedBlocks: number;
-  try {
-    const opened = openLedger(genesis, store);
-    const app = opened.app;
-    replayedBlocks = opened.replayedBlocks;
-    node = new ConsensusNode({
-      genesis,
-      self: member,
-      signer,
-      transport,
-      store,
-      app,
-      timing: opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs },
-      logger: log,
-    });
-  } catch (err) {
-    store.close();
-    throw err;
-  }
-  await node.start();
-  if (replayedBlocks > 0) log.info('ledger state rebuilt from stored blocks', { blocks: replayedBlocks });
-  const api = buildValidatorApi({ node });
-  let apiUrl: string;
-  try {
-    apiUrl = await api.listen({
-      host: opts.apiHost ?? opts.rpcHost ?? '127.0.0.1',
-      port: opts.apiPort ?? opts.rpcPort ?? 0,
-    });
-  } catch (err) {
-    await api.close();
-    await node.stop();
-    throw err;
-  }
+  for (const w of v.warnings) console.error(`masbc-edge peer: ${w}`);
+  const { node } = v;
   console.log(
-    `peer ${member} ready: peer id ${identity.peerId} | listen ${transport.multiaddrs.join(' ')} | api ${apiUrl} | height ${store.height}`,
+    `peer ${v.member} ready: peer id ${v.peerId} | listen ${v.listen.join(' ')} | api ${v.apiUrl} | height ${node.store.height}`,
   );
   let last = { atMs: Date.now(), txs: node.metrics().saves.txs };
   const timer =
@@ -198,11 +121,10 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       : undefined;
   return {
     node,
-    stopped: node.closed,
+    stopped: v.stopped,
     async stop() {
       clearInterval(timer);
-      await api.close();
-      await node.stop();
+      await v.stop();
       log.flush();
     },
   };

@@ -26,21 +26,7 @@ import {
 } from '../gateway/config/config.ts';
 import { createLogger, type LogLevel } from '../log/logger.ts';
 import type { NormaliserState } from '../normaliser/normaliser.ts';
-
-/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
-      process.once('SIGINT', () => process.exit(130));
-      process.once('SIGTERM', () => process.exit(143));
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
+import { untilSignal } from './shared.ts';
 
 /** Longest --once-timeout-ms accepted (an MQTT sensor publishing once an hour wants a long one). */
 const onceTimeoutMsMax = 3_600_000;

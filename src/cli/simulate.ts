@@ -12,98 +12,18 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import {
+  isLink,
+  portsFromDevices,
+  rtuPathFromDevices,
+  type SerialLine,
+  startSerialLine,
+} from '../devtools/equipment.ts';
 import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../gateway/config/config.ts';
-import { portsFromDevices } from './demo.ts';
-import { untilSignal } from './run.ts';
+import { untilSignal } from './shared.ts';
 
 /** How long socat may take to create the pty pair. */
 const socatStartMs = 5_000;
-
-export interface SerialLine {
-  /** The end the simulated PLC opens. */
-  plcPath: string;
-  /** The end the gateway opens (what the RTU device map names). */
-  gatewayPath: string;
-  stop(): Promise<void>;
-}
-
-/**
- * A virtual RS-485 line: a socat pty pair with stable names, so a device map can name its end.
- * `gatewayPath` is a symlink socat creates (an existing stale link is replaced).
- */
-export async function startSerialLine(gatewayPath: string): Promise<SerialLine> {
-  const plcPath = join(dirname(gatewayPath), 'tty-plc');
-  mkdirSync(dirname(gatewayPath), { recursive: true });
-  for (const p of [gatewayPath, plcPath]) {
-    if (isLink(p)) rmSync(p);
-  }
-  const child = spawn(
-    'socat',
-    ['-d', '-d', `pty,raw,echo=0,link=${plcPath}`, `pty,raw,echo=0,link=${gatewayPath}`],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  await new Promise<void>((resolveReady, reject) => {
-    let text = '';
-    const timer = setTimeout(
-      () => fail(new Error(`socat did not start within ${socatStartMs} ms: ${text}`)),
-      socatStartMs,
-    );
-    const fail = (err: Error) => {
-      clearTimeout(timer);
-      child.kill();
-      reject(err);
-    };
-    child.once('error', (err) =>
-      fail(new Error(`cannot run socat (apt-get install -y socat): ${err.message}`)),
-    );
-    child.once('exit', (code) => fail(new Error(`socat exited (${code}): ${text}`)));
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString();
-      if (!text.includes('starting data transfer loop')) return;
-      clearTimeout(timer);
-      // Ready: stop watching (socat's later messages, e.g. on exit, must not re-run this).
-      child.stderr?.off('data', onData);
-      child.stderr?.resume();
-      child.removeAllListeners('exit');
-      resolveReady();
-    };
-    child.stderr?.on('data', onData);
-  });
-  return { plcPath, gatewayPath, stop: () => stopChild(child) };
-}
-
-function isLink(p: string): boolean {
-  try {
-    return lstatSync(p).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 2_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      done();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-/** The gateway end of the serial line the first RTU device map expects, or null if none uses RTU. */
-export function rtuPathFromDevices(config: LoadedConfig): string | null {
-  for (const d of config.devices) {
-    if (d.enabled && d.protocol === 'modbus' && d.connection.transport === 'rtu') {
-      const p = d.connection.path;
-      return isAbsolute(p) ? p : resolve(config.paths.dataDir, p);
-    }
-  }
-  return null;
-}
 
 interface SimulateOptions {
   config: string;

@@ -14,6 +14,18 @@
  *   await driver.stop();    // after this resolves, onReadings is never called again
  */
 
+/**
+ * What every device map gives a driver besides its protocol's own fields (connection, tags). The
+ * gateway's device schema (src/gateway/config/device-schema.ts) adds the normaliser's context and
+ * rules, which drivers never read.
+ */
+export interface DeviceBase {
+  id: string;
+  station: string;
+  enabled: boolean;
+  description?: string | undefined;
+}
+
 /** OPC UA-style quality: `good` values may feed process events; `bad` never do. */
 export type Quality = 'good' | 'uncertain' | 'bad';
 

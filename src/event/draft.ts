@@ -2,9 +2,8 @@
  * What the normaliser hands to the signer: an event before the gateway gives it its sequence number,
  * chain link, commitment and signature (see event.ts for the signed form).
  */
-import type { Quality } from '../drivers/types.ts';
 import type { GapInfo } from './event.ts';
-import type { DataClass, EventKind } from './kinds.ts';
+import type { DataClass, EventKind, Quality } from './kinds.ts';
 
 export interface EventValue {
   v: number | string | boolean | null;

@@ -22,7 +22,7 @@
 import { z } from 'zod';
 import { canonicalJson, encodeCanonical } from '../crypto/canonical.ts';
 import { sha256, toHex } from '../crypto/hash.ts';
-import { dataClasses, eventKinds } from './kinds.ts';
+import { dataClasses, eventKinds, qualities } from './kinds.ts';
 
 export const eventVersion = 1;
 /** Upper bound of one event's canonical JSON (envelope + body + signature). */
@@ -55,7 +55,7 @@ export const envelopeSchema = z.strictObject({
 const valueSchema = z.strictObject({
   v: z.union([z.number(), z.string().max(1024), z.boolean(), z.null()]),
   unit: z.string().max(32).optional(),
-  q: z.enum(['good', 'uncertain', 'bad']),
+  q: z.enum(qualities),
 });
 
 export const gapSchema = z.strictObject({

@@ -13,6 +13,10 @@ export const eventKinds = [
 ] as const;
 export type EventKind = (typeof eventKinds)[number];
 
+/** OPC UA-style quality of a value: `good` values may feed process events; `bad` never do. */
+export const qualities = ['good', 'uncertain', 'bad'] as const;
+export type Quality = (typeof qualities)[number];
+
 export const dataClasses = ['process', 'equipment'] as const;
 export type DataClass = (typeof dataClasses)[number];
 

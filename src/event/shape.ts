@@ -15,7 +15,7 @@
  * body commitment would be computed over something else). `test/consensus/app/shape.test.ts`
  * checks agreement with the schema on generated and mutated events.
  */
-import { eventKinds } from './kinds.ts';
+import { eventKinds, qualities } from './kinds.ts';
 
 /** Largest signature batch (signatureBatchMax in event.ts) and its audit path length. */
 const batchMax = 65_536;
@@ -24,7 +24,7 @@ const timeMsMax = 8_640_000_000_000_000;
 
 const dataClassSet = new Set(['process', 'equipment']);
 const kindSet = new Set<string>(eventKinds);
-const qualitySet = new Set(['good', 'uncertain', 'bad']);
+const qualitySet = new Set<string>(qualities);
 const topKeys = new Set(['id', 'env', 'body', 'sig']);
 const envKeys = new Set([
   'v',

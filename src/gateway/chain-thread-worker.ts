@@ -1,14 +1,14 @@
 /**
- * The worker side of chain-thread.ts: opens the member's validator with openEmbeddedValidator and
+ * The worker side of chain-thread.ts: opens the member's validator with startValidator and
  * serves the gateway's ChainClient calls, its block subscriptions and its status over the port.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from '../log/logger.ts';
-import { openEmbeddedValidator } from './chain-link.ts';
+import { startValidator } from '../validator/validator.ts';
 import type { FromWorker, ToWorker, WorkerInput } from './chain-thread.ts';
 
 const port = parentPort!;
-const { config, statusIntervalMs } = workerData as WorkerInput;
+const { options, statusIntervalMs } = workerData as WorkerInput;
 
 function send(m: FromWorker): void {
   port.postMessage(m);
@@ -37,8 +37,8 @@ function portLogger(bindings: Record<string, unknown>): Logger {
 const errorText = (err: unknown) => (err instanceof Error ? `${err.name}: ${err.message}` : String(err));
 
 try {
-  const link = await openEmbeddedValidator(config, portLogger({}));
-  const node = link.node!;
+  const link = await startValidator({ ...options, log: portLogger({}) });
+  const { node } = link;
   const subs = new Map<number, () => void>();
   const statusTimer = setInterval(() => send({ t: 'status', status: node.status() }), statusIntervalMs);
   let stopping = false;

@@ -8,8 +8,8 @@
  * 350 MiB) and, on a box shared with the other validators, CPU they would have used (docs/runtime.md,
  * "Performance", has both layouts measured).
  *
- * The worker (chain-thread-worker.ts) opens the validator exactly as the embedded one is opened
- * (openEmbeddedValidator: libp2p, the ledger, the block store, the optional HTTP API) and answers the
+ * The worker (chain-thread-worker.ts) opens the validator with startValidator (src/validator: libp2p,
+ * the ledger, the block store, the optional HTTP API), as everywhere else, and answers the
  * ChainClient calls over its message port. Its log lines come back here and go to the gateway's log.
  *
  * Bounds: calls in flight are the submitter's (one submit or receipts call at a time, see
@@ -20,16 +20,20 @@
  * and the gateway keeps acquiring. A restart of the gateway opens a new validator from its store.
  *
  * @example
- *   const link = await openValidatorThread(config, log);
+ *   const link = await openValidatorThread(hostedValidatorOptions(config), log);
  *   const verdicts = await link.client.submit([json]);
  *   await link.stop();
  */
 import { Worker } from 'node:worker_threads';
+import type {
+  ChainClient,
+  ChainReceipt,
+  CommittedBlockInfo,
+  SubmitVerdict,
+} from '../consensus/runtime/client.ts';
 import type { NodeStatus } from '../consensus/runtime/node.ts';
 import type { Logger } from '../log/logger.ts';
-import type { ChainLink } from './chain-link.ts';
-import type { LoadedConfig } from './config/config.ts';
-import type { ChainClient, ChainReceipt, CommittedBlockInfo, SubmitVerdict } from './submitter-types.ts';
+import type { ValidatorSettings } from '../validator/validator.ts';
 
 /** The ChainClient calls that are answered once. */
 type Call = { op: 'submit'; txs: readonly string[] } | { op: 'receipts'; ids: readonly string[] };
@@ -59,7 +63,7 @@ export type FromWorker =
 
 /** What the worker receives as workerData. */
 export interface WorkerInput {
-  config: LoadedConfig;
+  options: ValidatorSettings;
   /** How often it posts the validator's status. */
   statusIntervalMs: number;
 }
@@ -68,8 +72,16 @@ const statusIntervalMs = 250;
 const startTimeoutMs = 120_000;
 const stopTimeoutMs = 15_000;
 
-export async function openValidatorThread(config: LoadedConfig, log: Logger): Promise<ChainLink> {
-  const input: WorkerInput = { config, statusIntervalMs };
+/** The validator on its thread, as the gateway sees it. */
+export interface ValidatorThread {
+  client: ChainClient;
+  apiUrl: string | null;
+  status(): NodeStatus | null;
+  stop(): Promise<void>;
+}
+
+export async function openValidatorThread(options: ValidatorSettings, log: Logger): Promise<ValidatorThread> {
+  const input: WorkerInput = { options, statusIntervalMs };
   const worker = new Worker(new URL('./chain-thread-worker.ts', import.meta.url), {
     workerData: input,
     name: 'masbc-validator',
@@ -180,9 +192,7 @@ export async function openValidatorThread(config: LoadedConfig, log: Logger): Pr
   };
 
   return {
-    role: 'validator',
     client,
-    node: null,
     apiUrl,
     status: () => status,
     async stop() {

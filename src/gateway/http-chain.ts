@@ -2,7 +2,12 @@
  * The submitter's ChainClient for a gateway whose validator runs elsewhere (chain role `client`):
  * the validator's HTTP API (src/api/validator-api.ts). Final blocks are followed by long polling.
  */
-import type { ChainClient, ChainReceipt, CommittedBlockInfo, SubmitVerdict } from './submitter-types.ts';
+import type {
+  ChainClient,
+  ChainReceipt,
+  CommittedBlockInfo,
+  SubmitVerdict,
+} from '../consensus/runtime/client.ts';
 
 export interface HttpChainOptions {
   /** e.g. http://10.0.0.5:8181 */

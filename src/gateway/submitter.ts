@@ -27,9 +27,8 @@
  *   s.kick();       // after an append, to submit without waiting for the next tick
  *   await s.stop();
  */
-import type { ChainClient, CommittedBlockInfo, OutboxLike, SubmitterLogger } from './submitter-types.ts';
-
-export type { ChainClient, CommittedBlockInfo, SubmitVerdict } from './submitter-types.ts';
+import type { ChainClient, CommittedBlockInfo } from '../consensus/runtime/client.ts';
+import type { OutboxLike, SubmitterLogger } from './submitter-types.ts';
 
 export interface SubmitterOptions {
   outbox: OutboxLike;

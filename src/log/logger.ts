@@ -1,12 +1,16 @@
 /**
- * Structured logging (pino, JSON lines) behind the small DriverLogger interface the drivers use.
+ * Structured logging (pino, JSON lines). Modules that log declare the small interface they use
+ * (drivers: DriverLogger); this Logger satisfies each of them.
  * Operating errors repeat (a device offline logs every retry); the drivers rate-limit their own lines.
  */
 import { pino } from 'pino';
-import type { DriverLogger } from '../drivers/types.ts';
 
-export interface Logger extends DriverLogger {
+/** Satisfies every narrower logger interface a module declares for itself (drivers, submitter, …). */
+export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
   child(bindings: Record<string, unknown>): Logger;
   flush(): void;
 }

@@ -4,7 +4,8 @@
  * RTU (socat pty pair). Decoding of every type and order is covered by modbus-golden.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ModbusDevice, ModbusDriver } from '../../src/drivers/modbus/driver.ts';
+import { ModbusDriver } from '../../src/drivers/modbus/driver.ts';
+import type { ModbusDevice } from '../../src/drivers/modbus/schema.ts';
 import type { Reading } from '../../src/drivers/types.ts';
 import { testContext } from './helpers/context.ts';
 import { startModbusServer, type TestModbusServer } from './helpers/modbus-server.ts';
@@ -30,7 +31,6 @@ function tcpDevice(
     id: 'plc',
     station: 'ST-1',
     enabled: true,
-    rules: [],
     protocol: 'modbus',
     connection: {
       transport: 'tcp',

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
-import { createLocalAlliance, type LocalAlliance } from '../../src/consensus/genesis/genesis.ts';
+import { createLocalAlliance, type LocalAlliance } from '../../src/devtools/local-alliance.ts';
 import type { GatewayStats } from '../../src/gateway/gateway.ts';
 import type { GatewayStatus } from '../../src/gateway/status.ts';
 import { PeerProcess } from '../consensus/cluster/peers.ts';

@@ -1,15 +1,16 @@
 /**
  * A gateway hosting its member's validator (chain role `validator`, src/gateway/chain-link.ts) runs the
  * ledger with the gateway keys of the genesis and serves the same validator HTTP API as
- * `masbc-edge peer`; a leftover `chain.gatewayKeys` is ignored with a warning. Real libp2p and
+ * `masbc-edge peer` (both through src/validator/validator.ts); a leftover `chain.gatewayKeys` (the
+ * keys come from the genesis) is refused by validation. Real libp2p and
  * SQLite, a real socket; the other members are not running (nothing needs a quorum here).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLocalAlliance, type LocalAlliance } from '../../src/consensus/genesis/genesis.ts';
 import type { NodeMetrics, NodeStatus } from '../../src/consensus/runtime/node.ts';
 import { loadKeyFile } from '../../src/crypto/keys.ts';
+import { createLocalAlliance, type LocalAlliance } from '../../src/devtools/local-alliance.ts';
 import { encodeEvent } from '../../src/event/event.ts';
 import { EventSigner, emptyHead } from '../../src/event/signer.ts';
 import { openChainLink } from '../../src/gateway/chain-link.ts';
@@ -62,20 +63,14 @@ describe.each([
   { thread: true, where: 'on its own worker thread' },
   { thread: false, where: "on the gateway's event loop" },
 ])("a gateway's embedded validator, $where", ({ thread }) => {
-  it('runs the ledger with the genesis keys and serves the validator API; chain.gatewayKeys is ignored with a warning', async () => {
+  it('runs the ledger with the genesis keys and serves the validator API', async () => {
     const { file, alliance } = await validatorGateway(
       'embedded',
-      (a) => [
-        `memberKeyFile: ${a.keyFiles.get('acme')}`,
-        `thread: ${thread}`,
-        'gatewayKeys: gateway-keys.json',
-      ],
+      (a) => [`memberKeyFile: ${a.keyFiles.get('acme')}`, `thread: ${thread}`],
       ['api: { enabled: true, host: 127.0.0.1, port: 0 }'],
     );
-    const warnings: string[] = [];
-    const link = (await openChainLink(loadConfig(file), recordingLogger(warnings)))!;
+    const link = (await openChainLink(loadConfig(file), silentLogger))!;
     try {
-      expect(warnings.some((w) => /chain\.gatewayKeys is deprecated and ignored/.test(w))).toBe(true);
       expect(link.role).toBe('validator');
       const url = link.apiUrl!;
       const key = loadKeyFile(alliance.gatewayKeyFiles.get('acme/gw-line1')!);
@@ -125,6 +120,32 @@ describe.each([
       ]);
       expect(await link.client.receipts([events[0]!.id])).toEqual([null]);
       expect(link.status()).toMatchObject({ memberId: 'acme', state: 'running' });
+    } finally {
+      await link.stop();
+    }
+  });
+});
+
+describe('the configuration of an embedded validator', () => {
+  it('refuses a leftover chain.gatewayKeys, naming the field', async () => {
+    const { file } = await validatorGateway('embedded-keys', (a) => [
+      `memberKeyFile: ${a.keyFiles.get('acme')}`,
+      'gatewayKeys: gateway-keys.json',
+    ]);
+    expect(() => loadConfig(file)).toThrow(/chain\.gatewayKeys/);
+  });
+
+  it('warns when the genesis registers no key for the hosting gateway', async () => {
+    const { file } = await validatorGateway('embedded-unregistered', (a) => [
+      `memberKeyFile: ${a.keyFiles.get('acme')}`,
+      'thread: false',
+    ]);
+    const config = loadConfig(file);
+    config.gateway.gateway.id = 'gw-line9';
+    const warnings: string[] = [];
+    const link = (await openChainLink(config, recordingLogger(warnings)))!;
+    try {
+      expect(warnings).toContainEqual(expect.stringMatching(/no key for this gateway \(acme\/gw-line9\)/));
     } finally {
       await link.stop();
     }

@@ -5,17 +5,17 @@
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateKey } from '../../src/crypto/keys.ts';
-import type { EventDraft } from '../../src/event/draft.ts';
-import { EventSigner } from '../../src/event/signer.ts';
-import { EventVerifier, keyRegistry } from '../../src/event/verify.ts';
-import { Submitter } from '../../src/gateway/submitter.ts';
 import type {
   ChainClient,
   ChainReceipt,
   CommittedBlockInfo,
   SubmitVerdict,
-} from '../../src/gateway/submitter-types.ts';
+} from '../../src/consensus/runtime/client.ts';
+import { generateKey } from '../../src/crypto/keys.ts';
+import type { EventDraft } from '../../src/event/draft.ts';
+import { EventSigner } from '../../src/event/signer.ts';
+import { EventVerifier, keyRegistry } from '../../src/event/verify.ts';
+import { Submitter } from '../../src/gateway/submitter.ts';
 import { silentLogger } from '../../src/log/logger.ts';
 import { Outbox } from '../../src/store/outbox.ts';
 import { tempDir } from '../helpers/tmp.ts';

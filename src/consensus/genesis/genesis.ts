@@ -23,13 +23,13 @@
  * (and of its hash) like the validators are; `eventBodies` says whether events must carry their body
  * on the ledger (default `required`). See docs/ledger.md. Adding a gateway key is a genesis update.
  *
+ * A local alliance for tests and the demo (every key in one folder) is made by
+ * src/devtools/local-alliance.ts.
+ *
  * @example
  *   const genesis = loadGenesis('data/alliance/genesis.json');
  *   genesis.primary(7).memberId; genesis.quorum; genesis.byPeerId(remote.toString())?.memberId
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { type AddressInfo, createServer, type Server } from 'node:net';
-import { join } from 'node:path';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr } from '@multiformats/multiaddr';
 import { z } from 'zod';
@@ -37,19 +37,8 @@ import { ConfigError, type ConfigIssue } from '../../config/errors.ts';
 import { loadYaml } from '../../config/load.ts';
 import { encodeCanonical } from '../../crypto/canonical.ts';
 import { fromBase64Url, fromHex, sha256, toHex } from '../../crypto/hash.ts';
-import {
-  generateKey,
-  type KeyAlgorithm,
-  keyAlgorithms,
-  keyIdOf,
-  loadKeyFile,
-  type PublicKeyRecord,
-  publicKeyBytes,
-  publicKeyRecord,
-  writeKeyFile,
-} from '../../crypto/keys.ts';
+import { keyAlgorithms, keyIdOf, type PublicKeyRecord, publicKeyBytes } from '../../crypto/keys.ts';
 import type { ChainLimits, Validator as CoreValidator } from '../core/types.ts';
-import { derivedPeerId, loadValidatorIdentity } from '../net/identity.ts';
 import {
   assertChainLimits,
   messageBytesMax as codecMessageBytesMax,
@@ -57,6 +46,7 @@ import {
   faultsTolerated,
   quorumSize,
 } from '../wire/codec.ts';
+import { derivedPeerId } from './identity.ts';
 
 export const genesisVersion = 1;
 /** Bounds on the document itself: a genesis is small, and is parsed before anything is trusted. */
@@ -451,165 +441,4 @@ export function genesisFromDocument(document: unknown, file = 'genesis'): Genesi
 /** JSON text of a genesis, as written to disk. */
 export function encodeGenesis(genesis: Genesis): string {
   return `${JSON.stringify(genesis.document, null, 2)}\n`;
-}
-
-export interface LocalAllianceOptions {
-  /** Data folder (never inside the repository): `genesis.json` and `keys/<member>.key` go here. */
-  dir: string;
-  /** A count (members are named member-1 … member-N) or the member ids. */
-  members: number | readonly string[];
-  chainId?: string;
-  /** Host the validators listen on and dial; default 127.0.0.1. */
-  host?: string;
-  /**
-   * Member i listens on basePort + i. Default: ports the OS reports free now, which another
-   * process could take before the validators start; give fixed ports where that matters.
-   */
-  basePort?: number;
-  alg?: KeyAlgorithm;
-  params?: Partial<ProtocolParams>;
-  /** ISO 8601 UTC; default now. */
-  genesisTime?: string;
-  /** An existing `genesis.json`: 'reuse' checks it against the key files and returns it; 'fail' throws. */
-  ifExists?: 'reuse' | 'fail';
-  /**
-   * Gateways to register in the genesis (docs/ledger.md): per member id its gateway ids, or a count
-   * for every member (gw-1 … gw-k). Each gets a signing key at `keys/gateways/<member>/<gateway>.key`
-   * (an existing file is kept). Default none.
-   */
-  gateways?: number | Readonly<Record<string, readonly string[]>>;
-  /** Gateway key algorithm; default `alg`. */
-  gatewayAlg?: KeyAlgorithm;
-}
-
-export interface LocalAlliance {
-  genesis: Genesis;
-  genesisFile: string;
-  /** memberId → private key file. */
-  keyFiles: ReadonlyMap<string, string>;
-  /** `<member>/<gateway>` → the gateway's private key file (empty without `gateways`). */
-  gatewayKeyFiles: ReadonlyMap<string, string>;
-}
-
-export class GenesisMismatchError extends Error {
-  override name = 'GenesisMismatchError';
-}
-
-/**
- * Creates (or, with `ifExists: 'reuse'`, reopens) a genesis for N validators on one machine: a key
- * per member under `<dir>/keys` (existing key files are kept, so an interrupted run resumes) and
- * `<dir>/genesis.json`. The demo and the tests use it.
- */
-export async function createLocalAlliance(options: LocalAllianceOptions): Promise<LocalAlliance> {
-  const members =
-    typeof options.members === 'number'
-      ? Array.from({ length: options.members }, (_, i) => `member-${i + 1}`)
-      : [...options.members];
-  if (members.length < 1 || members.length > validatorsMax) {
-    throw new RangeError(`a local alliance has 1 to ${validatorsMax} members, got ${members.length}`);
-  }
-  const genesisFile = join(options.dir, 'genesis.json');
-  const keyFiles = new Map(members.map((m) => [m, join(options.dir, 'keys', `${m}.key`)]));
-  const gatewayKeyFiles = new Map<string, string>();
-  const wanted = options.gateways ?? 0;
-  for (const m of members) {
-    const ids =
-      typeof wanted === 'number'
-        ? Array.from({ length: wanted }, (_, i) => `gw-${i + 1}`)
-        : (wanted[m] ?? []);
-    for (const g of ids)
-      gatewayKeyFiles.set(`${m}/${g}`, join(options.dir, 'keys', 'gateways', m, `${g}.key`));
-  }
-  if (typeof wanted === 'object') {
-    const unknown = Object.keys(wanted).filter((m) => !members.includes(m));
-    if (unknown.length) throw new RangeError(`gateways for unknown member(s): ${unknown.join(', ')}`);
-  }
-  if (existsSync(genesisFile)) {
-    if ((options.ifExists ?? 'reuse') === 'fail') {
-      throw new GenesisMismatchError(`${genesisFile} already exists`);
-    }
-    const genesis = loadGenesis(genesisFile);
-    await checkKeysMatch(genesis, keyFiles, genesisFile);
-    checkGatewayKeysMatch(genesis, gatewayKeyFiles, genesisFile);
-    return { genesis, genesisFile, keyFiles, gatewayKeyFiles };
-  }
-  const host = options.host ?? '127.0.0.1';
-  const ports =
-    options.basePort === undefined
-      ? await freeTcpPorts(host, members.length)
-      : members.map((_, i) => options.basePort! + i);
-  const ipProto = host.includes(':') ? 'ip6' : /^[\d.]+$/.test(host) ? 'ip4' : 'dns';
-  const validators = [];
-  for (const [i, memberId] of members.entries()) {
-    const keyFile = keyFiles.get(memberId)!;
-    if (!existsSync(keyFile)) writeKeyFile(keyFile, generateKey(options.alg ?? 'ed25519'));
-    const identity = await loadValidatorIdentity(keyFile, { separateKey: 'create' });
-    validators.push({
-      memberId,
-      publicKey: publicKeyRecord(loadKeyFile(keyFile)),
-      peerId: identity.peerId.toString(),
-      addrs: [`/${ipProto}/${host}/tcp/${ports[i]}`],
-    });
-  }
-  const gateways = [];
-  for (const [chain, keyFile] of gatewayKeyFiles) {
-    if (!existsSync(keyFile))
-      writeKeyFile(keyFile, generateKey(options.gatewayAlg ?? options.alg ?? 'ed25519'));
-    const [memberId, gateway] = chain.split('/') as [string, string];
-    gateways.push({ memberId, gateway, publicKey: publicKeyRecord(loadKeyFile(keyFile)) });
-  }
-  const genesis = genesisFromDocument(
-    {
-      version: genesisVersion,
-      chainId: options.chainId ?? 'masbc-local',
-      genesisTime: options.genesisTime ?? new Date().toISOString(),
-      params: options.params ?? {},
-      validators,
-      ...(gateways.length > 0 ? { gateways } : {}),
-    },
-    genesisFile,
-  );
-  mkdirSync(options.dir, { recursive: true });
-  writeFileSync(genesisFile, encodeGenesis(genesis), { flag: 'wx' });
-  return { genesis, genesisFile, keyFiles, gatewayKeyFiles };
-}
-
-function checkGatewayKeysMatch(genesis: Genesis, gatewayKeyFiles: Map<string, string>, genesisFile: string) {
-  for (const [chain, keyFile] of gatewayKeyFiles) {
-    const keyId = existsSync(keyFile) ? loadKeyFile(keyFile).keyId : undefined;
-    const listed = genesis.gateways.some(
-      (g) => `${g.memberId}/${g.gateway}` === chain && g.publicKey.keyId === keyId,
-    );
-    if (!listed)
-      throw new GenesisMismatchError(`${genesisFile} does not list ${keyFile} as gateway ${chain}`);
-  }
-}
-
-async function checkKeysMatch(genesis: Genesis, keyFiles: Map<string, string>, genesisFile: string) {
-  for (const [memberId, keyFile] of keyFiles) {
-    const v = genesis.byMemberId(memberId);
-    if (!v) throw new GenesisMismatchError(`${genesisFile} has no validator "${memberId}"`);
-    const identity = await loadValidatorIdentity(keyFile);
-    if (loadKeyFile(keyFile).keyId !== v.publicKey.keyId || identity.peerId.toString() !== v.peerId) {
-      throw new GenesisMismatchError(`${keyFile} is not the key ${genesisFile} lists for "${memberId}"`);
-    }
-  }
-}
-
-/** Ports free right now on `host`: all are held open together so they are distinct, then released. */
-async function freeTcpPorts(host: string, count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<Server>((resolve, reject) => {
-          const server = createServer();
-          server.once('error', reject);
-          server.listen(0, host, () => resolve(server));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
 }

@@ -38,6 +38,7 @@ import {
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import type { Genesis, Validator } from '../genesis/genesis.ts';
+import type { ValidatorIdentity } from '../genesis/identity.ts';
 import {
   MessageTooLargeError,
   NotAPeerError,
@@ -57,7 +58,6 @@ import {
   FrameError,
   frameHeaderBytes,
 } from './frames.ts';
-import type { ValidatorIdentity } from './identity.ts';
 import { type TransportLimits, transportLimits } from './limits.ts';
 import { Dispatcher, messageCost, OutboundQueue } from './queues.ts';
 import { deadline, raceAbort } from './signals.ts';

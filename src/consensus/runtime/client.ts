@@ -1,19 +1,53 @@
 /**
- * The submitter's ChainClient for a validator embedded in the same process (chain role
- * `validator`): submissions go straight to the node, final blocks come from its store and its
- * committed-block events.
+ * What a gateway's submitter needs of the chain (ChainClient), and its implementation for a
+ * validator in the same process or thread: submissions go straight to the node, final blocks come
+ * from its store and its committed-block events. The validator HTTP API serves the same calls to
+ * gateways whose validator runs elsewhere (src/gateway/http-chain.ts is the client side).
  */
 
 import { fromHex, toHex } from '../../crypto/hash.ts';
-import type {
-  ChainClient,
-  ChainReceipt,
-  CommittedBlockInfo,
-  SubmitVerdict,
-} from '../../gateway/submitter-types.ts';
 import type { Block } from '../core/types.ts';
 import { blockHash } from '../wire/codec.ts';
 import type { ConsensusNode } from './node.ts';
+
+/** The validator's verdict on one submitted event. */
+export type SubmitVerdict =
+  | { accepted: true }
+  | {
+      accepted: false;
+      /**
+       * 'duplicate' (already pending there) and 'committed' (already final) are normal after a
+       * restart or a resubmission; anything else (mempool full, invalid, unknown key …) is counted.
+       */
+      reason: string;
+      detail?: string;
+    };
+
+export interface CommittedBlockInfo {
+  height: number;
+  blockHash: string;
+  /** Hex ids of the block's transactions, in block order. */
+  txIds: string[];
+  timestampMs: number;
+}
+
+export interface ChainReceipt {
+  height: number;
+  blockHash: string;
+  index: number;
+}
+
+export interface ChainClient {
+  /** Submits events (their canonical JSON bytes as stored); one verdict per event, in order. */
+  submit(txs: readonly string[]): Promise<SubmitVerdict[]>;
+  /**
+   * Calls `onBlock` for every final block above `afterHeight`, in height order: first those already
+   * final, then new ones as they become final. Returns an unsubscribe function.
+   */
+  subscribe(afterHeight: number, onBlock: (block: CommittedBlockInfo) => void): () => void;
+  /** Where events already final are (null when not on chain). */
+  receipts(ids: readonly string[]): Promise<(ChainReceipt | null)[]>;
+}
 
 const encoder = new TextEncoder();
 

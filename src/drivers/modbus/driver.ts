@@ -17,7 +17,6 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import mb from 'modbus-serial';
-import type { DeviceConfig } from '../../gateway/config/config.ts';
 import {
   aborted,
   Backoff,
@@ -31,11 +30,10 @@ import { Semaphore } from '../common/semaphore.ts';
 import type { DriverContext, OnceOptions, Reading } from '../types.ts';
 import { type Decoder, decodeBit, registerDecoder } from './decode.ts';
 import { isBitArea, planProblems, planRequests, type ReadRequest, tagSize } from './plan.ts';
+import type { ModbusDevice } from './schema.ts';
 
 const ModbusRTU = mb.default;
 type ModbusClient = InstanceType<typeof ModbusRTU>;
-
-export type ModbusDevice = Extract<DeviceConfig, { protocol: 'modbus' }>;
 
 interface TagState {
   name: string;

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { durationMs, identifier } from '../../config/common.ts';
 import { modbusInFlightMax } from '../bounds.ts';
+import type { DeviceBase } from '../types.ts';
 
 export const modbusTcpSchema = z.strictObject({
   transport: z.literal('tcp'),
@@ -118,3 +119,6 @@ export const modbusDeviceFields = {
   connection: modbusConnectionSchema,
   tags: z.array(modbusTagSchema).min(1),
 };
+
+/** A device map of this protocol, as its driver sees it. */
+export type ModbusDevice = DeviceBase & z.output<z.ZodObject<typeof modbusDeviceFields>>;

@@ -22,15 +22,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import type { DeviceConfig } from '../../gateway/config/config.ts';
 import { deadLettersMax, mqttPayloadBytesMax, mqttRedeliveryWindowMax, mqttSliceMs } from '../bounds.ts';
 import { aborted, DriverBase, DriverError, errorMessage, type OnceAcquired } from '../common/lifecycle.ts';
 import type { DeadLetter, DriverContext, OnceOptions, Reading } from '../types.ts';
 import { deadLetterPayloadCharsMax } from '../types.ts';
 import { MessageMapper, topicMatches } from './mapping.ts';
 import { RedeliveryWindow } from './redelivery.ts';
-
-export type MqttDevice = Extract<DeviceConfig, { protocol: 'mqtt' }>;
+import type { MqttDevice } from './schema.ts';
 
 export class MqttDriver extends DriverBase {
   readonly #config: MqttDevice;

@@ -1,6 +1,7 @@
 /** Device-map schema for MQTT devices (connection and topic-to-tag mappings). */
 import { z } from 'zod';
 import { durationMs, identifier } from '../../config/common.ts';
+import type { DeviceBase } from '../types.ts';
 
 /** `$`, `$.a.b`, `$.list[0].x`: the JSON paths the driver understands (no filters, no wildcards). */
 export const jsonPathPattern = /^\$(\.[A-Za-z0-9_-]+|\[\d+\])*$/;
@@ -74,3 +75,6 @@ export const mqttDeviceFields = {
   connection: mqttConnectionSchema,
   tags: z.array(mqttTagSchema).min(1),
 };
+
+/** A device map of this protocol, as its driver sees it. */
+export type MqttDevice = DeviceBase & z.output<z.ZodObject<typeof mqttDeviceFields>>;

@@ -41,7 +41,6 @@ import {
   type Variant,
   VariantArrayType,
 } from 'node-opcua';
-import type { DeviceConfig } from '../../gateway/config/config.ts';
 import { opcuaItemsPerCreateMax, opcuaNodesPerReadMax, opcuaNotificationsPerPublishMax } from '../bounds.ts';
 import {
   aborted,
@@ -52,9 +51,9 @@ import {
   sleep,
 } from '../common/lifecycle.ts';
 import type { DriverContext, OnceOptions, Quality, Reading, ReadingValue } from '../types.ts';
+import type { OpcuaDevice } from './schema.ts';
 import { validateOpcuaDevice } from './validate.ts';
 
-export type OpcuaDevice = Extract<DeviceConfig, { protocol: 'opcua' }>;
 type OpcuaTag = OpcuaDevice['tags'][number];
 
 /** Longest a string or array value may be, as text (the event body's limit). */

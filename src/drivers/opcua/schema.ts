@@ -1,6 +1,7 @@
 /** Device-map schema for OPC UA devices (connection and tags). */
 import { z } from 'zod';
 import { durationMs, identifier } from '../../config/common.ts';
+import type { DeviceBase } from '../types.ts';
 
 export const opcuaAuthSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('anonymous') }),
@@ -75,3 +76,6 @@ export const opcuaDeviceFields = {
   connection: opcuaConnectionSchema,
   tags: z.array(opcuaTagSchema).min(1),
 };
+
+/** A device map of this protocol, as its driver sees it. */
+export type OpcuaDevice = DeviceBase & z.output<z.ZodObject<typeof opcuaDeviceFields>>;

@@ -2,9 +2,7 @@
  * What the schema cannot check in an OPC UA device map, without loading node-opcua (the registry
  * loads the driver module only when a device starts: see common/lazy.ts).
  */
-import type { DeviceConfig } from '../../gateway/config/config.ts';
-
-type OpcuaDevice = Extract<DeviceConfig, { protocol: 'opcua' }>;
+import type { OpcuaDevice } from './schema.ts';
 
 /** Throws a RangeError naming the device. */
 export function validateOpcuaDevice(device: OpcuaDevice): void {

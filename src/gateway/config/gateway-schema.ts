@@ -89,13 +89,6 @@ export const chainSchema = z
       .describe(
         "Role validator: the member's validator key (also its libp2p identity); relative to dataDir.",
       ),
-    // Kept only so that existing files still load; remove once no configuration carries it.
-    gatewayKeys: z
-      .string()
-      .optional()
-      .describe(
-        'Deprecated and ignored (a warning says so): the validator accepts the gateway keys the genesis registers (`gateways:`), the same at every validator.',
-      ),
     validatorUrl: z
       .string()
       .url()

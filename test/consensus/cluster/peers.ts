@@ -7,16 +7,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { type AllianceFiles, initAlliance } from '../../../src/cli/alliance.ts';
 import type { CertifiedBlock } from '../../../src/consensus/core/types.ts';
 import { type InclusionProof, inclusionProofFromJson } from '../../../src/consensus/runtime/block-store.ts';
+import type { CommittedBlockInfo } from '../../../src/consensus/runtime/client.ts';
 import type { NodeMetrics, NodeStatus } from '../../../src/consensus/runtime/node.ts';
 import { decodeCertifiedBlock } from '../../../src/consensus/wire/codec.ts';
 import { encodeCanonical } from '../../../src/crypto/canonical.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
+import { type AllianceFiles, initAlliance } from '../../../src/devtools/local-alliance.ts';
 import { encodeEvent } from '../../../src/event/event.ts';
 import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/event/signer.ts';
-import type { CommittedBlockInfo } from '../../../src/gateway/submitter-types.ts';
 
 const bin = resolve(import.meta.dirname, '../../../bin/masbc-edge.js');
 

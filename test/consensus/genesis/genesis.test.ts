@@ -3,9 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/errors.ts';
 import {
-  createLocalAlliance,
   type Genesis,
-  GenesisMismatchError,
   genesisFromDocument,
   loadGenesis,
   parseGenesis,
@@ -14,9 +12,10 @@ import {
   derivedPeerId,
   libp2pKeyPathFor,
   loadValidatorIdentity,
-} from '../../../src/consensus/net/identity.ts';
+} from '../../../src/consensus/genesis/identity.ts';
 import { messageBytesMax } from '../../../src/consensus/wire/codec.ts';
 import { KeyFileError, loadKeyFile } from '../../../src/crypto/keys.ts';
+import { createLocalAlliance, GenesisMismatchError } from '../../../src/devtools/local-alliance.ts';
 import { allianceFixture, type Fixture } from '../net/helpers.ts';
 
 const fixtures: Fixture[] = [];

@@ -2,15 +2,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadValidatorIdentity } from '../../../src/consensus/genesis/identity.ts';
+import { Libp2pTransport } from '../../../src/consensus/net/libp2p.ts';
+import type { TransportLimits } from '../../../src/consensus/net/limits.ts';
+import type { PeerStatus, Transport } from '../../../src/consensus/net/types.ts';
 import {
   createLocalAlliance,
   type LocalAlliance,
   type LocalAllianceOptions,
-} from '../../../src/consensus/genesis/genesis.ts';
-import { loadValidatorIdentity } from '../../../src/consensus/net/identity.ts';
-import { Libp2pTransport } from '../../../src/consensus/net/libp2p.ts';
-import type { TransportLimits } from '../../../src/consensus/net/limits.ts';
-import type { PeerStatus, Transport } from '../../../src/consensus/net/types.ts';
+} from '../../../src/devtools/local-alliance.ts';
 
 export interface Fixture {
   dir: string;

@@ -10,12 +10,13 @@ import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { afterEach, describe, expect, it } from 'vitest';
-import { genesisFromDocument, type LocalAlliance } from '../../../src/consensus/genesis/genesis.ts';
+import { genesisFromDocument } from '../../../src/consensus/genesis/genesis.ts';
+import { loadValidatorIdentity } from '../../../src/consensus/genesis/identity.ts';
 import { RequestError } from '../../../src/consensus/net/errors.ts';
 import { dataHeader, encodePing } from '../../../src/consensus/net/frames.ts';
-import { loadValidatorIdentity } from '../../../src/consensus/net/identity.ts';
 import { Libp2pTransport, protocolIds } from '../../../src/consensus/net/libp2p.ts';
 import { messageOverheadBytes } from '../../../src/consensus/net/limits.ts';
+import type { LocalAlliance } from '../../../src/devtools/local-alliance.ts';
 import {
   allConnected,
   allianceFixture,

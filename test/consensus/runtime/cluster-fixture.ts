@@ -8,13 +8,13 @@
 import { join } from 'node:path';
 import { txIdOf } from '../../../src/consensus/app/tx.ts';
 import { applyRecord, emptyPersistedState, type PersistedState } from '../../../src/consensus/core/io.ts';
-import { createLocalAlliance, type LocalAlliance } from '../../../src/consensus/genesis/genesis.ts';
 import { MemoryNetwork } from '../../../src/consensus/net/memory.ts';
 import type { Transport } from '../../../src/consensus/net/types.ts';
 import { ChainStore } from '../../../src/consensus/runtime/block-store.ts';
 import { openLedger } from '../../../src/consensus/runtime/ledger.ts';
 import { ConsensusNode, type ConsensusNodeInit, chainContext } from '../../../src/consensus/runtime/node.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
+import { createLocalAlliance, type LocalAlliance } from '../../../src/devtools/local-alliance.ts';
 import type { SigningMode } from '../../../src/event/signer.ts';
 import { tempDir } from '../../helpers/tmp.ts';
 import { allianceGateways, type GatewaySet } from './events-fixture.ts';

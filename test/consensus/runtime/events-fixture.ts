@@ -5,8 +5,8 @@
  * gateway signs one seq/prev chain, which the ledger commits only in order.
  */
 import { gatewayRegistryOf } from '../../../src/consensus/app/registry.ts';
-import type { LocalAlliance } from '../../../src/consensus/genesis/genesis.ts';
 import { generateKey, loadKeyFile, type Signer } from '../../../src/crypto/keys.ts';
+import type { LocalAlliance } from '../../../src/devtools/local-alliance.ts';
 import { encodeEvent, type SignedEvent } from '../../../src/event/event.ts';
 import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/event/signer.ts';
 import type { KeyRegistry } from '../../../src/event/verify.ts';

@@ -1,0 +1,29 @@
+/**
+ * What the commands share: waiting for a signal, and option parsers.
+ */
+import { InvalidArgumentError } from 'commander';
+
+/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      process.once('SIGINT', () => process.exit(130));
+      process.once('SIGTERM', () => process.exit(143));
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** An option parser accepting integers from `min` to `max`. */
+export function integer(min: number, max: number) {
+  return (text: string) => {
+    const v = Number(text);
+    if (!Number.isInteger(v) || v < min || v > max)
+      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+    return v;
+  };
+}

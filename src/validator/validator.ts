@@ -1,0 +1,152 @@
+/**
+ * The one place a validator is assembled: genesis and key, libp2p transport, block store, the
+ * ledger application with its state rebuilt from stored blocks, the consensus node, and optionally
+ * the validator HTTP API. `masbc-edge peer` runs one on its own; a gateway with `chain.role:
+ * validator` hosts its member's on a worker thread (src/gateway/chain-thread.ts) or on its own
+ * event loop, through this same function.
+ *
+ * The validator accepts the gateway keys the genesis registers (`gateways:`), the same at every
+ * validator (docs/ledger.md); there is no local list.
+ *
+ * @example
+ *   const v = await startValidator({ genesisFile, keyFile, dataDir, api: { host: '127.0.0.1', port: 0 }, log });
+ *   await v.client.submit([eventJson]);
+ *   await v.stop();
+ */
+
+import { buildValidatorApi } from '../api/validator-api.ts';
+import { txIdOf } from '../consensus/app/tx.ts';
+import type { Timing } from '../consensus/core/config.ts';
+import { type Genesis, loadGenesis } from '../consensus/genesis/genesis.ts';
+import { loadValidatorIdentity } from '../consensus/genesis/identity.ts';
+import { Libp2pTransport } from '../consensus/net/libp2p.ts';
+import { ChainStore, chainStorePath } from '../consensus/runtime/block-store.ts';
+import { type ChainClient, localChainClient } from '../consensus/runtime/client.ts';
+import { openLedger } from '../consensus/runtime/ledger.ts';
+import { ConsensusNode, chainContext } from '../consensus/runtime/node.ts';
+import { loadKeyFile } from '../crypto/keys.ts';
+import type { Logger } from '../log/logger.ts';
+
+export interface ValidatorOptions {
+  /** The alliance genesis (JSON or YAML). */
+  genesisFile: string;
+  /** This member's private key file (also its libp2p identity). */
+  keyFile: string;
+  /** Folder of the block store (chain.db: blocks, votes, ledger state). */
+  dataDir: string;
+  /** Member id in the genesis; default: the validator whose key `keyFile` holds. */
+  member?: string | undefined;
+  /** Where to serve the validator HTTP API; absent: no API. Port 0 takes any free port. */
+  api?: { host: string; port: number } | undefined;
+  /** Local timing of the node (T comes from the genesis). */
+  timing?: Partial<Timing> | undefined;
+  /** The gateway hosting this validator, if any: a warning says so when the genesis has no key for it. */
+  hostedBy?: { enterprise: string; gateway: string } | undefined;
+  /** Receives the node's and transport's lines, bound to the member id. */
+  log: Logger;
+}
+
+/** The options without the logger: what can cross to a worker thread. */
+export type ValidatorSettings = Omit<ValidatorOptions, 'log'>;
+
+export interface RunningValidator {
+  member: string;
+  genesis: Genesis;
+  node: ConsensusNode;
+  /** Submissions and final blocks, in process (what a hosting gateway's submitter uses). */
+  client: ChainClient;
+  peerId: string;
+  /** The libp2p addresses it listens on. */
+  listen: string[];
+  /** URL of its HTTP API, or null without one. */
+  apiUrl: string | null;
+  /** Blocks whose ledger state was rebuilt at start-up (0 after a clean stop). */
+  replayedBlocks: number;
+  /** Problems worth telling the operator that do not stop it (also logged as warnings). */
+  warnings: string[];
+  /** Resolves if the node stops on its own (a failed store, say). */
+  stopped: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startValidator(opts: ValidatorOptions): Promise<RunningValidator> {
+  const genesis = loadGenesis(opts.genesisFile);
+  const signer = loadKeyFile(opts.keyFile);
+  const member = opts.member ?? genesis.byKeyId(signer.keyId)?.memberId;
+  if (!member)
+    throw new Error(
+      `${opts.keyFile} holds key ${signer.keyId}, which no validator of ${opts.genesisFile} has`,
+    );
+  const log = opts.log.child({ member });
+  const warnings: string[] = [];
+  if (genesis.gateways.length === 0)
+    warnings.push(
+      `${opts.genesisFile} registers no gateway keys (gateways:): every event will be refused as unknown_key`,
+    );
+  const host = opts.hostedBy;
+  if (host && !genesis.gateways.some((g) => g.memberId === host.enterprise && g.gateway === host.gateway))
+    warnings.push(
+      `the genesis registers no key for this gateway (${host.enterprise}/${host.gateway}): the alliance will refuse its events (unknown_key)`,
+    );
+  for (const w of warnings) log.warn(w);
+
+  const identity = await loadValidatorIdentity(opts.keyFile);
+  const transport = new Libp2pTransport({ genesis, self: member, identity, logger: log });
+  const store = ChainStore.open({
+    path: chainStorePath(opts.dataDir),
+    chain: chainContext(genesis),
+    txId: txIdOf,
+  });
+  let node: ConsensusNode;
+  let replayedBlocks: number;
+  try {
+    const opened = openLedger(genesis, store);
+    replayedBlocks = opened.replayedBlocks;
+    node = new ConsensusNode({
+      genesis,
+      self: member,
+      signer,
+      transport,
+      store,
+      app: opened.app,
+      timing: opts.timing ?? {},
+      logger: log,
+    });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  await node.start();
+  if (replayedBlocks > 0) log.info('ledger state rebuilt from stored blocks', { blocks: replayedBlocks });
+  const client = localChainClient(node);
+  const api = opts.api ? buildValidatorApi({ node, chain: client }) : null;
+  let apiUrl: string | null = null;
+  if (api && opts.api) {
+    try {
+      apiUrl = await api.listen({ host: opts.api.host, port: opts.api.port });
+    } catch (err) {
+      await api.close();
+      await node.stop();
+      throw err;
+    }
+  }
+  const listen = transport.multiaddrs.map(String);
+  const peerId = identity.peerId.toString();
+  log.info('validator started', { peerId, listen, api: apiUrl, height: store.height });
+  return {
+    member,
+    genesis,
+    node,
+    client,
+    peerId,
+    listen,
+    apiUrl,
+    replayedBlocks,
+    warnings,
+    stopped: node.closed,
+    async stop() {
+      await api?.close();
+      await node.stop();
+    },
+  };
+}
