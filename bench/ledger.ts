@@ -12,15 +12,11 @@ import { GatewayRegistry } from '../src/consensus/app/registry.ts';
 import { applyBlock, genesisLedgerState } from '../src/consensus/app/state.ts';
 import { TxChecker } from '../src/consensus/app/tx.ts';
 import { emptyPersistedState } from '../src/consensus/core/io.ts';
+import { defaultChainLimits } from '../src/consensus/core/limits.ts';
 import { Replica } from '../src/consensus/core/replica.ts';
+import { signMessage, txRootOf } from '../src/consensus/core/signing.ts';
 import type { Block, Message } from '../src/consensus/core/types.ts';
-import {
-  decodeMessage,
-  defaultChainLimits,
-  encodeMessage,
-  signMessage,
-  txRootOf,
-} from '../src/consensus/wire/codec.ts';
+import { decodeMessage, encodeMessage } from '../src/consensus/wire/codec.ts';
 import { sha256 } from '../src/crypto/hash.ts';
 import { generateKey, type KeyAlgorithm, nodeVerifier, publicKeyRecord } from '../src/crypto/keys.ts';
 import type { EventDraft } from '../src/event/draft.ts';

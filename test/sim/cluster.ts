@@ -28,7 +28,10 @@ import {
   type SubmitResult,
   syncResponseFor,
 } from '../../src/consensus/core/io.ts';
+import { defaultChainLimits } from '../../src/consensus/core/limits.ts';
+import { quorumSize } from '../../src/consensus/core/quorum.ts';
 import { Replica } from '../../src/consensus/core/replica.ts';
+import { blockHash, signMessage, txRootOf } from '../../src/consensus/core/signing.ts';
 import type {
   Block,
   CertifiedBlock,
@@ -37,19 +40,9 @@ import type {
   PreparedCertificate,
   Validator,
 } from '../../src/consensus/core/types.ts';
-import {
-  blockHash,
-  decodeMessage,
-  defaultChainLimits,
-  encodeCertifiedBlock,
-  encodeMessage,
-  quorumSize,
-  signMessage,
-  syncResponseBytesTarget,
-  txRootOf,
-  type VerifyContext,
-  verifyCertifiedBlock,
-} from '../../src/consensus/wire/codec.ts';
+import { type VerifyContext, verifyCertifiedBlock } from '../../src/consensus/core/verify.ts';
+import { decodeMessage, encodeCertifiedBlock, encodeMessage } from '../../src/consensus/wire/codec.ts';
+import { syncResponseBytesTarget } from '../../src/consensus/wire/limits.ts';
 import { sha256, zeroHashHex } from '../../src/crypto/hash.ts';
 import type { Signer } from '../../src/crypto/keys.ts';
 import type { SignedEvent } from '../../src/event/event.ts';

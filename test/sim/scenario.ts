@@ -17,7 +17,7 @@
  */
 
 import type { Timing } from '../../src/consensus/core/config.ts';
-import { faultsTolerated } from '../../src/consensus/wire/codec.ts';
+import { faultsTolerated } from '../../src/consensus/core/quorum.ts';
 import { type Behavior, behaviors, Cluster, ledgerBehaviors, SimulationError, txKey } from './cluster.ts';
 import { registryOf, type SimEvent, SimGateway } from './gateways.ts';
 import { simKeys } from './keys.ts';

@@ -19,8 +19,8 @@
 import { toHex } from '../../crypto/hash.ts';
 import type { SignatureVerifier } from '../../crypto/keys.ts';
 import type { ChainContext, OrderHooks, TxHooks } from '../core/config.ts';
+import { blockHash } from '../core/signing.ts';
 import type { Block, CertifiedBlock } from '../core/types.ts';
-import { blockHash } from '../wire/codec.ts';
 import { OrderedPool, type PoolLimits } from './pool.ts';
 import { type GatewayEntry, gatewayRegistryOf } from './registry.ts';
 import {

@@ -18,8 +18,8 @@
 import { canonicalJson } from '../../crypto/canonical.ts';
 import { fromHex, toHex, zeroHashHex } from '../../crypto/hash.ts';
 import type { EventRejectionCode } from '../../event/verify.ts';
+import { blockHash } from '../core/signing.ts';
 import type { Block } from '../core/types.ts';
-import { blockHash } from '../wire/codec.ts';
 import { type EventTx, parseEventTx } from './tx.ts';
 
 /** A gateway chain's last event on the ledger. */

@@ -4,7 +4,7 @@
  * once at construction (TigerBeetle's "a limit on everything, kept together").
  */
 import type { SignatureVerifier, Signer } from '../../crypto/keys.ts';
-import { assertChainLimits, checkValidators, defaultChainLimits } from '../wire/codec.ts';
+import { assertChainLimits, checkValidators, defaultChainLimits } from './limits.ts';
 import type { Block, ChainLimits, Validator } from './types.ts';
 
 /**

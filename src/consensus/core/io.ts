@@ -115,14 +115,14 @@ export interface Outbound {
   message: Message;
 }
 
-/** Misbehaviour of a peer, with a stable code (codec.ts `ErrorCode` or a core code below). */
+/** Misbehaviour of a peer, with a stable code (errors.ts `ErrorCode` or a core code below). */
 export interface PeerFault {
   peer: number;
   code: string;
   detail: string;
 }
 
-/** Core-level fault codes, in addition to codec.ts `errorCodes`. */
+/** Core-level fault codes, in addition to errors.ts `errorCodes`. */
 export const coreFaultCodes = [
   /** Two different votes (or pre-prepares) from one replica for the same (view, height). */
   'equivocation',

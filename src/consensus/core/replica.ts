@@ -11,19 +11,6 @@
  * in height order, each with its certificate.
  */
 import { bytesEqual } from '../../crypto/hash.ts';
-import {
-  blockHash,
-  blockTxBytes,
-  faultsTolerated,
-  primaryOf,
-  quorumSize,
-  signMessage,
-  txRootOf,
-  type VerifyContext,
-  verifyBlockBody,
-  verifyCertifiedBlock,
-  verifySignedMessage,
-} from '../wire/codec.ts';
 import { type ChainContext, type CoreConfig, type ResolvedConfig, resolveConfig } from './config.ts';
 import {
   emptyReady,
@@ -35,6 +22,8 @@ import {
   type VoteKind,
 } from './io.ts';
 import { Mempool } from './mempool.ts';
+import { faultsTolerated, primaryOf, quorumSize } from './quorum.ts';
+import { blockHash, blockTxBytes, signMessage, txRootOf } from './signing.ts';
 import {
   type Block,
   blockVersion,
@@ -52,6 +41,7 @@ import {
   type ViewChange,
   type Vote,
 } from './types.ts';
+import { type VerifyContext, verifyBlockBody, verifyCertifiedBlock, verifySignedMessage } from './verify.ts';
 import {
   checkNewView,
   checkViewChange,

@@ -1,15 +1,15 @@
 /**
- * Consensus data shared by the pure core (`core/`), the codec (`codec.ts`), the network adapter
+ * Consensus data shared by the pure core (`core/`), the wire codec (`src/consensus/wire`), the network adapter
  * (`net/`), the runtime (`node.ts`) and the block store (`src/consensus/runtime/block-store.ts`).
  *
  * Conventions:
- * - Byte fields are `Uint8Array` in memory and base64url (no padding) on the wire (see codec.ts).
+ * - Byte fields are `Uint8Array` in memory and base64url (no padding) on the wire (see forms.ts).
  * - A validator is named by its `replica` index: its position in the genesis validator list. The
  *   list never changes in this version, so an index is stable for the life of the chain.
  * - `height` 0 is the genesis; blocks start at height 1. `view` starts at 0; the primary of view v
  *   is `validators[v mod n]`.
  * - n validators tolerate f = ⌊(n−1)/3⌋ byzantine ones; a quorum is ⌊(n+f)/2⌋+1 (= 2f+1 when
- *   n = 3f+1). See `faultsTolerated` / `quorumSize` in codec.ts.
+ *   n = 3f+1). See `faultsTolerated` / `quorumSize` in quorum.ts.
  *
  * @example
  *   const header: BlockHeader = { version: 1, chainId: 'alliance-1', height: 1, view: 0,
@@ -18,7 +18,7 @@
  */
 import type { KeyAlgorithm } from '../../crypto/keys.ts';
 
-/** Version of the block header layout (and of the signing domains in codec.ts). */
+/** Version of the block header layout (and of the signing domains in signing.ts). */
 export const blockVersion = 1;
 
 /** One member of the genesis validator set (produced by genesis.ts). */
@@ -77,7 +77,7 @@ export interface Block {
   txs: Uint8Array[];
 }
 
-/** A signature by replica `replica` over a vote (see `voteSigningBytes` in codec.ts). */
+/** A signature by replica `replica` over a vote (see `voteSigningBytes` in signing.ts). */
 export interface Vote {
   replica: number;
   signature: Uint8Array;

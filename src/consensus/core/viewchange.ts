@@ -11,18 +11,17 @@
  * The new primary re-proposes exactly these blocks, in the new view, before anything fresh.
  */
 import { bytesEqual, sha256 } from '../../crypto/hash.ts';
+import type { ConsensusError } from './errors.ts';
+import { keyOf } from './io.ts';
+import { quorumSize } from './quorum.ts';
+import { blockHash, viewChangeSigningBytes } from './signing.ts';
+import type { ChainLimits, CommitCertificate, NewView, PreparedCertificate, ViewChange } from './types.ts';
 import {
-  blockHash,
-  type ConsensusError,
-  quorumSize,
   type VerifyContext,
   verifyCommitCertificate,
   verifyPreparedCertificate,
   verifySignedMessage,
-  viewChangeSigningBytes,
-} from '../wire/codec.ts';
-import { keyOf } from './io.ts';
-import type { ChainLimits, CommitCertificate, NewView, PreparedCertificate, ViewChange } from './types.ts';
+} from './verify.ts';
 
 export interface Reproposal {
   height: number;

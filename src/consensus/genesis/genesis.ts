@@ -5,10 +5,10 @@
  * protocol ids, so peers holding different genesis files cannot talk to each other at all.
  *
  * Parameters: the view-change timeout T, the consensus core's chain-wide limits (`ChainLimits`,
- * defaults from codec.ts), and the two size bounds of the network: the largest message (by
- * default, what the limits allow, codec.ts `messageBytesMax`) and the largest block-sync answer.
+ * defaults from core/limits.ts), and the two size bounds of the network: the largest message (by
+ * default, what the limits allow, wire/limits.ts `messageBytesMax`) and the largest block-sync answer.
  *
- * Fault tolerance (codec.ts `faultsTolerated`, `quorumSize`): with n validators f = ⌊(n−1)/3⌋
+ * Fault tolerance (core/quorum.ts `faultsTolerated`, `quorumSize`): with n validators f = ⌊(n−1)/3⌋
  * and a quorum is ⌊(n+f)/2⌋+1, which is 2f+1 when n = 3f+1. For other n (5, 6, 8, …) 2f+1 is NOT
  * enough: two quorums of 2f+1 out of 3f+2 overlap in one validator, possibly the faulty one. The
  * general formula keeps the overlap at f+1 (one honest validator) and n−f ≥ quorum still holds,
@@ -38,14 +38,10 @@ import { loadYaml } from '../../config/load.ts';
 import { encodeCanonical } from '../../crypto/canonical.ts';
 import { fromBase64Url, fromHex, sha256, toHex } from '../../crypto/hash.ts';
 import { keyAlgorithms, keyIdOf, type PublicKeyRecord, publicKeyBytes } from '../../crypto/keys.ts';
+import { assertChainLimits, defaultChainLimits } from '../core/limits.ts';
+import { faultsTolerated, quorumSize } from '../core/quorum.ts';
 import type { ChainLimits, Validator as CoreValidator } from '../core/types.ts';
-import {
-  assertChainLimits,
-  messageBytesMax as codecMessageBytesMax,
-  defaultChainLimits,
-  faultsTolerated,
-  quorumSize,
-} from '../wire/codec.ts';
+import { assertEncodedLimits, messageBytesMax as codecMessageBytesMax } from '../wire/limits.ts';
 import { derivedPeerId } from './identity.ts';
 
 export const genesisVersion = 1;
@@ -176,6 +172,7 @@ export const genesisSchema = z
     const p = doc.params;
     try {
       assertChainLimits(p.limits);
+      assertEncodedLimits(p.limits);
     } catch (err) {
       issue(['params', 'limits'], (err as Error).message);
       return;

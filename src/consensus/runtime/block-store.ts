@@ -33,6 +33,7 @@ import {
   StoreError,
   type Synchronous,
 } from '../../store/db.ts';
+import { certificateToJson, headerToJson, preparedToJson } from '../core/forms.ts';
 import {
   emptyPersistedState,
   type PersistedState,
@@ -40,6 +41,7 @@ import {
   type VoteKind,
   type VoteRecord,
 } from '../core/io.ts';
+import { blockHash } from '../core/signing.ts';
 import type {
   Block,
   BlockHeader,
@@ -50,19 +52,20 @@ import type {
   PreparedCertificate,
 } from '../core/types.ts';
 import {
-  blockHash,
+  type VerifyContext,
+  verifyCertifiedBlock,
+  verifyCommitCertificate,
+  verifyPreparedCertificate,
+} from '../core/verify.ts';
+import {
   blockToJson,
-  certificateToJson,
+  certificateFromJson,
   decodeCertifiedBlock,
   decodeMessage,
   encodeCertifiedBlock,
   encodeMessage,
   headerFromJson,
-  headerToJson,
-  type VerifyContext,
-  verifyCertifiedBlock,
-  verifyCommitCertificate,
-  verifyPreparedCertificate,
+  preparedFromJson,
 } from '../wire/codec.ts';
 
 export const chainMigrations: readonly Migration[] = [
@@ -481,7 +484,9 @@ export class ChainStore {
     for (const row of this.#q.prepared.all() as (DataRow & { height: number })[]) {
       const key = String(row.height);
       const o = this.#json('replica_prepared', key, row);
-      const certificate = preparedFromJson(o.certificate, this.chain.limits, key);
+      const decoded = preparedFromJson(o.certificate, this.chain.limits);
+      if (!decoded.ok) throw new ChainCorruptionError('replica_prepared', key, decoded.error.detail);
+      const certificate = decoded.value;
       const block = this.#blockFromEncoded(o.block, key);
       const bad = verifyPreparedCertificate(this.chain, certificate);
       if (bad) throw new ChainCorruptionError('replica_prepared', key, bad.detail);
@@ -714,6 +719,8 @@ export function inclusionProofFromJson(v: unknown, limits?: ChainLimits): Inclus
     if (!Number.isSafeInteger(o[k]) || (o[k] as number) < 0) throw bad(`${k} is not a non-negative integer`);
   }
   if (typeof o.tx !== 'string' || !Array.isArray(o.path) || o.path.length > 64) throw bad('tx or path');
+  const certificate = certificateFromJson(o.certificate, limits);
+  if (!certificate.ok) throw bad(`certificate: ${certificate.error.detail}`);
   const path = o.path.map((p: unknown) => {
     const b = typeof p === 'string' ? fromBase64Url(p) : undefined;
     if (b?.byteLength !== 32) throw bad('a path node is not 32 bytes');
@@ -726,36 +733,12 @@ export function inclusionProofFromJson(v: unknown, limits?: ChainLimits): Inclus
     txCount: o.txCount as number,
     path,
     header: header.value,
-    certificate: certificateFromJson(o.certificate, bad),
-  };
-}
-
-function certificateFromJson(v: unknown, bad: (why: string) => Error): CommitCertificate {
-  const o = (typeof v === 'object' && v !== null ? v : {}) as Json;
-  const blockHashBytes = typeof o.blockHash === 'string' ? fromBase64Url(o.blockHash) : undefined;
-  if (
-    blockHashBytes?.byteLength !== 32 ||
-    !Number.isSafeInteger(o.height) ||
-    !Number.isSafeInteger(o.view) ||
-    !Array.isArray(o.commits) ||
-    o.commits.length > 1024
-  ) {
-    throw bad('not a commit certificate');
-  }
-  return {
-    blockHash: blockHashBytes,
-    height: o.height as number,
-    view: o.view as number,
-    commits: o.commits.map((c: unknown) => {
-      const q = c as Json;
-      if (!Number.isSafeInteger(q?.replica) || typeof q?.signature !== 'string') throw bad('bad commit vote');
-      return { replica: q.replica as number, signature: fromBase64Url(q.signature) };
-    }),
+    certificate: certificate.value,
   };
 }
 
 // ---------------------------------------------------------------------------------------------
-// JSON forms of the replica records that codec.ts has no public form for.
+// JSON form of the replica's vote records (stored only, never sent).
 
 function voteToJson(v: VoteRecord): Json {
   return { blockHash: toBase64Url(v.blockHash), height: v.height, view: v.view, vote: v.vote };
@@ -779,40 +762,5 @@ function voteFromJson(o: Json, key: string): VoteRecord {
     view: o.view as number,
     height: o.height as number,
     blockHash: blockHashBytes,
-  };
-}
-
-function preparedToJson(p: PreparedCertificate): Json {
-  return {
-    header: headerToJson(p.header),
-    prePrepareSignature: toBase64Url(p.prePrepareSignature),
-    prepares: p.prepares.map((v) => ({ replica: v.replica, signature: toBase64Url(v.signature) })),
-    view: p.view,
-  };
-}
-
-function preparedFromJson(v: unknown, limits: ChainLimits, key: string): PreparedCertificate {
-  const fail = (why: string) => new ChainCorruptionError('replica_prepared', key, why);
-  if (typeof v !== 'object' || v === null) throw fail('not a prepared certificate');
-  const o = v as Json;
-  const header = headerFromJson(o.header, limits);
-  if (!header.ok) throw fail(header.error.detail);
-  if (
-    !Number.isSafeInteger(o.view) ||
-    typeof o.prePrepareSignature !== 'string' ||
-    !Array.isArray(o.prepares)
-  ) {
-    throw fail('not a prepared certificate');
-  }
-  return {
-    view: o.view as number,
-    header: header.value,
-    prePrepareSignature: fromBase64Url(o.prePrepareSignature),
-    prepares: o.prepares.map((p: unknown) => {
-      const q = p as Json;
-      if (!Number.isSafeInteger(q?.replica) || typeof q?.signature !== 'string')
-        throw fail('bad prepare vote');
-      return { replica: q.replica as number, signature: fromBase64Url(q.signature) };
-    }),
   };
 }

@@ -6,8 +6,8 @@
  */
 
 import { fromHex, toHex } from '../../crypto/hash.ts';
+import { blockHash } from '../core/signing.ts';
 import type { Block } from '../core/types.ts';
-import { blockHash } from '../wire/codec.ts';
 import type { ConsensusNode } from './node.ts';
 
 /** The validator's verdict on one submitted event. */

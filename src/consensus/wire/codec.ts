@@ -1,477 +1,53 @@
 /**
- * Encoding, hashing, signing and validation of consensus data (types.ts).
+ * The wire and storage form of consensus data: what validators send each other, what the block
+ * store keeps, and what the HTTP API serves. RFC 8785 canonical JSON of the forms in
+ * src/consensus/core/forms.ts (the same bytes that are hashed and signed), byte fields as unpadded
+ * base64url.
  *
- * Wire format: RFC 8785 canonical JSON (src/crypto/canonical.ts) with byte fields as unpadded
- * base64url. Why not a binary framing: one format for the wire, the block store and the HTTP API,
- * readable in a packet dump, no second codec in a browser verifier. Measured on this machine
- * (docs/consensus.md, "Encoding cost"): encoding + decoding a 1,000-transaction block costs a few ms,
- * against ~180 ms to verify the transactions' Ed25519 signatures, so a binary framing would win
- * nothing that matters; base64 makes blocks ~34% larger on the wire, which the limits below allow for.
- *
- * Hashes and signatures never depend on the wire bytes: they are computed over canonical JSON of
- * typed fields with a domain tag per purpose (`masbc-edge/ipbft/v1/<purpose>` then a NUL byte), so
- * a signature on a PREPARE can never be replayed as a COMMIT, a NEW-VIEW or on another chain.
- *
- * Decoding never throws: `decodeMessage` returns `{ ok: false, error }` with a stable `code` for any
- * input. It checks shape, ranges and size limits; `verify*` functions check signatures, quorums and
- * Merkle roots against the validator set and also return an error value instead of throwing.
+ * Decoding never throws: `decodeMessage` returns `{ ok: false, error }` with a stable `code`
+ * (core/errors.ts) for any input. It checks shape, ranges and size limits; core/verify.ts checks
+ * signatures, quorums and Merkle roots against the validator set.
  *
  * @example
  *   const bytes = encodeMessage(prepare);
  *   const r = decodeMessage(bytes, defaultChainLimits);
  *   if (!r.ok) peerFaults.count(peer, r.error.code);
- *   else if (verifySignedMessage(ctx, r.value) === null) core.step({ type: 'message', from: peer, ... });
+ *   else if (verifySignedMessage(ctx, r.value) === null) node.feed(peer, r.value);
  */
 import { encodeCanonical } from '../../crypto/canonical.ts';
-import { bytesEqual, fromBase64Url, hashBytes, sha256, toBase64Url } from '../../crypto/hash.ts';
-import { keyAlgorithms, type SignatureVerifier, type Signer, signatureBytes } from '../../crypto/keys.ts';
-import { merkleRoot } from '../../crypto/merkle.ts';
+import { fromBase64Url, hashBytes, toBase64Url } from '../../crypto/hash.ts';
+import { signatureBytes } from '../../crypto/keys.ts';
+import { type ConsensusError, type ErrorCode, err, type Result } from '../core/errors.ts';
 import {
-  type Block,
-  type BlockHeader,
-  blockVersion,
-  type CertifiedBlock,
-  type ChainLimits,
-  type CommitCertificate,
-  type Message,
-  type NewView,
-  type PreparedCertificate,
-  type SignedMessage,
-  type Validator,
-  type ViewChange,
-  type Vote,
+  certificateToJson,
+  headerToJson,
+  type Json,
+  newViewToJson,
+  preparedToJson,
+  viewChangeToJson,
+} from '../core/forms.ts';
+import { chainIdPattern, defaultChainLimits, integerMax } from '../core/limits.ts';
+import type {
+  Block,
+  BlockHeader,
+  CertifiedBlock,
+  ChainLimits,
+  CommitCertificate,
+  Message,
+  PreparedCertificate,
+  ViewChange,
+  Vote,
 } from '../core/types.ts';
+import { blockBytesEncodedMax, certificateBytesMax, messageBytesMax } from './limits.ts';
 
-// ---------------------------------------------------------------------------------------------
-// Limits
-
-/**
- * Defaults, sized so that the largest message (a NEW-VIEW for 64 validators, or a pre-prepare of a
- * full block) stays under 4 MiB: js-libp2p aborts a stream holding more than 4 MiB unread.
- */
-export const defaultChainLimits: Readonly<ChainLimits> = Object.freeze({
-  validatorsMax: 64,
-  txBytesMax: 64 * 1024,
-  blockTxsMax: 4096,
-  blockBytesMax: 1024 * 1024,
-  windowHeights: 4,
-  syncBlocksMax: 64,
-  forwardTxsMax: 1024,
-});
-
-/** Largest integer field (heights, views, timestamps): JSON numbers are exact up to 2^53−1. */
-export const integerMax = Number.MAX_SAFE_INTEGER;
-export const chainIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
-
-/** Throws if the limits are inconsistent: a configuration bug, reported at start-up. */
-export function assertChainLimits(l: ChainLimits): void {
-  const positive = (name: keyof ChainLimits) => {
-    if (!Number.isSafeInteger(l[name]) || l[name] < 1) throw new RangeError(`${name} must be an integer ≥ 1`);
-  };
-  for (const k of Object.keys(defaultChainLimits) as (keyof ChainLimits)[]) positive(k);
-  if (l.validatorsMax > 1024) throw new RangeError('validatorsMax must be ≤ 1024');
-  if (l.txBytesMax > l.blockBytesMax) throw new RangeError('txBytesMax must be ≤ blockBytesMax');
-  if (l.windowHeights > 64) throw new RangeError('windowHeights must be ≤ 64');
-  if (messageBytesMax(l) > 64 * 1024 * 1024) throw new RangeError('limits allow messages above 64 MiB');
-}
-
-const headerJsonBytesMax = 512;
-const voteJsonBytesMax = 120;
-const envelopeBytesMax = 256;
-
-/** Upper bound of an encoded block under the limits (base64 is 4/3, plus quotes and commas per tx). */
-export function blockBytesEncodedMax(l: ChainLimits): number {
-  return headerJsonBytesMax + Math.ceil((l.blockBytesMax * 4) / 3) + 4 * l.blockTxsMax + 64;
-}
-
-function certificateBytesMax(l: ChainLimits): number {
-  return envelopeBytesMax + voteJsonBytesMax * l.validatorsMax;
-}
-
-function preparedBytesMax(l: ChainLimits): number {
-  return headerJsonBytesMax + certificateBytesMax(l);
-}
-
-export function viewChangeBytesMax(l: ChainLimits): number {
-  return envelopeBytesMax + certificateBytesMax(l) + l.windowHeights * preparedBytesMax(l);
-}
-
-/**
- * A sync response holds whole blocks until this size (always at least one block, which may be
- * larger). Responders pack to it; receivers accept up to `messageBytesMax`.
- */
-export function syncResponseBytesTarget(l: ChainLimits): number {
-  return Math.max(2 * 1024 * 1024, blockBytesEncodedMax(l) + certificateBytesMax(l));
-}
-
-/** Largest encoded message of any type; the net layer may refuse longer frames before decoding. */
-export function messageBytesMax(l: ChainLimits): number {
-  return Math.max(
-    envelopeBytesMax + blockBytesEncodedMax(l),
-    envelopeBytesMax + quorumSize(l.validatorsMax) * viewChangeBytesMax(l),
-    envelopeBytesMax + syncResponseBytesTarget(l) + blockBytesEncodedMax(l) + certificateBytesMax(l),
-    envelopeBytesMax + Math.ceil((l.blockBytesMax * 4) / 3) + 4 * l.forwardTxsMax,
-  );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Quorums
-
-/** f = ⌊(n−1)/3⌋: byzantine validators tolerated. */
-export function faultsTolerated(n: number): number {
-  return Math.floor((n - 1) / 3);
-}
-
-/**
- * ⌊(n+f)/2⌋+1: any two quorums share ≥ f+1 validators, so at least one honest one. Equals 2f+1 when
- * n = 3f+1 and is larger for other n (n=5: 4), which 2f+1 alone would get wrong.
- */
-export function quorumSize(n: number): number {
-  return Math.floor((n + faultsTolerated(n)) / 2) + 1;
-}
-
-export function primaryOf(view: number, n: number): number {
-  return view % n;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/** Stable codes for everything wrong with peer input; counted per peer by the core and the net layer. */
-export const errorCodes = [
-  // decoding
-  'too-large',
-  'not-json',
-  'shape',
-  'unknown-type',
-  'limit',
-  // verification
-  'wrong-chain',
-  'unknown-replica',
-  'bad-signature',
-  'not-primary',
-  'vote-by-primary',
-  'too-few-votes',
-  'votes-unsorted',
-  'tx-root',
-  'tx-count',
-  'block-version',
-  'block-proposer',
-  'certificate-mismatch',
-  'view-change-invalid',
-  'new-view-invalid',
-] as const;
-export type ErrorCode = (typeof errorCodes)[number];
-
-export interface ConsensusError {
-  code: ErrorCode;
-  /** Human-readable: which field and why. Never parsed. */
-  detail: string;
-}
-
-export type Result<T> = { ok: true; value: T } | { ok: false; error: ConsensusError };
-
-function err(code: ErrorCode, detail: string): ConsensusError {
-  return { code, detail };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Hashing and signing
-
-const utf8 = new TextEncoder();
-const domains = new Map<string, Uint8Array>();
-
-function domain(purpose: string): Uint8Array {
-  let d = domains.get(purpose);
-  if (!d) {
-    d = utf8.encode(`masbc-edge/ipbft/v${blockVersion}/${purpose}\0`);
-    domains.set(purpose, d);
-  }
-  return d;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a, 0);
-  out.set(b, a.byteLength);
-  return out;
-}
-
-const blockHashes = new WeakMap<BlockHeader, Uint8Array>();
-
-/**
- * Block hash = SHA-256(domain "block-header" ‖ canonical JSON of the header). Memoised per header
- * object: headers are immutable values everywhere in this code base (never mutate one after use).
- */
-export function blockHash(header: BlockHeader): Uint8Array {
-  let h = blockHashes.get(header);
-  if (!h) {
-    h = sha256(domain('block-header'), encodeCanonical(headerToJson(header)));
-    blockHashes.set(header, h);
-  }
-  return h;
-}
-
-/** RFC 6962 root over the transactions' bytes (leaf = the transaction itself). */
-export function txRootOf(txs: readonly Uint8Array[]): Uint8Array {
-  return merkleRoot(txs);
-}
-
-export function blockTxBytes(txs: readonly Uint8Array[]): number {
-  let total = 0;
-  for (const tx of txs) total += tx.byteLength;
-  return total;
-}
-
-export type VoteKind = 'pre-prepare' | 'prepare' | 'commit';
-
-/** Bytes signed by a PRE-PREPARE, PREPARE or COMMIT: (chainId, view, height, blockHash) under its own domain. */
-export function voteSigningBytes(
-  kind: VoteKind,
-  chainId: string,
-  view: number,
-  height: number,
-  hash: Uint8Array,
-): Uint8Array {
-  // Exactly encodeCanonical({ blockHash, chainId, height, view }) (keys in sorted order, integers as
-  // JSON prints them), written out because votes are the hottest signing path; a test pins the equality.
-  const json = `{"blockHash":"${toBase64Url(hash)}","chainId":${JSON.stringify(chainId)},"height":${height},"view":${view}}`;
-  return concat(domain(kind), utf8.encode(json));
-}
-
-export function viewChangeSigningBytes(chainId: string, vc: ViewChange): Uint8Array {
-  const { signature: _, ...body } = viewChangeToJson(vc);
-  return concat(domain('view-change'), encodeCanonical({ ...body, chainId }));
-}
-
-export function newViewSigningBytes(chainId: string, nv: NewView): Uint8Array {
-  const { signature: _, ...body } = messageToJson(nv) as Record<string, unknown>;
-  return concat(domain('new-view'), encodeCanonical({ ...body, chainId }));
-}
-
-/** Bytes the `signature` of a signed message covers. */
-export function signingBytes(chainId: string, msg: SignedMessage): Uint8Array {
-  switch (msg.type) {
-    case 'pre-prepare':
-      return voteSigningBytes(
-        'pre-prepare',
-        chainId,
-        msg.view,
-        msg.block.header.height,
-        blockHash(msg.block.header),
-      );
-    case 'prepare':
-    case 'commit':
-      return voteSigningBytes(msg.type, chainId, msg.view, msg.height, msg.blockHash);
-    case 'view-change':
-      return viewChangeSigningBytes(chainId, msg);
-    case 'new-view':
-      return newViewSigningBytes(chainId, msg);
-  }
-}
-
-/** Returns `msg` with its signature set by `signer` (which must be validators[msg.replica]). */
-export function signMessage<T extends SignedMessage>(signer: Signer, chainId: string, msg: T): T {
-  return { ...msg, signature: signer.sign(signingBytes(chainId, msg)) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Verification
-
-/** What verification needs to know about the chain. */
-export interface VerifyContext {
-  chainId: string;
-  validators: readonly Validator[];
-  verifier: SignatureVerifier;
-}
-
-function checkSignature(
-  ctx: VerifyContext,
-  replica: number,
-  message: Uint8Array,
-  sig: Uint8Array,
-  what: string,
-) {
-  const v = ctx.validators[replica];
-  if (!v) return err('unknown-replica', `${what}: replica ${replica} is not a validator`);
-  if (!ctx.verifier.verify(v.alg, v.publicKey, message, sig)) {
-    return err('bad-signature', `${what}: signature of replica ${replica} does not verify`);
-  }
-  return null;
-}
-
-/** Checks sortedness, distinctness and count of votes; signatures are checked by the caller. */
-function checkVoteSet(ctx: VerifyContext, votes: readonly Vote[], needed: number, what: string) {
-  const n = ctx.validators.length;
-  for (let i = 0; i < votes.length; i++) {
-    const r = votes[i]!.replica;
-    if (r >= n) return err('unknown-replica', `${what}: replica ${r} is not a validator`);
-    if (i > 0 && votes[i - 1]!.replica >= r)
-      return err('votes-unsorted', `${what}: votes not sorted and distinct`);
-  }
-  if (votes.length < needed) return err('too-few-votes', `${what}: ${votes.length} votes, ${needed} needed`);
-  return null;
-}
-
-/**
- * A commit certificate is valid if a quorum of distinct validators signed COMMIT for
- * (chainId, view, height, blockHash). Only the validator set of the genesis counts.
- */
-export function verifyCommitCertificate(ctx: VerifyContext, cert: CommitCertificate): ConsensusError | null {
-  const q = quorumSize(ctx.validators.length);
-  const bad = checkVoteSet(ctx, cert.commits, q, `certificate for height ${cert.height}`);
-  if (bad) return bad;
-  const bytes = voteSigningBytes('commit', ctx.chainId, cert.view, cert.height, cert.blockHash);
-  for (const c of cert.commits) {
-    const e = checkSignature(ctx, c.replica, bytes, c.signature, `commit for height ${cert.height}`);
-    if (e) return e;
-  }
-  return null;
-}
-
-/** Certificate for `block`: also checks that it names the block's height and hash. */
-export function verifyCertifiedBlock(
-  ctx: VerifyContext,
-  limits: ChainLimits,
-  cb: CertifiedBlock,
-): ConsensusError | null {
-  const body = verifyBlockBody(ctx, limits, cb.block);
-  if (body) return body;
-  const h = cb.block.header;
-  if (cb.certificate.height !== h.height || !bytesEqual(cb.certificate.blockHash, blockHash(h))) {
-    return err('certificate-mismatch', `certificate names another block than height ${h.height}`);
-  }
-  return verifyCommitCertificate(ctx, cb.certificate);
-}
-
-/** Pre-prepare signed by primary(view) plus quorum−1 PREPAREs from distinct backups, all valid. */
-export function verifyPreparedCertificate(
-  ctx: VerifyContext,
-  pc: PreparedCertificate,
-): ConsensusError | null {
-  const n = ctx.validators.length;
-  const h = pc.header;
-  const headerBad = verifyHeader(ctx, h);
-  if (headerBad) return headerBad;
-  if (pc.view < h.view)
-    return err('certificate-mismatch', `prepared in view ${pc.view} < proposal view ${h.view}`);
-  const primary = primaryOf(pc.view, n);
-  const what = `prepared certificate for height ${h.height} view ${pc.view}`;
-  const bad = checkVoteSet(ctx, pc.prepares, quorumSize(n) - 1, what);
-  if (bad) return bad;
-  if (pc.prepares.some((p) => p.replica === primary))
-    return err('vote-by-primary', `${what}: prepare by primary`);
-  const hash = blockHash(h);
-  const pp = voteSigningBytes('pre-prepare', ctx.chainId, pc.view, h.height, hash);
-  const ppBad = checkSignature(ctx, primary, pp, pc.prePrepareSignature, `${what} (pre-prepare)`);
-  if (ppBad) return ppBad;
-  const bytes = voteSigningBytes('prepare', ctx.chainId, pc.view, h.height, hash);
-  for (const p of pc.prepares) {
-    const e = checkSignature(ctx, p.replica, bytes, p.signature, what);
-    if (e) return e;
-  }
-  return null;
-}
-
-/** Header fields that do not depend on chain state: version, chain, proposer = primary(view). */
-export function verifyHeader(ctx: VerifyContext, h: BlockHeader): ConsensusError | null {
-  if (h.version !== blockVersion)
-    return err('block-version', `block version ${h.version}, expected ${blockVersion}`);
-  if (h.chainId !== ctx.chainId) return err('wrong-chain', `block of chain ${h.chainId}`);
-  if (h.proposer !== primaryOf(h.view, ctx.validators.length)) {
-    return err('block-proposer', `proposer ${h.proposer} is not the primary of view ${h.view}`);
-  }
-  return null;
-}
-
-/** Header checks plus the body: transaction count, sizes and Merkle root. */
-export function verifyBlockBody(ctx: VerifyContext, limits: ChainLimits, b: Block): ConsensusError | null {
-  const h = verifyHeader(ctx, b.header);
-  if (h) return h;
-  if (b.txs.length !== b.header.txCount) {
-    return err('tx-count', `header says ${b.header.txCount} transactions, block has ${b.txs.length}`);
-  }
-  if (b.txs.length > limits.blockTxsMax)
-    return err('limit', `${b.txs.length} transactions > ${limits.blockTxsMax}`);
-  const bytes = blockTxBytes(b.txs);
-  if (bytes > limits.blockBytesMax)
-    return err('limit', `${bytes} transaction bytes > ${limits.blockBytesMax}`);
-  if (!bytesEqual(txRootOf(b.txs), b.header.txRoot))
-    return err('tx-root', 'txRoot does not match the transactions');
-  return null;
-}
-
-/**
- * Signature of a signed message by its `replica`, plus the role rules that need no state: a
- * PRE-PREPARE and a NEW-VIEW come from the primary of their view, a PREPARE never does. Contents
- * of VIEW-CHANGE and NEW-VIEW (certificates, quorum) are checked by the core (core/viewchange.ts).
- */
-export function verifySignedMessage(ctx: VerifyContext, msg: SignedMessage): ConsensusError | null {
-  const n = ctx.validators.length;
-  if (msg.replica >= n) return err('unknown-replica', `replica ${msg.replica} is not a validator`);
-  const primary = primaryOf(msg.view, n);
-  if ((msg.type === 'pre-prepare' || msg.type === 'new-view') && msg.replica !== primary) {
-    return err('not-primary', `${msg.type} for view ${msg.view} from ${msg.replica}, primary is ${primary}`);
-  }
-  if (msg.type === 'prepare' && msg.replica === primary) {
-    return err('vote-by-primary', `prepare from the primary of view ${msg.view}`);
-  }
-  return checkSignature(ctx, msg.replica, signingBytes(ctx.chainId, msg), msg.signature, msg.type);
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON forms
-
-type Json = Record<string, unknown>;
 const b64 = toBase64Url;
-
-export function headerToJson(h: BlockHeader): Json {
-  return {
-    chainId: h.chainId,
-    height: h.height,
-    prevHash: b64(h.prevHash),
-    proposer: h.proposer,
-    timestampMs: h.timestampMs,
-    txCount: h.txCount,
-    txRoot: b64(h.txRoot),
-    version: h.version,
-    view: h.view,
-  };
-}
 
 export function blockToJson(b: Block): Json {
   return { header: headerToJson(b.header), txs: b.txs.map(b64) };
 }
 
-const votesToJson = (votes: readonly Vote[]) =>
-  votes.map((v) => ({ replica: v.replica, signature: b64(v.signature) }));
-
-export function certificateToJson(c: CommitCertificate): Json {
-  return { blockHash: b64(c.blockHash), commits: votesToJson(c.commits), height: c.height, view: c.view };
-}
-
 export function certifiedBlockToJson(cb: CertifiedBlock): Json {
   return { block: blockToJson(cb.block), certificate: certificateToJson(cb.certificate) };
-}
-
-function preparedToJson(p: PreparedCertificate): Json {
-  return {
-    header: headerToJson(p.header),
-    prePrepareSignature: b64(p.prePrepareSignature),
-    prepares: votesToJson(p.prepares),
-    view: p.view,
-  };
-}
-
-function viewChangeToJson(vc: ViewChange): Json {
-  return {
-    checkpoint: vc.checkpoint ? certificateToJson(vc.checkpoint) : null,
-    prepared: vc.prepared.map(preparedToJson),
-    replica: vc.replica,
-    signature: b64(vc.signature),
-    type: vc.type,
-    view: vc.view,
-  };
 }
 
 export function messageToJson(m: Message): Json {
@@ -497,13 +73,7 @@ export function messageToJson(m: Message): Json {
     case 'view-change':
       return viewChangeToJson(m);
     case 'new-view':
-      return {
-        replica: m.replica,
-        signature: b64(m.signature),
-        type: m.type,
-        view: m.view,
-        viewChanges: m.viewChanges.map(viewChangeToJson),
-      };
+      return newViewToJson(m);
     case 'status':
       return { committedHeight: m.committedHeight, type: m.type, view: m.view, viewChanging: m.viewChanging };
     case 'sync-request':
@@ -862,22 +432,23 @@ export function decodeCertifiedBlock(
   );
 }
 
+/** Decodes a commit certificate from its JSON form (an inclusion proof, say). */
+export function certificateFromJson(
+  v: unknown,
+  limits: ChainLimits = defaultChainLimits,
+): Result<CommitCertificate> {
+  return run(() => new Reader(limits).certificate(v, 'certificate'));
+}
+
+/** Decodes a prepared certificate from its JSON form (the block store keeps a replica's). */
+export function preparedFromJson(
+  v: unknown,
+  limits: ChainLimits = defaultChainLimits,
+): Result<PreparedCertificate> {
+  return run(() => new Reader(limits).prepared(v, 'prepared'));
+}
+
 /** Decodes a block header from its JSON form (e.g. from the block store). */
 export function headerFromJson(v: unknown, limits: ChainLimits = defaultChainLimits): Result<BlockHeader> {
   return run(() => new Reader(limits).header(v, 'header'));
-}
-
-/** Checks a validator list as the core needs it (genesis.ts builds it from the genesis file). */
-export function checkValidators(validators: readonly Validator[], limits: ChainLimits): string | null {
-  if (validators.length < 1) return 'no validators';
-  if (validators.length > limits.validatorsMax)
-    return `${validators.length} validators > ${limits.validatorsMax}`;
-  const seen = new Set<string>();
-  for (const [i, v] of validators.entries()) {
-    if (!keyAlgorithms.includes(v.alg)) return `validator ${i}: unknown algorithm ${v.alg}`;
-    const k = `${v.alg}:${b64(v.publicKey)}`;
-    if (seen.has(k)) return `validator ${i}: duplicate key`;
-    seen.add(k);
-  }
-  return null;
 }

@@ -1,8 +1,8 @@
 /** Signed events for the ledger tests: real keys, the real signer, deterministic salts and clocks. */
 
 import { GatewayRegistry } from '../../../src/consensus/app/registry.ts';
+import { blockHash, txRootOf } from '../../../src/consensus/core/signing.ts';
 import type { Block } from '../../../src/consensus/core/types.ts';
-import { blockHash, txRootOf } from '../../../src/consensus/wire/codec.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
 import { generateKey, type KeyAlgorithm, publicKeyRecord, type Signer } from '../../../src/crypto/keys.ts';
 import type { EventDraft } from '../../../src/event/draft.ts';

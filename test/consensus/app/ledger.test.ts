@@ -14,7 +14,7 @@ import {
 } from '../../../src/consensus/app/state.ts';
 import { txIdOf } from '../../../src/consensus/app/tx.ts';
 import type { ChainContext, OrderHooks } from '../../../src/consensus/core/config.ts';
-import { blockHash } from '../../../src/consensus/wire/codec.ts';
+import { blockHash } from '../../../src/consensus/core/signing.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
 import type { SignedEvent } from '../../../src/event/event.ts';
 import { blockOf, bytesOf, chainOf, genesisHash, registryOf, TestGateway } from './fixtures.ts';

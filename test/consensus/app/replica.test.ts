@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Ledger } from '../../../src/consensus/app/ledger.ts';
+import { blockHash } from '../../../src/consensus/core/signing.ts';
 import type { CertifiedBlock } from '../../../src/consensus/core/types.ts';
-import { blockHash } from '../../../src/consensus/wire/codec.ts';
 import type { SignedEvent } from '../../../src/event/event.ts';
 import { genesisHash, Net, ofType, T, toReplica } from '../core/harness.ts';
 import { bytesOf, registryOf, TestGateway } from './fixtures.ts';

@@ -20,10 +20,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LedgerMetrics } from '../../../src/consensus/app/ledger.ts';
+import { verifyCertifiedBlock } from '../../../src/consensus/core/verify.ts';
 import { transportLimits } from '../../../src/consensus/net/limits.ts';
 import { verifyInclusionProof } from '../../../src/consensus/runtime/block-store.ts';
 import { chainContext } from '../../../src/consensus/runtime/node.ts';
-import { verifyCertifiedBlock } from '../../../src/consensus/wire/codec.ts';
 import { blockKey, type Cluster, Gateway, type PeerProcess, startCluster, waitFor } from './peers.ts';
 
 const T = 1_000;

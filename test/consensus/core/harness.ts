@@ -13,7 +13,9 @@ import {
   type Ready,
   syncResponseFor,
 } from '../../../src/consensus/core/io.ts';
+import { defaultChainLimits } from '../../../src/consensus/core/limits.ts';
 import { Replica } from '../../../src/consensus/core/replica.ts';
+import { blockHash, signMessage, txRootOf } from '../../../src/consensus/core/signing.ts';
 import type {
   Block,
   CertifiedBlock,
@@ -22,16 +24,8 @@ import type {
   PrePrepare,
   Validator,
 } from '../../../src/consensus/core/types.ts';
-import {
-  blockHash,
-  decodeMessage,
-  defaultChainLimits,
-  encodeCertifiedBlock,
-  encodeMessage,
-  signMessage,
-  syncResponseBytesTarget,
-  txRootOf,
-} from '../../../src/consensus/wire/codec.ts';
+import { decodeMessage, encodeCertifiedBlock, encodeMessage } from '../../../src/consensus/wire/codec.ts';
+import { syncResponseBytesTarget } from '../../../src/consensus/wire/limits.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
 import { generateKey, nodeVerifier, type Signer } from '../../../src/crypto/keys.ts';
 

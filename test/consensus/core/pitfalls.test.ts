@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { keyOf } from '../../../src/consensus/core/io.ts';
+import { blockHash, signMessage } from '../../../src/consensus/core/signing.ts';
 import type { CertifiedBlock, Message, SyncResponse, ViewChange } from '../../../src/consensus/core/types.ts';
-import { blockHash, signMessage } from '../../../src/consensus/wire/codec.ts';
 import { all, chainId, fromReplica, genesisHash, Net, ofType, T, toReplica, tx } from './harness.ts';
 
 const zeroSig = new Uint8Array(64);

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { keyOf } from '../../../src/consensus/core/io.ts';
+import { defaultChainLimits } from '../../../src/consensus/core/limits.ts';
+import { quorumSize } from '../../../src/consensus/core/quorum.ts';
+import { blockHash, signMessage, txRootOf, voteSigningBytes } from '../../../src/consensus/core/signing.ts';
 import type {
   BlockHeader,
   CommitCertificate,
@@ -8,14 +11,6 @@ import type {
   ViewChange,
 } from '../../../src/consensus/core/types.ts';
 import { checkNewView, selectReproposals } from '../../../src/consensus/core/viewchange.ts';
-import {
-  blockHash,
-  defaultChainLimits,
-  quorumSize,
-  signMessage,
-  txRootOf,
-  voteSigningBytes,
-} from '../../../src/consensus/wire/codec.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
 import { nodeVerifier } from '../../../src/crypto/keys.ts';
 import { chainId, genesisHash, Net } from './harness.ts';

@@ -13,7 +13,7 @@ import {
   libp2pKeyPathFor,
   loadValidatorIdentity,
 } from '../../../src/consensus/genesis/identity.ts';
-import { messageBytesMax } from '../../../src/consensus/wire/codec.ts';
+import { messageBytesMax } from '../../../src/consensus/wire/limits.ts';
 import { KeyFileError, loadKeyFile } from '../../../src/crypto/keys.ts';
 import { createLocalAlliance, GenesisMismatchError } from '../../../src/devtools/local-alliance.ts';
 import { allianceFixture, type Fixture } from '../net/helpers.ts';

@@ -3,14 +3,9 @@
  *   node test/consensus/wire/bench-codec.ts
  */
 
+import { blockHash, signMessage, txRootOf } from '../../../src/consensus/core/signing.ts';
 import type { Block } from '../../../src/consensus/core/types.ts';
-import {
-  blockHash,
-  decodeMessage,
-  encodeMessage,
-  signMessage,
-  txRootOf,
-} from '../../../src/consensus/wire/codec.ts';
+import { decodeMessage, encodeMessage } from '../../../src/consensus/wire/codec.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
 import { generateKey, nodeVerifier } from '../../../src/crypto/keys.ts';
 

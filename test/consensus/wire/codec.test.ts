@@ -1,4 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { defaultChainLimits } from '../../../src/consensus/core/limits.ts';
+import { quorumSize } from '../../../src/consensus/core/quorum.ts';
+import { blockHash, signMessage, txRootOf, voteSigningBytes } from '../../../src/consensus/core/signing.ts';
 import type {
   Block,
   Commit,
@@ -8,22 +11,18 @@ import type {
   Validator,
 } from '../../../src/consensus/core/types.ts';
 import {
-  blockHash,
-  decodeCertifiedBlock,
-  decodeMessage,
-  defaultChainLimits,
-  encodeCertifiedBlock,
-  encodeMessage,
-  messageBytesMax,
-  quorumSize,
-  signMessage,
-  txRootOf,
   type VerifyContext,
   verifyCertifiedBlock,
   verifyPreparedCertificate,
   verifySignedMessage,
-  voteSigningBytes,
+} from '../../../src/consensus/core/verify.ts';
+import {
+  decodeCertifiedBlock,
+  decodeMessage,
+  encodeCertifiedBlock,
+  encodeMessage,
 } from '../../../src/consensus/wire/codec.ts';
+import { messageBytesMax } from '../../../src/consensus/wire/limits.ts';
 import { encodeCanonical } from '../../../src/crypto/canonical.ts';
 import { sha256, toBase64Url } from '../../../src/crypto/hash.ts';
 import { generateKey, nodeVerifier } from '../../../src/crypto/keys.ts';
