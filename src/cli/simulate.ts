@@ -8,9 +8,9 @@
  *   masbc-edge simulate --seed 7 --cycle-ms 500 --malformed 0.05
  *   mbpoll -m tcp -p 5020 -a 1 -0 -r 0 -c 10 -t 4 -1 127.0.0.1
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import {
   isLink,
@@ -19,11 +19,8 @@ import {
   type SerialLine,
   startSerialLine,
 } from '../devtools/equipment.ts';
-import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../gateway/config/config.ts';
+import { defaultGatewayFile, loadConfig } from '../gateway/config/config.ts';
 import { untilSignal } from './shared.ts';
-
-/** How long socat may take to create the pty pair. */
-const socatStartMs = 5_000;
 
 interface SimulateOptions {
   config: string;

@@ -8,6 +8,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { LoadedConfig } from '../gateway/config/config.ts';
 import { stopProcess } from './processes.ts';
 
+/** How long socat may take to create the pty pair. */
 const socatStartMs = 5_000;
 
 export interface DemoPorts {

@@ -27,7 +27,6 @@
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Connection, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
-import { peerIdFromString } from '@libp2p/peer-id';
 import { tcp } from '@libp2p/tcp';
 import {
   InvalidDataLengthError,
@@ -35,9 +34,8 @@ import {
   InvalidMessageLengthError,
   lpStream,
 } from '@libp2p/utils';
-import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
-import type { Genesis, Validator } from '../genesis/genesis.ts';
+import type { Genesis } from '../genesis/genesis.ts';
 import type { ValidatorIdentity } from '../genesis/identity.ts';
 import {
   MessageTooLargeError,
@@ -59,21 +57,20 @@ import {
   frameHeaderBytes,
 } from './frames.ts';
 import { type TransportLimits, transportLimits } from './limits.ts';
-import { Dispatcher, messageCost, OutboundQueue } from './queues.ts';
+import { chunksOf, concat, creditCeiling, type InboundStream, Link, type OutboundStream } from './link.ts';
+import { Dispatcher, messageCost } from './queues.ts';
 import { deadline, raceAbort } from './signals.ts';
-import {
-  type MemberId,
-  type MessageHandler,
-  newPeerMetrics,
-  type PeerDropReason,
-  type PeerMetrics,
-  type PeerState,
-  type PeerStateListener,
-  type PeerStatus,
-  type RequestHandler,
-  type RequestOptions,
-  type Transport,
-  type TransportMetrics,
+import type {
+  MemberId,
+  MessageHandler,
+  PeerDropReason,
+  PeerState,
+  PeerStateListener,
+  PeerStatus,
+  RequestHandler,
+  RequestOptions,
+  Transport,
+  TransportMetrics,
 } from './types.ts';
 
 export interface TransportLogger {
@@ -96,80 +93,6 @@ export interface Libp2pTransportInit {
 export function protocolIds(genesis: Genesis): { msg: string; sync: string } {
   const base = `/masbc/${genesis.chainId}/${genesis.hash.slice(0, 16)}`;
   return { msg: `${base}/msg/1.0.0`, sync: `${base}/sync/1.0.0` };
-}
-
-const creditCeiling = 2 ** 32 - 1;
-
-interface OutboundStream {
-  stream: Stream;
-  decoder: FrameDecoder;
-  /** Bytes (message cost) the listener still lets us send. */
-  credit: number;
-  lastSentMs: number;
-  lastReceivedMs: number;
-  pingDue: boolean;
-  writing: boolean;
-}
-
-interface InboundStream {
-  stream: Stream;
-  decoder: FrameDecoder;
-  /** Credit granted on this stream and not yet used by the dialler. */
-  outstanding: number;
-  lastReceivedMs: number;
-}
-
-/** Everything we keep about one other validator. */
-class Link {
-  readonly validator: Validator;
-  readonly peerId: PeerId;
-  readonly dialAddrs: Multiaddr[];
-  readonly queue: OutboundQueue;
-  readonly metrics: PeerMetrics = newPeerMetrics();
-  state: PeerState = 'stopped';
-  out: OutboundStream | undefined;
-  in: InboundStream | undefined;
-  inboundPeak = 0;
-  quarantinedUntilMs = 0;
-  offences = 0;
-  lastError: string | undefined;
-  lastDrop: PeerStatus['lastDrop'];
-  requestsOutInFlight = 0;
-  requestsInInFlight = 0;
-  /** Ends the maintenance loop's current wait early (a connection from the peer appeared). */
-  wake: (() => void) | undefined;
-
-  constructor(validator: Validator, limits: TransportLimits) {
-    this.validator = validator;
-    this.peerId = peerIdFromString(validator.peerId);
-    this.dialAddrs = validator.addrs.map((a) =>
-      a.includes('/p2p/') ? multiaddr(a) : multiaddr(a).encapsulate(`/p2p/${validator.peerId}`),
-    );
-    this.queue = new OutboundQueue(limits.outboundQueueMessagesMax, limits.outboundQueueBytesMax);
-  }
-
-  get memberId(): MemberId {
-    return this.validator.memberId;
-  }
-
-  quarantined(now = Date.now()): boolean {
-    return this.quarantinedUntilMs > now;
-  }
-}
-
-function chunksOf(data: StreamMessageEvent['data']): Iterable<Uint8Array> {
-  return data instanceof Uint8Array ? [data] : data;
-}
-
-function concat(parts: Uint8Array[], bytes: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(bytes);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 function errorText(err: unknown): string {

@@ -49,7 +49,6 @@ import type {
   ChainLimits,
   CommitCertificate,
   NewView,
-  PreparedCertificate,
 } from '../core/types.ts';
 import {
   type VerifyContext,

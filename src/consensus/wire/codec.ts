@@ -23,7 +23,6 @@ import {
   headerToJson,
   type Json,
   newViewToJson,
-  preparedToJson,
   viewChangeToJson,
 } from '../core/forms.ts';
 import { chainIdPattern, defaultChainLimits, integerMax } from '../core/limits.ts';
