@@ -93,21 +93,39 @@ export function rootFromPath(
   size: number,
   path: readonly Uint8Array[],
 ): Uint8Array | undefined {
+  return walkPath(leafHash(leaf), index, size, path, (siblingLeft, sibling, child) =>
+    siblingLeft ? nodeHash(sibling, child) : nodeHash(child, sibling),
+  );
+}
+
+/**
+ * The walk of RFC 9162 §2.1.3.2 from a leaf hash up an audit path, with the interior-node hash left
+ * to the caller (`parent`: H(sibling ‖ child) when `siblingLeft`, else H(child ‖ sibling); `step`
+ * counts from the leaf), so that a verifier of many paths of one tree can memoise nodes. Path
+ * elements may be in any form the caller's `parent` reads. Undefined when the path has the wrong
+ * length for that index and size.
+ */
+export function walkPath<T>(
+  leafHashValue: Uint8Array,
+  index: number,
+  size: number,
+  path: readonly T[],
+  parent: (siblingLeft: boolean, sibling: T, child: Uint8Array, step: number) => Uint8Array,
+): Uint8Array | undefined {
   if (!Number.isInteger(index) || !Number.isInteger(size) || index < 0 || index >= size) return undefined;
   let fn = index;
   let sn = size - 1;
-  let r = leafHash(leaf);
-  for (const p of path) {
+  let r = leafHashValue;
+  for (const [step, p] of path.entries()) {
     if (sn === 0) return undefined;
-    if (fn % 2 === 1 || fn === sn) {
-      r = nodeHash(p, r);
+    const siblingLeft = fn % 2 === 1 || fn === sn;
+    if (siblingLeft) {
       while (fn % 2 === 0 && fn !== 0) {
         fn >>>= 1;
         sn >>>= 1;
       }
-    } else {
-      r = nodeHash(r, p);
     }
+    r = parent(siblingLeft, p, r, step);
     fn >>>= 1;
     sn >>>= 1;
   }

@@ -22,21 +22,27 @@
 import { z } from 'zod';
 import { canonicalJson, encodeCanonical } from '../crypto/canonical.ts';
 import { sha256, toHex } from '../crypto/hash.ts';
+import {
+  auditPathMax,
+  contextCharsMax,
+  gapReasonCharsMax,
+  nameCharsMax,
+  signatureBatchMax,
+  textValueCharsMax,
+  timeMsMax,
+  unitCharsMax,
+} from './bounds.ts';
 import { dataClasses, eventKinds, qualities } from './kinds.ts';
 
 export const eventVersion = 1;
-/** Upper bound of one event's canonical JSON (envelope + body + signature). */
-export const eventBytesMax = 16 * 1024;
-/** Largest batch a signature may cover: bounds the audit path at 16 hashes. */
-export const signatureBatchMax = 65_536;
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex digits');
 const b64u = (bytes: number) =>
   z
     .string()
     .regex(new RegExp(`^[A-Za-z0-9_-]{${Math.ceil((bytes * 4) / 3)}}$`), `expected ${bytes} bytes base64url`);
-const name = z.string().min(1).max(64);
-const timeMs = z.number().int().min(0).max(8_640_000_000_000_000);
+const name = z.string().min(1).max(nameCharsMax);
+const timeMs = z.number().int().min(0).max(timeMsMax);
 
 export const envelopeSchema = z.strictObject({
   v: z.literal(eventVersion),
@@ -53,8 +59,8 @@ export const envelopeSchema = z.strictObject({
 });
 
 const valueSchema = z.strictObject({
-  v: z.union([z.number(), z.string().max(1024), z.boolean(), z.null()]),
-  unit: z.string().max(32).optional(),
+  v: z.union([z.number(), z.string().max(textValueCharsMax), z.boolean(), z.null()]),
+  unit: z.string().max(unitCharsMax).optional(),
   q: z.enum(qualities),
 });
 
@@ -66,7 +72,7 @@ export const gapSchema = z.strictObject({
   /** seq of the last event stored before the loss (0 if none). */
   afterSeq: z.number().int().min(0),
   byKind: z.partialRecord(z.enum(eventKinds), z.number().int().min(1)),
-  reason: z.string().max(200),
+  reason: z.string().max(gapReasonCharsMax),
 });
 
 export const bodySchema = z.strictObject({
@@ -76,11 +82,11 @@ export const bodySchema = z.strictObject({
   station: name,
   device: name,
   rule: name.optional(),
-  lot: z.string().max(128).optional(),
-  product: z.string().max(128).optional(),
-  order: z.string().max(128).optional(),
-  step: z.string().max(128).optional(),
-  values: z.record(z.string().min(1).max(64), valueSchema),
+  lot: z.string().max(contextCharsMax).optional(),
+  product: z.string().max(contextCharsMax).optional(),
+  order: z.string().max(contextCharsMax).optional(),
+  step: z.string().max(contextCharsMax).optional(),
+  values: z.record(z.string().min(1).max(nameCharsMax), valueSchema),
   gap: gapSchema.optional(),
 });
 
@@ -94,7 +100,7 @@ export const signatureSchema = z.discriminatedUnion('t', [
       .int()
       .min(0)
       .max(signatureBatchMax - 1),
-    path: z.array(b64u(32)).max(16),
+    path: z.array(b64u(32)).max(auditPathMax),
     sig: b64u(64),
   }),
 ]);

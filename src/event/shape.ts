@@ -12,15 +12,20 @@
  * Stricter than the schema in two places, both about bytes outside the signed id: base64url in
  * `sig` must be canonical (a second spelling of the same signature bytes would be a second,
  * equally valid transaction), and no key may be `__proto__` (zod drops it from its output, so the
- * body commitment would be computed over something else). `test/consensus/app/shape.test.ts`
+ * body commitment would be computed over something else). `test/consensus/app/tx.test.ts`
  * checks agreement with the schema on generated and mutated events.
  */
+import {
+  auditPathMax,
+  contextCharsMax,
+  gapReasonCharsMax,
+  nameCharsMax,
+  signatureBatchMax,
+  textValueCharsMax,
+  timeMsMax,
+  unitCharsMax,
+} from './bounds.ts';
 import { eventKinds, qualities } from './kinds.ts';
-
-/** Largest signature batch (signatureBatchMax in event.ts) and its audit path length. */
-const batchMax = 65_536;
-const pathMax = 16;
-const timeMsMax = 8_640_000_000_000_000;
 
 const dataClassSet = new Set(['process', 'equipment']);
 const kindSet = new Set<string>(eventKinds);
@@ -141,8 +146,8 @@ function envProblem(e: unknown): string | null {
   const k = unknownKey(e, envKeys);
   if (k !== undefined) return `env: unknown key "${k}"`;
   if (e.v !== 1) return 'env.v: expected 1';
-  if (!text(e.enterprise, 1, 64)) return 'env.enterprise: expected 1-64 characters';
-  if (!text(e.gateway, 1, 64)) return 'env.gateway: expected 1-64 characters';
+  if (!text(e.enterprise, 1, nameCharsMax)) return `env.enterprise: expected 1-${nameCharsMax} characters`;
+  if (!text(e.gateway, 1, nameCharsMax)) return `env.gateway: expected 1-${nameCharsMax} characters`;
   if (typeof e.keyId !== 'string' || !hex32.test(e.keyId))
     return 'env.keyId: expected 32 lower-case hex digits';
   if (typeof e.dataClass !== 'string' || !dataClassSet.has(e.dataClass)) return 'env.dataClass: unknown';
@@ -161,13 +166,15 @@ function bodyProblem(b: unknown): string | null {
   if (k !== undefined) return `body: unknown key "${k}"`;
   if (typeof b.salt !== 'string' || !salt22.test(b.salt)) return 'body.salt: expected 16 bytes base64url';
   for (const f of ['site', 'line', 'station', 'device'] as const)
-    if (!text(b[f], 1, 64)) return `body.${f}: expected 1-64 characters`;
-  if (b.rule !== undefined && !text(b.rule, 1, 64)) return 'body.rule: expected 1-64 characters';
+    if (!text(b[f], 1, nameCharsMax)) return `body.${f}: expected 1-${nameCharsMax} characters`;
+  if (b.rule !== undefined && !text(b.rule, 1, nameCharsMax))
+    return `body.rule: expected 1-${nameCharsMax} characters`;
   for (const f of ['lot', 'product', 'order', 'step'] as const)
-    if (b[f] !== undefined && !text(b[f], 0, 128)) return `body.${f}: expected at most 128 characters`;
+    if (b[f] !== undefined && !text(b[f], 0, contextCharsMax))
+      return `body.${f}: expected at most ${contextCharsMax} characters`;
   if (!isObject(b.values)) return 'body.values: expected an object';
   for (const [name, value] of Object.entries(b.values)) {
-    if (!text(name, 1, 64) || name === '__proto__') return `body.values: bad value name "${name}"`;
+    if (!text(name, 1, nameCharsMax) || name === '__proto__') return `body.values: bad value name "${name}"`;
     const p = valueProblem(value);
     if (p) return `body.values.${name}.${p}`;
   }
@@ -184,9 +191,11 @@ function valueProblem(v: unknown): string | null {
     x === null ||
     typeof x === 'boolean' ||
     (typeof x === 'number' && Number.isFinite(x)) ||
-    (typeof x === 'string' && text(x, 0, 1024));
-  if (!ok) return 'v: expected a number, a string of at most 1024 characters, a boolean or null';
-  if (v.unit !== undefined && !text(v.unit, 0, 32)) return 'unit: expected at most 32 characters';
+    (typeof x === 'string' && text(x, 0, textValueCharsMax));
+  if (!ok)
+    return `v: expected a number, a string of at most ${textValueCharsMax} characters, a boolean or null`;
+  if (v.unit !== undefined && !text(v.unit, 0, unitCharsMax))
+    return `unit: expected at most ${unitCharsMax} characters`;
   if (typeof v.q !== 'string' || !qualitySet.has(v.q)) return 'q: expected good, uncertain or bad';
   return null;
 }
@@ -206,7 +215,8 @@ function gapProblem(g: unknown): string | null {
     if (!kindSet.has(kind)) return `body.gap.byKind: unknown kind "${kind}"`;
     if (!int(n, 1, Number.MAX_SAFE_INTEGER)) return `body.gap.byKind.${kind}: expected an integer ≥ 1`;
   }
-  if (!text(g.reason, 0, 200)) return 'body.gap.reason: expected at most 200 characters';
+  if (!text(g.reason, 0, gapReasonCharsMax))
+    return `body.gap.reason: expected at most ${gapReasonCharsMax} characters`;
   return null;
 }
 
@@ -218,10 +228,11 @@ function sigProblem(s: unknown): string | null {
   } else if (s.t === 'batch') {
     const k = unknownKey(s, batchSigKeys);
     if (k !== undefined) return `sig: unknown key "${k}"`;
-    if (!int(s.size, 1, batchMax)) return `sig.size: expected an integer 1-${batchMax}`;
-    if (!int(s.index, 0, batchMax - 1)) return `sig.index: expected an integer 0-${batchMax - 1}`;
-    if (!Array.isArray(s.path) || s.path.length > pathMax)
-      return `sig.path: expected at most ${pathMax} hashes`;
+    if (!int(s.size, 1, signatureBatchMax)) return `sig.size: expected an integer 1-${signatureBatchMax}`;
+    if (!int(s.index, 0, signatureBatchMax - 1))
+      return `sig.index: expected an integer 0-${signatureBatchMax - 1}`;
+    if (!Array.isArray(s.path) || s.path.length > auditPathMax)
+      return `sig.path: expected at most ${auditPathMax} hashes`;
     for (const [i, p] of s.path.entries())
       if (!b64u(p, b64u43, 2)) return `sig.path[${i}]: expected 32 bytes canonical base64url`;
   } else return 'sig.t: expected "event" or "batch"';

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { fromHex, toBase64Url, zeroHashHex } from '../crypto/hash.ts';
 import type { Signer } from '../crypto/keys.ts';
 import { merklePaths } from '../crypto/merkle.ts';
+import { signatureBatchMax } from './bounds.ts';
 import type { EventDraft } from './draft.ts';
 import {
   batchSignedBytes,
@@ -24,7 +25,6 @@ import {
   eventSignedBytes,
   eventVersion,
   type SignedEvent,
-  signatureBatchMax,
 } from './event.ts';
 
 export interface GatewayIdentity {

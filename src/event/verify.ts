@@ -11,10 +11,10 @@ import { CanonicalEncodingError, encodeCanonical } from '../crypto/canonical.ts'
 import { fromBase64Url, fromHex, toHex } from '../crypto/hash.ts';
 import { type KeyAlgorithm, nodeVerifier, type SignatureVerifier } from '../crypto/keys.ts';
 import { rootFromPath } from '../crypto/merkle.ts';
+import { eventBytesMax } from './bounds.ts';
 import {
   batchSignedBytes,
   bodyCommitment,
-  eventBytesMax,
   eventId,
   eventSignedBytes,
   type SignedEvent,

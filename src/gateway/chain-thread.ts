@@ -34,6 +34,7 @@ import type {
 import type { NodeStatus } from '../consensus/runtime/node.ts';
 import type { Logger } from '../log/logger.ts';
 import type { ValidatorSettings } from '../validator/validator.ts';
+import { validatorThread } from './bounds.ts';
 
 /** The ChainClient calls that are answered once. */
 type Call = { op: 'submit'; txs: readonly string[] } | { op: 'receipts'; ids: readonly string[] };
@@ -68,9 +69,7 @@ export interface WorkerInput {
   statusIntervalMs: number;
 }
 
-const statusIntervalMs = 250;
-const startTimeoutMs = 120_000;
-const stopTimeoutMs = 15_000;
+const { statusIntervalMs, startTimeoutMs, stopTimeoutMs } = validatorThread;
 
 /** The validator on its thread, as the gateway sees it. */
 export interface ValidatorThread {

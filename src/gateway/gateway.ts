@@ -32,6 +32,13 @@ import {
   type NormaliserStats,
 } from '../normaliser/normaliser.ts';
 import { Outbox, type OutboxStats, outboxPath } from '../store/outbox.ts';
+import {
+  deadLetterQueueMax,
+  deadLetterSaveMs,
+  gatewayTickMs,
+  pruneIntervalMs,
+  queueBatchesMax,
+} from './bounds.ts';
 import type { ChainLink } from './chain-link.ts';
 import type { LoadedConfig } from './config/config.ts';
 import { gatewayIdentity, gatewayKeyOf, loadGatewayKey } from './identity.ts';
@@ -71,14 +78,6 @@ export interface GatewayStats {
 const normaliserStateKey = 'normaliser';
 /** Drivers' memory saved with the events (MQTT redelivery windows), by device id. */
 const driverStateKey = 'drivers';
-/** Period rules are checked at least this often (their own schedule is wall-clock aligned). */
-const tickMs = 100;
-/** Drafts the batcher may hold while the outbox refuses writes, in batches. */
-const queueBatchesMax = 64;
-const pruneIntervalMs = 3_600_000;
-/** Dead letters held between saves; beyond this the oldest are not saved (counted). */
-const deadLetterQueueMax = 1_000;
-const deadLetterSaveMs = 1_000;
 
 export class Gateway {
   readonly config: LoadedConfig;
@@ -178,7 +177,7 @@ export class Gateway {
       devices: this.#drivers.map((d) => `${d.device}(${d.protocol})`),
       head: this.outbox.head.seq,
     });
-    this.#timers.push(setInterval(() => this.#tick(), tickMs));
+    this.#timers.push(setInterval(() => this.#tick(), gatewayTickMs));
     this.#timers.push(setInterval(() => this.#prune(), pruneIntervalMs));
     this.#timers.push(setInterval(() => this.#saveDeadLetters(), deadLetterSaveMs));
     if (this.#statusIntervalMs > 0) {

@@ -28,6 +28,7 @@
  *   await s.stop();
  */
 import type { ChainClient, CommittedBlockInfo } from '../consensus/runtime/client.ts';
+import { submitter } from './bounds.ts';
 import type { OutboxLike, SubmitterLogger } from './submitter-types.ts';
 
 export interface SubmitterOptions {
@@ -66,7 +67,7 @@ export interface SubmitterStats {
 }
 
 const lastHeightKey = 'submitter.lastHeight';
-const latencySamplesMax = 4096;
+const { latencySamplesMax } = submitter;
 
 export class Submitter {
   readonly #o: OutboxLike;
@@ -107,11 +108,11 @@ export class Submitter {
     this.#o = options.outbox;
     this.#chain = options.chain;
     this.#log = options.log;
-    this.#window = options.windowEvents ?? 8_192;
-    this.#batchMax = options.submitBatchMax ?? 1_024;
-    this.#rate = options.drainEventsPerSecond ?? 20_000;
-    this.#resubmitMs = options.resubmitAfterMs ?? 10_000;
-    this.#tickMs = options.tickMs ?? 50;
+    this.#window = options.windowEvents ?? submitter.windowEvents.default;
+    this.#batchMax = options.submitBatchMax ?? submitter.batchMax;
+    this.#rate = options.drainEventsPerSecond ?? submitter.drainEventsPerSecond.default;
+    this.#resubmitMs = options.resubmitAfterMs ?? submitter.resubmitAfterMs.default;
+    this.#tickMs = options.tickMs ?? submitter.tickMs;
     this.#now = options.nowMs ?? Date.now;
     if (this.#window < this.#batchMax) throw new RangeError('windowEvents must be ≥ submitBatchMax');
     this.#lastHeight = Number(this.#o.loadMeta(lastHeightKey) ?? 0);

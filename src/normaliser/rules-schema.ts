@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { durationMs, identifier } from '../config/common.ts';
 import { dataClasses, eventKinds } from '../event/kinds.ts';
 
-/** Values one rule may carry: bounds the size of every event (see eventBytesMax in event.ts). */
+/** Values one rule may carry: bounds the size of every event (see eventBytesMax in src/event/bounds.ts). */
 export const ruleValuesMax = 16;
 
 /** Where an event's context comes from: tag names of the same device. */

@@ -20,8 +20,9 @@
  *   outbox.markCommitted([{ id, height, blockHash, proof }]);
  */
 import { join } from 'node:path';
+import { signatureBatchMax } from '../event/bounds.ts';
 import type { EventDraft } from '../event/draft.ts';
-import { encodeEvent, type GapInfo, type SignedEvent, signatureBatchMax } from '../event/event.ts';
+import { encodeEvent, type GapInfo, type SignedEvent } from '../event/event.ts';
 import type { EventKind } from '../event/kinds.ts';
 import { type ChainHead, type EventSigner, emptyHead } from '../event/signer.ts';
 import { EventRejected, type EventVerifier } from '../event/verify.ts';

@@ -1,14 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from '../../src/crypto/canonical.ts';
 import { generateKey, keyAlgorithms } from '../../src/crypto/keys.ts';
+import { eventBytesMax } from '../../src/event/bounds.ts';
 import type { EventDraft } from '../../src/event/draft.ts';
-import {
-  bodyCommitment,
-  encodeEvent,
-  eventBytesMax,
-  eventId,
-  type SignedEvent,
-} from '../../src/event/event.ts';
+import { bodyCommitment, encodeEvent, eventId, type SignedEvent } from '../../src/event/event.ts';
 import { EventSigner, emptyHead, type SigningMode } from '../../src/event/signer.ts';
 import { EventRejected, EventVerifier, type GatewayKey, keyRegistry } from '../../src/event/verify.ts';
 

@@ -25,10 +25,11 @@ import { isAscii } from 'node:buffer';
 import { hash as nodeHash } from 'node:crypto';
 import { canonicalJson } from '../../crypto/canonical.ts';
 import { type KeyAlgorithm, nodeVerifier, type SignatureVerifier } from '../../crypto/keys.ts';
+import { leafHash, nodeHash as merkleNodeHash, walkPath } from '../../crypto/merkle.ts';
+import { eventBytesMax } from '../../event/bounds.ts';
 import {
   batchSignedBytes,
   type EventEnvelope,
-  eventBytesMax,
   eventSignedBytes,
   type SignedEvent,
 } from '../../event/event.ts';
@@ -226,23 +227,6 @@ class Fifo<V> {
   }
 }
 
-const leafPrefix = 0x00;
-const nodePrefix = 0x01;
-const scratch = Buffer.alloc(65);
-
-function leafHashOf(id: Uint8Array): Buffer {
-  scratch[0] = leafPrefix;
-  scratch.set(id, 1);
-  return nodeHash('sha256', scratch.subarray(0, 33), 'buffer');
-}
-
-function nodeHashOf(left: Uint8Array, right: Uint8Array): Buffer {
-  scratch[0] = nodePrefix;
-  scratch.set(left, 1);
-  scratch.set(right, 33);
-  return nodeHash('sha256', scratch, 'buffer');
-}
-
 /**
  * RFC 6962 interior-node hashes memoised by their inputs. `#asLeft` maps a node (canonical
  * base64url) to its right sibling and their parent H(0x01 ‖ node ‖ sibling); `#asRight` a node to
@@ -275,7 +259,7 @@ class NodeMemo {
     }
     this.hashes++;
     const s = Buffer.from(sibling, 'base64url');
-    const parent = siblingLeft ? nodeHashOf(s, child) : nodeHashOf(child, s);
+    const parent = Buffer.from(siblingLeft ? merkleNodeHash(s, child) : merkleNodeHash(child, s));
     memo.set(sibling, { other: child, parent });
     (siblingLeft ? this.#asRight : this.#asLeft).set(child.toString('base64url'), { other: s, parent });
     return parent;
@@ -283,35 +267,20 @@ class NodeMemo {
 
   /**
    * Root implied by a leaf (the event id), its index, the batch size and its audit path: the
-   * algorithm of `rootFromPath` (src/crypto/merkle.ts, RFC 9162 §2.1.3.2) with memoised nodes.
+   * walk of src/crypto/merkle.ts (`walkPath`, RFC 9162 §2.1.3.2) with memoised nodes.
    */
-  root(id: Uint8Array, index: number, size: number, path: readonly string[]): Buffer | undefined {
-    if (index >= size) return undefined;
-    let fn = index;
-    let sn = size - 1;
-    let r = leafHashOf(id);
-    for (const [k, p] of path.entries()) {
-      if (sn === 0) return undefined;
-      const siblingLeft = fn % 2 === 1 || fn === sn;
-      if (siblingLeft) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn >>>= 1;
-          sn >>>= 1;
-        }
-      }
-      const last = this.#last[k];
-      if (last && last.siblingLeft === siblingLeft && last.sibling === p && last.child.equals(r)) {
+  root(id: Uint8Array, index: number, size: number, path: readonly string[]): Uint8Array | undefined {
+    return walkPath(leafHash(id), index, size, path, (siblingLeft, sibling, child, step) => {
+      const c = Buffer.from(child.buffer, child.byteOffset, child.byteLength);
+      const last = this.#last[step];
+      if (last && last.siblingLeft === siblingLeft && last.sibling === sibling && last.child.equals(c)) {
         this.hits++;
-        r = last.parent;
-      } else {
-        const child = r;
-        r = this.parent(siblingLeft, p, child);
-        this.#last[k] = { siblingLeft, sibling: p, child, parent: r };
+        return last.parent;
       }
-      fn >>>= 1;
-      sn >>>= 1;
-    }
-    return sn === 0 ? r : undefined;
+      const parent = this.parent(siblingLeft, sibling, c);
+      this.#last[step] = { siblingLeft, sibling, child: c, parent };
+      return parent;
+    });
   }
 }
 
@@ -431,7 +400,7 @@ export class TxChecker {
       if (s.index >= s.size) return refuse('malformed', `sig.index ${s.index} outside a batch of ${s.size}`);
       const root = this.#nodes.root(id, s.index, s.size, s.path);
       if (!root) return refuse('bad_signature', 'audit path does not fit the batch size and index');
-      const rootKey = `${e.env.keyId}:${root.toString('hex')}:${s.size}:${s.sig}`;
+      const rootKey = `${e.env.keyId}:${Buffer.from(root).toString('hex')}:${s.size}:${s.sig}`;
       if (this.#roots.get(rootKey)) this.#batchRootHits++;
       else {
         this.#signatureVerifications++;

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { byteSize, durationMs, identifier } from '../../config/common.ts';
+import { submitter } from '../bounds.ts';
 
 export const storeSchema = z
   .strictObject({
@@ -52,19 +53,21 @@ export const submitSchema = z
     windowEvents: z
       .number()
       .int()
-      .min(1)
-      .max(1_000_000)
-      .default(8_192)
-      .describe('Events submitted and not yet final, at most.'),
+      .min(submitter.windowEvents.min)
+      .max(submitter.windowEvents.max)
+      .default(submitter.windowEvents.default)
+      .describe(
+        `Events submitted and not yet final, at most; at least one submission batch (${submitter.batchMax}).`,
+      ),
     drainEventsPerSecond: z
       .number()
       .int()
-      .min(1)
-      .max(1_000_000)
-      .default(20_000)
+      .min(submitter.drainEventsPerSecond.min)
+      .max(submitter.drainEventsPerSecond.max)
+      .default(submitter.drainEventsPerSecond.default)
       .describe('Submission rate limit: how fast a backlog drains after an outage.'),
-    resubmitAfterMs: durationMs(100, 3_600_000)
-      .default(10_000)
+    resubmitAfterMs: durationMs(submitter.resubmitAfterMs.min, submitter.resubmitAfterMs.max)
+      .default(submitter.resubmitAfterMs.default)
       .describe(
         'When none of the events in flight became final for this long, they are submitted again (the validator may have lost them).',
       ),

@@ -1,6 +1,7 @@
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { submitter } from '../../../src/gateway/bounds.ts';
 import {
   ConfigError,
   formatIssue,
@@ -8,6 +9,8 @@ import {
   loadDeviceMap,
   validateFiles,
 } from '../../../src/gateway/config/config.ts';
+import { Submitter } from '../../../src/gateway/submitter.ts';
+import { silentLogger } from '../../../src/log/logger.ts';
 import { tempDir } from '../../helpers/tmp.ts';
 
 const good = `id: press1
@@ -203,6 +206,31 @@ describe('gateway config', () => {
       /gateway\.yaml:2:20: store\.maxBytes: does not match any accepted form; closest: expected a size like "512 MiB"/,
     );
     expect(text).toMatch(/(broken|cnc1)\.yaml:1:1: id: device id "cnc1" is also used by/);
+  });
+
+  it('refuses a submitter window below one submission batch, which the submitter could not run', () => {
+    // The schema used to accept windowEvents ≥ 1 while the submitter threw below 1,024 at start-up,
+    // after validation had passed. Both now read src/gateway/bounds.ts.
+    const dir = tempDir('config');
+    cpSync('config', dir, { recursive: true });
+    const gateway = (windowEvents: number) =>
+      `gateway: { id: gw1, enterprise: acme, site: p1, line: l1 }\nchain: { submit: { windowEvents: ${windowEvents} } }\n`;
+    writeFileSync(join(dir, 'gateway.yaml'), gateway(100));
+    expect(() => loadConfig(join(dir, 'gateway.yaml'))).toThrow(
+      /gateway\.yaml:2:\d+: chain\.submit\.windowEvents: .*1024/,
+    );
+    writeFileSync(join(dir, 'gateway.yaml'), gateway(submitter.windowEvents.min));
+    const accepted = loadConfig(join(dir, 'gateway.yaml')).gateway.chain.submit;
+    const outbox = {
+      pending: () => [],
+      markCommitted: () => 0,
+      isOwnPending: () => false,
+      loadMeta: () => null,
+    };
+    const chain = { submit: async () => [], subscribe: () => () => {}, receipts: async () => [] };
+    expect(
+      () => new Submitter({ outbox, chain, log: silentLogger, windowEvents: accepted.windowEvents }),
+    ).not.toThrow();
   });
 
   it('validateFiles checks device maps given alone', () => {
