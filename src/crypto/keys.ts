@@ -1,8 +1,8 @@
 /**
  * Gateway and validator keys: Ed25519 (default) and P-256 (what secure elements and TPMs hold).
  *
- * Hot paths sign and verify with node:crypto (OpenSSL); pure-JS curves are 15–38× slower here
- * (docs/ENVIRONMENT figures). A browser can verify the same signatures with @noble/curves through
+ * Hot paths sign and verify with node:crypto (OpenSSL); pure-JS curves are an order of magnitude
+ * slower (`npm run bench crypto` measures both). A browser can verify the same signatures with @noble/curves through
  * the same {@link SignatureVerifier} interface (see noble.ts).
  *
  * Public keys travel as raw bytes: Ed25519 32 bytes, P-256 the 65-byte uncompressed point.

@@ -1,6 +1,7 @@
 /**
  * Pure-JS verifier on @noble/curves, for places without node:crypto (a browser checking a proof).
- * 15–38× slower than {@link nodeVerifier}: never use it on a hot path.
+ * An order of magnitude slower than {@link nodeVerifier} (`npm run bench crypto`): never use it on a
+ * hot path.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';

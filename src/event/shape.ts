@@ -6,8 +6,8 @@
  *   schema library's semantics can change under us between versions (zod 4 moved string lengths
  *   from UTF-16 units to code points); a validator running another version would disagree. Here
  *   the rules are ours and fixed: lengths in Unicode code points, integers safe, numbers finite.
- * - **Speed.** The generic schema costs ~16 µs per event, this ~1 µs; every validator checks every
- *   event (docs/ledger.md, figures).
+ * - **Speed.** Every validator checks every event; the generic schema costs about an order of
+ *   magnitude more than this (docs/ledger.md has the figures).
  *
  * Stricter than the schema in two places, both about bytes outside the signed id: base64url in
  * `sig` must be canonical (a second spelling of the same signature bytes would be a second,

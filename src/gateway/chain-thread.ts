@@ -3,10 +3,9 @@
  * the default). The gateway's event loop runs acquisition: socket reads, mapping, the normaliser,
  * signing and outbox writes. Sharing that loop, acquisition and the validator take turns on one core:
  * under overload, acquisition slows to what the chain commits and the excess waits at the source.
- * On its own thread the validator keeps its own pace and acquisition keeps storing into the outbox
- * (2–2.7× faster in the end-to-end bench under overload), at the price of a second V8 heap (about
- * 350 MiB) and, on a box shared with the other validators, CPU they would have used (docs/runtime.md,
- * "Performance", has both layouts measured).
+ * On its own thread the validator keeps its own pace and acquisition keeps storing into the outbox,
+ * at the price of a second V8 heap and, on a box shared with the other validators, CPU they would
+ * have used (docs/runtime.md, "Performance", has both layouts measured).
  *
  * The worker (chain-thread-worker.ts) opens the validator with startValidator (src/validator: libp2p,
  * the ledger, the block store, the optional HTTP API), as everywhere else, and answers the

@@ -87,7 +87,7 @@ export interface Vote {
  * Proof that a block is final: a quorum of COMMIT signatures, all cast in the same view, over
  * (chainId, view, height, blockHash). Votes are sorted by replica, one per replica.
  *
- * Why the view is signed (the brief said (chainId, height, blockHash)): COMMITs from different views
+ * Why the view is signed, not only (chainId, height, blockHash): COMMITs from different views
  * must not be added up. PBFT only locks a value once a quorum commits it *in one view*; a replica may
  * legitimately commit X in view 1 and then X' in view 2 when X never became committed. Adding up
  * COMMITs across views lets two different blocks both reach a "quorum" at one height; docs/consensus.md
@@ -234,17 +234,3 @@ export type Message =
   | ProposalResponse
   | ForwardTxs;
 export type MessageType = Message['type'];
-
-export const messageTypes = [
-  'pre-prepare',
-  'prepare',
-  'commit',
-  'view-change',
-  'new-view',
-  'status',
-  'sync-request',
-  'sync-response',
-  'proposal-request',
-  'proposal-response',
-  'txs',
-] as const satisfies readonly MessageType[];

@@ -101,7 +101,7 @@ export const chainSchema = z
       .boolean()
       .default(true)
       .describe(
-        "Role validator: run the validator on a worker thread of its own, so that acquisition and consensus do not take turns on one core (costs a second JavaScript heap, about 350 MiB). false runs it on the gateway's event loop: under overload, acquisition then slows to the commit rate.",
+        "Role validator: run the validator on a worker thread of its own, so that acquisition and consensus do not take turns on one core (costs a second JavaScript heap; docs/runtime.md has the figures). false runs it on the gateway's event loop: under overload, acquisition then slows to the commit rate.",
       ),
     submit: submitSchema,
   })
