@@ -144,6 +144,7 @@ export class Ledger {
   readonly #refusals = new Map<string, number>();
   #blockEventsChecked = 0;
   #blocksRefused = 0;
+  readonly #verdictsMax: number;
 
   constructor(o: LedgerOptions) {
     const limits = { ...defaultLedgerLimits, ...o.limits };
@@ -154,6 +155,7 @@ export class Ledger {
     // event that would make them ready could be refused forever.
     if (limits.heldPerGatewayMax >= limits.pendingPerGatewayMax)
       throw new RangeError('heldPerGatewayMax must be < pendingPerGatewayMax');
+    this.#verdictsMax = limits.verdictsMax;
     this.#checker = new TxChecker({
       registry: o.registry,
       verifier: o.verifier,
@@ -233,6 +235,11 @@ export class Ledger {
   /** The core's hooks. `isCommitted` answers from the block store (its index of event ids). */
   txHooks(isCommitted: (id: Uint8Array) => boolean): TxHooks {
     return { txId: txIdOf, checkTx: (tx) => this.checkTx(tx), isCommitted, order: this.orderHooks() };
+  }
+
+  /** Transaction verdicts remembered (`LedgerLimits.verdictsMax`). */
+  get verdictsMax(): number {
+    return this.#verdictsMax;
   }
 
   /** The hooks in the runtime's `Application` shape; committed blocks are applied through `onCommitted`. */

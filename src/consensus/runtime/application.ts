@@ -53,6 +53,12 @@ export interface Application extends Omit<TxHooks, 'isCommitted'> {
    * with every batch of committed blocks.
    */
   stateHeight?(): number;
+  /**
+   * How many transaction verdicts the application remembers, if it caches them: the runtime
+   * requires at least twice the core's mempool (`mempoolTxsMax`), so that every pending
+   * transaction's verdict stays cached while it waits.
+   */
+  verdictsMax?: number;
   /** The application's own counters, shown in `ConsensusNode.metrics().app`. */
   metrics?(): unknown;
 }

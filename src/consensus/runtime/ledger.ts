@@ -107,6 +107,7 @@ export function openLedger(
     order: hooks.order,
     onCommitted: (cb) => ledger.apply(cb.block).map(headRow),
     stateHeight: () => ledger.height,
+    verdictsMax: ledger.verdictsMax,
     metrics: () => ledger.metrics(),
   };
   return { ledger, app, replayedBlocks };

@@ -32,7 +32,7 @@
 
 import { toHex } from '../../crypto/hash.ts';
 import { nodeVerifier, type Signer } from '../../crypto/keys.ts';
-import type { LocalLimits, Timing } from '../core/config.ts';
+import { defaultLocalLimits, type LocalLimits, type Timing } from '../core/config.ts';
 import { type PeerFault, type Ready, type SubmitResult, syncResponseFor } from '../core/io.ts';
 import { Replica, type ReplicaMetrics } from '../core/replica.ts';
 import { blockHash } from '../core/signing.ts';
@@ -295,6 +295,11 @@ export class ConsensusNode {
     this.#log = init.logger ?? silent;
     this.#members = genesis.validators.map((v) => v.memberId);
     const app = init.app;
+    const mempoolTxsMax = init.local?.mempoolTxsMax ?? defaultLocalLimits.mempoolTxsMax;
+    if (app.verdictsMax !== undefined && app.verdictsMax < 2 * mempoolTxsMax)
+      throw new RangeError(
+        `the application remembers ${app.verdictsMax} transaction verdicts; the mempool holds ${mempoolTxsMax}, so at least ${2 * mempoolTxsMax} are needed`,
+      );
     // Throws RangeError on a configuration bug, before anything starts.
     this.#replica = new Replica({
       ...app.core,

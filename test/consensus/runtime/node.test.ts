@@ -7,6 +7,7 @@
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PersistedState } from '../../../src/consensus/core/io.ts';
+import { MemoryNetwork } from '../../../src/consensus/net/memory.ts';
 import { ChainCorruptionError, verifyInclusionProof } from '../../../src/consensus/runtime/block-store.ts';
 import { monotonicWallClock } from '../../../src/consensus/runtime/clock.ts';
 import {
@@ -16,8 +17,10 @@ import {
 } from '../../../src/consensus/runtime/node.ts';
 import { encodeCanonical } from '../../../src/crypto/canonical.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
+import { createLocalAlliance } from '../../../src/devtools/local-alliance.ts';
 import { encodeEvent } from '../../../src/event/event.ts';
-import { type MemoryAlliance, memoryAlliance, until } from './cluster-fixture.ts';
+import { tempDir } from '../../helpers/tmp.ts';
+import { type MemoryAlliance, memoryAlliance, openNode, until } from './cluster-fixture.ts';
 import { signEvents, strangerGateway } from './events-fixture.ts';
 
 let cluster: MemoryAlliance | undefined;
@@ -200,6 +203,22 @@ describe('ConsensusNode over the in-memory transport', () => {
     expect(b.status().problem).toMatch(/disk full/);
     expect(sentAfterFailure).toBe(0);
     expect(() => b.submit([])).toThrow(NodeNotRunningError);
+  });
+});
+
+describe('ConsensusNode configuration', () => {
+  it('refuses a mempool larger than half the ledger remembers verdicts for, before anything starts', async () => {
+    const alliance = await createLocalAlliance({ dir: tempDir('node-bounds'), members: 4 });
+    const net = new MemoryNetwork(alliance.genesis);
+    const open = (mempoolTxsMax: number) =>
+      openNode(alliance, 'member-1', net.transport('member-1'), tempDir('node-bounds-data'), {
+        local: { mempoolTxsMax },
+      });
+    // defaultLedgerLimits.verdictsMax is 65,536: 32,768 pending fit, one more does not.
+    expect(() => open(32_769)).toThrow(/remembers 65536 transaction verdicts; .* at least 65538/);
+    const fits = open(32_768);
+    expect(fits.state).toBe('new');
+    fits.store.close();
   });
 });
 
