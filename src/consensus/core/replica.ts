@@ -50,16 +50,6 @@ import {
   viewChangeKey,
 } from './viewchange.ts';
 
-/** Byte equality by memcmp: the bytes of a whole transaction are compared for every one in a block. */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return (
-    a.byteLength === b.byteLength &&
-    Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
-      Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-    )
-  );
-}
-
 interface Proposal {
   view: number;
   block: Block;
@@ -945,7 +935,7 @@ export class Replica {
         return `transaction ${i} is already committed`;
       // A transaction admitted to our mempool with the same bytes was checked then (checkTx is pure).
       const pending = this.#mempool.get(key);
-      if (!pending || !sameBytes(pending.tx, tx)) {
+      if (!pending || !bytesEqual(pending.tx, tx)) {
         const bad = this.#c.tx.checkTx(tx);
         if (bad !== null) return `transaction ${i}: ${bad}`;
       }
