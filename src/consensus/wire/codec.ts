@@ -53,6 +53,7 @@ import type {
   Vote,
 } from '../core/types.ts';
 import {
+  blockBytesEncodedMax,
   certifiedBlockBytesMax,
   countBytes,
   envelopeBytes,
@@ -750,7 +751,7 @@ export function decodePrepared(
   bytes: Uint8Array,
   limits: ChainLimits = defaultChainLimits,
 ): Result<{ certificate: PreparedCertificate; block: Block }> {
-  return run(bytes, envelopeBytes + preparedBytesMax(limits) + certifiedBlockBytesMax(limits), limits, (r) =>
+  return run(bytes, envelopeBytes + preparedBytesMax(limits) + blockBytesEncodedMax(limits), limits, (r) =>
     r.record(recordTags.prepared, 'prepared', () => {
       const certificate = r.prepared('prepared');
       return { certificate, block: r.block('block') };

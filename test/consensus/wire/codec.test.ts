@@ -474,6 +474,9 @@ describe('consensus codec (binary)', () => {
     // Stored records: each decoder takes only its own record.
     expect(refusal(decodeCertifiedBlock(encodeMessage(s.pp)))).toBe('unknown-type');
     expect(refusal(decodePrepared(encodeCertifiedBlock(s.certified)))).toBe('unknown-type');
+    const preparedMax = envelopeBytes + preparedBytesMax(limits) + blockBytesEncodedMax(limits);
+    expect(refusal(decodePrepared(new Uint8Array(preparedMax + 1)))).toBe('too-large');
+    expect(refusal(decodePrepared(new Uint8Array(preparedMax)))).toBe('shape');
     expect(refusal(decodeCertifiedBlock(enc.encode('{"block":{}}')))).toBe('shape');
     expect(refusal(decodeVoteRecord(cat(u8(1), u8(recordTags.vote), u8(4), u64(1), u64(1), s.hash)))).toBe(
       'shape',
