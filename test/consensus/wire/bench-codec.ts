@@ -6,8 +6,8 @@
  *
  * Cases: a pre-prepare of a 1,000-transaction block (300 B each); a pre-prepare and a stored
  * certified block holding one 200 KiB transaction (an opaque gateway batch); a forwarding message of
- * 100 transactions; a COMMIT. Each is encoded, then decoded with the chain's checks; medians of REPS
- * runs, with the machine's load average, since the machine is shared.
+ * 100 transactions; a COMMIT. Each is encoded, then decoded with the chain's checks; medians (and
+ * 10th percentiles) of REPS runs, with the machine's load average, since the machine is shared.
  */
 import { loadavg } from 'node:os';
 import { defaultChainLimits } from '../../../src/consensus/core/limits.ts';
@@ -72,15 +72,21 @@ function certified(block: Block): CertifiedBlock {
   };
 }
 
-const med = (f: () => void, n = reps) => {
+/** Sorted times of n runs, ms. */
+function times(f: () => void, n = reps): number[] {
   const t: number[] = [];
   for (let i = 0; i < n; i++) {
     const s = performance.now();
     f();
     t.push(performance.now() - s);
   }
-  t.sort((a, b) => a - b);
-  return t[Math.floor(n / 2)]!;
+  return t.sort((a, b) => a - b);
+}
+const med = (f: () => void, n = reps) => times(f, n)[Math.floor(n / 2)]!;
+/** Median and 10th percentile: large buffers make the times bimodal (allocation and GC under load). */
+const medP10 = (f: () => void) => {
+  const t = times(f);
+  return [t[Math.floor(reps / 2)]!, t[Math.floor(reps / 10)]!] as const;
 };
 
 const ms = (x: number) => +x.toFixed(3);
@@ -88,10 +94,10 @@ const ms = (x: number) => +x.toFixed(3);
 function measure(name: string, encode: () => Uint8Array, decode: (b: Uint8Array) => boolean, raw: number) {
   let bytes = encode();
   for (let i = 0; i < 3; i++) if (!decode(encode())) throw new Error(`${name}: does not decode`); // warm-up
-  const encodeMs = med(() => {
+  const [encodeMs, encodeP10Ms] = medP10(() => {
     bytes = encode();
   });
-  const decodeMs = med(() => {
+  const [decodeMs, decodeP10Ms] = medP10(() => {
     if (!decode(bytes)) throw new Error(`${name}: does not decode`);
   });
   return {
@@ -101,6 +107,8 @@ function measure(name: string, encode: () => Uint8Array, decode: (b: Uint8Array)
     overhead: raw > 0 ? +(bytes.byteLength / raw).toFixed(4) : null,
     encodeMs: ms(encodeMs),
     decodeMs: ms(decodeMs),
+    encodeP10Ms: ms(encodeP10Ms),
+    decodeP10Ms: ms(decodeP10Ms),
   };
 }
 
