@@ -10,7 +10,7 @@
  *   GET  /v1/commits?after=H   final blocks above H: {"height","blocks":[{height, blockHash, txIds, timestampMs}]};
  *        &limit=N&waitMs=W     long-polls up to W ms when there is none yet (what http-chain.ts follows)
  *   POST /v1/receipts          {"ids": [...]} → {"receipts":[{height, blockHash, index} | null]}
- *   GET  /v1/blocks/<height>   the certified block in the codec's JSON form (decodeCertifiedBlock)
+ *   GET  /v1/blocks/<height>   the certified block in its JSON form (wire/json.ts certifiedBlockFromJson)
  *   GET  /v1/proofs/<tx id>    inclusion proof (inclusionProofToJson; check with verifyInclusionProof)
  *   GET  /v1/status            ConsensusNode.status()
  *   GET  /v1/metrics           ConsensusNode.metrics() (with the ledger's counters)
@@ -37,7 +37,7 @@ import { inclusionProofToJson } from '../consensus/runtime/block-store.ts';
 import type { ChainClient, CommittedBlockInfo, SubmitVerdict } from '../consensus/runtime/client.ts';
 import { committedBlocksAfter, localChainClient } from '../consensus/runtime/client.ts';
 import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/node.ts';
-import { certifiedBlockToJson } from '../consensus/wire/codec.ts';
+import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { canonicalJson } from '../crypto/canonical.ts';
 import { fromHex, toHex } from '../crypto/hash.ts';
 

@@ -13,8 +13,7 @@ import { inclusionProofFromJson, verifyInclusionProof } from '../../src/consensu
 import type { CommittedBlockInfo } from '../../src/consensus/runtime/client.ts';
 import { localChainClient } from '../../src/consensus/runtime/client.ts';
 import { chainContext } from '../../src/consensus/runtime/node.ts';
-import { decodeCertifiedBlock } from '../../src/consensus/wire/codec.ts';
-import { encodeCanonical } from '../../src/crypto/canonical.ts';
+import { certifiedBlockFromJson } from '../../src/consensus/wire/json.ts';
 import { toHex } from '../../src/crypto/hash.ts';
 import { encodeEvent, type SignedEvent } from '../../src/event/event.ts';
 import { EventVerifier } from '../../src/event/verify.ts';
@@ -180,7 +179,7 @@ describe('validator HTTP API', () => {
     const limits = alliance.alliance.genesis.chainLimits;
     const at = node.store.txLocation(Buffer.from(e.id, 'hex'))!;
     const block = await (await fetch(`${urls[2]}/v1/blocks/${at.height}`)).json();
-    const decoded = decodeCertifiedBlock(encodeCanonical(block), limits);
+    const decoded = certifiedBlockFromJson(block, limits);
     expect(decoded.ok && verifyCertifiedBlock(ctx, limits, decoded.value)).toBeNull();
     for (const id of [events[0]!.id, e.id]) {
       const proof = inclusionProofFromJson(await (await fetch(`${urls[2]}/v1/proofs/${id}`)).json(), limits);

@@ -8,7 +8,6 @@
 export const errorCodes = [
   // decoding
   'too-large',
-  'not-json',
   'shape',
   'unknown-type',
   'limit',

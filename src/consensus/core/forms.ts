@@ -1,7 +1,8 @@
 /**
  * The canonical forms of consensus data: the JSON objects whose RFC 8785 bytes are hashed and
- * signed (signing.ts), with byte fields as unpadded base64url. The wire codec (src/consensus/wire)
- * sends and stores these same forms, so there is one definition of each.
+ * signed (signing.ts), with byte fields as unpadded base64url. Validators send and store a binary
+ * encoding of the same fields (src/consensus/wire/codec.ts), which never enters a hash or a
+ * signature; the validator API serves these forms as they are (src/consensus/wire/json.ts).
  */
 import { toBase64Url } from '../../crypto/hash.ts';
 import type {

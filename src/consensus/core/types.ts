@@ -3,7 +3,8 @@
  * (`net/`), the runtime (`node.ts`) and the block store (`src/consensus/runtime/block-store.ts`).
  *
  * Conventions:
- * - Byte fields are `Uint8Array` in memory and base64url (no padding) on the wire (see forms.ts).
+ * - Byte fields are `Uint8Array` in memory, raw bytes in the binary wire form (wire/codec.ts), and
+ *   base64url (no padding) in the canonical JSON that is hashed and signed (forms.ts).
  * - A validator is named by its `replica` index: its position in the genesis validator list. The
  *   list never changes in this version, so an index is stable for the life of the chain.
  * - `height` 0 is the genesis; blocks start at height 1. `view` starts at 0; the primary of view v

@@ -2,9 +2,12 @@
  * The consensus transport over libp2p 3: TCP, Noise, Yamux, and two protocols of our own whose ids
  * carry the chain id and genesis hash, so only peers with the same genesis ever talk.
  *
- *   /masbc/<chain>/<genesis>/msg/1.0.0   one long-lived stream per ordered pair of validators:
+ *   /masbc/<chain>/<genesis>/msg/2.0.0   one long-lived stream per ordered pair of validators:
  *                                        the dialler sends DATA and PING, the listener CREDIT
- *   /masbc/<chain>/<genesis>/sync/1.0.0  one short stream per request (block sync)
+ *   /masbc/<chain>/<genesis>/sync/2.0.0  one short stream per request (block sync)
+ *
+ * The major version is the message encoding's: 2 is the binary form of wire/codec.ts (1 was
+ * canonical JSON), so peers of releases that cannot read each other never open a stream.
  *
  * Membership: a connection gater refuses any peer id that is not a validator in the genesis (or
  * is quarantined), both ways; every stream handler checks again. Each node dials every other
@@ -92,7 +95,7 @@ export interface Libp2pTransportInit {
 /** Protocol ids for a genesis: different chain or genesis, different protocols. */
 export function protocolIds(genesis: Genesis): { msg: string; sync: string } {
   const base = `/masbc/${genesis.chainId}/${genesis.hash.slice(0, 16)}`;
-  return { msg: `${base}/msg/1.0.0`, sync: `${base}/sync/1.0.0` };
+  return { msg: `${base}/msg/2.0.0`, sync: `${base}/sync/2.0.0` };
 }
 
 function errorText(err: unknown): string {

@@ -5,8 +5,9 @@
  * Memory, per peer: at most `outboundQueueBytesMax` waiting to be sent to it, at most
  * `windowBytes` received from it and not yet consumed (enforced by credit: see docs/network.md),
  * and `requestsInFlightPerPeerMax` × `responseBytesMax` of block-sync answers. Queue and credit
- * sizes count each message's payload plus {@link messageOverheadBytes}. With the default chain
- * limits (largest message ≈ 3.4 MiB) that is at most 8 + 6.7 + 32 MiB per peer.
+ * sizes count each message's payload plus {@link messageOverheadBytes}. The largest message comes
+ * from the genesis (`messageBytesMax`, by default what the chain limits allow in the codec's binary
+ * form, src/consensus/wire/limits.ts); docs/network.md gives the figures for the defaults.
  */
 import type { Genesis } from '../genesis/genesis.ts';
 import { TransportLimitsError } from './errors.ts';

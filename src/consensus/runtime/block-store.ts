@@ -14,6 +14,10 @@
  *   is always saved as of the tip, so a crash can never leave it and the blocks out of step.
  * - Memory is bounded: reads take one block at a time (`blockAt`, `verifyChain` walks a cursor);
  *   the replica state holds at most a few windows of heights because the core prunes it.
+ * - Blocks and the replica's records are stored in the codec's binary form (src/consensus/wire/codec.ts),
+ *   never JSON. The store's format is a row of `chain_meta`; a store written by an earlier release
+ *   (JSON records, format 1) is refused at open with a message saying so: there is no migration,
+ *   since no deployment ever held one. The application's own rows (`app_state`) are its business.
  *
  * @example
  *   const store = ChainStore.open({ path: join(dataDir, 'chain.db'), chain, txId });
@@ -23,7 +27,6 @@
  *   store.inclusionProof(txId);                         // RFC 6962 audit path + header + certificate
  */
 import { join } from 'node:path';
-import { encodeCanonical } from '../../crypto/canonical.ts';
 import { bytesEqual, fromBase64Url, sha256, toBase64Url, toHex } from '../../crypto/hash.ts';
 import { merklePath, verifyMerklePath } from '../../crypto/merkle.ts';
 import {
@@ -33,23 +36,11 @@ import {
   StoreError,
   type Synchronous,
 } from '../../store/db.ts';
-import { certificateToJson, headerToJson, preparedToJson } from '../core/forms.ts';
-import {
-  emptyPersistedState,
-  type PersistedState,
-  type PersistRecord,
-  type VoteKind,
-  type VoteRecord,
-} from '../core/io.ts';
+import type { Result } from '../core/errors.ts';
+import { certificateToJson, headerToJson } from '../core/forms.ts';
+import { emptyPersistedState, type PersistedState, type PersistRecord } from '../core/io.ts';
 import { blockHash } from '../core/signing.ts';
-import type {
-  Block,
-  BlockHeader,
-  CertifiedBlock,
-  ChainLimits,
-  CommitCertificate,
-  NewView,
-} from '../core/types.ts';
+import type { BlockHeader, CertifiedBlock, ChainLimits, CommitCertificate, NewView } from '../core/types.ts';
 import {
   type VerifyContext,
   verifyCertifiedBlock,
@@ -57,15 +48,31 @@ import {
   verifyPreparedCertificate,
 } from '../core/verify.ts';
 import {
-  blockToJson,
-  certificateFromJson,
   decodeCertifiedBlock,
   decodeMessage,
+  decodePrepared,
+  decodeStateTip,
+  decodeViewRecord,
+  decodeVoteRecord,
   encodeCertifiedBlock,
   encodeMessage,
-  headerFromJson,
-  preparedFromJson,
+  encodePrepared,
+  encodeStateTip,
+  encodeViewRecord,
+  encodeVoteRecord,
 } from '../wire/codec.ts';
+import { certificateFromJson, headerFromJson } from '../wire/json.ts';
+
+/**
+ * How blocks and replica records are encoded. 1: canonical JSON with base64url byte fields (every
+ * store written before `chain_meta` existed); 2: the binary form of wire/codec.ts.
+ */
+export const chainStoreFormat = 2;
+
+const jsonStoreRefusal =
+  'this chain store was written by an earlier release, with blocks and replica records in JSON ' +
+  `(format 1); this release reads only the binary format ${chainStoreFormat} and has no migration for it. ` +
+  'Move the data folder aside and start the validator with an empty one';
 
 export const chainMigrations: readonly Migration[] = [
   {
@@ -121,6 +128,23 @@ export const chainMigrations: readonly Migration[] = [
         checksum BLOB NOT NULL
       );
     `,
+  },
+  {
+    version: 3,
+    description: `binary blocks and replica records (chain store format ${chainStoreFormat}); JSON stores refused`,
+    // Records written before this version are JSON. A store holding any is refused (the migration
+    // fails, so the store stays as it was); an empty one simply becomes a binary store.
+    up: (db) => {
+      for (const table of ['blocks', 'replica_slots', 'replica_votes', 'replica_prepared', 'app_state_tip']) {
+        if (db.prepare(`SELECT 1 FROM ${table} LIMIT 1`).get() !== undefined) {
+          throw new Error(`${jsonStoreRefusal} (found rows in ${table})`);
+        }
+      }
+      db.exec(`
+        CREATE TABLE chain_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO chain_meta (key, value) VALUES ('format', '${chainStoreFormat}');
+      `);
+    },
   },
 ];
 
@@ -267,9 +291,6 @@ const checksumOf = (data: Uint8Array) => sha256(data);
  */
 const appRowChecksumOf = (key: string, data: Uint8Array) =>
   sha256(Buffer.concat([Buffer.from(key, 'utf8'), Buffer.from([0]), data]));
-const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
-
 type Json = Record<string, unknown>;
 
 interface BlockRow {
@@ -310,6 +331,12 @@ export class ChainStore {
   }
 
   private constructor(db: SqliteDatabase, options: ChainStoreOptions) {
+    const format = db.prepare("SELECT value FROM chain_meta WHERE key = 'format'").pluck().get();
+    if (format !== String(chainStoreFormat)) {
+      throw new StoreError(
+        `${options.path}: chain store format ${String(format)}, this release reads format ${chainStoreFormat}`,
+      );
+    }
     this.#db = db;
     this.path = options.path;
     this.chain = options.chain;
@@ -404,7 +431,7 @@ export class ChainStore {
         for (const [key, data] of batch.appState) {
           q.upsertAppState.run(key, data, appRowChecksumOf(key, data));
         }
-        const data = encodeCanonical({ blockHash: toBase64Url(tip.hash), height: tip.height });
+        const data = encodeStateTip({ height: tip.height, blockHash: tip.hash });
         q.upsertAppTip.run(data, checksumOf(data));
       }
     })();
@@ -414,14 +441,10 @@ export class ChainStore {
 
   #applyRecord(r: PersistRecord): void {
     const q = this.#q;
-    const put = (json: Json) => {
-      const data = encodeCanonical(json);
-      return { data, checksum: checksumOf(data) };
-    };
     switch (r.kind) {
       case 'view': {
-        const { data, checksum } = put({ view: r.view, viewChanging: r.viewChanging });
-        q.upsertSlot.run('view', data, checksum);
+        const data = encodeViewRecord(r);
+        q.upsertSlot.run('view', data, checksumOf(data));
         return;
       }
       case 'new-view': {
@@ -430,16 +453,13 @@ export class ChainStore {
         return;
       }
       case 'vote': {
-        const { data, checksum } = put(voteToJson(r));
-        q.upsertVote.run(r.vote, r.height, data, checksum);
+        const data = encodeVoteRecord(r);
+        q.upsertVote.run(r.vote, r.height, data, checksumOf(data));
         return;
       }
       case 'prepared': {
-        const { data, checksum } = put({
-          block: blockToJson(r.block),
-          certificate: preparedToJson(r.certificate),
-        });
-        q.upsertPrepared.run(r.certificate.header.height, data, checksum);
+        const data = encodePrepared(r);
+        q.upsertPrepared.run(r.certificate.header.height, data, checksumOf(data));
         return;
       }
       case 'prune':
@@ -460,11 +480,8 @@ export class ChainStore {
     const state = emptyPersistedState();
     const view = this.#q.slot.get('view') as DataRow | undefined;
     if (view) {
-      const v = this.#json('replica_slots', 'view', view);
-      if (!Number.isSafeInteger(v.view) || typeof v.viewChanging !== 'boolean') {
-        throw new ChainCorruptionError('replica_slots', 'view', 'not a view record');
-      }
-      state.view = v.view as number;
+      const v = this.#decoded('replica_slots', 'view', view, decodeViewRecord);
+      state.view = v.view;
       state.viewChanging = v.viewChanging;
     }
     const nv = this.#q.slot.get('new-view') as DataRow | undefined;
@@ -478,15 +495,20 @@ export class ChainStore {
     }
     for (const row of this.#q.votes.all() as (DataRow & { kind: string; height: number })[]) {
       const key = `${row.kind}@${row.height}`;
-      state.votes.push(voteFromJson(this.#json('replica_votes', key, row), key));
+      const vote = this.#decoded('replica_votes', key, row, decodeVoteRecord);
+      if (vote.vote !== row.kind || vote.height !== row.height) {
+        throw new ChainCorruptionError('replica_votes', key, `holds the ${vote.vote} vote at ${vote.height}`);
+      }
+      state.votes.push(vote);
     }
     for (const row of this.#q.prepared.all() as (DataRow & { height: number })[]) {
       const key = String(row.height);
-      const o = this.#json('replica_prepared', key, row);
-      const decoded = preparedFromJson(o.certificate, this.chain.limits);
-      if (!decoded.ok) throw new ChainCorruptionError('replica_prepared', key, decoded.error.detail);
-      const certificate = decoded.value;
-      const block = this.#blockFromEncoded(o.block, key);
+      const { certificate, block } = this.#decoded('replica_prepared', key, row, (data) =>
+        decodePrepared(data, this.chain.limits),
+      );
+      if (certificate.header.height !== row.height) {
+        throw new ChainCorruptionError('replica_prepared', key, `holds height ${certificate.header.height}`);
+      }
       const bad = verifyPreparedCertificate(this.chain, certificate);
       if (bad) throw new ChainCorruptionError('replica_prepared', key, bad.detail);
       if (!bytesEqual(blockHash(block.header), blockHash(certificate.header))) {
@@ -517,12 +539,7 @@ export class ChainStore {
         throw new ChainCorruptionError('app_state_tip', '1', 'missing while state rows exist');
       return { height: 0, blockHash: this.chain.genesisHash, rows };
     }
-    const o = this.#json('app_state_tip', '1', tipRow);
-    const hash = typeof o.blockHash === 'string' ? fromBase64Url(o.blockHash) : undefined;
-    if (!Number.isSafeInteger(o.height) || (o.height as number) < 0 || hash?.byteLength !== 32) {
-      throw new ChainCorruptionError('app_state_tip', '1', 'not a state tip record');
-    }
-    const height = o.height as number;
+    const { height, blockHash: hash } = this.#decoded('app_state_tip', '1', tipRow, decodeStateTip);
     if (height > this.#tip.height) {
       throw new ChainCorruptionError(
         'app_state_tip',
@@ -630,15 +647,12 @@ export class ChainStore {
     }
   }
 
-  #json(table: string, key: string, row: DataRow): Json {
+  /** A record checked against its checksum, then decoded; either failing is corruption. */
+  #decoded<T>(table: string, key: string, row: DataRow, decode: (data: Uint8Array) => Result<T>): T {
     this.#check(table, key, row);
-    try {
-      const v = JSON.parse(utf8Decoder.decode(row.data)) as unknown;
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-      return v as Json;
-    } catch (err) {
-      throw new ChainCorruptionError(table, key, `not JSON: ${(err as Error).message}`);
-    }
+    const r = decode(row.data);
+    if (!r.ok) throw new ChainCorruptionError(table, key, `${r.error.code}: ${r.error.detail}`);
+    return r.value;
   }
 
   #decodeBlockRow(row: BlockRow): CertifiedBlock {
@@ -656,18 +670,6 @@ export class ChainStore {
     }
     this.#sizes.set(cb, row.data.byteLength);
     return cb;
-  }
-
-  #blockFromEncoded(v: unknown, key: string): Block {
-    // The block is stored in its wire form and decoded by the strict codec, as a proposal body.
-    const m = decodeMessage(
-      utf8.encode(`{"block":${JSON.stringify(v)},"type":"proposal-response"}`),
-      this.chain.limits,
-    );
-    if (!m.ok || m.value.type !== 'proposal-response') {
-      throw new ChainCorruptionError('replica_prepared', key, m.ok ? 'not a block' : m.error.detail);
-    }
-    return m.value.block;
   }
 }
 
@@ -733,33 +735,5 @@ export function inclusionProofFromJson(v: unknown, limits?: ChainLimits): Inclus
     path,
     header: header.value,
     certificate: certificate.value,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON form of the replica's vote records (stored only, never sent).
-
-function voteToJson(v: VoteRecord): Json {
-  return { blockHash: toBase64Url(v.blockHash), height: v.height, view: v.view, vote: v.vote };
-}
-
-const voteKinds: readonly VoteKind[] = ['pre-prepare', 'prepare', 'commit'];
-
-function voteFromJson(o: Json, key: string): VoteRecord {
-  const ok =
-    voteKinds.includes(o.vote as VoteKind) &&
-    Number.isSafeInteger(o.view) &&
-    Number.isSafeInteger(o.height) &&
-    typeof o.blockHash === 'string';
-  const blockHashBytes = ok ? fromBase64Url(o.blockHash as string) : undefined;
-  if (!ok || blockHashBytes?.byteLength !== 32) {
-    throw new ChainCorruptionError('replica_votes', key, 'not a vote record');
-  }
-  return {
-    kind: 'vote',
-    vote: o.vote as VoteKind,
-    view: o.view as number,
-    height: o.height as number,
-    blockHash: blockHashBytes,
   };
 }

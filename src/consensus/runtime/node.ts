@@ -41,7 +41,7 @@ import type { Genesis } from '../genesis/genesis.ts';
 import { RequestError } from '../net/errors.ts';
 import type { MemberId, PeerState, Transport, TransportMetrics } from '../net/types.ts';
 import { decodeMessage, encodeMessage } from '../wire/codec.ts';
-import { syncResponseBytesTarget } from '../wire/limits.ts';
+import { syncResponseBytesTarget, syncResponseEnvelopeBytes } from '../wire/limits.ts';
 import type { Application } from './application.ts';
 import type { ChainContext, ChainStore } from './block-store.ts';
 import { type Clock, monotonicWallClock } from './clock.ts';
@@ -214,9 +214,6 @@ const emptyPending = (): Pending => ({
   messages: [],
   syncRequests: [],
 });
-
-/** Extra bytes of a sync-response envelope beyond its blocks (a safe over-estimate). */
-const syncEnvelopeBytes = 4_096;
 
 export class ConsensusNode {
   readonly genesis: Genesis;
@@ -692,7 +689,7 @@ export class ConsensusNode {
         r.value,
         (h) => this.store.blockAt(h),
         limits.syncBlocksMax,
-        Math.min(syncResponseBytesTarget(limits), maxResponseBytes - syncEnvelopeBytes),
+        Math.min(syncResponseBytesTarget(limits), maxResponseBytes - syncResponseEnvelopeBytes),
         (cb) => this.store.encodedBytesOf(cb),
       );
       this.#sync.served++;

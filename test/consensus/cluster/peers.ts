@@ -11,8 +11,7 @@ import type { CertifiedBlock } from '../../../src/consensus/core/types.ts';
 import { type InclusionProof, inclusionProofFromJson } from '../../../src/consensus/runtime/block-store.ts';
 import type { CommittedBlockInfo } from '../../../src/consensus/runtime/client.ts';
 import type { NodeMetrics, NodeStatus } from '../../../src/consensus/runtime/node.ts';
-import { decodeCertifiedBlock } from '../../../src/consensus/wire/codec.ts';
-import { encodeCanonical } from '../../../src/crypto/canonical.ts';
+import { certifiedBlockFromJson } from '../../../src/consensus/wire/json.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
 import { type AllianceFiles, initAlliance } from '../../../src/devtools/local-alliance.ts';
 import { encodeEvent } from '../../../src/event/event.ts';
@@ -105,7 +104,7 @@ export class PeerProcess {
 
   async block(height: number): Promise<CertifiedBlock> {
     const json = await this.#get(`/v1/blocks/${height}`);
-    const r = decodeCertifiedBlock(encodeCanonical(json));
+    const r = certifiedBlockFromJson(json);
     if (!r.ok) throw new Error(`${this.member}: block ${height}: ${r.error.detail}`);
     return r.value;
   }
