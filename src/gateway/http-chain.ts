@@ -1,23 +1,60 @@
 /**
- * The submitter's ChainClient for a gateway whose validator runs elsewhere (chain role `client`):
- * the validator's HTTP API (src/api/validator-api.ts). Final blocks are followed by long polling.
+ * The submitter's ChainClient for a gateway whose member's validator runs elsewhere (chain role
+ * `client`): the validator's HTTP API (src/api/validator-api.ts). Batches and their bodies go as one
+ * binary request (`encodeSubmission`); final blocks are followed by long polling.
+ *
+ * A final block is believed only once checked against the genesis: its header hashes to the block
+ * hash the certificate names, a quorum of the genesis validators signed that certificate, and the
+ * block's transaction root is the Merkle root of the transaction ids listed. So a compromised link
+ * or validator API cannot make the gateway mark (and later prune) a batch that is not final: a block
+ * that fails is reported (`onError`), not delivered, and polled again after a pause.
  */
-import type {
-  ChainClient,
-  ChainReceipt,
-  CommittedBlockInfo,
-  SubmitVerdict,
+import { verifyCommitCertificate, type VerifyContext } from '../consensus/core/verify.ts';
+import { blockHash } from '../consensus/core/signing.ts';
+import {
+  type ChainClient,
+  type ChainReceipt,
+  type CommittedBlockInfo,
+  encodeSubmission,
+  type SubmitVerdict,
 } from '../consensus/runtime/client.ts';
+import { certificateFromJson, headerFromJson } from '../consensus/wire/codec.ts';
+import { bytesEqual, fromHex, toHex } from '../crypto/hash.ts';
+import { merkleRoot } from '../crypto/merkle.ts';
 
 export interface HttpChainOptions {
   /** e.g. http://10.0.0.5:8181 */
   baseUrl: string;
+  /** The alliance's validators, from the genesis: what a final block must be certified by. */
+  verify: VerifyContext;
   requestTimeoutMs?: number;
   /** Long-poll duration of GET /v1/commits. */
   pollWaitMs?: number;
   /** Pause after a failed poll before the next one (doubles up to 10 s). */
   retryMs?: number;
   onError?: (err: Error) => void;
+}
+
+/** Why a block from the API cannot be believed, or null when it checks out against the genesis. */
+export function blockInfoProblem(ctx: VerifyContext, info: CommittedBlockInfo): string | null {
+  const header = headerFromJson(info.header);
+  if (!header.ok) return `block ${info.height}: header: ${header.error.detail}`;
+  const cert = certificateFromJson(info.certificate);
+  if (!cert.ok) return `block ${info.height}: certificate: ${cert.error.detail}`;
+  const h = header.value;
+  const hash = blockHash(h);
+  if (h.height !== info.height || toHex(hash) !== info.blockHash)
+    return `block ${info.height}: the header is not the block named`;
+  if (cert.value.height !== h.height || !bytesEqual(cert.value.blockHash, hash))
+    return `block ${info.height}: the certificate names another block`;
+  const bad = verifyCommitCertificate(ctx, cert.value);
+  if (bad) return `block ${info.height}: certificate: ${bad.code}: ${bad.detail}`;
+  if (
+    info.txIds.length !== h.txCount ||
+    !bytesEqual(merkleRoot(info.txIds.map((id) => fromHex(id))), h.txRoot)
+  )
+    return `block ${info.height}: its transaction ids do not give the header's root`;
+  return null;
 }
 
 export function httpChainClient(options: HttpChainOptions): ChainClient {
@@ -37,11 +74,11 @@ export function httpChainClient(options: HttpChainOptions): ChainClient {
   }
 
   return {
-    async submit(txs: readonly string[]): Promise<SubmitVerdict[]> {
-      // The stored bytes are canonical JSON already: send them as a JSON array without re-encoding.
-      const { verdicts } = await call<{ verdicts: SubmitVerdict[] }>('/v1/events', {
+    async submit(batches): Promise<SubmitVerdict[]> {
+      const { verdicts } = await call<{ verdicts: SubmitVerdict[] }>('/v1/batches', {
         method: 'POST',
-        body: `[${txs.join(',')}]`,
+        headers: { 'content-type': 'application/octet-stream' },
+        body: encodeSubmission(batches) as Uint8Array<ArrayBuffer>,
       });
       return verdicts;
     },
@@ -62,6 +99,8 @@ export function httpChainClient(options: HttpChainOptions): ChainClient {
             );
             for (const b of blocks) {
               if (stopped || b.height !== delivered + 1) break;
+              const problem = blockInfoProblem(options.verify, b);
+              if (problem) throw new Error(`refusing a block the validator API says is final: ${problem}`);
               delivered = b.height;
               onBlock(b);
             }
@@ -80,12 +119,30 @@ export function httpChainClient(options: HttpChainOptions): ChainClient {
       };
     },
 
-    async receipts(ids: readonly string[]): Promise<(ChainReceipt | null)[]> {
+    async receipts(txIds: readonly string[]): Promise<(ChainReceipt | null)[]> {
       const { receipts } = await call<{ receipts: (ChainReceipt | null)[] }>('/v1/receipts', {
         method: 'POST',
-        body: JSON.stringify({ ids }),
+        body: JSON.stringify({ ids: txIds }),
       });
-      return receipts;
+      // Each receipt is believed only with its block, checked like a followed one.
+      const blocks = new Map<number, CommittedBlockInfo>();
+      for (const height of new Set(receipts.flatMap((r) => (r ? [r.height] : [])))) {
+        const { blocks: got } = await call<{ blocks: CommittedBlockInfo[] }>(
+          `/v1/commits?after=${height - 1}&limit=1`,
+        );
+        const b = got[0];
+        if (!b || b.height !== height) throw new Error(`the validator API has no block ${height} for a receipt`);
+        const problem = blockInfoProblem(options.verify, b);
+        if (problem) throw new Error(`refusing a receipt: ${problem}`);
+        blocks.set(height, b);
+      }
+      return receipts.map((r, i) => {
+        if (!r) return null;
+        const b = blocks.get(r.height)!;
+        if (b.txIds[r.index] !== txIds[i] || b.blockHash !== r.blockHash)
+          throw new Error(`refusing a receipt: block ${r.height} does not hold ${txIds[i]} at ${r.index}`);
+        return r;
+      });
     },
   };
 }

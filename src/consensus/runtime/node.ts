@@ -26,7 +26,7 @@
  *   const node = new ConsensusNode({ genesis, self: 'acme', signer, transport, store, app });
  *   node.onCommitted((b) => outbox.markCommitted(b.txIds, b.height));   // finality
  *   await node.start();
- *   const results = node.submit([eventBytes]);          // per transaction: accepted or why not
+ *   const results = node.submit([batchTx]);             // per transaction: accepted or why not
  *   await node.stop();                                   // nothing is sent after it resolves
  */
 
@@ -373,7 +373,18 @@ export class ConsensusNode {
   }
 
   /**
-   * Submits client transactions (e.g. signed events), in order. Each is accepted into the mempool
+   * The application's validity check of one transaction (`null`, or `code: message`), without
+   * submitting it: for a caller that must know before it commits to something else (the member's
+   * body store keeps a batch's bodies only for a valid batch). Verdicts are cached by the
+   * application, so a `submit` of the same bytes afterwards does not check them again.
+   */
+  check(tx: Uint8Array): string | null {
+    if (this.#state !== 'running') throw new NodeNotRunningError(`the node is ${this.#state}`);
+    return this.#app.checkTx(tx);
+  }
+
+  /**
+   * Submits client transactions (e.g. signed batches), in order. Each is accepted into the mempool
    * (then forwarded to the other validators and proposed) or refused with a reason, counted in
    * `status().refusals`. Acceptance is not finality: listen with {@link onCommitted}.
    */
