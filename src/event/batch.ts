@@ -144,7 +144,11 @@ export function batchSigningBytes(headerBytes: Uint8Array): Uint8Array {
 
 /** The id of a well-formed batch: SHA-256 of the domain, its header and its signature. */
 export function batchTxId(headerBytes: Uint8Array, signature: Uint8Array): Uint8Array {
-  return nodeHash('sha256', Buffer.concat([txIdDomain, asBuffer(headerBytes), asBuffer(signature)]), 'buffer');
+  return nodeHash(
+    'sha256',
+    Buffer.concat([txIdDomain, asBuffer(headerBytes), asBuffer(signature)]),
+    'buffer',
+  );
 }
 
 /** The transaction's bytes (see the module comment). Throws RangeError past the bounds: a bug. */
@@ -162,7 +166,8 @@ export function encodeBatchTx(
     if (e.byteLength > envelopeBytesMax) throw new RangeError('envelope too long');
     size += 2 + e.byteLength;
   }
-  const out = Buffer.allocUnsafe(size);
+  // Not pooled, and returned as a plain Uint8Array: a Buffer's slice() would share its memory.
+  const out = Buffer.allocUnsafeSlow(size);
   let at = out.writeUInt8(batchVersion, 0);
   at = out.writeUInt16BE(headerBytes.byteLength, at);
   out.set(headerBytes, at);
@@ -174,7 +179,7 @@ export function encodeBatchTx(
     out.set(e, at);
     at += e.byteLength;
   }
-  return out;
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
 function refuse(code: EventRejectionCode, message: string): BatchDecoding {
@@ -219,11 +224,13 @@ export function decodeBatchTx(tx: Uint8Array): BatchDecoding {
   if (buf.byteLength > batchTxBytesMax)
     return refuse('oversize', `batch is ${buf.byteLength} bytes; the limit is ${batchTxBytesMax}`);
   if (buf.byteLength < 3 + batchSignatureBytes) return refuse('malformed', 'too short for a batch');
-  if (buf[0] !== batchVersion) return refuse('malformed', `batch version ${buf[0]}, expected ${batchVersion}`);
+  if (buf[0] !== batchVersion)
+    return refuse('malformed', `batch version ${buf[0]}, expected ${batchVersion}`);
   const headerLength = buf.readUInt16BE(1);
   if (headerLength > batchHeaderBytesMax) return refuse('malformed', 'header longer than allowed');
   let at = 3;
-  if (at + headerLength + batchSignatureBytes > buf.byteLength) return refuse('malformed', 'truncated header');
+  if (at + headerLength + batchSignatureBytes > buf.byteLength)
+    return refuse('malformed', 'truncated header');
   const headerBytes = buf.subarray(at, at + headerLength);
   at += headerLength;
   const signature = buf.subarray(at, at + batchSignatureBytes);
@@ -267,7 +274,8 @@ export function decodeBatchTx(tx: Uint8Array): BatchDecoding {
     if (env.enterprise !== h.enterprise || env.gateway !== h.gateway || env.keyId !== h.keyId)
       return refuse('malformed', `${where}: not of the header's gateway and key`);
     const seq = h.firstSeq + i;
-    if (env.seq < seq) return refuse('non_monotonic_seq', `${where}: seq ${env.seq} repeats (expected ${seq})`);
+    if (env.seq < seq)
+      return refuse('non_monotonic_seq', `${where}: seq ${env.seq} repeats (expected ${seq})`);
     if (env.seq > seq) return refuse('seq_gap', `${where}: seq ${env.seq} skips (expected ${seq})`);
     if (env.prev !== prev)
       return refuse('broken_prev', `${where}: prev is not the id of the event before seq ${seq}`);
@@ -278,10 +286,12 @@ export function decodeBatchTx(tx: Uint8Array): BatchDecoding {
     ids.push(id);
     total += length;
   }
-  if (at !== buf.byteLength) return refuse('malformed', `${buf.byteLength - at} bytes after the last envelope`);
+  if (at !== buf.byteLength)
+    return refuse('malformed', `${buf.byteLength - at} bytes after the last envelope`);
   if (total !== h.envelopeBytes)
     return refuse('malformed', `header says ${h.envelopeBytes} envelope bytes, the batch holds ${total}`);
-  if (toHex(merkleRoot(ids)) !== h.root) return refuse('root_mismatch', "the envelopes' ids do not give the root");
+  if (toHex(merkleRoot(ids)) !== h.root)
+    return refuse('root_mismatch', "the envelopes' ids do not give the root");
   return {
     ok: true,
     batch: {

@@ -41,7 +41,9 @@ const b64u = (bytes: number) =>
     .string()
     .regex(new RegExp(`^[A-Za-z0-9_-]{${Math.ceil((bytes * 4) / 3)}}$`), `expected ${bytes} bytes base64url`);
 const name = z.string().min(1).max(nameCharsMax);
-const id = z.string().regex(identifierPattern, 'expected 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit');
+const id = z
+  .string()
+  .regex(identifierPattern, 'expected 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit');
 const timeMs = z.number().int().min(0).max(timeMsMax);
 
 export const envelopeSchema = z.strictObject({

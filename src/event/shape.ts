@@ -165,7 +165,8 @@ export function batchHeaderShapeProblem(h: unknown): string | null {
     return 'header.prev: expected 64 lower-case hex digits';
   if (typeof h.root !== 'string' || !hex64.test(h.root))
     return 'header.root: expected 64 lower-case hex digits';
-  if (!int(h.envelopeBytes, 1, Number.MAX_SAFE_INTEGER)) return 'header.envelopeBytes: expected an integer ≥ 1';
+  if (!int(h.envelopeBytes, 1, Number.MAX_SAFE_INTEGER))
+    return 'header.envelopeBytes: expected an integer ≥ 1';
   return null;
 }
 

@@ -24,8 +24,8 @@ import {
   UnknownKey,
 } from './errors.ts';
 import type { EventBody } from './event.ts';
-import type { ChainHead } from './signer.ts';
 import { bodyShapeProblem } from './shape.ts';
+import type { ChainHead } from './signer.ts';
 
 /** A gateway signing key registered with the alliance. */
 export interface GatewayKey {
@@ -108,7 +108,8 @@ export function checkBody(text: string, commitment: string, kind: string, index 
   const problem = bodyShapeProblem(value);
   if (problem) throw new MalformedEvent(`body ${index}: ${problem}`);
   const body = value as EventBody;
-  if (body.gap && kind !== 'gap') throw new MalformedEvent(`body ${index}: only gap events carry gap details`);
+  if (body.gap && kind !== 'gap')
+    throw new MalformedEvent(`body ${index}: only gap events carry gap details`);
   const hash = nodeHash('sha256', text, 'hex');
   if (hash !== commitment) throw new BodyMismatch();
   // The commitment was made over canonical bytes, so a text that is not canonical could match it only
