@@ -11,7 +11,7 @@ export const envelopeBytesMax = 512;
 /** One body's canonical JSON (it never goes on the chain; it bounds the member's stores). */
 export const bodyBytesMax = 16 * 1024;
 /** Events in one signed batch (one transaction of the chain). */
-export const batchEventsMax = 1024;
+export const batchEventsMax = 512;
 /** A batch header's canonical JSON. */
 export const batchHeaderBytesMax = 512;
 /** Signature bytes (Ed25519, and P-256 as r ‖ s). */

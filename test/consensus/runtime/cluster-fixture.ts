@@ -15,7 +15,6 @@ import { openLedger } from '../../../src/consensus/runtime/ledger.ts';
 import { ConsensusNode, type ConsensusNodeInit, chainContext } from '../../../src/consensus/runtime/node.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
 import { createLocalAlliance, type LocalAlliance } from '../../../src/devtools/local-alliance.ts';
-import type { SigningMode } from '../../../src/event/signer.ts';
 import { tempDir } from '../../helpers/tmp.ts';
 import { allianceGateways, type GatewaySet } from './events-fixture.ts';
 
@@ -40,7 +39,6 @@ export interface MemoryAllianceOptions
   viewChangeTimeoutMs?: number;
   /** Gateways registered in the genesis, `gw-1` … spread over the members (default 2). */
   gateways?: number;
-  signing?: SigningMode;
 }
 
 export async function memoryAlliance(
@@ -70,7 +68,7 @@ export async function memoryAlliance(
     dir,
     net,
     members,
-    gateways: allianceGateways(alliance, options.signing ?? 'event'),
+    gateways: allianceGateways(alliance),
     nodes,
     reference,
     stateLag,
