@@ -87,7 +87,7 @@ describe('the body store', () => {
     expect(s.byProduct('SN-2', 10).map((e) => e.id)).toEqual([a.events[2]!.id]);
     expect(s.get(a.events[0]!.id)).toMatchObject({
       env: a.events[0]!.env,
-      body: a.events[0]!.body,
+      body: JSON.parse(a.bodies[0]!),
       height: null,
     });
     expect(s.get(a.events[0]!.id)!.bodyText).toBe(a.bodies[0]);
