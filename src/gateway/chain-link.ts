@@ -9,8 +9,8 @@
  * - `none`: no chain; events stay in the outbox.
  */
 import { dirname, join, resolve } from 'node:path';
-import type { ChainClient } from '../consensus/runtime/client.ts';
 import { loadGenesis } from '../consensus/genesis/genesis.ts';
+import type { ChainClient } from '../consensus/runtime/client.ts';
 import { type ConsensusNode, chainContext, type NodeStatus } from '../consensus/runtime/node.ts';
 import type { Logger } from '../log/logger.ts';
 import { startValidator, type ValidatorSettings } from '../validator/validator.ts';

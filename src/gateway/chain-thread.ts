@@ -26,9 +26,9 @@
 import { Worker } from 'node:worker_threads';
 import type {
   ChainClient,
-  SubmitBatch,
   ChainReceipt,
   CommittedBlockInfo,
+  SubmitBatch,
   SubmitVerdict,
 } from '../consensus/runtime/client.ts';
 import type { NodeStatus } from '../consensus/runtime/node.ts';

@@ -9,8 +9,9 @@
  * or validator API cannot make the gateway mark (and later prune) a batch that is not final: a block
  * that fails is reported (`onError`), not delivered, and polled again after a pause.
  */
-import { verifyCommitCertificate, type VerifyContext } from '../consensus/core/verify.ts';
+
 import { blockHash } from '../consensus/core/signing.ts';
+import { type VerifyContext, verifyCommitCertificate } from '../consensus/core/verify.ts';
 import {
   type ChainClient,
   type ChainReceipt,
@@ -131,7 +132,8 @@ export function httpChainClient(options: HttpChainOptions): ChainClient {
           `/v1/commits?after=${height - 1}&limit=1`,
         );
         const b = got[0];
-        if (!b || b.height !== height) throw new Error(`the validator API has no block ${height} for a receipt`);
+        if (!b || b.height !== height)
+          throw new Error(`the validator API has no block ${height} for a receipt`);
         const problem = blockInfoProblem(options.verify, b);
         if (problem) throw new Error(`refusing a receipt: ${problem}`);
         blocks.set(height, b);

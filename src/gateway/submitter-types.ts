@@ -9,8 +9,10 @@ export interface SubmitterLogger {
 
 /** The outbox operations the submitter uses. */
 export interface OutboxLike {
-  /** Batches not final yet or whose bodies are not confirmed kept, oldest first, up to `eventsMax` events. */
+  /** Batches not final yet, oldest first, up to `eventsMax` events. */
   pending(options: { afterSeq?: number; eventsMax: number }): StoredBatch[];
+  /** Final batches whose bodies the member has not confirmed keeping, oldest first. */
+  unconfirmed(options: { afterSeq?: number; eventsMax: number }): StoredBatch[];
   /** Marks batches final and saves `meta` in the same transaction; returns the events newly marked. */
   markCommitted(receipts: readonly CommitReceipt[], nowMs?: number, meta?: Record<string, unknown>): number;
   /** Records that the member's body store keeps these batches' bodies; returns the batches marked. */

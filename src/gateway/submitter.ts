@@ -32,8 +32,8 @@
  *   await s.stop();
  */
 import type { ChainClient, CommittedBlockInfo } from '../consensus/runtime/client.ts';
-import { submitter } from './bounds.ts';
 import type { CommitReceipt, StoredBatch } from '../store/outbox.ts';
+import { submitter } from './bounds.ts';
 import type { OutboxLike, SubmitterLogger } from './submitter-types.ts';
 
 export interface SubmitterOptions {
@@ -104,6 +104,8 @@ export class Submitter {
   /** When we last submitted everything again, and how many times in a row without progress. */
   #lastResubmitMs = -Infinity;
   #resubmitsWithoutProgress = 0;
+  /** When final batches whose bodies were not confirmed were last sent again. */
+  #lastConfirmMs = -Infinity;
   #lastHeight: number;
   #tokens: number;
   #tokensAtMs: number;
@@ -175,6 +177,7 @@ export class Submitter {
     try {
       this.#resubmitStale();
       await this.#fill();
+      await this.#confirmBodies();
     } catch (err) {
       this.#stats.errors += 1;
       this.#log.warn('submission failed; will retry', { err: (err as Error).message });
@@ -214,6 +217,7 @@ export class Submitter {
       if (room <= 0) return;
       const batches = this.#o.pending({ afterSeq: this.#lastSubmittedSeq, eventsMax: room });
       if (batches.length === 0) return;
+      for (const b of batches) this.#tokens -= b.count;
       const sentMs = this.#now();
       const verdicts = await this.#chain.submit(batches.map((b) => ({ tx: b.tx, bodies: b.bodies })));
       if (!this.#running) return;
@@ -238,8 +242,6 @@ export class Submitter {
         }
         if (v && !v.accepted) this.#refused[v.reason] = (this.#refused[v.reason] ?? 0) + 1;
         this.#lastSubmittedSeq = b.firstSeq;
-        if (b.committed) return;
-        this.#tokens -= b.count;
         this.#stats.submitted += b.count;
         if (v && !v.accepted && v.reason === 'committed') {
           committed.push(b);
@@ -252,6 +254,26 @@ export class Submitter {
       await this.#settleCommitted(committed);
       if (stop) return;
     }
+  }
+
+  /**
+   * Final batches whose bodies the member did not confirm keeping (its body store was full, or lost
+   * them): sent again, at most once per `resubmitAfterMs`, until it does. They may not leave the
+   * outbox before: the bodies live nowhere else.
+   */
+  async #confirmBodies(): Promise<void> {
+    if (this.#now() - this.#lastConfirmMs < this.#resubmitMs) return;
+    this.#lastConfirmMs = this.#now();
+    const batches = this.#o.unconfirmed({ eventsMax: this.#batchMax });
+    if (batches.length === 0) return;
+    const verdicts = await this.#chain.submit(batches.map((b) => ({ tx: b.tx, bodies: b.bodies })));
+    const kept = batches.filter((_, i) => verdicts[i]?.bodiesKept).map((b) => b.txId);
+    if (kept.length > 0) this.#stats.bodiesKept += this.#o.markBodiesKept(kept);
+    else
+      this.#log.warn('the member has not confirmed the bodies of final batches; they stay in the outbox', {
+        batches: batches.length,
+        reason: verdicts.flatMap((v) => (v.accepted ? [] : [v.reason]))[0],
+      });
   }
 
   /** Batches the chain says are already final (a resubmission after a restart): fetch where, mark them. */

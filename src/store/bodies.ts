@@ -29,12 +29,19 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventRejected } from '../event/errors.ts';
-import type { DataClass } from '../event/kinds.ts';
 import type { DecodedBatch } from '../event/batch.ts';
+import { EventRejected } from '../event/errors.ts';
 import type { EventBody, EventEnvelope } from '../event/event.ts';
+import type { DataClass } from '../event/kinds.ts';
 import { checkBody } from '../event/verify.ts';
-import { type Migration, openDatabase, type SqliteDatabase, StoreError, type Synchronous, usedBytes } from './db.ts';
+import {
+  type Migration,
+  openDatabase,
+  type SqliteDatabase,
+  StoreError,
+  type Synchronous,
+  usedBytes,
+} from './db.ts';
 
 export const bodyStoreFormat = { name: 'masbc-edge body store', version: 1 } as const;
 
@@ -177,8 +184,11 @@ export class BodyStore {
   }
 
   private constructor(db: SqliteDatabase, options: BodyStoreOptions) {
-    const member = db.prepare("SELECT value FROM meta WHERE key = 'member'").pluck().get() as string | undefined;
-    if (member === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('member', ?)").run(options.member);
+    const member = db.prepare("SELECT value FROM meta WHERE key = 'member'").pluck().get() as
+      | string
+      | undefined;
+    if (member === undefined)
+      db.prepare("INSERT INTO meta (key, value) VALUES ('member', ?)").run(options.member);
     else if (member !== options.member) {
       db.close();
       throw new StoreError(`${options.path} holds the bodies of ${member}, not of ${options.member}`);
@@ -219,9 +229,15 @@ export class BodyStore {
   keep(batch: DecodedBatch, bodies: readonly string[], nowMs = Date.now()): void {
     const h = batch.header;
     if (h.enterprise !== this.member)
-      return this.#refuse('foreign_body', `a body of ${h.enterprise}'s events: this store keeps ${this.member}'s only`);
+      return this.#refuse(
+        'foreign_body',
+        `a body of ${h.enterprise}'s events: this store keeps ${this.member}'s only`,
+      );
     if (bodies.length !== batch.envelopes.length)
-      return this.#refuse('malformed', `${bodies.length} bodies for a batch of ${batch.envelopes.length} events`);
+      return this.#refuse(
+        'malformed',
+        `${bodies.length} bodies for a batch of ${batch.envelopes.length} events`,
+      );
     const parsed: EventBody[] = [];
     let bytes = 0;
     for (const [i, text] of bodies.entries()) {

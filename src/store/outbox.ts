@@ -33,7 +33,7 @@ import { join } from 'node:path';
 import { batchEventsMax } from '../event/bounds.ts';
 import type { EventDraft } from '../event/draft.ts';
 import { EventRejected } from '../event/errors.ts';
-import { encodeBody, type EventRecord, eventId, type GapInfo } from '../event/event.ts';
+import { type EventRecord, encodeBody, eventId, type GapInfo } from '../event/event.ts';
 import type { EventKind } from '../event/kinds.ts';
 import { type ChainHead, type EventSigner, emptyHead, type SignedBatch } from '../event/signer.ts';
 import { type BatchVerifier, checkBody } from '../event/verify.ts';
@@ -288,9 +288,14 @@ export class Outbox {
       delMeta: db.prepare('DELETE FROM meta WHERE key = ?'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       open: db.prepare(
-        'SELECT first_seq, count, tx_id, tx, committed, bodies_kept FROM batches WHERE (committed = 0 OR bodies_kept = 0) AND first_seq > ? ORDER BY first_seq LIMIT ?',
+        'SELECT first_seq, count, tx_id, tx, committed, bodies_kept FROM batches WHERE committed = 0 AND first_seq > ? ORDER BY first_seq LIMIT ?',
       ),
-      bodiesOf: db.prepare('SELECT seq, id, body, source_time_ms, gateway_time_ms FROM events WHERE batch_seq = ? ORDER BY seq'),
+      unconfirmed: db.prepare(
+        'SELECT first_seq, count, tx_id, tx, committed, bodies_kept FROM batches WHERE committed = 1 AND bodies_kept = 0 AND first_seq > ? ORDER BY first_seq LIMIT ?',
+      ),
+      bodiesOf: db.prepare(
+        'SELECT seq, id, body, source_time_ms, gateway_time_ms FROM events WHERE batch_seq = ? ORDER BY seq',
+      ),
       isPending: db.prepare('SELECT 1 FROM batches WHERE tx_id = ? AND committed = 0'),
       bySeq: db.prepare(`${eventSelect} WHERE e.seq = ?`),
       byId: db.prepare(`${eventSelect} WHERE e.id = ?`),
@@ -535,16 +540,31 @@ export class Outbox {
   }
 
   /**
-   * Oldest batches with first seq > afterSeq that are not final yet, or whose bodies the member has
-   * not confirmed, up to `eventsMax` events (at least one batch), verified on read. A corrupt batch
-   * stops the list: nothing after it can be final before it.
+   * Oldest batches with first seq > afterSeq that are not final yet, up to `eventsMax` events (at
+   * least one batch), verified on read. A corrupt batch stops the list: nothing after it can be final
+   * before it.
    */
   pending(options: { afterSeq?: number; eventsMax: number }): StoredBatch[] {
+    return this.#read(this.#stmt.open, options);
+  }
+
+  /**
+   * Oldest final batches whose bodies the member has not confirmed keeping, up to `eventsMax` events
+   * (at least one batch), verified on read: the submitter sends them again until it has.
+   */
+  unconfirmed(options: { afterSeq?: number; eventsMax: number }): StoredBatch[] {
+    return this.#read(this.#stmt.unconfirmed, options);
+  }
+
+  #read(
+    query: { all(after: number, limit: number): unknown[] },
+    options: { afterSeq?: number; eventsMax: number },
+  ): StoredBatch[] {
     const out: StoredBatch[] = [];
     let events = 0;
     let after = options.afterSeq ?? 0;
     for (;;) {
-      const rows = this.#stmt.open.all(after, 64) as BatchRow[];
+      const rows = query.all(after, 64) as BatchRow[];
       if (rows.length === 0) return out;
       for (const row of rows) {
         if (out.length > 0 && events + row.count > options.eventsMax) return out;
@@ -628,7 +648,9 @@ export class Outbox {
 
   /** The newest `limit` events, newest first. */
   last(limit: number): StoredEvent[] {
-    return (this.#stmt.last.all(limit) as EventRow[]).map((r) => this.#event(r)).filter((e) => e !== undefined);
+    return (this.#stmt.last.all(limit) as EventRow[])
+      .map((r) => this.#event(r))
+      .filter((e) => e !== undefined);
   }
 
   stats(): OutboxStats {
@@ -717,7 +739,8 @@ export class Outbox {
   #event(row: EventRow): StoredEvent | undefined {
     try {
       const env = JSON.parse(row.env) as EventRecord['env'];
-      if (eventId(env) !== row.id) throw new EventRejected('id_mismatch', 'id is not the hash of the envelope');
+      if (eventId(env) !== row.id)
+        throw new EventRejected('id_mismatch', 'id is not the hash of the envelope');
       const body = checkBody(row.body, env.body, env.kind);
       return {
         seq: row.seq,

@@ -76,17 +76,14 @@ describe('outbox', () => {
     expect(o.markCommitted([receipt(first[0]!, 8)])).toBe(0);
     expect(o.isOwnPending(first[0]!.txId)).toBe(false);
     expect(o.isOwnPending(r.batches[2]!.txId)).toBe(true);
-    // Final but its bodies not confirmed kept by the member: still handed to the submitter.
-    expect(o.pending({ eventsMax: 100 }).map((b) => [b.firstSeq, b.committed])).toEqual([
+    // Final but its bodies not confirmed kept by the member: the submitter sends them again.
+    expect(o.pending({ eventsMax: 100 }).map((b) => b.firstSeq)).toEqual([11, 16, 21, 26]);
+    expect(o.unconfirmed({ eventsMax: 100 }).map((b) => [b.firstSeq, b.committed])).toEqual([
       [1, true],
       [6, true],
-      [11, false],
-      [16, false],
-      [21, false],
-      [26, false],
     ]);
     expect(o.markBodiesKept(first.map((b) => b.txId))).toBe(2);
-    expect(seqs(o.pending({ eventsMax: 100 }))[0]).toBe(11);
+    expect(o.unconfirmed({ eventsMax: 100 })).toEqual([]);
     expect(o.get(3)).toMatchObject({ seq: 3, committed: true, height: 7, txId: first[0]!.txId });
     expect(o.getById(r.stored[4]!.id)?.seq).toBe(5);
     expect(o.byLot('LOT-1').map((e) => e.seq)).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
@@ -149,7 +146,7 @@ describe('outbox', () => {
     // b is final but its bodies live nowhere else: it stays.
     expect(o.prune(500, 1_600)).toBe(5);
     expect(o.stats()).toMatchObject({ rows: 5, pending: 0, bodiesUnconfirmed: 1 });
-    expect(o.pending({ eventsMax: 100 }).map((x) => x.firstSeq)).toEqual([6]);
+    expect(o.unconfirmed({ eventsMax: 100 }).map((x) => x.firstSeq)).toEqual([6]);
     expect(o.get(1)).toBeUndefined();
     expect(o.get(6)?.event.body?.product).toBe('SN-5');
   });
