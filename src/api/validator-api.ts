@@ -42,10 +42,10 @@ import {
   decodeSubmission,
   submitBatchesMax,
 } from '../consensus/runtime/client.ts';
-import type { BodyStore } from '../store/bodies.ts';
 import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/node.ts';
 import { certifiedBlockToJson } from '../consensus/wire/codec.ts';
 import { fromHex } from '../crypto/hash.ts';
+import type { BodyStore } from '../store/bodies.ts';
 
 export interface ValidatorApiLimits {
   /** Largest request body (batches with their bodies), bytes. */

@@ -60,7 +60,9 @@ function openChain(where: Where) {
 function openBodies(data: string): BodyStore | undefined {
   const path = bodyStorePath(data);
   const member = BodyStore.memberAt(path);
-  return member === undefined ? undefined : BodyStore.open({ path, member, maxBytes: Number.MAX_SAFE_INTEGER });
+  return member === undefined
+    ? undefined
+    : BodyStore.open({ path, member, maxBytes: Number.MAX_SAFE_INTEGER });
 }
 
 /** The ledger state saved with the blocks (checked: a damaged row throws ChainCorruptionError). */
@@ -175,13 +177,21 @@ export function registerChain(program: Command): void {
       const bodies = openBodies(data);
       try {
         if (!bodies) {
-          console.log(`no body store in ${data}: this folder holds no event bodies (only envelopes are on the chain)`);
+          console.log(
+            `no body store in ${data}: this folder holds no event bodies (only envelopes are on the chain)`,
+          );
           return;
         }
         const events = bodies.byLot(lot, lotEventsMax);
         for (const e of events) {
           if (opts.json) {
-            console.log(JSON.stringify({ height: e.height, txId: e.txId, event: { id: e.id, env: e.env, body: e.body } }));
+            console.log(
+              JSON.stringify({
+                height: e.height,
+                txId: e.txId,
+                event: { id: e.id, env: e.env, body: e.body },
+              }),
+            );
             continue;
           }
           const b = e.body;
@@ -195,7 +205,9 @@ export function registerChain(program: Command): void {
           );
         }
         if (events.length === 0)
-          console.log(`no events of lot ${lot} in ${bodies.member}'s body store (height ${store.height}); a member holds only its own bodies`);
+          console.log(
+            `no events of lot ${lot} in ${bodies.member}'s body store (height ${store.height}); a member holds only its own bodies`,
+          );
       } finally {
         bodies?.close();
         store.close();

@@ -16,7 +16,6 @@
  */
 
 import { buildValidatorApi } from '../api/validator-api.ts';
-import { BodyStore, type BodyRetention, bodyStorePath } from '../store/bodies.ts';
 import { txIdOf } from '../consensus/app/tx.ts';
 import type { Timing } from '../consensus/core/config.ts';
 import { type Genesis, loadGenesis } from '../consensus/genesis/genesis.ts';
@@ -29,6 +28,7 @@ import { ConsensusNode, chainContext } from '../consensus/runtime/node.ts';
 import { fromHex, toHex } from '../crypto/hash.ts';
 import { loadKeyFile } from '../crypto/keys.ts';
 import type { Logger } from '../log/logger.ts';
+import { type BodyRetention, BodyStore, bodyStorePath } from '../store/bodies.ts';
 
 /** Default disk budget of the member's body store. */
 const defaultBodyStoreBytes = 8 * 1024 ** 3;

@@ -223,7 +223,12 @@ export class Cluster {
     const keys = simKeys(o.rng.fork(), o.n, o.realKeys);
     this.signers = keys.signers;
     this.validators = keys.validators;
-    this.ctx = { chainId, validators: keys.validators, verifier: keys.verifier };
+    this.ctx = {
+      chainId,
+      validators: keys.validators,
+      verifier: keys.verifier,
+      txId: (tx) => (o.ledger ? txIdOf(tx) : sha256(tx)),
+    };
     this.limits = { ...defaultChainLimits, validatorsMax: o.n, ...o.limits };
     this.#timing = o.timing ?? {};
     this.#local = o.local ?? {};
@@ -598,7 +603,10 @@ export class Cluster {
   }
 
   #resigned(h: Host, m: Extract<Message, { type: 'pre-prepare' }>, txs: Uint8Array[]): Message {
-    const block: Block = { header: { ...m.block.header, txRoot: txRootOf(txs), txCount: txs.length }, txs };
+    const block: Block = {
+      header: { ...m.block.header, txRoot: txRootOf(txs.map(this.ctx.txId)), txCount: txs.length },
+      txs,
+    };
     return signMessage(this.signers[h.index]!, chainId, { ...m, block });
   }
 

@@ -38,8 +38,8 @@ export {
   linkProblem,
 } from './state.ts';
 export {
-  chainKeyOf,
   type BatchTx,
+  chainKeyOf,
   type GatewayKeyLookup,
   parseBatchTx,
   TxChecker,

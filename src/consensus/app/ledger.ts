@@ -19,6 +19,7 @@
 
 import { toHex } from '../../crypto/hash.ts';
 import type { SignatureVerifier } from '../../crypto/keys.ts';
+import { batchTxBytesMax } from '../../event/bounds.ts';
 import type { ChainContext, OrderHooks, TxHooks } from '../core/config.ts';
 import { blockHash } from '../core/signing.ts';
 import type { Block, CertifiedBlock } from '../core/types.ts';
@@ -36,7 +37,6 @@ import {
   linkProblem,
 } from './state.ts';
 import { type BatchTx, type GatewayKeyLookup, TxChecker, type TxCheckerStats, txIdOf } from './tx.ts';
-import { batchTxBytesMax } from '../../event/bounds.ts';
 
 export interface LedgerLimits extends PoolLimits {
   /** Transaction verdicts remembered; ≥ 2 × the core's mempoolTxsMax keeps every pending one. */

@@ -193,7 +193,12 @@ export class Replica {
 
   constructor(config: CoreConfig) {
     this.#c = resolveConfig(config);
-    this.#ctx = { chainId: config.chainId, validators: config.validators, verifier: config.verifier };
+    this.#ctx = {
+      chainId: config.chainId,
+      validators: config.validators,
+      verifier: config.verifier,
+      txId: config.tx.txId,
+    };
     this.#n = config.validators.length;
     this.#f = faultsTolerated(this.#n);
     this.#q = quorumSize(this.#n);
@@ -1337,7 +1342,7 @@ export class Replica {
           view: this.#view,
           prevHash: parent.hash,
           timestampMs: Math.max(Math.floor(this.#now), parent.timestampMs),
-          txRoot: txRootOf(txs),
+          txRoot: txRootOf(txs.map(this.#c.tx.txId)),
           txCount: txs.length,
           proposer: this.#self,
         },

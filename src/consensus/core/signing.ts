@@ -51,9 +51,13 @@ export function blockHash(header: BlockHeader): Uint8Array {
   return h;
 }
 
-/** RFC 6962 root over the transactions' bytes (leaf = the transaction itself). */
-export function txRootOf(txs: readonly Uint8Array[]): Uint8Array {
-  return merkleRoot(txs);
+/**
+ * RFC 6962 root over the transactions' ids (`TxHooks.txId`), in block order. An id must commit to
+ * every byte of its transaction (the ledger's do), so the root covers the block's contents while an
+ * inclusion proof needs only the transaction's id, not its bytes.
+ */
+export function txRootOf(txIds: readonly Uint8Array[]): Uint8Array {
+  return merkleRoot(txIds);
 }
 
 export function blockTxBytes(txs: readonly Uint8Array[]): number {

@@ -145,7 +145,8 @@ export function decodeSubmission(
         return { ok: false, error: `at most ${submitBatchesMax} batches per submission` };
       const txLength = buf.readUInt32BE(at);
       at += 4;
-      if (txLength > batchTxBytesMax) return { ok: false, error: `a batch of ${txLength} bytes is too large` };
+      if (txLength > batchTxBytesMax)
+        return { ok: false, error: `a batch of ${txLength} bytes is too large` };
       if (at + txLength > buf.byteLength) return { ok: false, error: 'truncated batch' };
       const tx = new Uint8Array(buf.subarray(at, at + txLength));
       at += txLength;
@@ -164,7 +165,10 @@ export function decodeSubmission(
       batches.push({ tx, bodies });
     }
   } catch (err) {
-    return { ok: false, error: err instanceof RangeError ? 'truncated submission' : `not UTF-8 text: ${(err as Error).message}` };
+    return {
+      ok: false,
+      error: err instanceof RangeError ? 'truncated submission' : `not UTF-8 text: ${(err as Error).message}`,
+    };
   }
   return { ok: true, batches };
 }
@@ -186,7 +190,8 @@ export function localChainClient(node: ConsensusNode, bodies: BodyStore): ChainC
 
   function submitOne(b: SubmitBatch): SubmitVerdict {
     const d = decodeBatchTx(b.tx);
-    if (!d.ok) return { accepted: false, reason: 'invalid', detail: `${d.code}: ${d.message}`, bodiesKept: false };
+    if (!d.ok)
+      return { accepted: false, reason: 'invalid', detail: `${d.code}: ${d.message}`, bodiesKept: false };
     // The batch must be valid (key, signature) before its bodies are kept. The verdict is cached, so
     // the node's submit costs no second check; an invalid batch is still submitted, for the node to
     // refuse and count like any other.

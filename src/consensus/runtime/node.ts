@@ -32,6 +32,7 @@
 
 import { toHex } from '../../crypto/hash.ts';
 import { nodeVerifier, type Signer } from '../../crypto/keys.ts';
+import { txIdOf } from '../app/tx.ts';
 import { defaultLocalLimits, type LocalLimits, type Timing } from '../core/config.ts';
 import { type PeerFault, type Ready, type SubmitResult, syncResponseFor } from '../core/io.ts';
 import { Replica, type ReplicaMetrics } from '../core/replica.ts';
@@ -181,12 +182,16 @@ export class NodeNotRunningError extends Error {
   override name = 'NodeNotRunningError';
 }
 
-/** The chain context the store and verification need, from a genesis. */
-export function chainContext(genesis: Genesis): ChainContext {
+/**
+ * The chain context the store and verification need, from a genesis. `txId` is the application's
+ * (the ledger's by default): it gives the leaves of every block's transaction root.
+ */
+export function chainContext(genesis: Genesis, txId: (tx: Uint8Array) => Uint8Array = txIdOf): ChainContext {
   return {
     chainId: genesis.chainId,
     validators: genesis.consensusValidators(),
     verifier: nodeVerifier,
+    txId,
     limits: genesis.chainLimits,
     genesisHash: genesis.hashBytes,
   };

@@ -1,6 +1,7 @@
 /** Signed batches for the ledger tests: real keys, the real signer, deterministic salts and clocks. */
 
 import { GatewayRegistry } from '../../../src/consensus/app/registry.ts';
+import { txIdOf } from '../../../src/consensus/app/tx.ts';
 import { blockHash, txRootOf } from '../../../src/consensus/core/signing.ts';
 import type { Block } from '../../../src/consensus/core/types.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
@@ -106,7 +107,7 @@ export function blockOf(height: number, prevHash: Uint8Array, txs: Uint8Array[])
       view: 0,
       prevHash,
       timestampMs: 1_763_880_000_000 + height,
-      txRoot: txRootOf(txs),
+      txRoot: txRootOf(txs.map(txIdOf)),
       txCount: txs.length,
       proposer: 0,
     },

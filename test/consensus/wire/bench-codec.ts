@@ -23,7 +23,7 @@ const block: Block = {
     view: 0,
     prevHash: sha256(),
     timestampMs: 1_767_000_000_000,
-    txRoot: txRootOf(txs),
+    txRoot: txRootOf(txs.map((t) => sha256(t))),
     txCount: txs.length,
     proposer: 0,
   },
@@ -55,7 +55,7 @@ const dec = med(() => {
   if (!r.ok) throw new Error(r.error.detail);
 });
 const root = med(() => {
-  txRootOf(txs);
+  txRootOf(txs.map((t) => sha256(t)));
 });
 const hash = med(() => {
   blockHash({ ...block.header });

@@ -30,7 +30,7 @@ import { generateKey, nodeVerifier } from '../../../src/crypto/keys.ts';
 const chainId = 'test-chain';
 const keys = Array.from({ length: 4 }, () => generateKey('ed25519'));
 const validators: Validator[] = keys.map((k) => ({ keyId: k.keyId, alg: k.alg, publicKey: k.publicKey }));
-const ctx: VerifyContext = { chainId, validators, verifier: nodeVerifier };
+const ctx: VerifyContext = { chainId, validators, verifier: nodeVerifier, txId: (tx) => sha256(tx) };
 const enc = new TextEncoder();
 
 function block(height = 1, view = 0, txs = [enc.encode('a'), enc.encode('bc')]): Block {
@@ -42,7 +42,7 @@ function block(height = 1, view = 0, txs = [enc.encode('a'), enc.encode('bc')]):
       view,
       prevHash: sha256(),
       timestampMs: 1_767_000_000_000,
-      txRoot: txRootOf(txs),
+      txRoot: txRootOf(txs.map((t) => sha256(t))),
       txCount: txs.length,
       proposer: view % 4,
     },
