@@ -220,11 +220,15 @@ export class Ledger {
     return updates;
   }
 
-  /** The verdict of `TxHooks.checkTx`: null, or `code: message`. */
+  /**
+   * The verdict of `TxHooks.checkTx`: null, or `code: message`. A refusal is counted when it is
+   * reached, not again when the same bytes come back (the verdict is cached).
+   */
   checkTx(tx: Uint8Array): string | null {
+    const hits = this.#checker.verdictHits;
     const v = this.#checker.check(tx);
     if (v.ok) return null;
-    this.#count(v.code);
+    if (this.#checker.verdictHits === hits) this.#count(v.code);
     return `${v.code}: ${v.message}`;
   }
 

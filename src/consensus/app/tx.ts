@@ -208,6 +208,11 @@ export class TxChecker {
     return verdict;
   }
 
+  /** Verdicts answered from the cache so far. */
+  get verdictHits(): number {
+    return this.#verdictHits;
+  }
+
   /** The ordering fields of a valid transaction, from the scan (structure only). */
   batchOf(tx: Uint8Array): BatchTx | undefined {
     return parseBatchTx(tx);
