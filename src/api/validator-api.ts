@@ -9,7 +9,8 @@
  *                              (runtime/client.ts `encodeSubmission`) → {"verdicts":[{accepted,
  *                              reason?, detail?, bodiesKept}]}. Bodies go to this member's body store
  *                              only (another member's are refused); a batch is submitted to the chain
- *                              only once its bodies are kept.
+ *                              only once its bodies are kept. A batch sent with no bodies is submitted
+ *                              as it is (its gateway keeps the bodies until its member has them).
  *   GET  /v1/commits?after=H   final blocks above H: {"height","blocks":[{height, blockHash, txIds,
  *        &limit=N&waitMs=W     timestampMs, header, certificate}]}; long-polls up to W ms when there is
  *                              none yet (what http-chain.ts follows and checks against the genesis)
