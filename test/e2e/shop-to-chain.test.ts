@@ -9,6 +9,7 @@
  * validator), its body in the gateway's member's body store (and nowhere else), and what the scenario
  * engine produced (parts, scans) equals what is on chain, event for event.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayRegistryOf } from '../../src/consensus/app/index.ts';
@@ -306,4 +307,45 @@ describe('shop floor to finality through outages (real sockets and processes)', 
       expect((s.refusals.committed ?? 0) - (before.refusals.committed ?? 0)).toBe(1);
     }
   });
+
+  it("no other member's data folder holds any of the gateway's private data; its own store holds every body", async () => {
+    await settle();
+    const { events } = chainEvents(alliance.peers[0]!.dataDir);
+    const mine = withBodies(events.filter((e) => e.env.enterprise === enterprise));
+    expect(mine.length).toBeGreaterThan(100);
+    // What identifies a lot, order or product, or carries a measurement: every distinct value.
+    const secrets = new Set<string>();
+    for (const e of mine) {
+      const b = e.body!;
+      for (const v of [b.lot, b.order, b.product, b.salt]) if (v && v.length >= 6) secrets.add(v);
+      for (const [name, value] of Object.entries(b.values)) {
+        if (typeof value.v === 'number' && !Number.isInteger(value.v))
+          secrets.add(`"${name}":{"q":"${value.q}"`);
+        if (typeof value.v === 'string' && value.v.length >= 6) secrets.add(value.v);
+      }
+    }
+    expect(secrets.size).toBeGreaterThan(50);
+    // Every file of every other member: SQLite stores, their WAL, logs.
+    const found: string[] = [];
+    for (const p of alliance.peers) {
+      for (const file of filesUnder(p.dataDir)) {
+        const text = readFileSync(file).toString('latin1');
+        for (const secret of secrets) if (text.includes(secret)) found.push(`${file}: ${secret}`);
+      }
+    }
+    expect(found).toEqual([]);
+    // The same search finds them where they are: the gateway's member's body store.
+    const own = filesUnder(join(gateway.dataDir, 'chain'))
+      .filter((f) => f.includes('bodies.db'))
+      .map((f) => readFileSync(f).toString('latin1'))
+      .join('');
+    expect([...secrets].filter((x) => own.includes(x)).length).toBeGreaterThan(secrets.size / 2);
+  });
 });
+
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)],
+  );
+}
