@@ -316,22 +316,26 @@ export function retryable(r: SubmitAnswer): boolean {
 }
 
 /**
- * Submits `bytes` (one gateway's events, in its seq order) until each is accepted, pending or
- * committed, resubmitting what a full pool refused (in order) after the next commit on `stream`.
- * Any other refusal throws.
+ * Submits `bytes` (one gateway's batches, in its seq order, with their events' `bodies` when given)
+ * until each is accepted, pending or committed, resubmitting what a full pool refused (in order)
+ * after the next commit on `stream`. Any other refusal throws.
  */
 export async function submitInOrder(
   peer: PeerProcess,
   bytes: readonly Uint8Array[],
   stream: CommitStream,
+  bodies?: readonly (readonly string[])[],
 ): Promise<void> {
-  let pending = bytes;
+  let pending = bytes.map((tx, k) => ({ tx, bodies: bodies?.[k] ?? [] }));
   while (pending.length > 0) {
-    const results = await peer.submit(pending);
-    const retry: Uint8Array[] = [];
+    const results = await peer.submit(
+      pending.map((p) => p.tx),
+      pending.map((p) => p.bodies),
+    );
+    const retry: typeof pending = [];
     results.forEach((r, k) => {
       if (r.accepted || r.reason === 'duplicate' || r.reason === 'committed') return;
-      if (!retryable(r)) throw new Error(`${peer.member} refused an event: ${r.reason} ${r.detail}`);
+      if (!retryable(r)) throw new Error(`${peer.member} refused a batch: ${r.reason} ${r.detail}`);
       retry.push(pending[k]!);
     });
     if (retry.length > 0) await stream.next(); // the mempool drains as blocks commit
