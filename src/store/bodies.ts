@@ -229,12 +229,12 @@ export class BodyStore {
   keep(batch: DecodedBatch, bodies: readonly string[], nowMs = Date.now()): void {
     const h = batch.header;
     if (h.enterprise !== this.member)
-      return this.#refuse(
+      throw this.#refuse(
         'foreign_body',
         `a body of ${h.enterprise}'s events: this store keeps ${this.member}'s only`,
       );
     if (bodies.length !== batch.envelopes.length)
-      return this.#refuse(
+      throw this.#refuse(
         'malformed',
         `${bodies.length} bodies for a batch of ${batch.envelopes.length} events`,
       );
@@ -247,14 +247,14 @@ export class BodyStore {
       } catch (err) {
         if (!(err instanceof EventRejected)) throw err;
         const code = err.code === 'body_mismatch' || err.code === 'oversize' ? err.code : 'malformed';
-        return this.#refuse(code, err.message);
+        throw this.#refuse(code, err.message);
       }
       bytes += text.length + batch.envelopeBytes[i]!.byteLength;
     }
     const txId = Buffer.from(batch.txId).toString('hex');
     if (this.#stmt.countTx.get(txId) === batch.envelopes.length) return;
     if (usedBytes(this.#db) + bytes * rowOverheadFactor > this.#maxBytes)
-      return this.#refuse('body_store_full', `the body store's budget of ${this.#maxBytes} bytes is reached`);
+      throw this.#refuse('body_store_full', `the body store's budget of ${this.#maxBytes} bytes is reached`);
     this.#db.transaction(() => {
       for (const [i, body] of parsed.entries()) {
         const env = batch.envelopes[i]!;
@@ -359,9 +359,10 @@ export class BodyStore {
     if (this.#db.open) this.#db.close();
   }
 
-  #refuse(code: BodyRefusalCode, message: string): never {
+  /** Counts a refusal and returns its error, for the caller to throw. */
+  #refuse(code: BodyRefusalCode, message: string): BodiesRefused {
     this.#refused[code]++;
-    throw new BodiesRefused(code, message);
+    return new BodiesRefused(code, message);
   }
 
   #kept(row: Row): KeptEvent {
