@@ -10,52 +10,27 @@
  * that fails is reported (`onError`), not delivered, and polled again after a pause.
  */
 
-import { blockHash } from '../consensus/core/signing.ts';
-import { type VerifyContext, verifyCommitCertificate } from '../consensus/core/verify.ts';
+import type { ChainContext } from '../consensus/runtime/block-store.ts';
 import {
+  blockInfoProblem,
   type ChainClient,
   type ChainReceipt,
   type CommittedBlockInfo,
   encodeSubmission,
   type SubmitVerdict,
 } from '../consensus/runtime/client.ts';
-import { certificateFromJson, headerFromJson } from '../consensus/wire/codec.ts';
-import { bytesEqual, fromHex, toHex } from '../crypto/hash.ts';
-import { merkleRoot } from '../crypto/merkle.ts';
 
 export interface HttpChainOptions {
   /** e.g. http://10.0.0.5:8181 */
   baseUrl: string;
   /** The alliance's validators, from the genesis: what a final block must be certified by. */
-  verify: VerifyContext;
+  verify: ChainContext;
   requestTimeoutMs?: number;
   /** Long-poll duration of GET /v1/commits. */
   pollWaitMs?: number;
   /** Pause after a failed poll before the next one (doubles up to 10 s). */
   retryMs?: number;
   onError?: (err: Error) => void;
-}
-
-/** Why a block from the API cannot be believed, or null when it checks out against the genesis. */
-export function blockInfoProblem(ctx: VerifyContext, info: CommittedBlockInfo): string | null {
-  const header = headerFromJson(info.header);
-  if (!header.ok) return `block ${info.height}: header: ${header.error.detail}`;
-  const cert = certificateFromJson(info.certificate);
-  if (!cert.ok) return `block ${info.height}: certificate: ${cert.error.detail}`;
-  const h = header.value;
-  const hash = blockHash(h);
-  if (h.height !== info.height || toHex(hash) !== info.blockHash)
-    return `block ${info.height}: the header is not the block named`;
-  if (cert.value.height !== h.height || !bytesEqual(cert.value.blockHash, hash))
-    return `block ${info.height}: the certificate names another block`;
-  const bad = verifyCommitCertificate(ctx, cert.value);
-  if (bad) return `block ${info.height}: certificate: ${bad.code}: ${bad.detail}`;
-  if (
-    info.txIds.length !== h.txCount ||
-    !bytesEqual(merkleRoot(info.txIds.map((id) => fromHex(id))), h.txRoot)
-  )
-    return `block ${info.height}: its transaction ids do not give the header's root`;
-  return null;
 }
 
 export function httpChainClient(options: HttpChainOptions): ChainClient {

@@ -10,13 +10,16 @@
  * chain without its bodies kept by the member (docs/store.md). They never reach the node, the
  * transport or another member.
  */
-import { fromHex, toHex } from '../../crypto/hash.ts';
+import { bytesEqual, fromHex, toHex } from '../../crypto/hash.ts';
+import { merkleRoot } from '../../crypto/merkle.ts';
 import { decodeBatchTx } from '../../event/batch.ts';
 import { batchEventsMax, batchTxBytesMax, bodyBytesMax } from '../../event/bounds.ts';
 import { BodiesRefused, type BodyStore } from '../../store/bodies.ts';
 import { certificateToJson, headerToJson, type Json } from '../core/forms.ts';
 import { blockHash } from '../core/signing.ts';
 import type { Block, CommitCertificate } from '../core/types.ts';
+import { type VerifyContext, verifyCommitCertificate } from '../core/verify.ts';
+import { certificateFromJson, headerFromJson } from '../wire/codec.ts';
 import type { ConsensusNode } from './node.ts';
 
 /** One signed batch and its events' bodies (canonical JSON, in seq order). */
@@ -269,4 +272,26 @@ export function localChainClient(node: ConsensusNode, bodies: BodyStore): ChainC
       });
     },
   };
+}
+
+/** Why a block from the API cannot be believed, or null when it checks out against the genesis. */
+export function blockInfoProblem(ctx: VerifyContext, info: CommittedBlockInfo): string | null {
+  const header = headerFromJson(info.header);
+  if (!header.ok) return `block ${info.height}: header: ${header.error.detail}`;
+  const cert = certificateFromJson(info.certificate);
+  if (!cert.ok) return `block ${info.height}: certificate: ${cert.error.detail}`;
+  const h = header.value;
+  const hash = blockHash(h);
+  if (h.height !== info.height || toHex(hash) !== info.blockHash)
+    return `block ${info.height}: the header is not the block named`;
+  if (cert.value.height !== h.height || !bytesEqual(cert.value.blockHash, hash))
+    return `block ${info.height}: the certificate names another block`;
+  const bad = verifyCommitCertificate(ctx, cert.value);
+  if (bad) return `block ${info.height}: certificate: ${bad.code}: ${bad.detail}`;
+  if (
+    info.txIds.length !== h.txCount ||
+    !bytesEqual(merkleRoot(info.txIds.map((id) => fromHex(id))), h.txRoot)
+  )
+    return `block ${info.height}: its transaction ids do not give the header's root`;
+  return null;
 }
