@@ -91,7 +91,7 @@ function workload(alg: KeyAlgorithm, gateways: number, perGateway: number, batch
 function blockOf(txs: Uint8Array[], height = 1, prevHash = genesisHash, proposer = 0): Block {
   return {
     header: {
-      version: 1,
+      version: 2,
       chainId: 'bench',
       height,
       view: 0,

@@ -101,7 +101,7 @@ export function registryOf(...gateways: TestGateway[]): GatewayRegistry {
 export function blockOf(height: number, prevHash: Uint8Array, txs: Uint8Array[]): Block {
   return {
     header: {
-      version: 1,
+      version: 2,
       chainId: 'ledger-test',
       height,
       view: 0,

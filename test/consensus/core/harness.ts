@@ -254,7 +254,7 @@ export class Net {
   ): Block {
     return {
       header: {
-        version: 1,
+        version: 2,
         chainId,
         height,
         view,

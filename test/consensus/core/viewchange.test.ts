@@ -28,7 +28,7 @@ const ctx = {
 function header(height: number, view: number, prevHash: Uint8Array, salt: number): BlockHeader {
   const txs = [sha256(Uint8Array.of(1, salt, height, view))];
   return {
-    version: 1,
+    version: 2,
     chainId,
     height,
     view,

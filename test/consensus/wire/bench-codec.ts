@@ -17,7 +17,7 @@ const txs = Array.from({ length: 1000 }, (_, i) => {
 });
 const block: Block = {
   header: {
-    version: 1,
+    version: 2,
     chainId: 'bench',
     height: 1,
     view: 0,

@@ -36,7 +36,7 @@ const enc = new TextEncoder();
 function block(height = 1, view = 0, txs = [enc.encode('a'), enc.encode('bc')]): Block {
   return {
     header: {
-      version: 1,
+      version: 2,
       chainId,
       height,
       view,
