@@ -1,21 +1,23 @@
 /**
  * The consensus runtime end to end over real libp2p on loopback: validators are separate OS
  * processes (`masbc-edge peer`), as deployed, running the ledger; every transaction is a real
- * signed event that every replica verifies (`checkTx`: schema, id, body commitment, a key the
- * genesis registers, signature) and orders (each gateway's seq/prev chain, a block rule). Reported,
- * at n = 4 and n = 7, as medians of 3 runs:
+ * signed batch of event envelopes that every replica verifies (`checkTx`: the binary form, a key
+ * the genesis registers, the signature, the envelopes against the header's Merkle root) and
+ * orders (each gateway's seq/prev chain, a block rule); the member's own validator also keeps the
+ * events' bodies in its body store. Reported, at n = 4 and n = 7, as medians of 3 runs:
  *
- * - committed transactions/s with batching: events pre-signed by one test gateway per member (so
- *   signing costs the validators nothing), each gateway submitting its own chain in seq order to its
- *   member's validator (POST /v1/txs) in batches of 100, with at most `windowTxs` uncommitted in
- *   all (a 'mempool-full' or pool-full refusal is retried, in order, after the next commit), timed
- *   from the first submission to the last commit seen on member-1's commits (GET /v1/commits,
- *   long-polled). Once with gateway batch signatures (one Ed25519 signature per batch of 100
- *   events, each event carrying its audit path) and, at n = 4, once with one signature per event;
- * - commit latency p50/p99 at 100 and 1,000 tx/s (events every 10 ms, round-robin over the
- *   gateways, each to its member's validator, in its order), each timed from its submission to its
- *   block in the commits of the validator it was submitted to; above capacity this is the backlog's
- *   wait, reported as measured;
+ * - committed events/s: events pre-signed by one test gateway per member (so signing costs the
+ *   validators nothing), each gateway submitting its own chain in seq order to its member's
+ *   validator (POST /v1/batches, with the bodies) 100 events per submission, with at most
+ *   `windowEvents` uncommitted in all (a 'mempool-full' or pool-full refusal is retried, in
+ *   order, after the next commit), timed from the first submission to the last commit seen on
+ *   member-1's commits (GET /v1/commits, long-polled). Once with 100 events per signed batch (one
+ *   transaction per submission) and, at n = 4, once with one event per batch (100 transactions per
+ *   submission: what a gateway signing each event would cost);
+ * - commit latency p50/p99 at 100 and 1,000 events/s (a batch every 10 ms, of 1 or 10 events,
+ *   round-robin over the gateways, each to its member's validator, in its order), each event
+ *   timed from its submission to its block in the commits of the validator it was submitted to;
+ *   above capacity this is the backlog's wait, reported as measured;
  * - time from kill -9 of the primary to the next commit (T = 2,000 ms, the genesis default);
  * - catch-up: a validator stopped while ~300 blocks commit, then restarted: certified blocks/s
  *   from its ready line until it reaches the others' height.
@@ -33,7 +35,6 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SigningMode } from '../src/event/signer.ts';
 import {
   type Cluster,
   type CommitStream,
@@ -54,64 +55,73 @@ import { type Figure, formatFigures, machine, median } from './lib.ts';
 const T = 2_000;
 const runs = 3;
 /**
- * Events in flight (submitted, not yet committed) during the throughput runs: about four full
- * blocks, the pipelining window (`windowHeights`), like a gateway submitter's bounded window.
+ * Events in flight (submitted, not yet committed) during the throughput runs, like a gateway
+ * submitter's bounded window.
  */
-const windowTxs = 4_000;
+const windowEvents = 4_000;
 
-interface Batch {
+/** One POST of one gateway's batches. */
+interface Submission {
   /** Index of the gateway (and of its member's validator) that signed it. */
   gateway: number;
+  /** The batches' transaction ids (hex). */
   ids: string[];
   bytes: Uint8Array[];
+  bodies: string[][];
+  /** Events in all its batches. */
+  events: number;
 }
 
 /**
  * Each gateway submits its own batches, in the order it signed them, to its member's validator,
- * all of them keeping at most `windowTxs` events submitted and not yet seen committed on `stream`,
- * as gateways' submitters do (an unbounded backlog only measures how the mempool and the
+ * all of them keeping at most `windowEvents` events submitted and not yet seen committed on
+ * `stream`, as gateways' submitters do (an unbounded backlog only measures how the mempool and the
  * re-forwarding of pending transactions cope with overload).
  */
 async function submitAll(
   peers: PeerProcess[],
-  batches: Batch[],
+  submissions: Submission[],
   stream: CommitStream,
-  windowTxs: number,
+  windowEvents: number,
 ): Promise<void> {
+  const eventsOf = new Map(submissions.flatMap((s) => s.ids.map((id) => [id, s.events / s.ids.length])));
   let submitted = 0;
-  const gateways = new Set(batches.map((b) => b.gateway));
+  const inFlight = () => {
+    let committed = 0;
+    for (const id of stream.seen.keys()) committed += eventsOf.get(id) ?? 0;
+    return submitted - committed;
+  };
+  const gateways = new Set(submissions.map((b) => b.gateway));
   const worker = async (g: number) => {
-    for (const batch of batches.filter((b) => b.gateway === g)) {
-      while (submitted - stream.seen.size >= windowTxs) await stream.next();
-      submitted += batch.bytes.length;
-      await submitInOrder(peers[g]!, batch.bytes, stream);
+    for (const s of submissions.filter((b) => b.gateway === g)) {
+      while (inFlight() >= windowEvents) await stream.next();
+      submitted += s.events;
+      await submitInOrder(peers[g]!, s.bytes, stream, s.bodies);
     }
   };
   await Promise.all([...gateways].map(worker));
 }
 
-/** `total` events in batches of `batch`, round-robin over the gateways, each gateway's in its chain's order. */
-function presign(gateways: Gateway[], total: number, batch: number, mode?: SigningMode): Batch[] {
-  const batches: Batch[] = [];
-  for (let i = 0; i < total / batch; i++) {
+/**
+ * `total` events, `perSubmission` to a POST and `perBatch` to a signed batch, round-robin over the
+ * gateways, each gateway's in its chain's order.
+ */
+function presign(gateways: Gateway[], total: number, perSubmission: number, perBatch: number): Submission[] {
+  const out: Submission[] = [];
+  for (let i = 0; i < total / perSubmission; i++) {
     const gateway = i % gateways.length;
-    batches.push({ gateway, ...gateways[gateway]!.events(batch, mode) });
+    const { ids, bytes, bodies } = gateways[gateway]!.events(perSubmission, perBatch);
+    out.push({ gateway, ids, bytes, bodies, events: perSubmission });
   }
-  return batches;
+  return out;
 }
 
-async function throughput(
-  c: Cluster,
-  gateways: Gateway[],
-  total: number,
-  windowTxs: number,
-  mode?: SigningMode,
-): Promise<number> {
-  const batches = presign(gateways, total, 100, mode);
+async function throughput(c: Cluster, gateways: Gateway[], total: number, perBatch: number): Promise<number> {
+  const submissions = presign(gateways, total, 100, perBatch);
   const stream = await followCommits(c.peers[0]!);
   const t0 = Date.now();
-  await submitAll(c.peers, batches, stream, windowTxs);
-  const ids = batches.flatMap((b) => b.ids);
+  await submitAll(c.peers, submissions, stream, windowEvents);
+  const ids = submissions.flatMap((b) => b.ids);
   await waitFor(() => ids.every((id) => stream.seen.has(id)), 'every event committed', 300_000, 50);
   const last = Math.max(...ids.map((id) => stream.seen.get(id)!));
   stream.close();
@@ -124,7 +134,8 @@ async function latency(c: Cluster, gateways: Gateway[], ratePerSecond: number, s
   const tickMs = (1000 * perTick) / ratePerSecond;
   const sent: { id: string; atMs: number; peer: number }[] = [];
   const ticks = Math.round((seconds * 1000) / tickMs);
-  const batches = presign(gateways, ticks * perTick, perTick);
+  // One signed batch of `perTick` events per tick, as a gateway's submitter would send them.
+  const submissions = presign(gateways, ticks * perTick, perTick, perTick);
   // Per gateway, its submissions one after the other (its chain's order); the time counted is when
   // each was due, so a submission queued behind the previous one waits in the figure too.
   const chains = gateways.map(() => Promise.resolve());
@@ -132,10 +143,11 @@ async function latency(c: Cluster, gateways: Gateway[], ratePerSecond: number, s
   for (let k = 0; k < ticks; k++) {
     const wait = t0 + k * tickMs - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    const { gateway: peer, ids, bytes } = batches[k]!;
+    const { gateway: peer, ids, bytes, bodies, events } = submissions[k]!;
     const at = Date.now();
-    chains[peer] = chains[peer]!.then(() => submitInOrder(c.peers[peer]!, bytes, streams[peer]!));
-    for (const id of ids) sent.push({ id, atMs: at, peer });
+    chains[peer] = chains[peer]!.then(() => submitInOrder(c.peers[peer]!, bytes, streams[peer]!, bodies));
+    // One entry per event: the percentiles are over events, each timed by its batch's commit.
+    for (const id of ids) for (let e = 0; e < events / ids.length; e++) sent.push({ id, atMs: at, peer });
   }
   await Promise.all(chains);
   // Above capacity the backlog drains at the committed rate: allow for it, then report what it was.
@@ -286,27 +298,26 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
   };
   try {
     // One test gateway per member (the genesis registers them); each signs one chain, in both modes.
-    const batchGateways = cluster.peers.map((p) => new Gateway(cluster.files, p.member, 'batch'));
+    const batchGateways = cluster.peers.map((p) => new Gateway(cluster.files, p.member, 100));
     const total = n === 4 ? 10_000 : 6_000;
     // Warm-up of a full run: the first burst after start-up is the one that sets off view changes.
-    await throughput(cluster, batchGateways, total, windowTxs);
+    await throughput(cluster, batchGateways, total, 100);
     const tps: number[] = [];
-    for (let i = 0; i < runs; i++) tps.push(await throughput(cluster, batchGateways, total, windowTxs));
+    for (let i = 0; i < runs; i++) tps.push(await throughput(cluster, batchGateways, total, 100));
     add({
-      name: `n=${n}: committed tx/s, batch-signed events`,
+      name: `n=${n}: committed events/s, 100 events per signed batch`,
       value: median(tps),
-      unit: 'tx/s',
+      unit: 'events/s',
       runs: tps,
       note: `${total} events per run`,
     });
     if (n === 4) {
       const tpsEvent: number[] = [];
-      for (let i = 0; i < runs; i++)
-        tpsEvent.push(await throughput(cluster, batchGateways, 4_000, windowTxs, 'event'));
+      for (let i = 0; i < runs; i++) tpsEvent.push(await throughput(cluster, batchGateways, 4_000, 1));
       add({
-        name: `n=${n}: committed tx/s, one signature per event`,
+        name: `n=${n}: committed events/s, one event per signed batch`,
         value: median(tpsEvent),
-        unit: 'tx/s',
+        unit: 'events/s',
         runs: tpsEvent,
         note: '4,000 events per run',
       });
@@ -319,7 +330,7 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
         p50s.push(l.p50);
         p99s.push(l.p99);
       }
-      const what = `n=${n}: commit latency at ${rate.toLocaleString('en-US')} tx/s`;
+      const what = `n=${n}: commit latency at ${rate.toLocaleString('en-US')} events/s`;
       add({ name: `${what}, p50`, value: median(p50s), unit: 'ms', runs: p50s, note: '5 s of load per run' });
       add({ name: `${what}, p99`, value: median(p99s), unit: 'ms', runs: p99s });
     }

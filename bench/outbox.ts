@@ -1,18 +1,18 @@
-/** Outbox append throughput: sign (batch mode) + insert in one transaction per batch. */
+/** Outbox append throughput: sign one batch + insert it, its envelopes and bodies in one transaction. */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKey } from '../src/crypto/keys.ts';
 import type { EventDraft } from '../src/event/draft.ts';
 import { EventSigner } from '../src/event/signer.ts';
-import { EventVerifier, keyRegistry } from '../src/event/verify.ts';
+import { BatchVerifier, keyRegistry } from '../src/event/verify.ts';
 import { Outbox } from '../src/store/outbox.ts';
 import { type Figure, perSecond, rate } from './lib.ts';
 
 export async function benchOutbox(runs = 5): Promise<Figure[]> {
   const key = generateKey();
   const identity = { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw1' };
-  const verifier = new EventVerifier(
+  const verifier = new BatchVerifier(
     keyRegistry([
       { keyId: key.keyId, alg: key.alg, publicKey: key.publicKey, enterprise: 'acme', gateway: 'gw1' },
     ]),
@@ -30,8 +30,7 @@ export async function benchOutbox(runs = 5): Promise<Figure[]> {
   for (const synchronous of ['full', 'normal'] as const) {
     for (const batchSize of [1, 100, 500]) {
       const n = batchSize === 1 ? 1_000 : 20_000;
-      const mode = batchSize === 1 ? 'event' : 'batch';
-      const signer = new EventSigner(identity, key, { mode });
+      const signer = new EventSigner(identity, key);
       figures.push(
         await rate(
           `append, ${batchSize === 1 ? '1 event' : `batches of ${batchSize}`}, synchronous=${synchronous}`,

@@ -1,8 +1,8 @@
 /**
  * The CPU an alliance spends per committed event, without SQLite and libp2p: n real replicas
  * (core, codec, ledger, Ed25519) in ONE thread, every message encoded once by its sender and decoded
- * by each receiver, delivered in FIFO order with no latency. A client submits pre-signed,
- * batch-signed events in batches of 100, round-robin over the replicas, with at most WINDOW
+ * by each receiver, delivered in FIFO order with no latency. A client submits pre-signed batches of
+ * BATCH events (one transaction each), round-robin over the replicas, with at most WINDOW events
  * uncommitted (as bench/consensus.ts does). Since everything runs on one thread, wall time is CPU
  * time: µs per event here is the sum over all replicas, which is what 2 cores must pay at n = 4.
  * The measure is insensitive to other load on the machine (up to the cache), so changes to the core,
@@ -18,7 +18,7 @@
 import { loadavg } from 'node:os';
 import { Ledger } from '../src/consensus/app/ledger.ts';
 import { GatewayRegistry } from '../src/consensus/app/registry.ts';
-import { txIdOf } from '../src/consensus/app/tx.ts';
+import { parseBatchTx, txIdOf } from '../src/consensus/app/tx.ts';
 import { emptyPersistedState, type Ready } from '../src/consensus/core/io.ts';
 import { defaultChainLimits } from '../src/consensus/core/limits.ts';
 import { Replica } from '../src/consensus/core/replica.ts';
@@ -26,7 +26,6 @@ import type { ChainLimits, Message } from '../src/consensus/core/types.ts';
 import { decodeMessage, encodeMessage } from '../src/consensus/wire/codec.ts';
 import { sha256, toHex } from '../src/crypto/hash.ts';
 import { generateKey, nodeVerifier, publicKeyRecord } from '../src/crypto/keys.ts';
-import { encodeEvent } from '../src/event/event.ts';
 import { EventSigner, emptyHead } from '../src/event/signer.ts';
 import { partCompleted } from '../test/consensus/cluster/peers.ts';
 import { machine, median } from './lib.ts';
@@ -47,14 +46,14 @@ interface Workload {
   bytes: number;
 }
 
-/** Four gateways (one per member), events shaped like bench/consensus.ts's, batch-signed by 100. */
+/** Four gateways (one per member), events shaped like bench/consensus.ts's, in batches of BATCH. */
 function workload(count: number): Workload {
   const gws = Array.from({ length: 4 }, (_, g) => {
     const key = generateKey('ed25519');
     const identity = { enterprise: `member-${g + 1}`, site: 'site-1', line: 'line-1', gateway: `gw-${g}` };
     return {
       entry: { memberId: identity.enterprise, gateway: identity.gateway, publicKey: publicKeyRecord(key) },
-      signer: new EventSigner(identity, key, { mode: 'batch' }),
+      signer: new EventSigner(identity, key),
       head: emptyHead,
       n: 0,
     };
@@ -66,9 +65,8 @@ function workload(count: number): Workload {
     const drafts = Array.from({ length: batch }, () => partCompleted(++gw.n));
     const r = gw.signer.sign(drafts, gw.head);
     gw.head = r.head;
-    const enc = r.events.map((e) => encoder.encode(encodeEvent(e)));
-    for (const e of enc) bytes += e.byteLength;
-    batches.push({ ids: r.events.map((e) => e.id), bytes: enc });
+    bytes += r.batch.tx.byteLength;
+    batches.push({ ids: [r.batch.txId], bytes: [r.batch.tx] });
   }
   return { registry: new GatewayRegistry(gws.map((g) => g.entry)), batches, bytes };
 }
@@ -131,6 +129,7 @@ function run(w: Workload) {
   const wake: (number | null)[] = nodes.map(() => null);
   const blocks: number[] = [];
   const seen = new Set<string>();
+  let seenEvents = 0;
   const handle = (i: number, rd: Ready) => {
     const node = nodes[i]!;
     for (const cb of rd.committed) {
@@ -138,8 +137,13 @@ function run(w: Workload) {
       node.ledger.apply(cb.block);
       node.height = cb.block.header.height;
       if (i === 0) {
-        blocks.push(cb.block.txs.length);
-        for (const tx of cb.block.txs) seen.add(toHex(txIdOf(tx)));
+        let count = 0;
+        for (const tx of cb.block.txs) {
+          seen.add(toHex(txIdOf(tx)));
+          count += parseBatchTx(tx)?.count ?? 0;
+        }
+        blocks.push(count);
+        seenEvents += count;
       }
     }
     for (const m of rd.messages) {
@@ -165,8 +169,8 @@ function run(w: Workload) {
   const t0 = performance.now();
   const vc0 = nodes.reduce((s, x) => s + x.replica.metrics().viewChangesStarted, 0);
   const all = w.batches.length * batch;
-  while (seen.size < all) {
-    if (next < w.batches.length && submitted - seen.size < windowTxs) {
+  while (seenEvents < all) {
+    if (next < w.batches.length && submitted - seenEvents < windowTxs) {
       const b = w.batches[next++]!;
       const i = rr++ % n;
       for (const tx of b.bytes) {
@@ -174,7 +178,7 @@ function run(w: Workload) {
         if (!r.accepted) throw new Error(`refused: ${r.reason} ${r.detail}`);
         handle(i, nodes[i]!.replica.ready());
       }
-      submitted += b.bytes.length;
+      submitted += batch;
       continue;
     }
     if (consensusQ.size + bulkQ.size > 0) {
@@ -217,7 +221,7 @@ function run(w: Workload) {
 
 console.log(`${new Date().toISOString()} on ${machine()}; n=${n}, ${events} events`);
 const w = workload(events);
-console.log(`events of ${(w.bytes / events).toFixed(0)} B, batch-signed by ${batch}`);
+console.log(`envelopes of ${(w.bytes / events).toFixed(0)} B on the chain, in signed batches of ${batch}`);
 run(workload(Math.min(events, 4000))); // warm-up: JIT
 const rs = [];
 for (let i = 0; i < runs; i++) {

@@ -34,7 +34,7 @@ const allowed: Record<string, readonly string[]> = {
     'event',
     'crypto',
   ],
-  api: ['consensus/runtime', 'consensus/app', 'consensus/wire', 'consensus/core', 'event', 'crypto'],
+  api: ['consensus/runtime', 'consensus/app', 'consensus/wire', 'consensus/core', 'store', 'event', 'crypto'],
   validator: [
     'api',
     'consensus/runtime',
@@ -42,12 +42,14 @@ const allowed: Record<string, readonly string[]> = {
     'consensus/net',
     'consensus/genesis',
     'consensus/core',
+    'store',
     'crypto',
     'log',
   ],
   gateway: [
     'validator',
     'consensus/runtime',
+    'consensus/genesis',
     'normaliser',
     'drivers',
     'store',

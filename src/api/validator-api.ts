@@ -1,51 +1,58 @@
 /**
  * A validator's HTTP API: how gateways that do not host a validator (chain role `client`) submit
- * events and learn which are final, and how operators, tests and benchmarks read a validator. The
- * one API every validator serves, `masbc-edge peer` and a gateway's embedded validator alike. Built
- * apart from `listen()` (fastify's testing guide) so tests can `inject()` without a socket.
+ * signed batches with their bodies and learn which are final, and how operators, tests and
+ * benchmarks read a validator. The one API every validator serves, `masbc-edge peer` and a gateway's
+ * embedded validator alike. Built apart from `listen()` (fastify's testing guide) so tests can
+ * `inject()` without a socket.
  *
- *   POST /v1/events            JSON array of signed events → {"verdicts":[{accepted, reason?, detail?}]}
- *   POST /v1/txs               NDJSON (application/x-ndjson), one transaction's exact bytes per line →
- *                              {"results":[{"accepted":true,"id":hex} | {"accepted":false,"reason","detail"}]}
- *   GET  /v1/commits?after=H   final blocks above H: {"height","blocks":[{height, blockHash, txIds, timestampMs}]};
- *        &limit=N&waitMs=W     long-polls up to W ms when there is none yet (what http-chain.ts follows)
- *   POST /v1/receipts          {"ids": [...]} → {"receipts":[{height, blockHash, index} | null]}
- *   GET  /v1/blocks/<height>   the certified block in its JSON form (wire/json.ts certifiedBlockFromJson)
+ *   POST /v1/batches           application/octet-stream: signed batches with their events' bodies
+ *                              (runtime/client.ts `encodeSubmission`) → {"verdicts":[{accepted,
+ *                              reason?, detail?, bodiesKept}]}. Bodies go to this member's body store
+ *                              only (another member's are refused); a batch is submitted to the chain
+ *                              only once its bodies are kept. A batch sent with no bodies is submitted
+ *                              as it is (its gateway keeps the bodies until its member has them).
+ *   GET  /v1/commits?after=H   final blocks above H: {"height","blocks":[{height, blockHash, txIds,
+ *        &limit=N&waitMs=W     timestampMs, header, certificate}]}; long-polls up to W ms when there is
+ *                              none yet (what http-chain.ts follows and checks against the genesis)
+ *   POST /v1/receipts          {"ids": [tx ids]} → {"receipts":[{height, blockHash, index} | null]}
+ *   GET  /v1/blocks/<height>   the certified block in its JSON form (wire/json.ts; envelopes only)
  *   GET  /v1/proofs/<tx id>    inclusion proof (inclusionProofToJson; check with verifyInclusionProof)
  *   GET  /v1/status            ConsensusNode.status()
- *   GET  /v1/metrics           ConsensusNode.metrics() (with the ledger's counters)
+ *   GET  /v1/metrics           ConsensusNode.metrics() (with the ledger's counters and the body store's)
  *   GET  /health               200 while the node runs with a quorum of peers connected, else 503
  *
- * `/v1/events` takes JSON values and submits their canonical JSON (a client holding parsed events);
- * `/v1/txs` submits bytes as sent, which the ledger refuses unless they are an event's canonical
- * bytes (what an outbox stores), and costs the validator no parse or re-encoding. Either way a
- * forged, replayed or unknown-key event is refused with its reason and counted in the node's status
- * (`refusals`, `invalidTxs`).
+ * A forged, replayed or unknown-key batch is refused with its reason and counted in the node's
+ * status (`refusals`, `invalidTxs`).
  *
  * No authentication: bind it to loopback or a trusted interface. Bounds (`ValidatorApiLimits`): a
- * body above `bodyBytesMax` is refused (413); more than `submitEventsMax` events or lines per request
- * (413); pages of at most `commitsPageMax` blocks; at most `commitWaitersMax` long-polls wait at once,
+ * body above `bodyBytesMax` is refused (413); at most `submitBatchesMax` batches per request (413);
+ * pages of at most `commitsPageMax` blocks; at most `commitWaitersMax` long-polls wait at once,
  * beyond that 503 (the client retries with backoff: each waiter holds a socket); `recentBlocksMax`
  * final blocks kept in memory for `/v1/commits`, older ones read from the store.
  *
  * @example
- *   const api = buildValidatorApi({ node });             // or { node, chain } to share a client
+ *   const api = buildValidatorApi({ node, chain: localChainClient(node, bodies), bodies });
  *   const url = await api.listen({ host: '127.0.0.1', port: 8181 });
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import { inclusionProofToJson } from '../consensus/runtime/block-store.ts';
-import type { ChainClient, CommittedBlockInfo, SubmitVerdict } from '../consensus/runtime/client.ts';
-import { committedBlocksAfter, localChainClient } from '../consensus/runtime/client.ts';
+import {
+  type ChainClient,
+  type CommittedBlockInfo,
+  committedBlocksAfter,
+  decodeSubmission,
+  submitBatchesMax,
+} from '../consensus/runtime/client.ts';
 import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/node.ts';
 import { certifiedBlockToJson } from '../consensus/wire/json.ts';
-import { canonicalJson } from '../crypto/canonical.ts';
-import { fromHex, toHex } from '../crypto/hash.ts';
+import { fromHex } from '../crypto/hash.ts';
+import type { BodyStore } from '../store/bodies.ts';
 
 export interface ValidatorApiLimits {
-  /** Largest request body (a batch of events), bytes. */
+  /** Largest request body (batches with their bodies), bytes. */
   bodyBytesMax: number;
-  /** Events per POST /v1/events, or lines per POST /v1/txs. */
-  submitEventsMax: number;
+  /** Batches per POST /v1/batches. */
+  submitBatchesMax: number;
   /** Blocks per GET /v1/commits answer. */
   commitsPageMax: number;
   /** Longest a GET /v1/commits waits for a new block. */
@@ -58,8 +65,6 @@ export interface ValidatorApiLimits {
   recentBlocksMax: number;
 }
 
-/** Events per POST /v1/events (or lines per POST /v1/txs), at most: the node's `submitTxsMax`. */
-export const submitEventsMax = 10_000;
 /** Blocks per GET /v1/commits answer, at most. */
 export const commitsPageMax = 256;
 /** Longest a GET /v1/commits waits for a new block. */
@@ -68,8 +73,8 @@ export const commitsWaitMaxMs = 30_000;
 export const receiptIdsMax = 10_000;
 
 export const defaultValidatorApiLimits: Readonly<ValidatorApiLimits> = Object.freeze({
-  bodyBytesMax: 32 * 1024 * 1024,
-  submitEventsMax,
+  bodyBytesMax: 16 * 1024 * 1024,
+  submitBatchesMax,
   commitsPageMax,
   commitsWaitMaxMs,
   commitWaitersMax: 1_024,
@@ -79,27 +84,24 @@ export const defaultValidatorApiLimits: Readonly<ValidatorApiLimits> = Object.fr
 
 export interface ValidatorApiOptions {
   node: ConsensusNode;
-  /**
-   * How /v1/events, /v1/commits and /v1/receipts reach the chain: default `localChainClient(node)`.
-   * A gateway hosting the validator passes the client its submitter uses.
-   */
-  chain?: ChainClient;
+  /** How /v1/batches, /v1/commits and /v1/receipts reach the chain: `localChainClient(node, bodies)`. */
+  chain: ChainClient;
+  /** The member's body store (its counters are in /v1/metrics). */
+  bodies: BodyStore;
   limits?: Partial<ValidatorApiLimits>;
 }
 
-const newline = 0x0a;
 const hexId = /^[0-9a-f]{64}$/;
 
 export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance {
-  const { node } = options;
-  const chain = options.chain ?? localChainClient(node);
+  const { node, chain, bodies } = options;
   const limits = { ...defaultValidatorApiLimits, ...options.limits };
   for (const [k, v] of Object.entries(limits)) {
     if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${k} must be a positive integer`);
   }
   // forceCloseConnections: close() must not wait for idle keep-alive connections of clients.
   const app = Fastify({ bodyLimit: limits.bodyBytesMax, logger: false, forceCloseConnections: true });
-  app.addContentTypeParser('application/x-ndjson', { parseAs: 'buffer' }, (_req, body, done) =>
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
     done(null, body),
   );
   app.setErrorHandler((err: FastifyError, _req, reply) => {
@@ -121,53 +123,17 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     for (const w of [...waiters]) w();
   });
 
-  app.post('/v1/events', async (req, reply) => {
-    const body = req.body;
-    if (!Array.isArray(body))
-      return reply.code(400).send({ error: 'expected a JSON array of signed events' });
-    if (body.length > limits.submitEventsMax) {
-      return reply.code(413).send({ error: `at most ${limits.submitEventsMax} events per request` });
+  app.post('/v1/batches', async (req, reply) => {
+    if (!Buffer.isBuffer(req.body))
+      return reply.code(415).send({ error: 'expected application/octet-stream (encodeSubmission)' });
+    const decoded = decodeSubmission(req.body);
+    if (!decoded.ok) {
+      const tooMany = decoded.error.startsWith('at most');
+      return reply.code(tooMany ? 413 : 400).send({ error: decoded.error });
     }
-    const verdicts: (SubmitVerdict | null)[] = [];
-    const txs: string[] = [];
-    const slots: number[] = [];
-    body.forEach((e, i) => {
-      try {
-        txs.push(canonicalJson(e));
-        slots.push(i);
-        verdicts.push(null);
-      } catch (err) {
-        verdicts.push({ accepted: false, reason: 'invalid', detail: `malformed: ${(err as Error).message}` });
-      }
-    });
-    const results = await chain.submit(txs);
-    results.forEach((r, j) => {
-      verdicts[slots[j]!] = r;
-    });
-    return { verdicts };
-  });
-
-  app.post('/v1/txs', async (req, reply) => {
-    if (!Buffer.isBuffer(req.body)) {
-      return reply.code(415).send({ error: 'expected application/x-ndjson: one transaction per line' });
-    }
-    const txs = splitLines(req.body);
-    if (txs.length > limits.submitEventsMax) {
-      return reply.code(413).send({ error: `at most ${limits.submitEventsMax} transactions per request` });
-    }
-    let submitted: ReturnType<ConsensusNode['submit']>;
-    try {
-      submitted = node.submit(txs);
-    } catch (err) {
-      if (err instanceof RangeError) return reply.code(413).send({ error: err.message });
-      throw err;
-    }
-    const results = submitted.map((r) =>
-      r.accepted
-        ? { accepted: true, id: toHex(r.id) }
-        : { accepted: false, reason: r.reason, detail: r.detail },
-    );
-    return { results };
+    if (decoded.batches.length > limits.submitBatchesMax)
+      return reply.code(413).send({ error: `at most ${limits.submitBatchesMax} batches per request` });
+    return { verdicts: await chain.submit(decoded.batches) };
   });
 
   app.get<{ Querystring: { after?: string; limit?: string; waitMs?: string } }>(
@@ -211,7 +177,7 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     ) {
       return reply
         .code(400)
-        .send({ error: `expected {"ids": [...]} with at most ${limits.receiptIdsMax} hex event ids` });
+        .send({ error: `expected {"ids": [...]} with at most ${limits.receiptIdsMax} hex transaction ids` });
     }
     return { receipts: await chain.receipts(ids as string[]) };
   });
@@ -232,7 +198,7 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
 
   app.get('/v1/status', async () => node.status());
 
-  app.get('/v1/metrics', async () => node.metrics());
+  app.get('/v1/metrics', async () => ({ ...node.metrics(), bodies: bodies.stats() }));
 
   app.get('/health', async (_req, reply) => {
     const s = node.status();
@@ -248,19 +214,4 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
   });
 
   return app;
-}
-
-/** Non-empty lines as separate byte arrays (copies: the core keeps transactions). A CR before LF is dropped. */
-function splitLines(body: Buffer): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let start = 0;
-  while (start < body.byteLength) {
-    let end = body.indexOf(newline, start);
-    const next = end < 0 ? body.byteLength : end + 1;
-    if (end < 0) end = body.byteLength;
-    if (end > start && body[end - 1] === 0x0d) end--;
-    if (end > start) out.push(new Uint8Array(body.subarray(start, end)));
-    start = next;
-  }
-  return out;
 }

@@ -3,12 +3,16 @@
  *
  * - `verify`: checks the whole chain from the genesis alone: every block's checksum, its link,
  *   its transaction root and its commit certificate (a quorum of the genesis validators), then every
- *   event: schema, id, body commitment, a signature by a key registered in the genesis, and each
+ *   batch: its envelopes' ids and root, a signature by a key registered in the genesis, and each
  *   gateway's seq/prev chain, gap-free and in order; then that the ledger state the validator
- *   saved with its blocks (each gateway's head) is the one those events give. This needs no trust
- *   in the validator that served the file. It exits 1 on the first problem and prints where.
- * - `lot <lot>`: the lot's events across all gateways, with their block heights.
- * - `status`: height, tip, time of the last block, events, and the ledger state's height and gateways.
+ *   saved with its blocks (each gateway's head) is the one those batches give. Envelopes are all it
+ *   needs: any member verifies any block without another member's bodies. With the member's body
+ *   store in the folder, it also checks that every body of the member's own final events is there and
+ *   matches its commitment. This needs no trust in the validator that served the file. It exits 1 on
+ *   the first problem and prints where.
+ * - `lot <lot>`: the lot's events from the member's own body store, with their block heights: a
+ *   member holds only its own bodies.
+ * - `status`: height, tip, time of the last block, transactions, and the ledger state.
  *
  * The store is given with `--data <dir>` (a `peer` data folder, or `<gateway dataDir>/chain`) and
  * `--genesis <file>`, or derived from a gateway configuration with `chain.role: validator`.
@@ -20,18 +24,17 @@ import { type Genesis, loadGenesis } from '../consensus/genesis/genesis.ts';
 import { ChainStore, chainStorePath } from '../consensus/runtime/block-store.ts';
 import { ledgerStateFromRows } from '../consensus/runtime/ledger.ts';
 import { chainContext } from '../consensus/runtime/node.ts';
-import type { SignedEvent } from '../event/event.ts';
+import { EventRejected } from '../event/errors.ts';
 import { type ChainHead, emptyHead } from '../event/signer.ts';
-import { EventRejected, EventVerifier } from '../event/verify.ts';
+import { BatchVerifier, checkBody, checkLink } from '../event/verify.ts';
 import { loadConfig } from '../gateway/config/config.ts';
+import { BodyStore, bodyStorePath } from '../store/bodies.ts';
 
 interface Where {
   data?: string;
   genesis?: string;
   config?: string;
 }
-
-const decoder = new TextDecoder();
 
 function openChain(where: Where) {
   let data = where.data;
@@ -50,24 +53,21 @@ function openChain(where: Where) {
   }
   const genesis = loadGenesis(genesisFile);
   const store = ChainStore.open({ path: chainStorePath(data), chain: chainContext(genesis), txId: txIdOf });
-  return { genesis, store };
+  return { genesis, store, data };
+}
+
+/** The member's body store in the data folder, if it has one. */
+function openBodies(data: string): BodyStore | undefined {
+  const path = bodyStorePath(data);
+  const member = BodyStore.memberAt(path);
+  return member === undefined
+    ? undefined
+    : BodyStore.open({ path, member, maxBytes: Number.MAX_SAFE_INTEGER });
 }
 
 /** The ledger state saved with the blocks (checked: a damaged row throws ChainCorruptionError). */
 function savedLedgerState(genesis: Genesis, store: ChainStore) {
   return ledgerStateFromRows(store.loadAppState(), new Set(gatewayRegistryOf(genesis).chains()));
-}
-
-function* events(
-  store: ChainStore,
-): Generator<{ height: number; index: number; event: unknown; bytes: number }> {
-  for (let h = 1; h <= store.height; h++) {
-    const cb = store.blockAt(h)!;
-    for (let i = 0; i < cb.block.txs.length; i++) {
-      const tx = cb.block.txs[i]!;
-      yield { height: h, index: i, event: JSON.parse(decoder.decode(tx)), bytes: tx.byteLength };
-    }
-  }
 }
 
 function whereOptions(cmd: Command): Command {
@@ -87,7 +87,7 @@ export function registerChain(program: Command): void {
       "Verify the chain from the genesis alone: blocks, certificates, every event and each gateway's seq/prev chain",
     )
     .action((opts: Where) => {
-      const { genesis, store } = openChain(opts);
+      const { genesis, store, data } = openChain(opts);
       // One snapshot: the validator may be committing while we read.
       try {
         store.snapshot(() => {
@@ -101,23 +101,30 @@ export function registerChain(program: Command): void {
               }
             },
           });
-          const verifier = new EventVerifier(gatewayRegistryOf(genesis));
+          const verifier = new BatchVerifier(gatewayRegistryOf(genesis));
           const heads = new Map<string, ChainHead>();
           let count = 0;
-          for (const e of events(store)) {
-            let event: SignedEvent;
-            try {
-              event = verifier.verify(e.event, e.bytes);
-              const key = `${event.env.enterprise}/${event.env.gateway}`;
-              verifier.checkLink(heads.get(key) ?? emptyHead, event);
-              heads.set(key, { seq: event.env.seq, id: event.id });
-            } catch (err) {
-              if (!(err instanceof EventRejected)) throw err;
-              console.error(`block ${e.height} tx ${e.index}: ${err.code}: ${err.message}`);
-              process.exitCode = 1;
-              return;
+          let batches = 0;
+          for (let h = 1; h <= height; h++) {
+            const cb = store.blockAt(h)!;
+            for (const [i, tx] of cb.block.txs.entries()) {
+              try {
+                const b = verifier.verify(tx);
+                const key = `${b.header.enterprise}/${b.header.gateway}`;
+                checkLink(heads.get(key) ?? emptyHead, b.header);
+                heads.set(key, {
+                  seq: b.header.firstSeq + b.header.count - 1,
+                  id: Buffer.from(b.ids[b.ids.length - 1]!).toString('hex'),
+                });
+                count += b.header.count;
+                batches++;
+              } catch (err) {
+                if (!(err instanceof EventRejected)) throw err;
+                console.error(`block ${h} tx ${i}: ${err.code}: ${err.message}`);
+                process.exitCode = 1;
+                return;
+              }
             }
-            count++;
           }
           const saved = savedLedgerState(genesis, store);
           let stateNote = `ledger state saved at height ${saved.height} matches`;
@@ -139,10 +146,23 @@ export function registerChain(program: Command): void {
             stateNote = `ledger state saved at height ${saved.height} of ${height} (rebuilt when the validator starts)`;
           }
           console.log(
-            `chain ${genesis.chainId} verified: ${height} blocks with valid certificates, ${count} events with valid signatures, ` +
+            `chain ${genesis.chainId} verified: ${height} blocks with valid certificates, ${batches} signed batches of ${count} events, ` +
               `${heads.size} gateway chains gap-free and in order, ${stateNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
           );
           for (const [gw, head] of [...heads].sort()) console.log(`  ${gw}: seq 1..${head.seq}`);
+          const bodies = openBodies(data);
+          if (bodies) {
+            try {
+              const problem = checkOwnBodies(store, bodies, height, verifier);
+              if (problem) {
+                console.error(problem);
+                process.exitCode = 1;
+                return;
+              }
+            } finally {
+              bodies.close();
+            }
+          }
         });
       } finally {
         store.close();
@@ -150,31 +170,46 @@ export function registerChain(program: Command): void {
     });
 
   whereOptions(chain.command('lot').argument('<lot>', 'lot id'))
-    .description("A lot's events across all gateways, with their block heights")
+    .description("A lot's events from this member's own body store, with their block heights")
     .option('--json', 'print JSON lines')
     .action((lot: string, opts: Where & { json?: boolean }) => {
-      const { store } = openChain(opts);
+      const { store, data } = openChain(opts);
+      const bodies = openBodies(data);
       try {
-        let n = 0;
-        for (const e of events(store)) {
-          const ev = e.event as SignedEvent;
-          if (ev.body?.lot !== lot) continue;
-          n++;
+        if (!bodies) {
+          console.log(
+            `no body store in ${data}: this folder holds no event bodies (only envelopes are on the chain)`,
+          );
+          return;
+        }
+        const events = bodies.byLot(lot, lotEventsMax);
+        for (const e of events) {
           if (opts.json) {
-            console.log(JSON.stringify({ height: e.height, index: e.index, event: ev }));
+            console.log(
+              JSON.stringify({
+                height: e.height,
+                txId: e.txId,
+                event: { id: e.id, env: e.env, body: e.body },
+              }),
+            );
             continue;
           }
-          const b = ev.body;
+          const b = e.body;
           const values = Object.entries(b.values)
             .map(([k, v]) => `${k}=${v.v}${v.unit ?? ''}`)
             .join(' ');
+          const where = e.height === null ? 'not final' : `block ${String(e.height).padStart(6)}`;
           console.log(
-            `block ${String(e.height).padStart(6)}  ${new Date(ev.env.sourceTimeMs).toISOString()}  ${ev.env.enterprise}/${ev.env.gateway} #${ev.env.seq}  ` +
-              `${ev.env.kind.padEnd(17)} ${b.station}/${b.device} ${[b.product, b.order, b.step].filter(Boolean).join(' ')}  ${values}`,
+            `${where}  ${new Date(e.env.sourceTimeMs).toISOString()}  ${e.env.enterprise}/${e.env.gateway} #${e.env.seq}  ` +
+              `${e.env.kind.padEnd(17)} ${b.station}/${b.device} ${[b.product, b.order, b.step].filter(Boolean).join(' ')}  ${values}`,
           );
         }
-        if (n === 0) console.log(`no events of lot ${lot} on chain (height ${store.height})`);
+        if (events.length === 0)
+          console.log(
+            `no events of lot ${lot} in ${bodies.member}'s body store (height ${store.height}); a member holds only its own bodies`,
+          );
       } finally {
+        bodies?.close();
         store.close();
       }
     });
@@ -187,7 +222,7 @@ export function registerChain(program: Command): void {
         const tip = store.height > 0 ? store.blockAt(store.height) : undefined;
         const saved = savedLedgerState(genesis, store);
         console.log(
-          `chain ${genesis.chainId}: height ${store.height}, ${store.txCount()} events, ` +
+          `chain ${genesis.chainId}: height ${store.height}, ${store.txCount()} transactions (signed batches), ` +
             (tip ? `last block ${new Date(tip.block.header.timestampMs).toISOString()}` : 'no block yet') +
             `; ledger state at height ${saved.height}, ${saved.heads.size} gateway chains`,
         );
@@ -195,4 +230,48 @@ export function registerChain(program: Command): void {
         store.close();
       }
     });
+}
+
+/** Events `chain lot` prints at most. */
+const lotEventsMax = 100_000;
+
+/**
+ * Every body of the member's own final batches is in its body store and matches its commitment
+ * (bodies older than the store's retention may have been deleted: those are counted, not errors).
+ */
+function checkOwnBodies(
+  store: ChainStore,
+  bodies: BodyStore,
+  height: number,
+  verifier: BatchVerifier,
+): string | null {
+  let held = 0;
+  let missing = 0;
+  for (let h = 1; h <= height; h++) {
+    for (const tx of store.blockAt(h)!.block.txs) {
+      const b = verifier.verify(tx);
+      if (b.header.enterprise !== bodies.member) continue;
+      const txId = Buffer.from(b.txId).toString('hex');
+      const kept = new Map(bodies.byTx(txId).map((k) => [k.id, k]));
+      for (const [i, env] of b.envelopes.entries()) {
+        const k = kept.get(Buffer.from(b.ids[i]!).toString('hex'));
+        if (!k) {
+          missing++;
+          continue;
+        }
+        try {
+          checkBody(k.bodyText, env.body, env.kind, i);
+        } catch (err) {
+          if (!(err instanceof EventRejected)) throw err;
+          return `body store: event ${env.enterprise}/${env.gateway} #${env.seq} (block ${h}): ${err.code}: ${err.message}`;
+        }
+        held++;
+      }
+    }
+  }
+  console.log(
+    `  ${bodies.member}'s body store: ${held} bodies of its final events, each matching its commitment` +
+      (missing > 0 ? `; ${missing} not held (deleted past their retention, or never kept)` : ''),
+  );
+  return null;
 }

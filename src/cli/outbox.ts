@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { defaultGatewayFile, loadConfig } from '../gateway/config/config.ts';
-import { ownEventVerifier } from '../gateway/identity.ts';
+import { ownBatchVerifier } from '../gateway/identity.ts';
 import { Outbox, outboxPath, type StoredEvent } from '../store/outbox.ts';
 
 function line(e: StoredEvent): string {
@@ -33,7 +33,7 @@ export function registerOutbox(program: Command): void {
       const config = loadConfig(opts.config);
       const outbox = Outbox.open({
         path: outboxPath(config.paths.dataDir),
-        verifier: ownEventVerifier(config),
+        verifier: ownBatchVerifier(config),
         maxBytes: config.gateway.store.maxBytes,
         maxRows: config.gateway.store.maxRows,
         onCorrupt: (seq, reason) => console.error(`CORRUPT seq ${seq}: ${reason}`),

@@ -1,26 +1,24 @@
 /**
- * Strict structural check of a decoded signed event: the rules of `signedEventSchema`
- * (src/event/event.ts) written out by hand, for two reasons.
+ * Strict structural checks of decoded envelopes, bodies and batch headers: the rules of the zod
+ * schemas (event.ts, batch.ts) written out by hand, for two reasons.
  *
  * - **Validity is consensus.** Every validator must reach the same verdict on the same bytes. A
  *   schema library's semantics can change under us between versions (zod 4 moved string lengths
  *   from UTF-16 units to code points); a validator running another version would disagree. Here
  *   the rules are ours and fixed: lengths in Unicode code points, integers safe, numbers finite.
- * - **Speed.** Every validator checks every event; the generic schema costs about an order of
+ * - **Speed.** Every validator checks every envelope; the generic schema costs about an order of
  *   magnitude more than this (docs/ledger.md has the figures).
  *
- * Stricter than the schema in two places, both about bytes outside the signed id: base64url in
- * `sig` must be canonical (a second spelling of the same signature bytes would be a second,
- * equally valid transaction), and no key may be `__proto__` (zod drops it from its output, so the
- * body commitment would be computed over something else). `test/consensus/app/tx.test.ts`
- * checks agreement with the schema on generated and mutated events.
+ * Stricter than the schemas in one place: no key may be `__proto__` (zod drops it from its output,
+ * so a commitment would be computed over something else). `test/event/shape.test.ts` checks agreement
+ * with the schemas on generated and mutated inputs.
  */
 import {
-  auditPathMax,
+  batchEventsMax,
   contextCharsMax,
   gapReasonCharsMax,
+  identifierPattern,
   nameCharsMax,
-  signatureBatchMax,
   textValueCharsMax,
   timeMsMax,
   unitCharsMax,
@@ -30,7 +28,7 @@ import { eventKinds, qualities } from './kinds.ts';
 const dataClassSet = new Set(['process', 'equipment']);
 const kindSet = new Set<string>(eventKinds);
 const qualitySet = new Set<string>(qualities);
-const topKeys = new Set(['id', 'env', 'body', 'sig']);
+const recordKeys = new Set(['id', 'env', 'body']);
 const envKeys = new Set([
   'v',
   'enterprise',
@@ -67,15 +65,21 @@ const gapKeys = new Set([
   'byKind',
   'reason',
 ]);
-const eventSigKeys = new Set(['t', 'sig']);
-const batchSigKeys = new Set(['t', 'size', 'index', 'path', 'sig']);
+const headerKeys = new Set([
+  'v',
+  'enterprise',
+  'gateway',
+  'keyId',
+  'firstSeq',
+  'count',
+  'prev',
+  'root',
+  'envelopeBytes',
+]);
 
 const hex64 = /^[0-9a-f]{64}$/;
 const hex32 = /^[0-9a-f]{32}$/;
 const salt22 = /^[A-Za-z0-9_-]{22}$/;
-const b64u43 = /^[A-Za-z0-9_-]{43}$/;
-const b64u86 = /^[A-Za-z0-9_-]{86}$/;
-const b64Alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const highSurrogate = /[\uD800-\uDBFF]/;
 
 type Obj = Record<string, unknown>;
@@ -111,12 +115,6 @@ function int(x: unknown, min: number, max: number): boolean {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= min && x <= max;
 }
 
-/** Canonical unpadded base64url of `bytes` bytes: right length and alphabet, unused low bits zero. */
-function b64u(x: unknown, pattern: RegExp, unusedBits: number): boolean {
-  if (typeof x !== 'string' || !pattern.test(x)) return false;
-  return (b64Alphabet.indexOf(x[x.length - 1]!) & ((1 << unusedBits) - 1)) === 0;
-}
-
 /** First key of `o` not in `allowed`, or undefined. */
 function unknownKey(o: Obj, allowed: ReadonlySet<string>): string | undefined {
   for (const k of Object.keys(o)) if (!allowed.has(k)) return k;
@@ -124,30 +122,63 @@ function unknownKey(o: Obj, allowed: ReadonlySet<string>): string | undefined {
 }
 
 /**
- * `null` if `x` (decoded JSON) has exactly the shape of a signed event, else `path: problem`.
- * Says nothing about ids, commitments or signatures.
+ * `null` if `x` (decoded JSON) has exactly the shape of an event record (id, envelope, optional
+ * body), else `path: problem`. Says nothing about ids or commitments.
  */
-export function eventShapeProblem(x: unknown): string | null {
+export function eventRecordShapeProblem(x: unknown): string | null {
   if (!isObject(x)) return 'event: expected an object';
-  const k = unknownKey(x, topKeys);
+  const k = unknownKey(x, recordKeys);
   if (k !== undefined) return `event: unknown key "${k}"`;
   if (typeof x.id !== 'string' || !hex64.test(x.id)) return 'id: expected 64 lower-case hex digits';
-  const env = envProblem(x.env);
+  const env = envelopeShapeProblem(x.env);
   if (env) return env;
-  if (x.body !== undefined) {
-    const body = bodyProblem(x.body);
-    if (body) return body;
-  }
-  return sigProblem(x.sig);
+  return x.body === undefined ? null : bodyShapeProblem(x.body);
+}
+
+/** `null` if `e` has exactly the shape of an envelope, else `env.field: problem`. */
+export function envelopeShapeProblem(e: unknown): string | null {
+  return envProblem(e);
+}
+
+/** `null` if `b` has exactly the shape of a body, else `body.field: problem`. */
+export function bodyShapeProblem(b: unknown): string | null {
+  return bodyProblem(b);
+}
+
+/** `null` if `h` has exactly the shape of a batch header, else `header.field: problem`. */
+export function batchHeaderShapeProblem(h: unknown): string | null {
+  if (!isObject(h)) return 'header: expected an object';
+  const k = unknownKey(h, headerKeys);
+  if (k !== undefined) return `header: unknown key "${k}"`;
+  if (h.v !== 2) return 'header.v: expected 2';
+  if (typeof h.enterprise !== 'string' || !identifierPattern.test(h.enterprise))
+    return 'header.enterprise: expected an identifier';
+  if (typeof h.gateway !== 'string' || !identifierPattern.test(h.gateway))
+    return 'header.gateway: expected an identifier';
+  if (typeof h.keyId !== 'string' || !hex32.test(h.keyId))
+    return 'header.keyId: expected 32 lower-case hex digits';
+  if (!int(h.firstSeq, 1, Number.MAX_SAFE_INTEGER)) return 'header.firstSeq: expected an integer ≥ 1';
+  if (!int(h.count, 1, batchEventsMax)) return `header.count: expected an integer 1-${batchEventsMax}`;
+  if (!int((h.firstSeq as number) + (h.count as number) - 1, 1, Number.MAX_SAFE_INTEGER))
+    return 'header.count: the batch ends beyond the largest seq';
+  if (typeof h.prev !== 'string' || !hex64.test(h.prev))
+    return 'header.prev: expected 64 lower-case hex digits';
+  if (typeof h.root !== 'string' || !hex64.test(h.root))
+    return 'header.root: expected 64 lower-case hex digits';
+  if (!int(h.envelopeBytes, 1, Number.MAX_SAFE_INTEGER))
+    return 'header.envelopeBytes: expected an integer ≥ 1';
+  return null;
 }
 
 function envProblem(e: unknown): string | null {
   if (!isObject(e)) return 'env: expected an object';
   const k = unknownKey(e, envKeys);
   if (k !== undefined) return `env: unknown key "${k}"`;
-  if (e.v !== 1) return 'env.v: expected 1';
-  if (!text(e.enterprise, 1, nameCharsMax)) return `env.enterprise: expected 1-${nameCharsMax} characters`;
-  if (!text(e.gateway, 1, nameCharsMax)) return `env.gateway: expected 1-${nameCharsMax} characters`;
+  if (e.v !== 2) return 'env.v: expected 2';
+  if (typeof e.enterprise !== 'string' || !identifierPattern.test(e.enterprise))
+    return 'env.enterprise: expected an identifier (1-64 of A-Z a-z 0-9 . _ -)';
+  if (typeof e.gateway !== 'string' || !identifierPattern.test(e.gateway))
+    return 'env.gateway: expected an identifier (1-64 of A-Z a-z 0-9 . _ -)';
   if (typeof e.keyId !== 'string' || !hex32.test(e.keyId))
     return 'env.keyId: expected 32 lower-case hex digits';
   if (typeof e.dataClass !== 'string' || !dataClassSet.has(e.dataClass)) return 'env.dataClass: unknown';
@@ -217,25 +248,5 @@ function gapProblem(g: unknown): string | null {
   }
   if (!text(g.reason, 0, gapReasonCharsMax))
     return `body.gap.reason: expected at most ${gapReasonCharsMax} characters`;
-  return null;
-}
-
-function sigProblem(s: unknown): string | null {
-  if (!isObject(s)) return 'sig: expected an object';
-  if (s.t === 'event') {
-    const k = unknownKey(s, eventSigKeys);
-    if (k !== undefined) return `sig: unknown key "${k}"`;
-  } else if (s.t === 'batch') {
-    const k = unknownKey(s, batchSigKeys);
-    if (k !== undefined) return `sig: unknown key "${k}"`;
-    if (!int(s.size, 1, signatureBatchMax)) return `sig.size: expected an integer 1-${signatureBatchMax}`;
-    if (!int(s.index, 0, signatureBatchMax - 1))
-      return `sig.index: expected an integer 0-${signatureBatchMax - 1}`;
-    if (!Array.isArray(s.path) || s.path.length > auditPathMax)
-      return `sig.path: expected at most ${auditPathMax} hashes`;
-    for (const [i, p] of s.path.entries())
-      if (!b64u(p, b64u43, 2)) return `sig.path[${i}]: expected 32 bytes canonical base64url`;
-  } else return 'sig.t: expected "event" or "batch"';
-  if (!b64u(s.sig, b64u86, 4)) return 'sig.sig: expected 64 bytes canonical base64url';
   return null;
 }

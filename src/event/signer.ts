@@ -1,30 +1,33 @@
 /**
- * Turns EventDrafts into SignedEvents: gives each the gateway's next `seq`, links it to the previous
- * event's id (`prev`), salts and commits to its body, and signs, per event or per batch.
- *
- * Batch mode signs one Merkle root (RFC 6962) over the batch's ids and the batch size; each event
- * carries its index, the size and its audit path, so it verifies alone while a verifier that sees the
- * whole batch checks one signature (EventVerifier caches verified roots).
+ * Turns EventDrafts into a signed batch: gives each draft the gateway's next `seq`, links it to the
+ * previous event's id (`prev`), salts and commits to its body, and signs the batch once (batch.ts):
+ * one transaction of the chain, plus the events with their bodies for the gateway and its member.
  *
  * The signer holds no state: the caller passes the chain head (last seq and id) and stores the new
- * head in the same transaction as the events (see src/store/outbox.ts), so a crash can never leave
- * a seq used twice or skipped.
+ * head in the same transaction as the batch (see src/store/outbox.ts), so a crash can never leave a
+ * seq used twice or skipped.
  */
 import { randomBytes } from 'node:crypto';
-import { fromHex, toBase64Url, zeroHashHex } from '../crypto/hash.ts';
+import { sha256, toBase64Url, toHex, zeroHashHex } from '../crypto/hash.ts';
 import type { Signer } from '../crypto/keys.ts';
-import { merklePaths } from '../crypto/merkle.ts';
-import { signatureBatchMax } from './bounds.ts';
+import { merkleRoot } from '../crypto/merkle.ts';
+import {
+  type BatchHeader,
+  batchSigningBytes,
+  batchTxId,
+  batchVersion,
+  encodeBatchHeader,
+  encodeBatchTx,
+} from './batch.ts';
+import { batchEventsMax } from './bounds.ts';
 import type { EventDraft } from './draft.ts';
 import {
-  batchSignedBytes,
   bodyCommitment,
   type EventBody,
   type EventEnvelope,
-  eventId,
-  eventSignedBytes,
+  type EventRecord,
+  encodeEnvelope,
   eventVersion,
-  type SignedEvent,
 } from './event.ts';
 
 export interface GatewayIdentity {
@@ -42,10 +45,15 @@ export interface ChainHead {
 
 export const emptyHead: ChainHead = { seq: 0, id: zeroHashHex };
 
-export type SigningMode = 'event' | 'batch';
+/** A batch as signed: the transaction's bytes and id, and its header. */
+export interface SignedBatch {
+  tx: Uint8Array;
+  /** Transaction id, lower-case hex. */
+  txId: string;
+  header: BatchHeader;
+}
 
 export interface EventSignerOptions {
-  mode: SigningMode;
   /** Wall clock for gatewayTimeMs; injectable for tests. */
   nowMs?: () => number;
   /** Source of the 16-byte body salt; injectable for reproducible tests. */
@@ -70,27 +78,30 @@ export class EventSigner {
   readonly identity: GatewayIdentity;
   readonly keyId: string;
   readonly #key: Signer;
-  readonly #mode: SigningMode;
   readonly #now: () => number;
   readonly #salt: () => Uint8Array;
 
-  constructor(identity: GatewayIdentity, key: Signer, options: EventSignerOptions) {
+  constructor(identity: GatewayIdentity, key: Signer, options: EventSignerOptions = {}) {
     this.identity = identity;
     this.#key = key;
     this.keyId = key.keyId;
-    this.#mode = options.mode;
     this.#now = options.nowMs ?? Date.now;
     this.#salt = options.salt ?? pooledSalt();
   }
 
-  /** Signs the drafts in order after `head`; in batch mode they form one signed batch. */
-  sign(drafts: readonly EventDraft[], head: ChainHead): { events: SignedEvent[]; head: ChainHead } {
-    if (drafts.length === 0) return { events: [], head };
-    if (drafts.length > signatureBatchMax)
-      throw new RangeError(`at most ${signatureBatchMax} events per signature batch`);
+  /** Signs the drafts in order after `head`, as one batch (1 to batchEventsMax drafts). */
+  sign(
+    drafts: readonly EventDraft[],
+    head: ChainHead,
+  ): { batch: SignedBatch; events: EventRecord[]; head: ChainHead } {
+    if (drafts.length < 1 || drafts.length > batchEventsMax)
+      throw new RangeError(`a batch holds 1 to ${batchEventsMax} events, got ${drafts.length}`);
     const gatewayTimeMs = this.#now();
     let { seq, id: prev } = head;
-    const unsigned: { id: string; env: EventEnvelope; body: EventBody }[] = [];
+    const events: EventRecord[] = [];
+    const envelopes: Uint8Array[] = [];
+    const ids: Uint8Array[] = [];
+    let envelopeBytes = 0;
     for (const d of drafts) {
       const body: EventBody = {
         salt: toBase64Url(this.#salt()),
@@ -120,27 +131,32 @@ export class EventSigner {
         prev,
         body: bodyCommitment(body),
       };
-      prev = eventId(env);
-      unsigned.push({ id: prev, env, body });
+      const bytes = encodeEnvelope(env);
+      const id = sha256(bytes);
+      prev = toHex(id);
+      envelopes.push(bytes);
+      ids.push(id);
+      envelopeBytes += bytes.byteLength;
+      events.push({ id: prev, env, body });
     }
-    const events =
-      this.#mode === 'event' || unsigned.length === 1 ? this.#signEach(unsigned) : this.#signBatch(unsigned);
-    return { events, head: { seq, id: prev } };
-  }
-
-  #signEach(unsigned: { id: string; env: EventEnvelope; body: EventBody }[]): SignedEvent[] {
-    return unsigned.map((u) => ({
-      ...u,
-      sig: { t: 'event', sig: toBase64Url(this.#key.sign(eventSignedBytes(fromHex(u.id)))) },
-    }));
-  }
-
-  #signBatch(unsigned: { id: string; env: EventEnvelope; body: EventBody }[]): SignedEvent[] {
-    const { root, paths } = merklePaths(unsigned.map((u) => fromHex(u.id)));
-    const sig = toBase64Url(this.#key.sign(batchSignedBytes(root, unsigned.length)));
-    return unsigned.map((u, index) => ({
-      ...u,
-      sig: { t: 'batch', size: unsigned.length, index, path: paths[index]!.map(toBase64Url), sig },
-    }));
+    const header: BatchHeader = {
+      v: batchVersion,
+      enterprise: this.identity.enterprise,
+      gateway: this.identity.gateway,
+      keyId: this.keyId,
+      firstSeq: head.seq + 1,
+      count: drafts.length,
+      prev: head.id,
+      root: toHex(merkleRoot(ids)),
+      envelopeBytes,
+    };
+    const headerBytes = encodeBatchHeader(header);
+    const signature = this.#key.sign(batchSigningBytes(headerBytes));
+    const tx = encodeBatchTx(headerBytes, signature, envelopes);
+    return {
+      batch: { tx, txId: toHex(batchTxId(headerBytes, signature)), header },
+      events,
+      head: { seq, id: prev },
+    };
   }
 }

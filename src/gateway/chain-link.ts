@@ -4,12 +4,14 @@
  *   `masbc-edge peer` runs), on a worker thread of its own (chain-thread.ts) unless
  *   `chain.thread: false`, with its block store under `<dataDir>/chain` and, with `api.enabled`,
  *   the validator HTTP API for client gateways;
- * - `client`: it submits to its member's validator over that HTTP API (http-chain.ts);
+ * - `client`: it submits to its member's validator over that HTTP API (http-chain.ts), and believes a
+ *   block final only once it checked it against the genesis;
  * - `none`: no chain; events stay in the outbox.
  */
 import { dirname, join, resolve } from 'node:path';
+import { loadGenesis } from '../consensus/genesis/genesis.ts';
 import type { ChainClient } from '../consensus/runtime/client.ts';
-import type { ConsensusNode, NodeStatus } from '../consensus/runtime/node.ts';
+import { type ConsensusNode, chainContext, type NodeStatus } from '../consensus/runtime/node.ts';
 import type { Logger } from '../log/logger.ts';
 import { startValidator, type ValidatorSettings } from '../validator/validator.ts';
 import type { LoadedConfig } from './config/config.ts';
@@ -36,6 +38,7 @@ export function hostedValidatorOptions(config: LoadedConfig): ValidatorSettings 
     keyFile: resolve(config.paths.dataDir, chain.memberKeyFile),
     dataDir: join(config.paths.dataDir, 'chain'),
     api: api.enabled ? { host: api.host, port: api.port } : undefined,
+    bodies: { maxBytes: chain.bodies.maxBytes, retention: chain.bodies.retention },
     hostedBy: { enterprise: config.gateway.gateway.enterprise, gateway: config.gateway.gateway.id },
   };
 }
@@ -44,8 +47,10 @@ export async function openChainLink(config: LoadedConfig, log: Logger): Promise<
   const chain = config.gateway.chain;
   if (chain.role === 'none') return null;
   if (chain.role === 'client') {
+    const genesis = loadGenesis(resolve(dirname(resolve(config.gatewayFile)), chain.genesis!));
     const client = httpChainClient({
       baseUrl: chain.validatorUrl!,
+      verify: chainContext(genesis),
       onError: (err) => log.warn('validator unreachable; retrying', { err: err.message }),
     });
     return { role: 'client', client, node: null, apiUrl: null, status: () => null, stop: async () => {} };

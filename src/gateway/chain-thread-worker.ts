@@ -45,7 +45,7 @@ try {
   port.on('message', (m: ToWorker) => {
     switch (m.t) {
       case 'call': {
-        const work = m.op === 'submit' ? link.client.submit(m.txs) : link.client.receipts(m.ids);
+        const work = m.op === 'submit' ? link.client.submit(m.batches) : link.client.receipts(m.ids);
         work.then(
           (value) => send({ t: 'reply', id: m.id, value }),
           (err: unknown) => send({ t: 'reply', id: m.id, error: errorText(err) }),

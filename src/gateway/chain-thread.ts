@@ -20,7 +20,7 @@
  *
  * @example
  *   const link = await openValidatorThread(hostedValidatorOptions(config), log);
- *   const verdicts = await link.client.submit([json]);
+ *   const verdicts = await link.client.submit([{ tx, bodies }]);
  *   await link.stop();
  */
 import { Worker } from 'node:worker_threads';
@@ -28,6 +28,7 @@ import type {
   ChainClient,
   ChainReceipt,
   CommittedBlockInfo,
+  SubmitBatch,
   SubmitVerdict,
 } from '../consensus/runtime/client.ts';
 import type { NodeStatus } from '../consensus/runtime/node.ts';
@@ -36,7 +37,7 @@ import type { ValidatorSettings } from '../validator/validator.ts';
 import { validatorThread } from './bounds.ts';
 
 /** The ChainClient calls that are answered once. */
-type Call = { op: 'submit'; txs: readonly string[] } | { op: 'receipts'; ids: readonly string[] };
+type Call = { op: 'submit'; batches: readonly SubmitBatch[] } | { op: 'receipts'; ids: readonly string[] };
 
 /** Messages to the worker. */
 export type ToWorker =
@@ -176,7 +177,7 @@ export async function openValidatorThread(options: ValidatorSettings, log: Logge
   }
 
   const client: ChainClient = {
-    submit: (txs) => call<SubmitVerdict[]>({ op: 'submit', txs }),
+    submit: (batches) => call<SubmitVerdict[]>({ op: 'submit', batches }),
     receipts: (ids) => call<(ChainReceipt | null)[]>({ op: 'receipts', ids }),
     subscribe(afterHeight, onBlock) {
       const sub = nextId++;

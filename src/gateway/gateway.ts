@@ -22,7 +22,7 @@ import { createDriver } from '../drivers/registry.ts';
 import type { DeadLetter, Driver, DriverHealth, Reading } from '../drivers/types.ts';
 import type { EventDraft } from '../event/draft.ts';
 import { EventSigner } from '../event/signer.ts';
-import { EventVerifier, keyRegistry } from '../event/verify.ts';
+import { BatchVerifier, keyRegistry } from '../event/verify.ts';
 import type { Logger } from '../log/logger.ts';
 import { DraftBatcher } from '../normaliser/batcher.ts';
 import {
@@ -118,15 +118,15 @@ export class Gateway {
     const key = options.key ?? loadGatewayKey(config);
     const store = config.gateway.store;
     const signing = config.gateway.signing;
-    this.#signer = new EventSigner(identity, key, { mode: signing.mode, nowMs: this.#now });
+    this.#signer = new EventSigner(identity, key, { nowMs: this.#now });
     this.outbox = Outbox.open({
       path: outboxPath(config.paths.dataDir),
-      verifier: new EventVerifier(keyRegistry([gatewayKeyOf(identity, key)])),
+      verifier: new BatchVerifier(keyRegistry([gatewayKeyOf(identity, key)])),
       maxBytes: store.maxBytes,
       maxRows: store.maxRows,
       synchronous: store.synchronous,
       onCorrupt: (seq, reason) =>
-        this.#log.error('outbox event corrupt; submission halts before it', { seq, reason }),
+        this.#log.error('outbox batch corrupt; submission halts before it', { seq, reason }),
       onDrop: (count, gap) =>
         this.#log.warn('outbox full: drafts not stored, recorded for a gap event', {
           count,
@@ -241,7 +241,7 @@ export class Gateway {
 
   #flush(drafts: EventDraft[]): void {
     const r = this.outbox.append(drafts, this.#signer, {
-      signBatchMax: this.config.gateway.signing.batchEventsMax,
+      batchEventsMax: this.config.gateway.signing.batchEventsMax,
       meta: { [normaliserStateKey]: this.#normaliser.saveState(), ...this.#driverStates() },
     });
     this.#stored += r.stored.length;

@@ -1,17 +1,30 @@
 /**
- * The submitter's ChainClient for a gateway whose validator runs elsewhere (chain role `client`):
- * the validator's HTTP API (src/api/validator-api.ts). Final blocks are followed by long polling.
+ * The submitter's ChainClient for a gateway whose member's validator runs elsewhere (chain role
+ * `client`): the validator's HTTP API (src/api/validator-api.ts). Batches and their bodies go as one
+ * binary request (`encodeSubmission`); final blocks are followed by long polling.
+ *
+ * A final block is believed only once checked against the genesis: its header hashes to the block
+ * hash the certificate names, a quorum of the genesis validators signed that certificate, and the
+ * block's transaction root is the Merkle root of the transaction ids listed. So a compromised link
+ * or validator API cannot make the gateway mark (and later prune) a batch that is not final: a block
+ * that fails is reported (`onError`), not delivered, and polled again after a pause.
  */
-import type {
-  ChainClient,
-  ChainReceipt,
-  CommittedBlockInfo,
-  SubmitVerdict,
+
+import type { ChainContext } from '../consensus/runtime/block-store.ts';
+import {
+  blockInfoProblem,
+  type ChainClient,
+  type ChainReceipt,
+  type CommittedBlockInfo,
+  encodeSubmission,
+  type SubmitVerdict,
 } from '../consensus/runtime/client.ts';
 
 export interface HttpChainOptions {
   /** e.g. http://10.0.0.5:8181 */
   baseUrl: string;
+  /** The alliance's validators, from the genesis: what a final block must be certified by. */
+  verify: ChainContext;
   requestTimeoutMs?: number;
   /** Long-poll duration of GET /v1/commits. */
   pollWaitMs?: number;
@@ -37,11 +50,11 @@ export function httpChainClient(options: HttpChainOptions): ChainClient {
   }
 
   return {
-    async submit(txs: readonly string[]): Promise<SubmitVerdict[]> {
-      // The stored bytes are canonical JSON already: send them as a JSON array without re-encoding.
-      const { verdicts } = await call<{ verdicts: SubmitVerdict[] }>('/v1/events', {
+    async submit(batches): Promise<SubmitVerdict[]> {
+      const { verdicts } = await call<{ verdicts: SubmitVerdict[] }>('/v1/batches', {
         method: 'POST',
-        body: `[${txs.join(',')}]`,
+        headers: { 'content-type': 'application/octet-stream' },
+        body: encodeSubmission(batches) as Uint8Array<ArrayBuffer>,
       });
       return verdicts;
     },
@@ -62,6 +75,8 @@ export function httpChainClient(options: HttpChainOptions): ChainClient {
             );
             for (const b of blocks) {
               if (stopped || b.height !== delivered + 1) break;
+              const problem = blockInfoProblem(options.verify, b);
+              if (problem) throw new Error(`refusing a block the validator API says is final: ${problem}`);
               delivered = b.height;
               onBlock(b);
             }
@@ -80,12 +95,31 @@ export function httpChainClient(options: HttpChainOptions): ChainClient {
       };
     },
 
-    async receipts(ids: readonly string[]): Promise<(ChainReceipt | null)[]> {
+    async receipts(txIds: readonly string[]): Promise<(ChainReceipt | null)[]> {
       const { receipts } = await call<{ receipts: (ChainReceipt | null)[] }>('/v1/receipts', {
         method: 'POST',
-        body: JSON.stringify({ ids }),
+        body: JSON.stringify({ ids: txIds }),
       });
-      return receipts;
+      // Each receipt is believed only with its block, checked like a followed one.
+      const blocks = new Map<number, CommittedBlockInfo>();
+      for (const height of new Set(receipts.flatMap((r) => (r ? [r.height] : [])))) {
+        const { blocks: got } = await call<{ blocks: CommittedBlockInfo[] }>(
+          `/v1/commits?after=${height - 1}&limit=1`,
+        );
+        const b = got[0];
+        if (!b || b.height !== height)
+          throw new Error(`the validator API has no block ${height} for a receipt`);
+        const problem = blockInfoProblem(options.verify, b);
+        if (problem) throw new Error(`refusing a receipt: ${problem}`);
+        blocks.set(height, b);
+      }
+      return receipts.map((r, i) => {
+        if (!r) return null;
+        const b = blocks.get(r.height)!;
+        if (b.txIds[r.index] !== txIds[i] || b.blockHash !== r.blockHash)
+          throw new Error(`refusing a receipt: block ${r.height} does not hold ${txIds[i]} at ${r.index}`);
+        return r;
+      });
     },
   };
 }

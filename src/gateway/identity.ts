@@ -1,9 +1,9 @@
-/** The gateway's signing identity from its config: key file, public record, verifier of its own events. */
+/** The gateway's signing identity from its config: key file, public record, verifier of its own batches. */
 import { readFileSync } from 'node:fs';
 import { fromBase64Url } from '../crypto/hash.ts';
 import { KeyFileError, loadKeyFile, type PublicKeyRecord, type Signer } from '../crypto/keys.ts';
 import type { GatewayIdentity } from '../event/signer.ts';
-import { EventVerifier, type GatewayKey, keyRegistry } from '../event/verify.ts';
+import { BatchVerifier, type GatewayKey, keyRegistry } from '../event/verify.ts';
 import type { LoadedConfig } from './config/config.ts';
 
 export function gatewayIdentity(config: LoadedConfig): GatewayIdentity {
@@ -30,8 +30,8 @@ export function gatewayKeyOf(
   };
 }
 
-/** Verifier of this gateway's own events from its public key file (`<keyFile>.pub`): no private key needed. */
-export function ownEventVerifier(config: LoadedConfig): EventVerifier {
+/** Verifier of this gateway's own batches from its public key file (`<keyFile>.pub`): no private key needed. */
+export function ownBatchVerifier(config: LoadedConfig): BatchVerifier {
   const path = `${config.paths.keyFile}.pub`;
   let record: PublicKeyRecord;
   try {
@@ -40,7 +40,7 @@ export function ownEventVerifier(config: LoadedConfig): EventVerifier {
     throw new KeyFileError(`cannot read public key ${path}: ${(err as Error).message}`);
   }
   const identity = gatewayIdentity(config);
-  return new EventVerifier(
+  return new BatchVerifier(
     keyRegistry([
       gatewayKeyOf(identity, {
         alg: record.alg,

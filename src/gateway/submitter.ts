@@ -1,11 +1,14 @@
 /**
- * The submitter moves signed events from the outbox to the alliance chain. It marks an event
- * committed only when it sees the event's id in a final block: an acknowledgement is finality, not a
- * socket write.
+ * The submitter moves signed batches, with their events' bodies, from the outbox to the member's
+ * validator, which keeps the bodies in the member's body store and submits the batch to the alliance
+ * chain. It marks a batch committed only when it sees the batch's transaction id in a final block: an
+ * acknowledgement is finality, not a socket write. It tells the outbox when the member's body store
+ * has a batch's bodies (`bodiesKept` in the verdict): only then may the outbox prune the batch once
+ * final, since the bodies live nowhere else.
  *
  * Exactly once:
- * - Events are submitted oldest first, in seq order, because validators accept a gateway's events only
- *   in seq order (docs/ledger.md).
+ * - Batches are submitted oldest first, in seq order, because validators accept a gateway's events
+ *   only in seq order (docs/ledger.md).
  * - When none of its events has become final for `resubmitAfterMs` while some are in flight, it
  *   submits again from the oldest pending event: the validator may have lost them (a restart, a view
  *   change whose primary never had them). While nothing becomes final (an outage) it backs off, to
@@ -17,7 +20,8 @@
  * - The height of the last block seen is saved in the outbox. After a restart the submitter replays
  *   blocks from there, so events that became final while the gateway was down are marked too.
  *
- * Bounds: at most `windowEvents` events are in flight. Submission is rate-limited to
+ * Bounds: at most `windowEvents` events are in flight (one batch more at worst: batches are not
+ * split). Submission is rate-limited to
  * `drainEventsPerSecond` by a token bucket, so a backlog after an outage drains at a bounded rate. Live
  * events queue behind the backlog, because the chain needs each gateway's events in order.
  *
@@ -28,6 +32,7 @@
  *   await s.stop();
  */
 import type { ChainClient, CommittedBlockInfo } from '../consensus/runtime/client.ts';
+import type { CommitReceipt, StoredBatch } from '../store/outbox.ts';
 import { submitter } from './bounds.ts';
 import type { OutboxLike, SubmitterLogger } from './submitter-types.ts';
 
@@ -49,9 +54,13 @@ export interface SubmitterOptions {
 }
 
 export interface SubmitterStats {
+  /** Events submitted (each once per round; resubmissions are counted apart). */
   submitted: number;
   resubmitted: number;
   committed: number;
+  /** Batches whose bodies the member's body store confirmed it keeps. */
+  bodiesKept: number;
+  /** Events in flight. */
   inFlight: number;
   /** Refusals by reason (duplicates of events already on chain are normal after a restart). */
   refused: Record<string, number>;
@@ -69,6 +78,13 @@ export interface SubmitterStats {
 const lastHeightKey = 'submitter.lastHeight';
 const { latencySamplesMax } = submitter;
 
+interface InFlight {
+  firstSeq: number;
+  count: number;
+  sentMs: number;
+  events: readonly { sourceTimeMs: number; gatewayTimeMs: number }[];
+}
+
 export class Submitter {
   readonly #o: OutboxLike;
   readonly #chain: ChainClient;
@@ -79,17 +95,17 @@ export class Submitter {
   readonly #resubmitMs: number;
   readonly #tickMs: number;
   readonly #now: () => number;
-  /** id → (seq, first submission time, source and gateway time). Insertion order = seq order. */
-  readonly #inFlight = new Map<
-    string,
-    { seq: number; sentMs: number; sourceTimeMs: number; gatewayTimeMs: number }
-  >();
+  /** Transaction id → the batch in flight. Insertion order = seq order. */
+  readonly #inFlight = new Map<string, InFlight>();
+  #inFlightEvents = 0;
   #lastSubmittedSeq = 0;
-  /** When one of our events last became final (ms, the submitter's clock). */
+  /** When one of our batches last became final (ms, the submitter's clock). */
   #lastProgressMs = -Infinity;
   /** When we last submitted everything again, and how many times in a row without progress. */
   #lastResubmitMs = -Infinity;
   #resubmitsWithoutProgress = 0;
+  /** When final batches whose bodies were not confirmed were last sent again. */
+  #lastConfirmMs = -Infinity;
   #lastHeight: number;
   #tokens: number;
   #tokensAtMs: number;
@@ -101,7 +117,7 @@ export class Submitter {
   readonly #latencies: number[] = [];
   readonly #chainLatencies: number[] = [];
   #latencyNext = 0;
-  readonly #stats = { submitted: 0, resubmitted: 0, committed: 0, errors: 0 };
+  readonly #stats = { submitted: 0, resubmitted: 0, committed: 0, bodiesKept: 0, errors: 0 };
   readonly #refused: Record<string, number> = {};
 
   constructor(options: SubmitterOptions) {
@@ -161,6 +177,7 @@ export class Submitter {
     try {
       this.#resubmitStale();
       await this.#fill();
+      await this.#confirmBodies();
     } catch (err) {
       this.#stats.errors += 1;
       this.#log.warn('submission failed; will retry', { err: (err as Error).message });
@@ -168,8 +185,8 @@ export class Submitter {
   }
 
   /**
-   * If nothing of ours became final for `resubmitAfterMs` since the oldest in-flight event was sent,
-   * start again from the oldest pending event.
+   * If nothing of ours became final for `resubmitAfterMs` since the oldest in-flight batch was sent,
+   * start again from the oldest pending batch.
    */
   #resubmitStale(): void {
     const oldest = this.#inFlight.values().next().value;
@@ -180,74 +197,94 @@ export class Submitter {
     if (this.#now() - waitingSinceMs < waitMs) return;
     this.#lastResubmitMs = this.#now();
     this.#resubmitsWithoutProgress++;
-    this.#stats.resubmitted += this.#inFlight.size;
-    this.#log.info('no event final in time; submitting again from the oldest', {
-      fromSeq: oldest.seq,
-      inFlight: this.#inFlight.size,
+    this.#stats.resubmitted += this.#inFlightEvents;
+    this.#log.info('no batch final in time; submitting again from the oldest', {
+      fromSeq: oldest.firstSeq,
+      inFlight: this.#inFlightEvents,
     });
     this.#inFlight.clear();
+    this.#inFlightEvents = 0;
     this.#lastSubmittedSeq = 0;
   }
 
   async #fill(): Promise<void> {
     for (;;) {
       const room = Math.min(
-        this.#window - this.#inFlight.size,
+        this.#window - this.#inFlightEvents,
         this.#batchMax,
         Math.floor(this.#takeTokens()),
       );
       if (room <= 0) return;
-      const batch = this.#o.pending({ afterSeq: this.#lastSubmittedSeq, limit: room });
-      if (batch.length === 0) return;
-      this.#tokens -= batch.length;
+      const batches = this.#o.pending({ afterSeq: this.#lastSubmittedSeq, eventsMax: room });
+      if (batches.length === 0) return;
+      for (const b of batches) this.#tokens -= b.count;
       const sentMs = this.#now();
-      const verdicts = await this.#chain.submit(batch.map((e) => e.json));
+      const verdicts = await this.#chain.submit(batches.map((b) => ({ tx: b.tx, bodies: b.bodies })));
       if (!this.#running) return;
       let stop = false;
-      batch.forEach((e, i) => {
+      const kept: string[] = [];
+      const committed: StoredBatch[] = [];
+      batches.forEach((b, i) => {
         const v = verdicts[i];
+        if (v?.bodiesKept && !b.bodiesKept) kept.push(b.txId);
+        if (stop) return;
         if (v && !v.accepted && v.reason !== 'duplicate' && v.reason !== 'committed') {
-          // Refused for a reason a retry may cure (mempool full, validator catching up) or not
-          // (our key unknown to the alliance): count, log, and come back to it from here later.
+          // Refused for a reason a retry may cure (mempool full, body store full, validator catching
+          // up) or not (our key unknown to the alliance): count, log, and come back to it from here.
           this.#refused[v.reason] = (this.#refused[v.reason] ?? 0) + 1;
-          if (!stop)
-            this.#log.warn('event refused by the validator', {
-              seq: e.seq,
-              reason: v.reason,
-              detail: v.detail,
-            });
+          this.#log.warn('batch refused by the validator', {
+            seq: b.firstSeq,
+            reason: v.reason,
+            detail: v.detail,
+          });
           stop = true;
           return;
         }
-        if (stop) return;
         if (v && !v.accepted) this.#refused[v.reason] = (this.#refused[v.reason] ?? 0) + 1;
-        this.#inFlight.set(e.event.id, {
-          seq: e.seq,
-          sentMs,
-          sourceTimeMs: e.event.env.sourceTimeMs,
-          gatewayTimeMs: e.event.env.gatewayTimeMs,
-        });
-        this.#lastSubmittedSeq = e.seq;
-        this.#stats.submitted += 1;
+        this.#lastSubmittedSeq = b.firstSeq;
+        this.#stats.submitted += b.count;
+        if (v && !v.accepted && v.reason === 'committed') {
+          committed.push(b);
+          return;
+        }
+        this.#inFlight.set(b.txId, { firstSeq: b.firstSeq, count: b.count, sentMs, events: b.events });
+        this.#inFlightEvents += b.count;
       });
-      await this.#settleCommitted(
-        batch.filter((_, i) => verdicts[i]?.accepted === false && verdicts[i].reason === 'committed'),
-      );
+      if (kept.length > 0) this.#stats.bodiesKept += this.#o.markBodiesKept(kept);
+      await this.#settleCommitted(committed);
       if (stop) return;
     }
   }
 
-  /** Events the chain says are already final (a resubmission after a restart): fetch where, mark them. */
-  async #settleCommitted(events: readonly { seq: number; event: { id: string } }[]): Promise<void> {
-    if (events.length === 0) return;
-    const found = await this.#chain.receipts(events.map((e) => e.event.id));
-    const receipts = [];
-    for (let i = 0; i < events.length; i++) {
+  /**
+   * Final batches whose bodies the member did not confirm keeping (its body store was full, or lost
+   * them): sent again, at most once per `resubmitAfterMs`, until it does. They may not leave the
+   * outbox before: the bodies live nowhere else.
+   */
+  async #confirmBodies(): Promise<void> {
+    if (this.#now() - this.#lastConfirmMs < this.#resubmitMs) return;
+    this.#lastConfirmMs = this.#now();
+    const batches = this.#o.unconfirmed({ eventsMax: this.#batchMax });
+    if (batches.length === 0) return;
+    const verdicts = await this.#chain.submit(batches.map((b) => ({ tx: b.tx, bodies: b.bodies })));
+    const kept = batches.filter((_, i) => verdicts[i]?.bodiesKept).map((b) => b.txId);
+    if (kept.length > 0) this.#stats.bodiesKept += this.#o.markBodiesKept(kept);
+    else
+      this.#log.warn('the member has not confirmed the bodies of final batches; they stay in the outbox', {
+        batches: batches.length,
+        reason: verdicts.flatMap((v) => (v.accepted ? [] : [v.reason]))[0],
+      });
+  }
+
+  /** Batches the chain says are already final (a resubmission after a restart): fetch where, mark them. */
+  async #settleCommitted(batches: readonly StoredBatch[]): Promise<void> {
+    if (batches.length === 0) return;
+    const found = await this.#chain.receipts(batches.map((b) => b.txId));
+    const receipts: CommitReceipt[] = [];
+    for (let i = 0; i < batches.length; i++) {
       const r = found[i];
       if (!r) continue;
-      const id = events[i]!.event.id;
-      this.#inFlight.delete(id);
-      receipts.push({ id, height: r.height, blockHash: r.blockHash, proof: { index: r.index } });
+      receipts.push({ txId: batches[i]!.txId, height: r.height, blockHash: r.blockHash, txIndex: r.index });
     }
     if (receipts.length > 0) {
       this.#stats.committed += this.#o.markCommitted(receipts, this.#now());
@@ -268,25 +305,21 @@ export class Submitter {
   }
 
   #onBlock(b: CommittedBlockInfo): void {
-    const receipts = [];
+    const receipts: CommitReceipt[] = [];
     const now = this.#now();
     let ours = false;
     for (let i = 0; i < b.txIds.length; i++) {
-      const id = b.txIds[i]!;
-      const mine = this.#inFlight.get(id);
+      const txId = b.txIds[i]!;
+      const mine = this.#inFlight.get(txId);
       if (mine) {
-        this.#inFlight.delete(id);
+        this.#inFlight.delete(txId);
+        this.#inFlightEvents -= mine.count;
         ours = true;
-        this.#recordLatency(now - mine.sourceTimeMs, now - mine.gatewayTimeMs);
-      } else if (!this.#o.isOwnPending(id)) {
+        for (const e of mine.events) this.#recordLatency(now - e.sourceTimeMs, now - e.gatewayTimeMs);
+      } else if (!this.#o.isOwnPending(txId)) {
         continue;
       }
-      receipts.push({
-        id,
-        height: b.height,
-        blockHash: b.blockHash,
-        proof: { index: i, txCount: b.txIds.length },
-      });
+      receipts.push({ txId, height: b.height, blockHash: b.blockHash, txIndex: i });
     }
     if (ours) this.#progress();
     try {
@@ -295,7 +328,7 @@ export class Submitter {
       this.#lastHeight = b.height;
     } catch (err) {
       this.#stats.errors += 1;
-      this.#log.error('cannot record final events; they will be marked on replay', {
+      this.#log.error('cannot record final batches; they will be marked on replay', {
         err: (err as Error).message,
       });
     }
@@ -322,7 +355,7 @@ export class Submitter {
     };
     return {
       ...this.#stats,
-      inFlight: this.#inFlight.size,
+      inFlight: this.#inFlightEvents,
       refused: { ...this.#refused },
       lastHeight: this.#lastHeight,
       latencyMs: { ...quantiles(this.#latencies), samples: this.#latencies.length },

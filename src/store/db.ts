@@ -27,6 +27,17 @@ export interface OpenOptions {
   synchronous: Synchronous;
   migrations: readonly Migration[];
   readonly?: boolean;
+  /**
+   * The store's format: a database written in another one (or before formats were recorded) is
+   * refused with a message naming both, instead of being misread. Formats change only where no
+   * migration exists (an incompatible change of what is stored).
+   */
+  format?: StoreFormat;
+}
+
+export interface StoreFormat {
+  name: string;
+  version: number;
 }
 
 export class StoreError extends Error {
@@ -46,6 +57,7 @@ export function openDatabase(path: string, options: OpenOptions): SqliteDatabase
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
       db.pragma('foreign_keys = ON');
+      if (options.format) checkFormat(db, options.format, path);
       migrate(db, options.migrations, path);
     }
     const check = db.pragma('quick_check', { simple: true });
@@ -56,6 +68,27 @@ export function openDatabase(path: string, options: OpenOptions): SqliteDatabase
     throw new StoreError(`cannot prepare ${path}: ${(err as Error).message}`);
   }
   return db;
+}
+
+/** Records the format in a new database; refuses an existing one of another format. */
+function checkFormat(db: SqliteDatabase, format: StoreFormat, path: string): void {
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+  if (tables.includes('store_format')) {
+    const found = db.prepare('SELECT name, version FROM store_format').get() as StoreFormat | undefined;
+    if (found && found.name === format.name && found.version === format.version) return;
+    throw new StoreError(
+      `${path} is in the format ${found ? `${found.name} ${found.version}` : 'of an unknown store'}; this release reads ${format.name} ${format.version} and cannot convert it: move the file aside (it is not deleted) and start again`,
+    );
+  }
+  if (tables.length > 0) {
+    throw new StoreError(
+      `${path} was written by an earlier release (no recorded format); this release reads ${format.name} ${format.version} and cannot convert it: move the file aside (it is not deleted) and start again`,
+    );
+  }
+  db.transaction(() => {
+    db.exec('CREATE TABLE store_format (name TEXT NOT NULL, version INTEGER NOT NULL)');
+    db.prepare('INSERT INTO store_format (name, version) VALUES (?, ?)').run(format.name, format.version);
+  })();
 }
 
 function migrate(db: SqliteDatabase, migrations: readonly Migration[], path: string): void {

@@ -1,7 +1,8 @@
 /**
  * The one place a validator is assembled: genesis and key, libp2p transport, block store, the
- * ledger application with its state rebuilt from stored blocks, the consensus node, and optionally
- * the validator HTTP API. `masbc-edge peer` runs one on its own; a gateway with `chain.role:
+ * ledger application with its state rebuilt from stored blocks, the consensus node, the member's
+ * private body store (the bodies of its own gateways' events, which never go on the chain), and
+ * optionally the validator HTTP API. `masbc-edge peer` runs one on its own; a gateway with `chain.role:
  * validator` hosts its member's on a worker thread (src/gateway/chain-thread.ts) or on its own
  * event loop, through this same function.
  *
@@ -24,16 +25,25 @@ import { ChainStore, chainStorePath } from '../consensus/runtime/block-store.ts'
 import { type ChainClient, localChainClient } from '../consensus/runtime/client.ts';
 import { openLedger } from '../consensus/runtime/ledger.ts';
 import { ConsensusNode, chainContext } from '../consensus/runtime/node.ts';
+import { fromHex, toHex } from '../crypto/hash.ts';
 import { loadKeyFile } from '../crypto/keys.ts';
 import type { Logger } from '../log/logger.ts';
+import { type BodyRetention, BodyStore, bodyStorePath } from '../store/bodies.ts';
+
+/** Default disk budget of the member's body store. */
+const defaultBodyStoreBytes = 8 * 1024 ** 3;
+/** How often bodies past their retention are deleted. */
+const bodyPruneIntervalMs = 3_600_000;
 
 export interface ValidatorOptions {
   /** The alliance genesis (JSON or YAML). */
   genesisFile: string;
   /** This member's private key file (also its libp2p identity). */
   keyFile: string;
-  /** Folder of the block store (chain.db: blocks, votes, ledger state). */
+  /** Folder of the block store (chain.db: blocks, votes, ledger state) and the body store (bodies.db). */
   dataDir: string;
+  /** The member's body store: disk budget and retention per data class (docs/store.md). */
+  bodies?: { maxBytes?: number | undefined; retention?: Partial<BodyRetention> | undefined } | undefined;
   /** Member id in the genesis; default: the validator whose key `keyFile` holds. */
   member?: string | undefined;
   /** Where to serve the validator HTTP API; absent: no API. Port 0 takes any free port. */
@@ -55,6 +65,8 @@ export interface RunningValidator {
   node: ConsensusNode;
   /** Submissions and final blocks, in process (what a hosting gateway's submitter uses). */
   client: ChainClient;
+  /** The member's private body store. */
+  bodies: BodyStore;
   peerId: string;
   /** The libp2p addresses it listens on. */
   listen: string[];
@@ -97,6 +109,18 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
     chain: chainContext(genesis),
     txId: txIdOf,
   });
+  let bodies: BodyStore;
+  try {
+    bodies = BodyStore.open({
+      path: bodyStorePath(opts.dataDir),
+      member,
+      maxBytes: opts.bodies?.maxBytes ?? defaultBodyStoreBytes,
+      retention: opts.bodies?.retention,
+    });
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   let node: ConsensusNode;
   let replayedBlocks: number;
   try {
@@ -114,12 +138,33 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
     });
   } catch (err) {
     store.close();
+    bodies.close();
     throw err;
   }
+  // Bodies of batches that became final while this validator was down, or before it recorded it.
+  const reconciled = bodies.reconcile((txId) => store.txLocation(fromHex(txId))?.height ?? null);
+  if (reconciled > 0) log.info('bodies of final batches recorded at start', { bodies: reconciled });
+  const unCommitted = node.onCommitted((e) => {
+    for (const id of e.txIds) bodies.markCommitted(toHex(id), e.height);
+  });
+  const pruneTimer = setInterval(() => {
+    try {
+      const n = bodies.prune();
+      if (n > 0) log.info('bodies past their retention deleted', { bodies: n });
+    } catch (err) {
+      log.error('body store prune failed', { err: (err as Error).message });
+    }
+  }, bodyPruneIntervalMs);
+  pruneTimer.unref();
+  node.closed.then(() => {
+    clearInterval(pruneTimer);
+    unCommitted();
+    bodies.close();
+  });
   await node.start();
   if (replayedBlocks > 0) log.info('ledger state rebuilt from stored blocks', { blocks: replayedBlocks });
-  const client = localChainClient(node);
-  const api = opts.api ? buildValidatorApi({ node, chain: client }) : null;
+  const client = localChainClient(node, bodies);
+  const api = opts.api ? buildValidatorApi({ node, chain: client, bodies }) : null;
   let apiUrl: string | null = null;
   if (api && opts.api) {
     try {
@@ -138,6 +183,7 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
     genesis,
     node,
     client,
+    bodies,
     peerId,
     listen,
     apiUrl,

@@ -4,20 +4,25 @@
  * first member's validator) → 4 validators over libp2p (three `masbc-edge peer` processes).
  *
  * One alliance goes through the scenarios in order; after each, the whole chain is checked:
- * every event the gateway stored is on chain exactly once, in seq order, linked, with a valid
- * signature and a valid certificate on its block (by `masbc-edge chain verify` on every validator),
- * and what the scenario engine produced (parts, scans) equals what is on chain, event for event.
+ * every event the gateway stored is on chain exactly once, in seq order, linked, in a batch with a
+ * valid signature, on a block with a valid certificate (by `masbc-edge chain verify` on every
+ * validator), its body in the gateway's member's body store (and nowhere else), and what the scenario
+ * engine produced (parts, scans) equals what is on chain, event for event.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayRegistryOf } from '../../src/consensus/app/index.ts';
+import { txIdOf } from '../../src/consensus/app/tx.ts';
 import { ChainStore, chainStorePath } from '../../src/consensus/runtime/block-store.ts';
 import { chainContext } from '../../src/consensus/runtime/node.ts';
-import { fromHex } from '../../src/crypto/hash.ts';
+import { toHex } from '../../src/crypto/hash.ts';
 import { generateKey } from '../../src/crypto/keys.ts';
-import { encodeEvent, type SignedEvent } from '../../src/event/event.ts';
+import { decodeBatchTx } from '../../src/event/batch.ts';
+import type { EventRecord } from '../../src/event/event.ts';
 import { EventSigner, emptyHead } from '../../src/event/signer.ts';
-import { EventVerifier } from '../../src/event/verify.ts';
+import { BatchVerifier } from '../../src/event/verify.ts';
+import { BodyStore, bodyStorePath } from '../../src/store/bodies.ts';
 import { Outbox, outboxPath } from '../../src/store/outbox.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import {
@@ -61,8 +66,6 @@ afterAll(async () => {
   await floor?.stop();
 });
 
-const decoder = new TextDecoder();
-
 /** Stops production, lets the gateway read the last values, and waits until everything is final. */
 async function settle(timeoutMs = 60_000): Promise<void> {
   floor.pause();
@@ -90,22 +93,45 @@ async function settle(timeoutMs = 60_000): Promise<void> {
   );
 }
 
-/** The chain as one validator stores it: every event, in block order. */
-function chainEvents(dataDir: string): SignedEvent[] {
-  const txId = (tx: Uint8Array) => fromHex((JSON.parse(decoder.decode(tx)) as { id: string }).id);
+/** The chain as one validator stores it: every event's envelope, in block order, and the batches. */
+function chainEvents(dataDir: string): { events: EventRecord[]; txs: Uint8Array[] } {
   const store = ChainStore.open({
     path: chainStorePath(dataDir),
     chain: chainContext(alliance.alliance.genesis),
-    txId,
+    txId: txIdOf,
   });
   try {
-    const out: SignedEvent[] = [];
+    const events: EventRecord[] = [];
+    const txs: Uint8Array[] = [];
     for (let h = 1; h <= store.height; h++) {
-      for (const tx of store.blockAt(h)!.block.txs) out.push(JSON.parse(decoder.decode(tx)) as SignedEvent);
+      for (const tx of store.blockAt(h)!.block.txs) {
+        const d = decodeBatchTx(tx);
+        if (!d.ok) throw new Error(`block ${h}: ${d.message}`);
+        txs.push(tx);
+        d.batch.envelopes.forEach((env, i) => {
+          events.push({ id: toHex(d.batch.ids[i]!), env });
+        });
+      }
     }
-    return out;
+    return { events, txs };
   } finally {
     store.close();
+  }
+}
+
+/** The bodies of `events` from the gateway's member's body store (the validator it hosts). */
+function withBodies(events: EventRecord[]): EventRecord[] {
+  const path = bodyStorePath(join(gateway.dataDir, 'chain'));
+  const bodies = BodyStore.open({ path, member: enterprise, maxBytes: Number.MAX_SAFE_INTEGER });
+  try {
+    return events.map((e) => {
+      const kept = bodies.get(e.id);
+      if (!kept)
+        throw new Error(`the body of ${e.env.enterprise}/${e.env.gateway} #${e.env.seq} is not kept`);
+      return { ...e, body: kept.body };
+    });
+  } finally {
+    bodies.close();
   }
 }
 
@@ -113,7 +139,7 @@ function chainEvents(dataDir: string): SignedEvent[] {
 function outboxEvents(): { seq: number; id: string; committed: boolean }[] {
   const outbox = Outbox.open({
     path: outboxPath(gateway.dataDir),
-    verifier: new EventVerifier(gatewayRegistryOf(alliance.alliance.genesis)),
+    verifier: new BatchVerifier(gatewayRegistryOf(alliance.alliance.genesis)),
     maxBytes: 1 << 30,
     maxRows: 1e7,
   });
@@ -153,10 +179,10 @@ async function checkChain(): Promise<void> {
     const out = await verifyChainCli(p.dataDir, alliance.alliance.genesisFile);
     const k = Number(new RegExp(`${enterprise}/${gatewayId}: seq 1\\.\\.(\\d+)`).exec(out)?.[1]);
     expect(k, `${p.member}: ${out}`).toBeGreaterThanOrEqual(finalSeq);
-    expect(out).toMatch(new RegExp(` ${k} events with valid signatures`));
+    expect(out).toMatch(new RegExp(`signed batches of ${k} events`));
     verified.push(k);
   }
-  const events = chainEvents(alliance.peers[0]!.dataDir);
+  const events = withBodies(chainEvents(alliance.peers[0]!.dataDir).events);
   // Read after the chains: nothing can be on chain that the gateway had not stored.
   const after = outboxEvents();
   expect(Math.max(...verified), 'nothing on chain that the gateway did not store').toBeLessThanOrEqual(
@@ -240,39 +266,86 @@ describe('shop floor to finality through outages (real sockets and processes)', 
     await checkChain();
   });
 
-  it('a forged, a replayed and an unknown-key event are refused by every validator, and counted', async () => {
-    const events = chainEvents(alliance.peers[1]!.dataDir);
-    const replayed = JSON.stringify(events[0]);
-    const forged = JSON.parse(replayed) as SignedEvent;
-    forged.body!.values = { diameter: { v: 99, unit: 'mm', q: 'good' } };
+  it('a forged, a replayed and an unknown-key batch are refused by every validator over libp2p, and counted', async () => {
+    const { txs } = chainEvents(alliance.peers[1]!.dataDir);
+    const replayed = txs[0]!;
+    const draft = {
+      kind: 'part_completed' as const,
+      dataClass: 'process' as const,
+      station: 'ST-20',
+      device: 'press1',
+      sourceTimeMs: Date.now(),
+      values: {},
+    };
+    // A new batch claiming the gateway's registered key, signed by another key: a new id, a bad
+    // signature.
+    const registered = alliance.alliance.genesis.gateways.find((g) => g.memberId === enterprise)!;
+    const rogueKey = generateKey();
+    const impostor = {
+      ...rogueKey,
+      keyId: registered.publicKey.keyId,
+      sign: (b: Uint8Array) => rogueKey.sign(b),
+    };
+    const forged = new EventSigner({ enterprise, site: 's', line: 'l', gateway: gatewayId }, impostor).sign(
+      [draft],
+      { seq: 1_000_000, id: '0'.repeat(64) },
+    ).batch.tx;
     // Signed correctly, but by a key the genesis does not register.
-    const rogue = new EventSigner({ enterprise, site: 's', line: 'l', gateway: 'gw-rogue' }, generateKey(), {
-      mode: 'event',
-    });
-    const unknown = rogue.sign(
-      [
-        {
-          kind: 'part_completed',
-          dataClass: 'process',
-          station: 'ST-20',
-          device: 'press1',
-          sourceTimeMs: Date.now(),
-          values: {},
-        },
-      ],
-      emptyHead,
-    ).events[0]!;
-    const enc = new TextEncoder();
-    const canonical = (e: SignedEvent) => enc.encode(encodeEvent(e));
+    const unknown = new EventSigner(
+      { enterprise, site: 's', line: 'l', gateway: 'gw-rogue' },
+      generateKey(),
+    ).sign([draft], emptyHead).batch.tx;
     for (const p of alliance.peers) {
-      const [f, r, u] = await p.submit([canonical(forged), enc.encode(replayed), canonical(unknown)]);
-      expect(f?.accepted, `${p.member} forged`).toBe(false);
-      expect(r?.accepted, `${p.member} replayed`).toBe(false);
-      expect(u?.accepted, `${p.member} unknown key`).toBe(false);
-      expect(u && !u.accepted && u.detail, `${p.member} names the unknown key`).toMatch(/unknown_key/);
+      const before = await p.status();
+      const [f, r, u] = await p.submit([forged, replayed, unknown]);
+      expect(f && !f.accepted && f.detail, `${p.member} forged`).toMatch(/^bad_signature/);
+      expect(r && !r.accepted && r.reason, `${p.member} replayed`).toBe('committed');
+      expect(u && !u.accepted && u.detail, `${p.member} names the unknown key`).toMatch(/^unknown_key/);
       const s = await p.status();
-      const refused = Object.values(s.refusals).reduce((a, b) => a + b, 0);
-      expect(refused).toBeGreaterThanOrEqual(3);
+      expect((s.invalidTxs.bad_signature ?? 0) - (before.invalidTxs.bad_signature ?? 0)).toBe(1);
+      expect((s.invalidTxs.unknown_key ?? 0) - (before.invalidTxs.unknown_key ?? 0)).toBe(1);
+      expect((s.refusals.committed ?? 0) - (before.refusals.committed ?? 0)).toBe(1);
     }
   });
+
+  it("no other member's data folder holds any of the gateway's private data; its own store holds every body", async () => {
+    await settle();
+    const { events } = chainEvents(alliance.peers[0]!.dataDir);
+    const mine = withBodies(events.filter((e) => e.env.enterprise === enterprise));
+    expect(mine.length).toBeGreaterThan(100);
+    // What identifies a lot, order or product, or carries a measurement: every distinct value.
+    const secrets = new Set<string>();
+    for (const e of mine) {
+      const b = e.body!;
+      for (const v of [b.lot, b.order, b.product, b.salt]) if (v && v.length >= 6) secrets.add(v);
+      for (const [name, value] of Object.entries(b.values)) {
+        if (typeof value.v === 'number' && !Number.isInteger(value.v))
+          secrets.add(`"${name}":{"q":"${value.q}"`);
+        if (typeof value.v === 'string' && value.v.length >= 6) secrets.add(value.v);
+      }
+    }
+    expect(secrets.size).toBeGreaterThan(50);
+    // Every file of every other member: SQLite stores, their WAL, logs.
+    const found: string[] = [];
+    for (const p of alliance.peers) {
+      for (const file of filesUnder(p.dataDir)) {
+        const text = readFileSync(file).toString('latin1');
+        for (const secret of secrets) if (text.includes(secret)) found.push(`${file}: ${secret}`);
+      }
+    }
+    expect(found).toEqual([]);
+    // The same search finds them where they are: the gateway's member's body store.
+    const own = filesUnder(join(gateway.dataDir, 'chain'))
+      .filter((f) => f.includes('bodies.db'))
+      .map((f) => readFileSync(f).toString('latin1'))
+      .join('');
+    expect([...secrets].filter((x) => own.includes(x)).length).toBeGreaterThan(secrets.size / 2);
+  });
 });
+
+/** Every file under `dir`, recursively. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)],
+  );
+}

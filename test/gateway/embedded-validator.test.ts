@@ -8,10 +8,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { encodeSubmission, type SubmitVerdict } from '../../src/consensus/runtime/client.ts';
 import type { NodeMetrics, NodeStatus } from '../../src/consensus/runtime/node.ts';
 import { loadKeyFile } from '../../src/crypto/keys.ts';
 import { createLocalAlliance, type LocalAlliance } from '../../src/devtools/local-alliance.ts';
-import { encodeEvent } from '../../src/event/event.ts';
+import { encodeBody } from '../../src/event/event.ts';
 import { EventSigner, emptyHead } from '../../src/event/signer.ts';
 import { openChainLink } from '../../src/gateway/chain-link.ts';
 import { loadConfig } from '../../src/gateway/config/config.ts';
@@ -77,11 +78,8 @@ describe.each([
       const own = new EventSigner(
         { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw-line1' },
         key,
-        {
-          mode: 'event',
-        },
       );
-      const { events } = own.sign(
+      const { batch, events } = own.sign(
         [
           {
             kind: 'part_completed',
@@ -94,31 +92,32 @@ describe.each([
         ],
         emptyHead,
       );
-      const stranger = signEvents(strangerGateway(), 1).bytes[0]!;
-      const body = `${encodeEvent(events[0]!)}\n${new TextDecoder().decode(stranger)}\n`;
-      const res = await fetch(`${url}/v1/txs`, {
+      const mine = { tx: batch.tx, bodies: events.map((e) => encodeBody(e.body!)) };
+      const stranger = signEvents(strangerGateway(), 1).batches[0]!;
+      const res = await fetch(`${url}/v1/batches`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-ndjson' },
-        body,
+        headers: { 'content-type': 'application/octet-stream' },
+        body: encodeSubmission([mine, stranger]) as Uint8Array<ArrayBuffer>,
       });
-      const { results } = (await res.json()) as {
-        results: { accepted: boolean; id?: string; detail?: string }[];
-      };
-      expect(results[0]).toEqual({ accepted: true, id: events[0]!.id });
-      expect(results[1]).toMatchObject({ accepted: false });
-      expect(results[1]!.detail).toMatch(/^unknown_key/);
+      const { verdicts } = (await res.json()) as { verdicts: SubmitVerdict[] };
+      expect(verdicts[0]).toEqual({ accepted: true, bodiesKept: true });
+      expect(verdicts[1]).toMatchObject({ accepted: false, bodiesKept: false });
+      expect(verdicts[1]!.accepted === false && verdicts[1]!.detail).toMatch(/^unknown_key/);
       const status = (await (await fetch(`${url}/v1/status`)).json()) as NodeStatus;
       expect(status).toMatchObject({ memberId: 'acme', state: 'running', mempoolTxs: 1 });
       expect(status.invalidTxs).toEqual({ unknown_key: 1 });
-      const metrics = (await (await fetch(`${url}/v1/metrics`)).json()) as NodeMetrics;
+      const metrics = (await (await fetch(`${url}/v1/metrics`)).json()) as NodeMetrics & {
+        bodies: { bodies: number };
+      };
       expect(metrics.app).toMatchObject({ height: 0, pending: 1, ready: 1 });
+      expect(metrics.bodies.bodies).toBe(1);
       expect((await fetch(`${url}/health`)).status).toBe(503); // no quorum of peers
       // The gateway's own ChainClient reaches the same validator (over the worker's port, or directly).
       expect(link.node === null).toBe(thread);
-      expect(await link.client.submit([encodeEvent(events[0]!)])).toEqual([
-        { accepted: false, reason: 'duplicate', detail: 'already pending' },
+      expect(await link.client.submit([mine])).toEqual([
+        { accepted: false, reason: 'duplicate', detail: 'already pending', bodiesKept: true },
       ]);
-      expect(await link.client.receipts([events[0]!.id])).toEqual([null]);
+      expect(await link.client.receipts([batch.txId])).toEqual([null]);
       expect(link.status()).toMatchObject({ memberId: 'acme', state: 'running' });
     } finally {
       await link.stop();

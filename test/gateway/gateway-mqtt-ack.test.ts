@@ -120,7 +120,7 @@ function outboxReader(dataDir: string): { materials(): string[]; has(material: s
     }
     return db;
   };
-  const material = "json_extract(json, '$.body.values.scanMaterial.v')";
+  const material = "json_extract(body, '$.values.scanMaterial.v')";
   return {
     materials: () =>
       (open()

@@ -1,7 +1,7 @@
 /**
- * The submitter's contract against an in-memory chain that behaves like a validator from the
- * outside (refuses duplicates and committed ids, loses submissions, goes down, replays final blocks).
- * The real thing, over libp2p and processes, is in test/e2e.
+ * The submitter's contract against an in-memory chain that behaves like a member's validator from
+ * the outside (keeps bodies, refuses duplicates and committed batches, loses submissions, goes down,
+ * replays final blocks). The real thing, over libp2p and processes, is in test/e2e.
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,26 +9,29 @@ import type {
   ChainClient,
   ChainReceipt,
   CommittedBlockInfo,
+  SubmitBatch,
   SubmitVerdict,
 } from '../../src/consensus/runtime/client.ts';
 import { generateKey } from '../../src/crypto/keys.ts';
+import { decodeBatchTx } from '../../src/event/batch.ts';
 import type { EventDraft } from '../../src/event/draft.ts';
 import { EventSigner } from '../../src/event/signer.ts';
-import { EventVerifier, keyRegistry } from '../../src/event/verify.ts';
+import { BatchVerifier, keyRegistry } from '../../src/event/verify.ts';
 import { Submitter } from '../../src/gateway/submitter.ts';
 import { silentLogger } from '../../src/log/logger.ts';
 import { Outbox } from '../../src/store/outbox.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 const key = generateKey();
-const verifier = new EventVerifier(
+const verifier = new BatchVerifier(
   keyRegistry([
     { keyId: key.keyId, alg: key.alg, publicKey: key.publicKey, enterprise: 'acme', gateway: 'gw1' },
   ]),
 );
-const signer = new EventSigner({ enterprise: 'acme', site: 'p', line: 'l', gateway: 'gw1' }, key, {
-  mode: 'batch',
-});
+const signer = new EventSigner({ enterprise: 'acme', site: 'p', line: 'l', gateway: 'gw1' }, key);
+/** One batch per event: these tests reason about events; multi-event batches have their own below. */
+const perEvent = { batchEventsMax: 1 };
+const drafts = (n: number) => Array.from({ length: n }, (_, i) => draft(i));
 const draft = (i: number): EventDraft => ({
   kind: 'part_completed',
   dataClass: 'process',
@@ -39,33 +42,55 @@ const draft = (i: number): EventDraft => ({
   values: { n: { v: i, q: 'good' } },
 });
 
-/** A validator seen from outside: a mempool, blocks on demand, ids refused once pending or final. */
+/**
+ * A member's validator seen from outside: a body store (bodies kept unless `keepBodies` is off), a
+ * mempool, blocks on demand, batches refused once pending or final.
+ */
 class MemoryChain implements ChainClient {
   blocks: CommittedBlockInfo[] = [];
   mempool: string[] = [];
   down = false;
+  /** Off: a full body store (batches refused). */
+  keepBodies = true;
+  /** Off: batches accepted but their bodies not confirmed (a store that lost them). */
+  confirmBodies = true;
   /** Submissions silently lost (accepted, then never proposed): a crashed primary's mempool. */
   loseNext = 0;
   submissions = 0;
+  /** Transaction id → its event ids. */
+  readonly events = new Map<string, string[]>();
+  /** Transaction ids whose bodies were kept. */
+  readonly kept = new Set<string>();
   readonly #subs = new Set<(b: CommittedBlockInfo) => void>();
   readonly #where = new Map<string, ChainReceipt>();
 
-  async submit(txs: readonly string[]): Promise<SubmitVerdict[]> {
+  async submit(batches: readonly SubmitBatch[]): Promise<SubmitVerdict[]> {
     if (this.down) throw new Error('no quorum reachable');
-    return txs.map((json) => {
+    return batches.map(({ tx, bodies }) => {
       this.submissions += 1;
-      const id = JSON.parse(json).id as string;
-      if (this.#where.has(id)) return { accepted: false, reason: 'committed' };
-      if (this.mempool.includes(id)) return { accepted: false, reason: 'duplicate' };
+      const d = decodeBatchTx(tx);
+      if (!d.ok) return { accepted: false, reason: 'invalid', detail: d.message, bodiesKept: false };
+      const id = Buffer.from(d.batch.txId).toString('hex');
+      this.events.set(
+        id,
+        d.batch.ids.map((x) => Buffer.from(x).toString('hex')),
+      );
+      if (!this.keepBodies || bodies.length !== d.batch.envelopes.length)
+        return { accepted: false, reason: 'body_store_full', bodiesKept: false };
+      const bodiesKept = this.confirmBodies;
+      if (bodiesKept) this.kept.add(id);
+      if (this.#where.has(id)) return { accepted: false, reason: 'committed', bodiesKept };
+      if (this.mempool.includes(id)) return { accepted: false, reason: 'duplicate', bodiesKept };
       if (this.loseNext > 0) {
         this.loseNext -= 1;
-        return { accepted: true };
+        return { accepted: true, bodiesKept };
       }
       this.mempool.push(id);
-      return { accepted: true };
+      return { accepted: true, bodiesKept };
     });
   }
 
+  /** Commits up to `max` pending batches in one block. */
   commit(max = 1000): void {
     const txIds = this.mempool.splice(0, max);
     if (txIds.length === 0) return;
@@ -74,6 +99,8 @@ class MemoryChain implements ChainClient {
       blockHash: String(this.blocks.length + 1).padStart(64, '0'),
       txIds,
       timestampMs: Date.now(),
+      header: {},
+      certificate: {},
     };
     txIds.forEach((id, index) => {
       this.#where.set(id, { height: b.height, blockHash: b.blockHash, index });
@@ -92,9 +119,14 @@ class MemoryChain implements ChainClient {
     return ids.map((id) => this.#where.get(id) ?? null);
   }
 
-  /** Every id on chain, in order. */
+  /** Every event id on chain, in order. */
   onChain(): string[] {
-    return this.blocks.flatMap((b) => b.txIds);
+    return this.blocks.flatMap((b) => b.txIds.flatMap((id) => this.events.get(id) ?? []));
+  }
+
+  /** Events pending in the mempool. */
+  get pendingEvents(): number {
+    return this.mempool.reduce((n, id) => n + (this.events.get(id)?.length ?? 0), 0);
   }
 }
 
@@ -123,10 +155,7 @@ function setup(opts: Partial<ConstructorParameters<typeof Submitter>[0]> = {}, p
 describe('submitter', () => {
   it('marks events final only when seen in a block, exactly once, in seq order', async () => {
     const { outbox, chain, s } = setup();
-    outbox.append(
-      Array.from({ length: 300 }, (_, i) => draft(i)),
-      signer,
-    );
+    outbox.append(drafts(300), signer, perEvent);
     s.start();
     await until(() => chain.mempool.length === 300, 'all submitted');
     expect(outbox.stats().pending).toBe(300);
@@ -159,7 +188,7 @@ describe('submitter', () => {
     const gatewayTimeMs = outbox.get(1)!.event.env.gatewayTimeMs;
     now = gatewayTimeMs + 200;
     s.start();
-    await until(() => chain.mempool.length === 10, 'all submitted');
+    await until(() => chain.pendingEvents === 10, 'all submitted');
     now = gatewayTimeMs + 300; // final 300 ms after signing
     chain.commit();
     await until(() => outbox.stats().pending === 0, 'all final');
@@ -177,10 +206,7 @@ describe('submitter', () => {
     });
     chain.down = true;
     s.start();
-    outbox.append(
-      Array.from({ length: 1_000 }, (_, i) => draft(i)),
-      signer,
-    );
+    outbox.append(drafts(1_000), signer, perEvent);
     await new Promise((r) => setTimeout(r, 100));
     expect(s.stats().errors).toBeGreaterThan(0);
     expect(outbox.stats().pending).toBe(1_000);
@@ -198,10 +224,7 @@ describe('submitter', () => {
   it('submits again what was lost and never gets a second copy on chain', async () => {
     const { outbox, chain, s } = setup({ resubmitAfterMs: 100 });
     chain.loseNext = 10;
-    outbox.append(
-      Array.from({ length: 50 }, (_, i) => draft(i)),
-      signer,
-    );
+    outbox.append(drafts(50), signer, perEvent);
     s.start();
     await until(() => chain.mempool.length === 40, 'the survivors submitted');
     chain.commit();
@@ -221,10 +244,7 @@ describe('submitter', () => {
       submitBatchMax: 100,
       nowMs: () => now,
     });
-    outbox.append(
-      Array.from({ length: 300 }, (_, i) => draft(i)),
-      signer,
-    );
+    outbox.append(drafts(300), signer, perEvent);
     s.start();
     await until(() => chain.mempool.length === 100, 'a full window in flight');
     // A backlog: 20 final every 400 ms, so each event waits 2 s in flight for its turn.
@@ -265,10 +285,7 @@ describe('submitter', () => {
 
   it('after a restart, marks what became final meanwhile and settles resubmitted final events', async () => {
     const first = setup();
-    first.outbox.append(
-      Array.from({ length: 20 }, (_, i) => draft(i)),
-      signer,
-    );
+    first.outbox.append(drafts(20), signer, perEvent);
     first.s.start();
     await until(() => first.chain.mempool.length === 20, 'submitted');
     first.chain.commit(5);
@@ -285,5 +302,59 @@ describe('submitter', () => {
     await until(() => second.outbox.stats().pending === 0, 'all final');
     expect(new Set(first.chain.onChain()).size).toBe(20);
     expect(first.chain.onChain()).toHaveLength(20);
+  });
+
+  it('submits multi-event batches whole and marks every event of a final batch', async () => {
+    const { outbox, chain, s } = setup({ windowEvents: 2_048, submitBatchMax: 1_024 });
+    outbox.append(drafts(600), signer, { batchEventsMax: 256 });
+    s.start();
+    await until(() => chain.mempool.length === 3, 'three batches submitted');
+    expect(chain.pendingEvents).toBe(600);
+    chain.commit(1);
+    await until(() => outbox.stats().pending === 344, 'the first batch final');
+    chain.commit();
+    await until(() => outbox.stats().pending === 0, 'all final');
+    expect(chain.onChain()).toEqual(
+      outbox
+        .last(600)
+        .reverse()
+        .map((e) => e.event.id),
+    );
+    expect(s.stats()).toMatchObject({ committed: 600, inFlight: 0, bodiesKept: 3 });
+    expect(s.stats().latencyMs.samples).toBe(600);
+  });
+
+  it('keeps a final batch whose bodies the member has not confirmed, sends it again, and lets it go once kept', async () => {
+    const { outbox, chain, s } = setup({ resubmitAfterMs: 100 });
+    // The validator takes the batches but does not confirm their bodies (its store lost them).
+    chain.confirmBodies = false;
+    outbox.append(drafts(5), signer, perEvent);
+    s.start();
+    await until(() => chain.mempool.length === 5, 'submitted');
+    chain.commit();
+    await until(() => outbox.stats().pending === 0, 'final');
+    expect(outbox.stats().bodiesUnconfirmed).toBe(5);
+    // Final, however old: still in the outbox, since the bodies may live nowhere else.
+    expect(outbox.prune(0, Date.now() + 60_000)).toBe(0);
+    expect(outbox.stats().rows).toBe(5);
+    // Sent again until the member confirms: then they may go.
+    chain.confirmBodies = true;
+    await until(() => outbox.stats().bodiesUnconfirmed === 0, 'bodies confirmed');
+    expect([...chain.kept].length).toBe(5);
+    expect(outbox.prune(0, Date.now() + 60_000)).toBe(5);
+    expect(chain.onChain()).toHaveLength(5);
+    // A body store that is full refuses new batches: they wait in the outbox, not on the chain.
+    chain.keepBodies = false;
+    outbox.append(drafts(1), signer, perEvent);
+    await until(() => s.stats().refused.body_store_full !== undefined, 'refused: the body store is full');
+    expect(chain.mempool).toEqual([]);
+    expect(outbox.stats()).toMatchObject({ rows: 1, pending: 1 });
+    chain.keepBodies = true;
+    await until(() => chain.mempool.length === 1, 'submitted once the store has room');
+    chain.commit();
+    await until(
+      () => outbox.stats().pending === 0 && outbox.stats().bodiesUnconfirmed === 0,
+      'final and kept',
+    );
   });
 });

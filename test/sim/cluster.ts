@@ -45,8 +45,8 @@ import { decodeMessage, encodeCertifiedBlock, encodeMessage } from '../../src/co
 import { syncResponseBytesTarget } from '../../src/consensus/wire/limits.ts';
 import { sha256, zeroHashHex } from '../../src/crypto/hash.ts';
 import type { Signer } from '../../src/crypto/keys.ts';
-import type { SignedEvent } from '../../src/event/event.ts';
-import { EventVerifier } from '../../src/event/verify.ts';
+import { decodeBatchTx } from '../../src/event/batch.ts';
+import { BatchVerifier } from '../../src/event/verify.ts';
 import type { SimGateway } from './gateways.ts';
 import { Heap } from './heap.ts';
 import { simKeys, simVerifier } from './keys.ts';
@@ -178,9 +178,8 @@ export class Cluster {
   /** Ledger mode: the gateways (set by the scenario), for the byzantine primaries' attacks. */
   gateways: SimGateway[] = [];
   readonly #ledger?: { registry: GatewayRegistry; limits?: Partial<LedgerLimits> };
-  /** Reference verdicts of committed events (id → bytes that verified). */
-  readonly #verifiedEvents = new Map<string, Uint8Array>();
-  readonly #eventVerifier?: EventVerifier;
+  /** The reference verifier of committed batches (caches verified signatures by transaction id). */
+  readonly #eventVerifier?: BatchVerifier;
   readonly rng: Rng;
   readonly hosts: Host[];
   readonly signers: Signer[];
@@ -223,12 +222,17 @@ export class Cluster {
     const keys = simKeys(o.rng.fork(), o.n, o.realKeys);
     this.signers = keys.signers;
     this.validators = keys.validators;
-    this.ctx = { chainId, validators: keys.validators, verifier: keys.verifier };
+    this.ctx = {
+      chainId,
+      validators: keys.validators,
+      verifier: keys.verifier,
+      txId: (tx) => (o.ledger ? txIdOf(tx) : sha256(tx)),
+    };
     this.limits = { ...defaultChainLimits, validatorsMax: o.n, ...o.limits };
     this.#timing = o.timing ?? {};
     this.#local = o.local ?? {};
     this.#ledger = o.ledger;
-    if (o.ledger) this.#eventVerifier = new EventVerifier(o.ledger.registry, { verifier: simVerifier });
+    if (o.ledger) this.#eventVerifier = new BatchVerifier(o.ledger.registry, { verifier: simVerifier });
     this.net = {
       lossP: 0,
       duplicateP: 0,
@@ -444,35 +448,31 @@ export class Cluster {
   }
 
   /**
-   * The ledger checker, independent of src/consensus/app: every event verifies with the reference
-   * EventVerifier, and continues its gateway's chain on this replica (seq + 1, prev = last id).
+   * The ledger checker, independent of src/consensus/app: every batch verifies with the reference
+   * BatchVerifier (src/event/verify.ts), and continues its gateway's chain on this replica (first seq
+   * = head seq + 1, prev = the head's id; the batch itself runs on without a gap).
    */
   #checkLedger(h: Host, cb: CertifiedBlock, fail: (why: string) => never): void {
-    const decoder = new TextDecoder();
     for (const [i, tx] of cb.block.txs.entries()) {
-      let e: SignedEvent;
+      let header: { enterprise: string; gateway: string; firstSeq: number; count: number; prev: string };
+      let lastId: string;
       try {
-        e = JSON.parse(decoder.decode(tx)) as SignedEvent;
-      } catch {
-        fail(`LEDGER: transaction ${i} is not JSON`);
-      }
-      const known = this.#verifiedEvents.get(e.id);
-      if (!known || Buffer.compare(known, tx) !== 0) {
-        try {
-          this.#eventVerifier!.verify(e, tx.byteLength);
-        } catch (err) {
-          fail(`LEDGER: committed event ${e.id} does not verify: ${(err as Error).message}`);
-        }
-        this.#verifiedEvents.set(e.id, tx);
-      }
-      const chain = chainKeyOf(e.env.enterprise, e.env.gateway);
-      const head = h.heads.get(chain) ?? { seq: 0, id: zeroHashHex };
-      if (e.env.seq !== head.seq + 1 || e.env.prev !== head.id) {
+        const b = this.#eventVerifier!.verify(tx);
+        header = b.header;
+        lastId = Buffer.from(b.ids[b.ids.length - 1]!).toString('hex');
+      } catch (err) {
         fail(
-          `LEDGER ORDER VIOLATED: ${chain} seq ${e.env.seq} (prev ${e.env.prev.slice(0, 8)}) after seq ${head.seq} (${head.id.slice(0, 8)})`,
+          `LEDGER: committed transaction ${i} of block ${cb.block.header.height} does not verify: ${(err as Error).message}`,
         );
       }
-      h.heads.set(chain, { seq: e.env.seq, id: e.id });
+      const chain = chainKeyOf(header.enterprise, header.gateway);
+      const head = h.heads.get(chain) ?? { seq: 0, id: zeroHashHex };
+      if (header.firstSeq !== head.seq + 1 || header.prev !== head.id) {
+        fail(
+          `LEDGER ORDER VIOLATED: ${chain} seq ${header.firstSeq} (prev ${header.prev.slice(0, 8)}) after seq ${head.seq} (${head.id.slice(0, 8)})`,
+        );
+      }
+      h.heads.set(chain, { seq: header.firstSeq + header.count - 1, id: lastId });
     }
   }
 
@@ -598,7 +598,10 @@ export class Cluster {
   }
 
   #resigned(h: Host, m: Extract<Message, { type: 'pre-prepare' }>, txs: Uint8Array[]): Message {
-    const block: Block = { header: { ...m.block.header, txRoot: txRootOf(txs), txCount: txs.length }, txs };
+    const block: Block = {
+      header: { ...m.block.header, txRoot: txRootOf(txs.map(this.ctx.txId)), txCount: txs.length },
+      txs,
+    };
     return signMessage(this.signers[h.index]!, chainId, { ...m, block });
   }
 
@@ -613,8 +616,12 @@ export class Cluster {
   ): Message {
     const txs = [...m.block.txs];
     const info = txs.map((tx) => {
-      const e = JSON.parse(new TextDecoder().decode(tx)) as SignedEvent;
-      return { chain: chainKeyOf(e.env.enterprise, e.env.gateway), seq: e.env.seq };
+      const d = decodeBatchTx(tx);
+      if (!d.ok) throw new Error(`bug: a proposal of a ledger primary holds a non-batch: ${d.message}`);
+      return {
+        chain: chainKeyOf(d.batch.header.enterprise, d.batch.header.gateway),
+        seq: d.batch.header.firstSeq,
+      };
     });
     // A pair of events of one gateway in this block, if any: (i, j) with i < j.
     let pair: [number, number] | null = null;
@@ -625,7 +632,8 @@ export class Cluster {
       const g = this.gateways.length > 0 ? this.rng.pick(this.gateways) : undefined;
       if (!g) return [];
       const head = h.ledger?.head(g.chain).seq ?? 0;
-      return g.events.slice(head, head + 2).map((e) => e.tx);
+      const next = g.events.findIndex((b) => b.lastSeq > head);
+      return next < 0 ? [] : g.events.slice(next, next + 2).map((e) => e.tx);
     };
     switch (kind) {
       case 'skip-events':

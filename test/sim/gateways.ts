@@ -1,42 +1,48 @@
 /**
- * Simulated gateways for the ledger scenarios: each signs production events with the real signer
- * (keyed-hash keys like the validators', test/sim/keys.ts) and submits them to its member's
- * validator the way the outbox's submitter does: in seq order, resubmitting whatever is not yet
- * committed, to another validator when its own is down. Faults drawn per gateway: duplicates to
- * several validators, batches submitted in shuffled order, one event submitted late, one event
- * lost for good (`lossy`: its later events must stay off the ledger), and a second event signed for
- * a seq (`equivocating`: a faulty gateway; only one of the two may ever be on the ledger).
+ * Simulated gateways for the ledger scenarios: each signs production events into batches (the
+ * chain's transactions) with the real signer (keyed-hash keys like the validators',
+ * test/sim/keys.ts) and submits them to its member's validator the way the outbox's submitter does:
+ * in seq order, resubmitting whatever is not yet committed, to another validator when its own is
+ * down. A gateway signs a batch per production round (`batch`) or a batch per event (`event`).
+ * Faults drawn per gateway: duplicates to several validators, a round's batches submitted in
+ * shuffled order, one batch submitted late, one batch lost for good (`lossy`: its later batches must
+ * stay off the ledger), and a second batch signed for a seq (`equivocating`: a faulty gateway; only
+ * one of the two may ever be on the ledger).
  */
 import { type GatewayEntry, GatewayRegistry } from '../../src/consensus/app/registry.ts';
 import { chainKeyOf } from '../../src/consensus/app/tx.ts';
 import { publicKeyRecord, type Signer } from '../../src/crypto/keys.ts';
 import type { EventDraft } from '../../src/event/draft.ts';
-import { encodeEvent, type SignedEvent } from '../../src/event/event.ts';
-import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../src/event/signer.ts';
+import { type ChainHead, EventSigner, emptyHead, type SignedBatch } from '../../src/event/signer.ts';
 import type { Rng } from './rng.ts';
 
-const encoder = new TextEncoder();
+/** A batch per production round, or a batch per event. */
+export type SigningMode = 'batch' | 'event';
 
 export interface GatewayFaults {
   /** Chance that a submission also goes to a second validator. */
   duplicateP: number;
-  /** Chance that a batch is submitted in shuffled order. */
+  /** Chance that a round's batches are submitted in shuffled order. */
   shuffleP: number;
-  /** Chance that one event of a batch is held back and submitted 50–500 ms later. */
+  /** Chance that one batch of a round is held back and submitted 50–500 ms later. */
   lateP: number;
-  /** Never submits one of its events (drawn at that event's seq). */
+  /** Never submits one of its batches (drawn at that batch's first seq). */
   lossy: boolean;
-  /** Signs a second event for one of its seqs and submits it too. */
+  /** Signs a second batch for one of its seqs and submits it too. */
   equivocating: boolean;
 }
 
+/** One signed batch: a transaction of the chain. */
 export interface SimEvent {
+  /** Its first seq. */
   seq: number;
+  lastSeq: number;
+  /** Transaction id, hex. */
   id: string;
-  /** The core's key for it (base64url of the id), as in a replica's committed index. */
+  /** The core's key for it (base64url of the transaction id), as in a replica's committed index. */
   key: string;
   tx: Uint8Array;
-  /** Submitting has started (late events are not yet). */
+  /** Submitting has started (late batches are not yet). */
   released: boolean;
 }
 
@@ -47,11 +53,11 @@ export class SimGateway {
   readonly signer: Signer;
   readonly mode: SigningMode;
   readonly faults: GatewayFaults;
-  /** Every event of its chain, by seq − 1. */
+  /** Every batch of its chain, in seq order. */
   readonly events: SimEvent[] = [];
-  /** A second event for some seq, if equivocating. */
+  /** A second batch for some seq, if equivocating. */
   fork: SimEvent | null = null;
-  /** The event never submitted, if lossy. */
+  /** The first seq of the batch never submitted, if lossy. */
   lostSeq: number | null = null;
   readonly #rng: Rng;
   readonly #signer: EventSigner;
@@ -90,7 +96,6 @@ export class SimGateway {
   #makeSigner(): EventSigner {
     const identity = { enterprise: this.enterprise, site: 's', line: 'l', gateway: this.gateway };
     return new EventSigner(identity, this.signer, {
-      mode: this.mode,
       nowMs: () => Math.floor(this.#now()),
       salt: () => this.#rng.bytes(16),
     });
@@ -126,48 +131,43 @@ export class SimGateway {
     };
   }
 
-  /** Signs a batch of `count` new events (one signature batch in batch mode) and returns them. */
+  /** Signs `count` new events (one batch, or one batch per event) and returns the batches. */
   produce(count: number): SimEvent[] {
     const drafts = Array.from({ length: count }, () =>
       this.#draft(this.#rng.chance(0.05) ? 'gap' : 'part_completed'),
     );
-    const { events, head } = this.#signer.sign(drafts, this.#head);
-    const out = events.map((e) => this.#record(e));
+    const firstSeq = this.#head.seq + 1;
+    const headBefore = this.#head;
+    const per = this.mode === 'batch' ? count : 1;
+    const out: SimEvent[] = [];
+    for (let i = 0; i < drafts.length; i += per) {
+      const { batch, head } = this.#signer.sign(drafts.slice(i, i + per), this.#head);
+      this.#head = head;
+      out.push(this.#record(batch));
+    }
     if (this.faults.equivocating && !this.fork && this.#rng.chance(0.3)) {
-      // A second event for the first seq of this batch, linked to the same predecessor.
+      // A second batch starting at the first seq of this round, linked to the same predecessor.
       const alt = new EventSigner(
         { enterprise: this.enterprise, site: 's', line: 'l', gateway: this.gateway },
         this.signer,
-        { mode: 'event', nowMs: () => Math.floor(this.#now()) + 1, salt: () => this.#rng.bytes(16) },
-      ).sign([this.#draft()], this.#head).events[0]!;
-      this.fork = {
-        seq: alt.env.seq,
-        id: alt.id,
-        key: Buffer.from(alt.id, 'hex').toString('base64url'),
-        tx: encoder.encode(encodeEvent(alt)),
-        released: true,
-      };
+        { nowMs: () => Math.floor(this.#now()) + 1, salt: () => this.#rng.bytes(16) },
+      ).sign([this.#draft()], headBefore).batch;
+      this.fork = { ...simBatch(alt), released: true };
+      if (this.fork.seq !== firstSeq) throw new Error('bug: the fork must start where the round did');
     }
-    this.#head = head;
     if (this.faults.lossy && this.lostSeq === null && this.#rng.chance(0.2)) {
       this.lostSeq = out[this.#rng.int(0, out.length - 1)]!.seq;
     }
     return out;
   }
 
-  #record(e: SignedEvent): SimEvent {
-    const ev = {
-      seq: e.env.seq,
-      id: e.id,
-      key: Buffer.from(e.id, 'hex').toString('base64url'),
-      tx: encoder.encode(encodeEvent(e)),
-      released: false,
-    };
+  #record(b: SignedBatch): SimEvent {
+    const ev = { ...simBatch(b), released: false };
     this.events.push(ev);
     return ev;
   }
 
-  /** Events it would submit: released, not lost, not yet committed (by `committed(key)`). Oldest first. */
+  /** Batches it would submit: released, not lost, not yet committed (by `committed(key)`). Oldest first. */
   unsent(committed: (key: string) => boolean, max: number): SimEvent[] {
     const out: SimEvent[] = [];
     for (const e of this.events) {
@@ -179,17 +179,28 @@ export class SimGateway {
   }
 
   /**
-   * Events that must reach every correct validator: all, up to (not including) the lost one, or up
+   * Batches that must reach every correct validator: all, up to (not including) the lost one, or up
    * to the fork's seq (past it, which of the two is on the ledger is up to the primaries).
    */
   mustCommit(): SimEvent[] {
-    let end = this.events.length;
-    if (this.lostSeq !== null) end = Math.min(end, this.lostSeq - 1);
-    if (this.fork) end = Math.min(end, this.fork.seq - 1);
-    return this.events.slice(0, end);
+    const end = Math.min(
+      this.lostSeq ?? Number.POSITIVE_INFINITY,
+      this.fork?.seq ?? Number.POSITIVE_INFINITY,
+    );
+    return this.events.filter((b) => b.lastSeq < end);
   }
 }
 
 export function registryOf(gateways: readonly SimGateway[]): GatewayRegistry {
   return new GatewayRegistry(gateways.map((g) => g.entry()));
+}
+
+function simBatch(b: SignedBatch): Omit<SimEvent, 'released'> {
+  return {
+    seq: b.header.firstSeq,
+    lastSeq: b.header.firstSeq + b.header.count - 1,
+    id: b.txId,
+    key: Buffer.from(b.txId, 'hex').toString('base64url'),
+    tx: b.tx,
+  };
 }

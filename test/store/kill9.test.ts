@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateKey, writeKeyFile } from '../../src/crypto/keys.ts';
 import { emptyHead } from '../../src/event/signer.ts';
-import { EventVerifier, keyRegistry } from '../../src/event/verify.ts';
+import { BatchVerifier, checkLink, keyRegistry } from '../../src/event/verify.ts';
 import { Outbox } from '../../src/store/outbox.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
@@ -57,7 +57,7 @@ describe('outbox durability under kill -9', () => {
     const keyFile = join(dir, 'gw.key');
     const key = generateKey();
     writeKeyFile(keyFile, key);
-    const verifier = new EventVerifier(keyRegistry([{ ...key, enterprise: 'acme', gateway: 'gw1' }]));
+    const verifier = new BatchVerifier(keyRegistry([{ ...key, enterprise: 'acme', gateway: 'gw1' }]));
     let acknowledged = 0;
     let checked = 0;
     for (let round = 1; round <= kills; round++) {
@@ -69,13 +69,14 @@ describe('outbox durability under kill -9', () => {
         expect(outbox.head.seq, `round ${round}`).toBeGreaterThanOrEqual(acknowledged);
         let head = emptyHead;
         for (let after = 0; ; ) {
-          const batch = outbox.pending({ afterSeq: after, limit: 5_000 });
-          if (batch.length === 0) break;
-          for (const e of batch) {
-            verifier.checkLink(head, e.event);
-            head = { seq: e.seq, id: e.event.id };
+          const batches = outbox.pending({ afterSeq: after, eventsMax: 5_000 });
+          if (batches.length === 0) break;
+          for (const b of batches) {
+            const decoded = verifier.verify(b.tx);
+            checkLink(head, decoded.header);
+            head = { seq: b.firstSeq + b.count - 1, id: b.events.at(-1)!.id };
           }
-          after = batch.at(-1)!.seq;
+          after = batches.at(-1)!.firstSeq;
         }
         expect(head, `round ${round}`).toEqual(outbox.head);
         expect(outbox.stats().corrupt).toEqual([]);

@@ -1,21 +1,31 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { canonicalJson } from '../../src/crypto/canonical.ts';
 import { generateKey } from '../../src/crypto/keys.ts';
 import type { EventDraft } from '../../src/event/draft.ts';
 import { EventSigner } from '../../src/event/signer.ts';
-import { EventVerifier, keyRegistry } from '../../src/event/verify.ts';
-import { deadLettersStoredMax, Outbox, type OutboxOptions } from '../../src/store/outbox.ts';
+import { BatchVerifier, keyRegistry } from '../../src/event/verify.ts';
+import { StoreError } from '../../src/store/db.ts';
+import {
+  deadLettersStoredMax,
+  Outbox,
+  type OutboxOptions,
+  type StoredBatch,
+} from '../../src/store/outbox.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 const identity = { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw1' };
 const key = generateKey();
-const verifier = new EventVerifier(
+const verifier = new BatchVerifier(
   keyRegistry([
     { keyId: key.keyId, alg: key.alg, publicKey: key.publicKey, enterprise: 'acme', gateway: 'gw1' },
   ]),
 );
-const signer = new EventSigner(identity, key, { mode: 'batch' });
+const signer = new EventSigner(identity, key);
+const receipt = (b: StoredBatch, height = 7) => ({ txId: b.txId, height, blockHash: 'ab'.repeat(32) });
+const seqs = (batches: StoredBatch[]) =>
+  batches.flatMap((b) => Array.from({ length: b.count }, (_, i) => b.firstSeq + i));
 
 function draft(i: number, lot = `LOT-${Math.floor(i / 10)}`): EventDraft {
   return {
@@ -42,40 +52,58 @@ afterEach(() => {
 });
 
 describe('outbox', () => {
-  it('appends, takes pending in seq order, marks committed, queries by lot and seq', () => {
+  it('appends batches, takes pending ones in seq order, marks them committed, queries events by lot and seq', () => {
     const { o } = openOutbox();
-    const r = o.append(drafts(0, 25), signer);
+    const r = o.append(drafts(0, 25), signer, { batchEventsMax: 5 });
     expect(r.stored.map((e) => e.env.seq)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+    expect(r.batches.map((b) => [b.header.firstSeq, b.header.count])).toEqual([
+      [1, 5],
+      [6, 5],
+      [11, 5],
+      [16, 5],
+      [21, 5],
+    ]);
     o.append(drafts(25, 5), signer);
     expect(o.head.seq).toBe(30);
-    const batch = o.pending({ limit: 10 });
-    expect(batch.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    expect(o.pending({ afterSeq: 28, limit: 10 }).map((e) => e.seq)).toEqual([29, 30]);
-    expect(
-      o.markCommitted(batch.map((b) => ({ id: b.event.id, height: 7, blockHash: 'ab'.repeat(32) }))),
-    ).toBe(10);
+    const first = o.pending({ eventsMax: 10 });
+    expect(first.map((b) => b.firstSeq)).toEqual([1, 6]);
+    expect(first[0]!.bodies).toHaveLength(5);
+    expect(first[0]!.events.map((e) => e.id)).toEqual(r.stored.slice(0, 5).map((e) => e.id));
+    // At least one batch, even when it is larger than asked.
+    expect(o.pending({ afterSeq: 21, eventsMax: 1 }).map((b) => [b.firstSeq, b.count])).toEqual([[26, 5]]);
+    expect(o.markCommitted(first.map((b) => receipt(b)))).toBe(10);
     // Repeating a receipt changes nothing: commit is idempotent.
-    expect(o.markCommitted([{ id: batch[0]!.event.id, height: 8, blockHash: 'cd'.repeat(32) }])).toBe(0);
-    expect(o.pending({ limit: 100 }).map((e) => e.seq)[0]).toBe(11);
-    expect(o.get(3)).toMatchObject({ seq: 3, committed: true, height: 7 });
-    expect(o.getById(batch[4]!.event.id)?.seq).toBe(5);
+    expect(o.markCommitted([receipt(first[0]!, 8)])).toBe(0);
+    expect(o.isOwnPending(first[0]!.txId)).toBe(false);
+    expect(o.isOwnPending(r.batches[2]!.txId)).toBe(true);
+    // Final but its bodies not confirmed kept by the member: the submitter sends them again.
+    expect(o.pending({ eventsMax: 100 }).map((b) => b.firstSeq)).toEqual([11, 16, 21, 26]);
+    expect(o.unconfirmed({ eventsMax: 100 }).map((b) => [b.firstSeq, b.committed])).toEqual([
+      [1, true],
+      [6, true],
+    ]);
+    expect(o.markBodiesKept(first.map((b) => b.txId))).toBe(2);
+    expect(o.unconfirmed({ eventsMax: 100 })).toEqual([]);
+    expect(o.get(3)).toMatchObject({ seq: 3, committed: true, height: 7, txId: first[0]!.txId });
+    expect(o.getById(r.stored[4]!.id)?.seq).toBe(5);
     expect(o.byLot('LOT-1').map((e) => e.seq)).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+    expect(o.byLot('LOT-1')[0]!.event.body).toMatchObject({ lot: 'LOT-1', product: 'SN-10' });
     expect(o.last(2).map((e) => e.seq)).toEqual([30, 29]);
     expect(o.stats()).toMatchObject({ rows: 30, pending: 20, committed: 10, head: { seq: 30 } });
   });
 
   it('signs a large append in several batches and saves application state in the same transaction', () => {
     const { o, path } = openOutbox();
-    const r = o.append(drafts(0, 10), signer, { signBatchMax: 4, meta: { normaliser: { counter: 10 } } });
-    expect(r.stored.map((e) => (e.sig.t === 'batch' ? e.sig.size : 1))).toEqual([
-      4, 4, 4, 4, 4, 4, 4, 4, 2, 2,
-    ]);
+    const r = o.append(drafts(0, 10), signer, { batchEventsMax: 4, meta: { normaliser: { counter: 10 } } });
+    expect(r.batches.map((b) => b.header.count)).toEqual([4, 4, 2]);
     for (let i = 1; i < r.stored.length; i++) expect(r.stored[i]!.env.prev).toBe(r.stored[i - 1]!.id);
+    for (let i = 1; i < r.batches.length; i++)
+      expect(r.batches[i]!.header.prev).toBe(r.stored[r.batches[i]!.header.firstSeq - 2]!.id);
     o.close();
     const { o: again } = openOutbox({}, path);
     expect(again.loadMeta('normaliser')).toEqual({ counter: 10 });
     expect(again.loadMeta('nothing')).toBeUndefined();
-    expect(again.pending({ limit: 20 })).toHaveLength(10);
+    expect(seqs(again.pending({ eventsMax: 20 }))).toHaveLength(10);
   });
 
   it('keeps dead letters for inspection, bounded, newest first', () => {
@@ -104,63 +132,71 @@ describe('outbox', () => {
     expect(again.head).toEqual(head);
     const r = again.append(drafts(3, 1), signer);
     expect(r.stored[0]!.env).toMatchObject({ seq: 4, prev: head.id });
+    expect(r.batches[0]!.header).toMatchObject({ firstSeq: 4, prev: head.id });
     expect(again.stats()).toMatchObject({ rows: 4, pending: 4 });
   });
 
-  it('prunes committed events past retention, never pending ones', () => {
+  it('prunes batches final and with their bodies kept past retention, never others', () => {
     const { o } = openOutbox();
-    o.append(drafts(0, 10), signer);
-    const firstFive = o.pending({ limit: 5 });
-    o.markCommitted(
-      firstFive.map((e) => ({ id: e.event.id, height: 1, blockHash: '00'.repeat(32) })),
-      1_000,
-    );
+    o.append(drafts(0, 10), signer, { batchEventsMax: 5 });
+    const [a, b] = o.pending({ eventsMax: 100 });
+    o.markCommitted([receipt(a!), receipt(b!)], 1_000);
+    o.markBodiesKept([a!.txId]);
     expect(o.prune(500, 1_400)).toBe(0);
+    // b is final but its bodies live nowhere else: it stays.
     expect(o.prune(500, 1_600)).toBe(5);
-    expect(o.stats()).toMatchObject({ rows: 5, pending: 5 });
-    expect(o.pending({ limit: 100 }).map((e) => e.seq)).toEqual([6, 7, 8, 9, 10]);
+    expect(o.stats()).toMatchObject({ rows: 5, pending: 0, bodiesUnconfirmed: 1 });
+    expect(o.unconfirmed({ eventsMax: 100 }).map((x) => x.firstSeq)).toEqual([6]);
+    expect(o.get(1)).toBeUndefined();
+    expect(o.get(6)?.event.body?.product).toBe('SN-5');
   });
 
-  it('detects a flipped byte on read and reports it instead of passing it on', () => {
+  it('detects a flipped byte in a stored batch or body and reports it instead of passing it on', () => {
     const { o, path } = openOutbox();
-    o.append(drafts(0, 5), signer);
+    o.append(drafts(0, 6), signer, { batchEventsMax: 2 });
     const corrupt: number[] = [];
     o.close();
-    // Flip one character inside seq 3's stored JSON (a value digit), as a bad sector would.
+    // Flip one digit inside seq 3's stored body (a value), as a bad sector would.
     const raw = new Database(path);
-    const json = raw.prepare('SELECT json FROM events WHERE seq = 3').pluck().get() as string;
-    const at = json.indexOf('"v":25.') + 6;
-    const flipped = json.slice(0, at) + (json[at] === '5' ? '6' : '5') + json.slice(at + 1);
-    raw.prepare('UPDATE events SET json = ? WHERE seq = 3').run(flipped);
+    const body = raw.prepare('SELECT body FROM events WHERE seq = 3').pluck().get() as string;
+    const at = body.indexOf('"v":25.') + 6;
+    raw
+      .prepare('UPDATE events SET body = ? WHERE seq = 3')
+      .run(body.slice(0, at) + (body[at] === '5' ? '6' : '5') + body.slice(at + 1));
+    // And one byte of the batch holding seqs 5-6.
+    const tx = raw.prepare('SELECT tx FROM batches WHERE first_seq = 5').pluck().get() as Buffer;
+    tx[tx.length - 3] = tx[tx.length - 3]! ^ 1;
+    raw.prepare('UPDATE batches SET tx = ? WHERE first_seq = 5').run(tx);
     raw.close();
     const { o: again } = openOutbox({ onCorrupt: (seq) => corrupt.push(seq) }, path);
-    expect(again.pending({ limit: 10 }).map((e) => e.seq)).toEqual([1, 2]);
+    // Submission stops before the first corrupt batch (seqs 3-4).
+    expect(again.pending({ eventsMax: 10 }).map((b) => b.firstSeq)).toEqual([1]);
     expect(again.get(3)).toBeUndefined();
-    expect(corrupt).toEqual([3]);
-    expect(again.stats().corrupt).toEqual([3]);
+    expect(again.get(4)?.seq).toBe(4);
+    expect(again.pending({ afterSeq: 3, eventsMax: 10 })).toEqual([]);
+    expect(corrupt).toEqual([3, 5]);
+    expect(again.stats().corrupt).toEqual([3, 5]);
   });
 
-  it('verifies in full a row this process wrote if its bytes changed since (the fresh-event fast path)', () => {
+  it('verifies in full a batch this process wrote if its bytes changed since (the fresh-batch fast path)', () => {
     const { o, path } = openOutbox({ onCorrupt: (seq) => corrupt.push(seq) });
     const corrupt: number[] = [];
-    o.append(drafts(0, 5), signer);
+    o.append(drafts(0, 6), signer, { batchEventsMax: 2 });
     // Unchanged rows come back as written (and verify).
-    expect(o.pending({ limit: 10 }).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(o.pending({ eventsMax: 10 }).map((b) => b.firstSeq)).toEqual([1, 3, 5]);
     const raw = new Database(path);
-    const json = raw.prepare('SELECT json FROM events WHERE seq = 4').pluck().get() as string;
-    const at = json.indexOf('"v":25.') + 6;
-    raw
-      .prepare('UPDATE events SET json = ? WHERE seq = 4')
-      .run(json.slice(0, at) + (json[at] === '5' ? '6' : '5') + json.slice(at + 1));
+    const tx = raw.prepare('SELECT tx FROM batches WHERE first_seq = 3').pluck().get() as Buffer;
+    tx[10] = tx[10]! ^ 1;
+    raw.prepare('UPDATE batches SET tx = ? WHERE first_seq = 3').run(tx);
     raw.close();
-    expect(o.pending({ limit: 10 }).map((e) => e.seq)).toEqual([1, 2, 3]);
-    expect(corrupt).toEqual([4]);
+    expect(o.pending({ eventsMax: 10 }).map((b) => b.firstSeq)).toEqual([1]);
+    expect(corrupt).toEqual([3]);
   });
 
   it('when the budget is full: keeps everything stored, refuses new drafts, then appends one signed gap event', () => {
     const drops: number[] = [];
     const { o } = openOutbox({ maxRows: 20, onDrop: (n) => drops.push(n) });
-    o.append(drafts(0, 20), signer);
+    o.append(drafts(0, 20), signer, { batchEventsMax: 10 });
     const r1 = o.append(drafts(20, 3), signer);
     const r2 = o.append([{ ...draft(23), kind: 'measurement' }], signer);
     expect([r1.dropped, r2.dropped]).toEqual([3, 1]);
@@ -173,21 +209,25 @@ describe('outbox', () => {
       lastSourceTimeMs: 1_700_000_000_023,
       byKind: { part_completed: 3, measurement: 1 },
     });
-    // Space returns once events are final on chain: committed rows are pruned under pressure.
-    const done = o.pending({ limit: 10 });
-    o.markCommitted(done.map((e) => ({ id: e.event.id, height: 1, blockHash: '00'.repeat(32) })));
-    const r3 = o.append(drafts(24, 2), signer);
+    const [done] = o.pending({ eventsMax: 10 });
+    // Final is not enough: the member must hold the bodies before the batch may leave.
+    o.markCommitted([receipt(done!)]);
+    expect(o.append(drafts(24, 2), signer).dropped).toBe(2);
+    o.markBodiesKept([done!.txId]);
+    const r3 = o.append(drafts(26, 2), signer);
     expect(r3.dropped).toBe(0);
     expect(r3.stored.map((e) => e.env.kind)).toEqual(['gap', 'part_completed', 'part_completed']);
     const gap = r3.stored[0]!;
     expect(gap.env.seq).toBe(21);
-    expect(gap.body?.gap).toMatchObject({ droppedCount: 4, afterSeq: 20 });
-    verifier.verify(JSON.parse(JSON.stringify(gap)));
+    expect(gap.body?.gap).toMatchObject({ droppedCount: 6, afterSeq: 20 });
+    verifier.checkBodies(
+      verifier.verify(r3.batches[0]!.tx),
+      r3.stored.map((e) => JSON.stringify(e.body)).map((t) => canonical(t)),
+    );
     expect(o.stats()).toMatchObject({ pendingGap: null, gapsAppended: 1 });
     // Nothing that was stored was lost: seq 11..20 still pending, chain continuous.
-    const rest = o.pending({ limit: 100 });
-    expect(rest.map((e) => e.seq)).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]);
-    for (let i = 1; i < rest.length; i++) expect(rest[i]!.event.env.prev).toBe(rest[i - 1]!.event.id);
+    const rest = o.pending({ eventsMax: 100 });
+    expect(seqs(rest)).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]);
   });
 
   it('the pending gap survives a restart', () => {
@@ -210,4 +250,24 @@ describe('outbox', () => {
     expect(s.usedBytes).toBeLessThanOrEqual(256 * 1024);
     expect(s.rows).toBeGreaterThan(50);
   });
+
+  it('refuses a store of the earlier event format, naming both formats, and leaves it as it was', () => {
+    const path = join(tempDir('outbox-old'), 'outbox.db');
+    const raw = new Database(path);
+    raw.exec(
+      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_ms INTEGER NOT NULL); INSERT INTO schema_migrations VALUES (1, 'events, meta', 0); CREATE TABLE events (seq INTEGER PRIMARY KEY, json TEXT NOT NULL); INSERT INTO events VALUES (1, '{}');",
+    );
+    raw.close();
+    expect(() => openOutbox({}, path)).toThrow(StoreError);
+    expect(() => openOutbox({}, path)).toThrow(
+      /written by an earlier release .* masbc-edge outbox 2 .* move the file aside/,
+    );
+    const again = new Database(path);
+    expect(again.prepare('SELECT count(*) FROM events').pluck().get()).toBe(1);
+    again.close();
+  });
 });
+
+function canonical(text: string): string {
+  return canonicalJson(JSON.parse(text));
+}

@@ -1,7 +1,8 @@
 /**
- * The ledger application on the IPBFT chain (docs/ledger.md): transactions are signed production
- * events (src/event/event.ts), checked by every validator against the genesis's gateway key
- * registry, and each gateway's events go on the ledger exactly once, in seq order, linked by prev.
+ * The ledger application on the IPBFT chain (docs/ledger.md): transactions are gateway-signed
+ * batches of event envelopes (src/event/batch.ts), checked by every validator against the genesis's
+ * gateway key registry, and each gateway's events go on the ledger exactly once, in seq order,
+ * linked by prev. Bodies never go on the chain.
  *
  * @example
  *   const ledger = Ledger.forGenesis(genesis, { state: storedState });
@@ -37,11 +38,10 @@ export {
   linkProblem,
 } from './state.ts';
 export {
+  type BatchTx,
   chainKeyOf,
-  type EventTx,
   type GatewayKeyLookup,
-  parseEventTx,
-  scanIdHex,
+  parseBatchTx,
   TxChecker,
   type TxCheckerOptions,
   type TxVerdict,

@@ -1,5 +1,6 @@
 /**
- * The ledger application: makes the IPBFT chain a ledger of signed production events. It gives the
+ * The ledger application: makes the IPBFT chain a ledger of gateway-signed batches of event
+ * envelopes (bodies stay with their member: docs/events.md). It gives the
  * consensus core its `TxHooks` (txId, checkTx and the optional `order` hooks) and keeps the
  * committed per-gateway heads the ordering rule needs. docs/ledger.md has the rules and the
  * argument for why they are safe and live.
@@ -18,6 +19,7 @@
 
 import { toHex } from '../../crypto/hash.ts';
 import type { SignatureVerifier } from '../../crypto/keys.ts';
+import { batchTxBytesMax } from '../../event/bounds.ts';
 import type { ChainContext, OrderHooks, TxHooks } from '../core/config.ts';
 import { blockHash } from '../core/signing.ts';
 import type { Block, CertifiedBlock } from '../core/types.ts';
@@ -34,23 +36,17 @@ import {
   type LedgerState,
   linkProblem,
 } from './state.ts';
-import { type EventTx, type GatewayKeyLookup, TxChecker, type TxCheckerStats, txIdOf } from './tx.ts';
+import { type BatchTx, type GatewayKeyLookup, TxChecker, type TxCheckerStats, txIdOf } from './tx.ts';
 
 export interface LedgerLimits extends PoolLimits {
   /** Transaction verdicts remembered; ≥ 2 × the core's mempoolTxsMax keeps every pending one. */
   verdictsMax: number;
-  /** Verified signature-batch roots remembered. */
-  batchRootsMax: number;
-  /** Audit-path nodes remembered. */
-  pathNodesMax: number;
 }
 
 export const defaultLedgerLimits: Readonly<LedgerLimits> = Object.freeze({
-  pendingPerGatewayMax: 8192,
-  heldPerGatewayMax: 1024,
-  verdictsMax: 65_536,
-  batchRootsMax: 4096,
-  pathNodesMax: 131_072,
+  pendingPerGatewayMax: 1024,
+  heldPerGatewayMax: 256,
+  verdictsMax: 16_384,
 });
 
 export interface LedgerOptions {
@@ -60,8 +56,6 @@ export interface LedgerOptions {
   genesisHash: Uint8Array;
   /** The committed state as of the block store's tip (default: the genesis state, for an empty store). */
   state?: LedgerState;
-  /** Refuse events without their body (the genesis's `eventBodies`; default true). Chain-wide. */
-  requireBody?: boolean;
   /** Signature checks (default node:crypto). */
   verifier?: SignatureVerifier;
   limits?: Partial<LedgerLimits>;
@@ -75,8 +69,8 @@ export interface LedgerMetrics {
   ready: number;
   /** Refusals by code (EventRejected codes, pending_full, held_full), from checkTx, admission and proposals. */
   refusals: Record<string, number>;
-  /** Events in fresh proposals checked by checkBlock, and proposals it refused. */
-  blockEventsChecked: number;
+  /** Batches in fresh proposals checked by checkBlock, and proposals it refused. */
+  blockBatchesChecked: number;
   blocksRefused: number;
   checker: TxCheckerStats;
 }
@@ -92,6 +86,8 @@ export const ledgerRefusalCodes = [
   'non_monotonic_seq',
   'seq_gap',
   'broken_prev',
+  'root_mismatch',
+  'body_on_chain',
   'pending_full',
   'held_full',
 ] as const;
@@ -142,7 +138,7 @@ export class Ledger {
   /** Head changes per block object, for ancestors (blocks are immutable values, so identity is a safe key). */
   readonly #deltas = new WeakMap<Block, Map<string, GatewayHead>>();
   readonly #refusals = new Map<string, number>();
-  #blockEventsChecked = 0;
+  #blockBatchesChecked = 0;
   #blocksRefused = 0;
   readonly #verdictsMax: number;
 
@@ -151,18 +147,15 @@ export class Ledger {
     for (const [k, v] of Object.entries(limits)) {
       if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${k} must be an integer ≥ 1`);
     }
-    // Room for ready events must remain: held ones alone must never fill a gateway's share, or the
-    // event that would make them ready could be refused forever.
+    // Room for ready batches must remain: held ones alone must never fill a gateway's share, or the
+    // batch that would make them ready could be refused forever.
     if (limits.heldPerGatewayMax >= limits.pendingPerGatewayMax)
       throw new RangeError('heldPerGatewayMax must be < pendingPerGatewayMax');
     this.#verdictsMax = limits.verdictsMax;
     this.#checker = new TxChecker({
       registry: o.registry,
       verifier: o.verifier,
-      requireBody: o.requireBody,
       verdictsMax: limits.verdictsMax,
-      batchRootsMax: limits.batchRootsMax,
-      pathNodesMax: limits.pathNodesMax,
     });
     const state = o.state ?? genesisLedgerState(o.genesisHash);
     this.#heads = new Map(state.heads);
@@ -171,21 +164,24 @@ export class Ledger {
     this.#pool = new OrderedPool(limits, (chain) => this.head(chain));
   }
 
-  /** A ledger for a genesis: its gateway registry, body rule and genesis hash. */
+  /**
+   * A ledger for a genesis: its gateway registry and genesis hash. Throws RangeError if the chain's
+   * transactions cannot hold the largest batch a gateway may sign (`txBytesMax` below
+   * `batchTxBytesMax`): such a chain would refuse full batches forever.
+   */
   static forGenesis(
     genesis: {
       readonly gateways: readonly GatewayEntry[];
-      readonly eventBodies: 'required' | 'optional';
       readonly hashBytes: Uint8Array;
+      readonly chainLimits: { readonly txBytesMax: number };
     },
-    options: Omit<LedgerOptions, 'registry' | 'genesisHash' | 'requireBody'> = {},
+    options: Omit<LedgerOptions, 'registry' | 'genesisHash'> = {},
   ): Ledger {
-    return new Ledger({
-      ...options,
-      registry: gatewayRegistryOf(genesis),
-      genesisHash: genesis.hashBytes,
-      requireBody: genesis.eventBodies === 'required',
-    });
+    if (genesis.chainLimits.txBytesMax < batchTxBytesMax)
+      throw new RangeError(
+        `the genesis's txBytesMax (${genesis.chainLimits.txBytesMax}) is below the largest batch a gateway may sign (${batchTxBytesMax} bytes)`,
+      );
+    return new Ledger({ ...options, registry: gatewayRegistryOf(genesis), genesisHash: genesis.hashBytes });
   }
 
   /** The committed state as of the last applied block (a copy). */
@@ -211,7 +207,7 @@ export class Ledger {
     const changes = headUpdates(
       (c) => this.head(c),
       block,
-      (tx) => this.#checker.eventOf(tx),
+      (tx) => this.#checker.batchOf(tx),
     );
     const updates: HeadUpdate[] = [];
     for (const [chain, head] of changes) {
@@ -224,11 +220,15 @@ export class Ledger {
     return updates;
   }
 
-  /** The verdict of `TxHooks.checkTx`: null, or `code: message`. */
+  /**
+   * The verdict of `TxHooks.checkTx`: null, or `code: message`. A refusal is counted when it is
+   * reached, not again when the same bytes come back (the verdict is cached).
+   */
   checkTx(tx: Uint8Array): string | null {
+    const hits = this.#checker.verdictHits;
     const v = this.#checker.check(tx);
     if (v.ok) return null;
-    this.#count(v.code);
+    if (this.#checker.verdictHits === hits) this.#count(v.code);
     return `${v.code}: ${v.message}`;
   }
 
@@ -258,7 +258,7 @@ export class Ledger {
     return {
       checkBlock: (txs, chain) => this.checkBlock(txs, chain),
       admit: (id, tx, nowMs) => {
-        const e = this.#checker.eventOf(tx);
+        const e = this.#checker.batchOf(tx);
         if (!e) throw new Error('bug: admit of a transaction checkTx did not accept');
         const refused = this.#pool.admit(id, e, nowMs);
         if (refused !== null) this.#count(refused.slice(0, refused.indexOf(':')));
@@ -276,20 +276,20 @@ export class Ledger {
   }
 
   /**
-   * The ordering rule over a fresh block: each event continues its gateway's chain as of the block's
+   * The ordering rule over a fresh block: each batch continues its gateway's chain as of the block's
    * parent (committed heads plus the ancestors in `chain`). Null, or `code: message`.
    */
   checkBlock(txs: readonly Uint8Array[], chain: ChainContext): string | null {
     const headAt = this.#headsAt(chain);
     const local = new Map<string, GatewayHead>();
-    this.#blockEventsChecked += txs.length;
+    this.#blockBatchesChecked += txs.length;
     for (const [i, tx] of txs.entries()) {
-      const e = this.#checker.eventOf(tx);
-      if (!e) return this.#refuseBlock('malformed', `transaction ${i} is not an event`);
-      const problem = linkProblem(local.get(e.chain) ?? headAt(e.chain), e);
+      const b = this.#checker.batchOf(tx);
+      if (!b) return this.#refuseBlock('malformed', `transaction ${i} is not a batch`);
+      const problem = linkProblem(local.get(b.chain) ?? headAt(b.chain), b);
       if (problem)
-        return this.#refuseBlock(problem.code, `transaction ${i} (${e.chain}): ${problem.message}`);
-      local.set(e.chain, { seq: e.seq, id: e.id });
+        return this.#refuseBlock(problem.code, `transaction ${i} (${b.chain}): ${problem.message}`);
+      local.set(b.chain, { seq: b.lastSeq, id: b.lastId });
     }
     return null;
   }
@@ -302,15 +302,15 @@ export class Ledger {
       pending: this.#pool.size,
       ready: r.count,
       refusals: Object.fromEntries([...this.#refusals].sort(([a], [b]) => (a < b ? -1 : 1))),
-      blockEventsChecked: this.#blockEventsChecked,
+      blockBatchesChecked: this.#blockBatchesChecked,
       blocksRefused: this.#blocksRefused,
       checker: this.#checker.stats(),
     };
   }
 
-  /** The ordering fields of a transaction (verdict cache, else parsed). */
-  eventOf(tx: Uint8Array): EventTx | undefined {
-    return this.#checker.eventOf(tx);
+  /** The ordering fields of a transaction (structure only). */
+  batchOf(tx: Uint8Array): BatchTx | undefined {
+    return this.#checker.batchOf(tx);
   }
 
   #assertApplied(appliedHeight: number): void {
@@ -336,8 +336,8 @@ export class Ledger {
     if (!d) {
       d = new Map();
       for (const tx of block.txs) {
-        const e = this.#checker.eventOf(tx);
-        if (e) d.set(e.chain, { seq: e.seq, id: e.id });
+        const b = this.#checker.batchOf(tx);
+        if (b) d.set(b.chain, { seq: b.lastSeq, id: b.lastId });
       }
       this.#deltas.set(block, d);
     }

@@ -1,5 +1,5 @@
 /**
- * The ledger's view of the core's mempool: pending events grouped by gateway chain, each either
+ * The ledger's view of the core's mempool: pending batches grouped by gateway chain, each either
  * *ready* (its chain from the gateway's committed head up to it is all pending, so an honest primary
  * can propose it) or *held* (it waits for a predecessor that may never come).
  *
@@ -7,29 +7,32 @@
  * and censorship timers wait for, so it affects liveness only (docs/ledger.md, "Liveness"). It is
  * still deterministic (arrival order from a counter, no clocks or randomness of its own).
  *
- * Bounds, per gateway chain: `pendingPerGatewayMax` events in all, of which at most
- * `heldPerGatewayMax` held. Over either, a new event is refused (the core answers 'refused'); what is
+ * Bounds, per gateway chain: `pendingPerGatewayMax` batches in all, of which at most
+ * `heldPerGatewayMax` held. Over either, a new batch is refused (the core answers 'refused'); what is
  * pending stays, as the core's mempool does when full. The gateway's outbox resubmits later.
  */
 import type { BlockBudget } from '../core/config.ts';
 import type { GatewayHead } from './state.ts';
-import type { EventTx } from './tx.ts';
+import type { BatchTx } from './tx.ts';
 
 export interface PoolLimits {
-  /** Pending events of one gateway chain (ready + held). */
+  /** Pending batches of one gateway chain (ready + held). */
   pendingPerGatewayMax: number;
-  /** Of those, events waiting for a predecessor. Less than pendingPerGatewayMax (asserted by Ledger). */
+  /** Of those, batches waiting for a predecessor. Less than pendingPerGatewayMax (asserted by Ledger). */
   heldPerGatewayMax: number;
 }
 
 interface Entry {
-  /** Event id, hex: the pool's key. */
+  /** Transaction id, hex: the pool's key. */
   key: string;
   /** The id bytes the core gave (handed back by `select` and `refresh`). */
   id: Uint8Array;
   chain: Chain;
+  /** First seq of the batch (its key in `bySeq`). */
   seq: number;
+  lastSeq: number;
   prev: string;
+  lastId: string;
   bytes: number;
   /** Arrival counter: FIFO order across gateways. */
   order: number;
@@ -39,14 +42,14 @@ interface Entry {
 
 interface Chain {
   key: string;
-  /** Pending events by seq; several per seq only if the gateway signed two (first arrival first). */
+  /** Pending batches by first seq; several per seq only if the gateway signed two (first arrival first). */
   bySeq: Map<number, Entry[]>;
   count: number;
   ready: number;
-  /** Last ready event (or the committed head): the next ready one has seq tipSeq+1 and prev tipId. */
+  /** Last ready batch's end (or the committed head): the next ready one starts at tipSeq+1 after tipId. */
   tipSeq: number;
   tipId: string;
-  /** Lowest seq holding a ready event (its readySinceMs is the chain's oldest); Infinity if none. */
+  /** Lowest first seq of a ready batch (its readySinceMs is the chain's oldest); Infinity if none. */
   readyLow: number;
 }
 
@@ -113,11 +116,11 @@ export class OrderedPool {
   }
 
   /** `null` if pooled, else a refusal `code: message`. */
-  admit(id: Uint8Array, e: EventTx, nowMs: number): string | null {
-    if (this.#entries.has(e.id)) throw new Error(`bug: event ${e.id} admitted twice`);
+  admit(id: Uint8Array, e: BatchTx, nowMs: number): string | null {
+    if (this.#entries.has(e.id)) throw new Error(`bug: batch ${e.id} admitted twice`);
     const head = this.#committed(e.chain);
-    if (e.seq <= head.seq) {
-      return `non_monotonic_seq: seq ${e.seq} is not after the gateway's last seq ${head.seq} on the ledger (replay, or a second event signed for one seq)`;
+    if (e.firstSeq <= head.seq) {
+      return `non_monotonic_seq: seq ${e.firstSeq} is not after the gateway's last seq ${head.seq} on the ledger (replay, or a second event signed for one seq)`;
     }
     let chain = this.#chains.get(e.chain);
     if (!chain) {
@@ -133,32 +136,34 @@ export class OrderedPool {
       this.#chains.set(e.chain, chain);
     }
     if (chain.count >= this.#limits.pendingPerGatewayMax) {
-      return `pending_full: ${chain.count} events of ${e.chain} are pending already`;
+      return `pending_full: ${chain.count} batches of ${e.chain} are pending already`;
     }
-    const ready = e.seq === chain.tipSeq + 1 && e.prev === chain.tipId;
+    const ready = e.firstSeq === chain.tipSeq + 1 && e.prev === chain.tipId;
     if (!ready && chain.count - chain.ready >= this.#limits.heldPerGatewayMax) {
-      return `held_full: ${chain.count - chain.ready} events of ${e.chain} already wait for a predecessor (next expected seq ${chain.tipSeq + 1})`;
+      return `held_full: ${chain.count - chain.ready} batches of ${e.chain} already wait for a predecessor (next expected seq ${chain.tipSeq + 1})`;
     }
     const entry: Entry = {
       key: e.id,
       id,
       chain,
-      seq: e.seq,
+      seq: e.firstSeq,
+      lastSeq: e.lastSeq,
       prev: e.prev,
+      lastId: e.lastId,
       bytes: e.bytes,
       order: this.#arrivals++,
       readySinceMs: null,
     };
     this.#entries.set(entry.key, entry);
-    const list = chain.bySeq.get(e.seq);
+    const list = chain.bySeq.get(e.firstSeq);
     if (list) list.push(entry);
-    else chain.bySeq.set(e.seq, [entry]);
+    else chain.bySeq.set(e.firstSeq, [entry]);
     chain.count++;
     if (ready) this.#extend(chain, nowMs);
     return null;
   }
 
-  /** The core dropped a pooled event (committed, or stale after `refresh`). Idempotent. */
+  /** The core dropped a pooled batch (committed, or stale after `refresh`). Idempotent. */
   removed(idHex: string): void {
     const e = this.#entries.get(idHex);
     if (!e) return;
@@ -173,9 +178,9 @@ export class OrderedPool {
   }
 
   /**
-   * Recomputes the chains that changed: events at or below the committed head are stale (returned,
-   * for the core to drop), and the ready prefix is walked again from the head. An event that stays
-   * ready keeps its readySinceMs.
+   * Recomputes the chains that changed: batches starting at or below the committed head are stale
+   * (returned, for the core to drop), and the ready prefix is walked again from the head. A batch
+   * that stays ready keeps its readySinceMs.
    */
   refresh(nowMs: number): Uint8Array[] {
     const stale: Uint8Array[] = [];
@@ -195,8 +200,8 @@ export class OrderedPool {
         const next = this.#pick(chain, tipSeq + 1, tipId);
         if (!next) break;
         onPath.add(next);
-        tipSeq = next.seq;
-        tipId = next.key;
+        tipSeq = next.lastSeq;
+        tipId = next.lastId;
       }
       for (const list of chain.bySeq.values()) {
         for (const e of list) {
@@ -226,7 +231,7 @@ export class OrderedPool {
     return e !== undefined && e.readySinceMs !== null;
   }
 
-  /** Ready events, and since when the longest-ready one has been ready. O(chains). */
+  /** Ready batches, and since when the longest-ready one has been ready. O(chains). */
   readiness(): { count: number; oldestMs: number | null } {
     let oldestMs: number | null = null;
     if (this.#ready > 0) {
@@ -240,10 +245,10 @@ export class OrderedPool {
   }
 
   /**
-   * A block's events after the chain heads `head` (the committed heads plus the ancestors of the
-   * block being built): per gateway, its pending events continuing the head in seq order; across
-   * gateways, merged by arrival, so a gateway's backlog cannot push later gateways' events out
-   * further than their turn. Within `budget`; a gateway whose next event does not fit stops there.
+   * A block's batches after the chain heads `head` (the committed heads plus the ancestors of the
+   * block being built): per gateway, its pending batches continuing the head in seq order; across
+   * gateways, merged by arrival, so a gateway's backlog cannot push later gateways' batches out
+   * further than their turn. Within `budget`; a gateway whose next batch does not fit stops there.
    */
   select(head: (chain: string) => GatewayHead, budget: BlockBudget): Uint8Array[] {
     const heap = new EntryHeap();
@@ -259,13 +264,13 @@ export class OrderedPool {
       if (bytes + e.bytes > budget.bytesMax) continue;
       out.push(e.id);
       bytes += e.bytes;
-      const next = this.#pick(e.chain, e.seq + 1, e.key);
+      const next = this.#pick(e.chain, e.lastSeq + 1, e.lastId);
       if (next) heap.push(next);
     }
     return out;
   }
 
-  /** The first-arrived pending event of `chain` at `seq` linking to `prev`. */
+  /** The first-arrived pending batch of `chain` starting at `seq` and linking to `prev`. */
   #pick(chain: Chain, seq: number, prev: string): Entry | undefined {
     const list = chain.bySeq.get(seq);
     if (!list) return undefined;
@@ -280,7 +285,7 @@ export class OrderedPool {
     return undefined;
   }
 
-  /** Marks the chain's next events ready while they link on from its tip. */
+  /** Marks the chain's next batches ready while they link on from its tip. */
   #extend(chain: Chain, nowMs: number): void {
     for (;;) {
       const next = this.#pick(chain, chain.tipSeq + 1, chain.tipId);
@@ -289,8 +294,8 @@ export class OrderedPool {
       chain.ready++;
       this.#ready++;
       if (next.seq < chain.readyLow) chain.readyLow = next.seq;
-      chain.tipSeq = next.seq;
-      chain.tipId = next.key;
+      chain.tipSeq = next.lastSeq;
+      chain.tipId = next.lastId;
     }
   }
 
@@ -306,11 +311,10 @@ export class OrderedPool {
       e.readySinceMs = null;
       chain.ready--;
       this.#ready--;
-      // Ready events are contiguous from readyLow: the next one up is now the oldest.
+      // Ready batches are contiguous from readyLow: the next one up is now the oldest.
       if (e.seq === chain.readyLow) {
-        let s = e.seq + 1;
-        while (s <= chain.tipSeq && !this.#readyAt(chain, s)) s++;
-        chain.readyLow = s <= chain.tipSeq ? s : Number.POSITIVE_INFINITY;
+        const s = e.lastSeq + 1;
+        chain.readyLow = s <= chain.tipSeq && this.#readyAt(chain, s) ? s : Number.POSITIVE_INFINITY;
       }
     }
   }

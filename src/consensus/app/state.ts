@@ -6,9 +6,11 @@
  * every honest validator holds the same state at the same height, and a block store can persist it
  * beside each block (the heads a block changes, `headUpdates`) instead of replaying the chain.
  *
- * The rule, checked for every event of a block in block order: the event's seq is its gateway's
- * head seq + 1 and its prev is the head's id (seq 1 links to 64 zeros). So each gateway's events
- * appear on the ledger exactly once, in seq order, each linked to the one before.
+ * The rule, checked for every batch of a block in block order: the batch's first seq is its
+ * gateway's head seq + 1 and its prev is the head's id (seq 1 links to 64 zeros); the batch itself
+ * guarantees its events run on without a gap, each linked to the one before (src/event/batch.ts).
+ * So each gateway's events appear on the ledger exactly once, in seq order, each linked to the one
+ * before.
  *
  * @example
  *   let state = genesisLedgerState(genesis.hashBytes);
@@ -17,10 +19,10 @@
  */
 import { canonicalJson } from '../../crypto/canonical.ts';
 import { fromHex, toHex, zeroHashHex } from '../../crypto/hash.ts';
-import type { EventRejectionCode } from '../../event/verify.ts';
+import type { EventRejectionCode } from '../../event/errors.ts';
 import { blockHash } from '../core/signing.ts';
 import type { Block } from '../core/types.ts';
-import { type EventTx, parseEventTx } from './tx.ts';
+import { type BatchTx, parseBatchTx } from './tx.ts';
 
 /** A gateway chain's last event on the ledger. */
 export interface GatewayHead {
@@ -58,26 +60,26 @@ export function genesisLedgerState(genesisHash: Uint8Array | string): LedgerStat
   return { height: 0, blockHash: hex, heads: new Map() };
 }
 
-/** The ordering rule for one event after its gateway's head: `null`, or why not (EventRejected codes). */
+/** The ordering rule for one batch after its gateway's head: `null`, or why not (EventRejected codes). */
 export function linkProblem(
   head: GatewayHead,
-  e: Pick<EventTx, 'seq' | 'prev'>,
+  b: Pick<BatchTx, 'firstSeq' | 'prev'>,
 ): { code: EventRejectionCode; message: string } | null {
-  if (e.seq <= head.seq) {
+  if (b.firstSeq <= head.seq) {
     return {
       code: 'non_monotonic_seq',
-      message: `seq ${e.seq} is not after the gateway's last seq ${head.seq} (replay or reorder)`,
+      message: `seq ${b.firstSeq} is not after the gateway's last seq ${head.seq} (replay or reorder)`,
     };
   }
-  if (e.seq > head.seq + 1)
+  if (b.firstSeq > head.seq + 1)
     return {
       code: 'seq_gap',
-      message: `seq ${e.seq} skips ${e.seq - head.seq - 1} event(s) after ${head.seq}`,
+      message: `seq ${b.firstSeq} skips ${b.firstSeq - head.seq - 1} event(s) after ${head.seq}`,
     };
-  if (e.prev !== head.id) {
+  if (b.prev !== head.id) {
     return {
       code: 'broken_prev',
-      message: `prev of seq ${e.seq} is not the id of the gateway's event ${head.seq}`,
+      message: `prev of seq ${b.firstSeq} is not the id of the gateway's event ${head.seq}`,
     };
   }
   return null;
@@ -90,17 +92,17 @@ export function linkProblem(
 export function headUpdates(
   headBefore: (chain: string) => GatewayHead,
   block: Block,
-  eventOf: (tx: Uint8Array) => EventTx | undefined = parseEventTx,
+  batchOf: (tx: Uint8Array) => BatchTx | undefined = parseBatchTx,
 ): Map<string, GatewayHead> {
   const after = new Map<string, GatewayHead>();
   for (const [i, tx] of block.txs.entries()) {
-    const e = eventOf(tx);
+    const b = batchOf(tx);
     const where = `block ${block.header.height} transaction ${i}`;
-    if (!e) throw new LedgerInvariantError(`${where} is not an event`);
-    const head = after.get(e.chain) ?? headBefore(e.chain);
-    const problem = linkProblem(head, e);
-    if (problem) throw new LedgerInvariantError(`${where} (${e.chain}): ${problem.code}: ${problem.message}`);
-    after.set(e.chain, { seq: e.seq, id: e.id });
+    if (!b) throw new LedgerInvariantError(`${where} is not a batch`);
+    const head = after.get(b.chain) ?? headBefore(b.chain);
+    const problem = linkProblem(head, b);
+    if (problem) throw new LedgerInvariantError(`${where} (${b.chain}): ${problem.code}: ${problem.message}`);
+    after.set(b.chain, { seq: b.lastSeq, id: b.lastId });
   }
   return after;
 }
@@ -119,10 +121,10 @@ export function assertFollows(state: LedgerState, block: Block): void {
 export function applyBlock(
   state: LedgerState,
   block: Block,
-  eventOf: (tx: Uint8Array) => EventTx | undefined = parseEventTx,
+  batchOf: (tx: Uint8Array) => BatchTx | undefined = parseBatchTx,
 ): LedgerState {
   assertFollows(state, block);
-  const updates = headUpdates((c) => state.heads.get(c) ?? emptyGatewayHead, block, eventOf);
+  const updates = headUpdates((c) => state.heads.get(c) ?? emptyGatewayHead, block, batchOf);
   const heads = new Map(state.heads);
   for (const [chain, head] of updates) heads.set(chain, head);
   return { height: block.header.height, blockHash: toHex(blockHash(block.header)), heads };

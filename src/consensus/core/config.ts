@@ -150,7 +150,7 @@ export const defaultTiming: Readonly<Timing> = Object.freeze({
 });
 
 export const defaultLocalLimits: Readonly<LocalLimits> = Object.freeze({
-  mempoolTxsMax: 20_000,
+  mempoolTxsMax: 4_096,
   mempoolBytesMax: 64 * 1024 * 1024,
   futureMessagesPerPeerMax: 64,
   retainedHeightsMax: 32,

@@ -36,7 +36,12 @@ export function createContext(config: CoreConfig, nowMs: () => number): ReplicaC
   const n = config.validators.length;
   return {
     config: c,
-    verify: { chainId: config.chainId, validators: config.validators, verifier: config.verifier },
+    verify: {
+      chainId: config.chainId,
+      validators: config.validators,
+      verifier: config.verifier,
+      txId: config.tx.txId,
+    },
     n,
     f: faultsTolerated(n),
     q: quorumSize(n),

@@ -14,7 +14,7 @@ import type { ChainLimits, Validator } from './types.ts';
  */
 export const defaultChainLimits: Readonly<ChainLimits> = Object.freeze({
   validatorsMax: 64,
-  txBytesMax: 64 * 1024,
+  txBytesMax: 320 * 1024,
   blockTxsMax: 4096,
   blockBytesMax: 1024 * 1024,
   windowHeights: 4,

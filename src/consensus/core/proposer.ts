@@ -106,7 +106,7 @@ export class Proposer {
           view: vc.view,
           prevHash: parent.hash,
           timestampMs: Math.max(Math.floor(now), parent.timestampMs),
-          txRoot: txRootOf(txs),
+          txRoot: txRootOf(txs.map(this.#ctx.config.tx.txId)),
           txCount: txs.length,
           proposer: this.#ctx.self,
         },

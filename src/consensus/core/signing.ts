@@ -1,7 +1,7 @@
 /**
  * Hashing and signing of consensus data. Hashes and signatures never depend on wire bytes: they are
  * computed over canonical JSON of typed fields (forms.ts) with a domain tag per purpose
- * (`masbc-edge/ipbft/v1/<purpose>` then a NUL byte), so a signature on a PREPARE can never be
+ * (`masbc-edge/ipbft/v<blockVersion>/<purpose>` then a NUL byte; v2 today), so a signature on a PREPARE can never be
  * replayed as a COMMIT, a NEW-VIEW or on another chain.
  */
 import { encodeCanonical } from '../../crypto/canonical.ts';
@@ -51,9 +51,13 @@ export function blockHash(header: BlockHeader): Uint8Array {
   return h;
 }
 
-/** RFC 6962 root over the transactions' bytes (leaf = the transaction itself). */
-export function txRootOf(txs: readonly Uint8Array[]): Uint8Array {
-  return merkleRoot(txs);
+/**
+ * RFC 6962 root over the transactions' ids (`TxHooks.txId`), in block order. An id must commit to
+ * every byte of its transaction (the ledger's do), so the root covers the block's contents while an
+ * inclusion proof needs only the transaction's id, not its bytes.
+ */
+export function txRootOf(txIds: readonly Uint8Array[]): Uint8Array {
+  return merkleRoot(txIds);
 }
 
 export function blockTxBytes(txs: readonly Uint8Array[]): number {

@@ -13,14 +13,17 @@
  *   n = 3f+1). See `faultsTolerated` / `quorumSize` in quorum.ts.
  *
  * @example
- *   const header: BlockHeader = { version: 1, chainId: 'alliance-1', height: 1, view: 0,
+ *   const header: BlockHeader = { version: 2, chainId: 'alliance-1', height: 1, view: 0,
  *     prevHash: genesisHash, timestampMs: 1_767_000_000_000, txRoot: merkleRoot(txs),
  *     txCount: txs.length, proposer: 0 };
  */
 import type { KeyAlgorithm } from '../../crypto/keys.ts';
 
-/** Version of the block header layout (and of the signing domains in signing.ts). */
-export const blockVersion = 1;
+/**
+ * Version of the block header layout and meaning (and of the signing domains in signing.ts).
+ * 2: `txRoot` is the Merkle root over the transactions' ids, not their bytes (docs/ledger.md).
+ */
+export const blockVersion = 2;
 
 /** One member of the genesis validator set (produced by genesis.ts). */
 export interface Validator {

@@ -26,6 +26,8 @@ export interface VerifyContext {
   chainId: string;
   validators: readonly Validator[];
   verifier: SignatureVerifier;
+  /** The application's transaction id (`TxHooks.txId`): the leaves of a block's transaction root. */
+  txId: (tx: Uint8Array) => Uint8Array;
 }
 
 function checkSignature(
@@ -139,7 +141,7 @@ export function verifyBlockBody(ctx: VerifyContext, limits: ChainLimits, b: Bloc
   const bytes = blockTxBytes(b.txs);
   if (bytes > limits.blockBytesMax)
     return err('limit', `${bytes} transaction bytes > ${limits.blockBytesMax}`);
-  if (!bytesEqual(txRootOf(b.txs), b.header.txRoot))
+  if (!bytesEqual(txRootOf(b.txs.map(ctx.txId)), b.header.txRoot))
     return err('tx-root', 'txRoot does not match the transactions');
   return null;
 }

@@ -19,9 +19,12 @@
  * (view v → validator v mod n) and is covered by the genesis hash.
  *
  * Gateways (optional, `gateways:`) are the event-signing keys each member registers for its
- * gateways: every validator checks every event against this registry, so it is part of the genesis
- * (and of its hash) like the validators are; `eventBodies` says whether events must carry their body
- * on the ledger (default `required`). See docs/ledger.md. Adding a gateway key is a genesis update.
+ * gateways: every validator checks every batch against this registry, so it is part of the genesis
+ * (and of its hash) like the validators are. See docs/ledger.md. Adding a gateway key is a genesis
+ * update.
+ *
+ * Version 2 is the ledger whose transactions are signed batches of envelopes, bodies kept off the
+ * chain; a version 1 genesis (events with their bodies on the chain) is refused with that reason.
  *
  * A local alliance for tests and the demo (every key in one folder) is made by
  * src/devtools/local-alliance.ts.
@@ -44,7 +47,7 @@ import type { ChainLimits, Validator as CoreValidator } from '../core/types.ts';
 import { assertEncodedLimits, messageBytesMax as codecMessageBytesMax } from '../wire/limits.ts';
 import { derivedPeerId } from './identity.ts';
 
-export const genesisVersion = 1;
+export const genesisVersion = 2;
 /** Bounds on the document itself: a genesis is small, and is parsed before anything is trusted. */
 export const validatorsMax = 64;
 /** Registered gateway keys: bounds the registry every validator holds (and the genesis file's size). */
@@ -148,7 +151,19 @@ const paramsSchema = z
 
 export const genesisSchema = z
   .strictObject({
-    version: z.literal(genesisVersion),
+    version: z
+      .number()
+      .int()
+      .superRefine((v, ctx) => {
+        if (v === genesisVersion) return;
+        ctx.addIssue({
+          code: 'custom',
+          message:
+            v === 1
+              ? 'genesis version 1 is the format whose transactions carried event bodies; this release reads version 2 only (no migration: create a new alliance genesis, docs/ledger.md)'
+              : `expected version ${genesisVersion}, got ${v}`,
+        });
+      }),
     chainId: z
       .string()
       .regex(chainIdPattern, 'expected 1-63 of a-z 0-9 . _ -, starting with a letter or digit'),
@@ -162,10 +177,6 @@ export const genesisSchema = z
       .describe(
         "Event-signing keys of the members' gateways (docs/ledger.md). A gateway may list several keys.",
       ),
-    eventBodies: z
-      .enum(['required', 'optional'])
-      .optional()
-      .describe('Whether events must carry their body on the ledger (default required).'),
   })
   .superRefine((doc, ctx) => {
     const issue = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', path, message });
@@ -390,11 +401,6 @@ export class Genesis {
   /** Registered gateway keys, in genesis order (empty if the genesis lists none). */
   get gateways(): readonly GatewayRegistration[] {
     return this.document.gateways ?? [];
-  }
-
-  /** Whether events must carry their body on the ledger. */
-  get eventBodies(): 'required' | 'optional' {
-    return this.document.eventBodies ?? 'required';
   }
 
   /** Every validator but `memberId`. */

@@ -599,7 +599,7 @@ export class ChainStore {
       height: at.height,
       index: at.index,
       txCount: cb.block.header.txCount,
-      path: merklePath(cb.block.txs, at.index),
+      path: merklePath(cb.block.txs.map(this.#txId), at.index),
       header: cb.block.header,
       certificate: cb.certificate,
     };
@@ -687,7 +687,7 @@ export function verifyInclusionProof(chain: VerifyContext, proof: InclusionProof
   if (proof.txCount !== proof.header.txCount) return 'tree size is not the header txCount';
   const bad = verifyCommitCertificate(chain, proof.certificate);
   if (bad) return `certificate: ${bad.detail}`;
-  if (!verifyMerklePath(proof.tx, proof.index, proof.txCount, proof.path, proof.header.txRoot)) {
+  if (!verifyMerklePath(chain.txId(proof.tx), proof.index, proof.txCount, proof.path, proof.header.txRoot)) {
     return 'the audit path does not lead to txRoot';
   }
   return null;

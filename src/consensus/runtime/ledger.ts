@@ -83,7 +83,7 @@ export function ledgerStateFromRows(
 export function openLedger(
   genesis: Genesis,
   store: ChainStore,
-  options: Omit<LedgerOptions, 'registry' | 'genesisHash' | 'requireBody' | 'state'> = {},
+  options: Omit<LedgerOptions, 'registry' | 'genesisHash' | 'state'> = {},
 ): OpenedLedger {
   const registry = gatewayRegistryOf(genesis);
   const state = ledgerStateFromRows(store.loadAppState(), new Set(registry.chains()));

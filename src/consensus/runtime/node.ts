@@ -26,12 +26,13 @@
  *   const node = new ConsensusNode({ genesis, self: 'acme', signer, transport, store, app });
  *   node.onCommitted((b) => outbox.markCommitted(b.txIds, b.height));   // finality
  *   await node.start();
- *   const results = node.submit([eventBytes]);          // per transaction: accepted or why not
+ *   const results = node.submit([batchTx]);             // per transaction: accepted or why not
  *   await node.stop();                                   // nothing is sent after it resolves
  */
 
 import { toHex } from '../../crypto/hash.ts';
 import { nodeVerifier, type Signer } from '../../crypto/keys.ts';
+import { txIdOf } from '../app/tx.ts';
 import { defaultLocalLimits, type LocalLimits, type Timing } from '../core/config.ts';
 import { type PeerFault, type Ready, type SubmitResult, syncResponseFor } from '../core/io.ts';
 import { Replica, type ReplicaMetrics } from '../core/replica.ts';
@@ -181,12 +182,16 @@ export class NodeNotRunningError extends Error {
   override name = 'NodeNotRunningError';
 }
 
-/** The chain context the store and verification need, from a genesis. */
-export function chainContext(genesis: Genesis): ChainContext {
+/**
+ * The chain context the store and verification need, from a genesis. `txId` is the application's
+ * (the ledger's by default): it gives the leaves of every block's transaction root.
+ */
+export function chainContext(genesis: Genesis, txId: (tx: Uint8Array) => Uint8Array = txIdOf): ChainContext {
   return {
     chainId: genesis.chainId,
     validators: genesis.consensusValidators(),
     verifier: nodeVerifier,
+    txId,
     limits: genesis.chainLimits,
     genesisHash: genesis.hashBytes,
   };
@@ -370,7 +375,18 @@ export class ConsensusNode {
   }
 
   /**
-   * Submits client transactions (e.g. signed events), in order. Each is accepted into the mempool
+   * The application's validity check of one transaction (`null`, or `code: message`), without
+   * submitting it: for a caller that must know before it commits to something else (the member's
+   * body store keeps a batch's bodies only for a valid batch). Verdicts are cached by the
+   * application, so a `submit` of the same bytes afterwards does not check them again.
+   */
+  check(tx: Uint8Array): string | null {
+    if (this.#state !== 'running') throw new NodeNotRunningError(`the node is ${this.#state}`);
+    return this.#app.checkTx(tx);
+  }
+
+  /**
+   * Submits client transactions (e.g. signed batches), in order. Each is accepted into the mempool
    * (then forwarded to the other validators and proposed) or refused with a reason, counted in
    * `status().refusals`. Acceptance is not finality: listen with {@link onCommitted}.
    */

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { byteSize, durationMs, identifier } from '../../config/common.ts';
+import { batchEventsMax } from '../../event/bounds.ts';
 import { submitter } from '../bounds.ts';
 
 export const storeSchema = z
@@ -35,13 +36,15 @@ export const storeSchema = z
 
 export const signingSchema = z
   .strictObject({
-    mode: z
-      .enum(['event', 'batch'])
-      .default('batch')
+    batchEventsMax: z
+      .number()
+      .int()
+      .min(1)
+      .max(batchEventsMax)
+      .default(256)
       .describe(
-        '"event": one signature per event. "batch": one signature over a Merkle root of a batch; each event carries its path.',
+        'Events per signed batch: one signature and one chain transaction per batch (1: a transaction per event).',
       ),
-    batchEventsMax: z.number().int().min(1).max(4096).default(256),
     batchWindowMs: durationMs(0, 10_000)
       .default(20)
       .describe('Longest an event waits for its batch to fill.'),
@@ -74,6 +77,26 @@ export const submitSchema = z
   })
   .prefault({});
 
+export const bodiesSchema = z
+  .strictObject({
+    maxBytes: byteSize
+      .default(8 * 1024 ** 3)
+      .describe(
+        "Role validator: disk budget of the member's body store (the bodies of its own events, which never go on the chain). When full, new batches are refused and wait in the gateways' outboxes.",
+      ),
+    retention: z
+      .strictObject({
+        process: durationMs(0, 100 * 365 * 86_400_000)
+          .default(0)
+          .describe('How long bodies of process events are kept, by source time, in ms; 0: forever.'),
+        equipment: durationMs(0, 100 * 365 * 86_400_000)
+          .default(365 * 86_400_000)
+          .describe('How long bodies of equipment events (status, alarms, gaps) are kept; 0: forever.'),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
 export const chainSchema = z
   .strictObject({
     role: z
@@ -85,7 +108,9 @@ export const chainSchema = z
     genesis: z
       .string()
       .optional()
-      .describe('Role validator: the alliance genesis file; relative to this file.'),
+      .describe(
+        'Roles validator and client: the alliance genesis file, relative to this file (a client checks final blocks against its validators).',
+      ),
     memberKeyFile: z
       .string()
       .default('keys/member.key')
@@ -104,11 +129,12 @@ export const chainSchema = z
         "Role validator: run the validator on a worker thread of its own, so that acquisition and consensus do not take turns on one core (costs a second JavaScript heap; docs/runtime.md has the figures). false runs it on the gateway's event loop: under overload, acquisition then slows to the commit rate.",
       ),
     submit: submitSchema,
+    bodies: bodiesSchema,
   })
   .prefault({})
   .superRefine((c, ctx) => {
-    if (c.role === 'validator' && !c.genesis)
-      ctx.addIssue({ code: 'custom', path: ['genesis'], message: 'role validator needs the genesis file' });
+    if (c.role !== 'none' && !c.genesis)
+      ctx.addIssue({ code: 'custom', path: ['genesis'], message: `role ${c.role} needs the genesis file` });
     if (c.role === 'client' && !c.validatorUrl)
       ctx.addIssue({ code: 'custom', path: ['validatorUrl'], message: 'role client needs validatorUrl' });
   });

@@ -1,19 +1,31 @@
-/** Signed events for the ledger tests: real keys, the real signer, deterministic salts and clocks. */
+/** Signed batches for the ledger tests: real keys, the real signer, deterministic salts and clocks. */
 
 import { GatewayRegistry } from '../../../src/consensus/app/registry.ts';
+import { txIdOf } from '../../../src/consensus/app/tx.ts';
 import { blockHash, txRootOf } from '../../../src/consensus/core/signing.ts';
 import type { Block } from '../../../src/consensus/core/types.ts';
 import { sha256 } from '../../../src/crypto/hash.ts';
 import { generateKey, type KeyAlgorithm, publicKeyRecord, type Signer } from '../../../src/crypto/keys.ts';
+import type { BatchHeader } from '../../../src/event/batch.ts';
 import type { EventDraft } from '../../../src/event/draft.ts';
-import { encodeEvent, type SignedEvent } from '../../../src/event/event.ts';
-import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/event/signer.ts';
+import { type EventRecord, encodeBody } from '../../../src/event/event.ts';
+import { type ChainHead, EventSigner, emptyHead } from '../../../src/event/signer.ts';
 
 export const genesisHash = sha256(new TextEncoder().encode('ledger test genesis'));
 const encoder = new TextEncoder();
 
-export function bytesOf(e: SignedEvent): Uint8Array {
-  return encoder.encode(encodeEvent(e));
+/** A signed batch as the ledger sees it, with what the test needs to know of it. */
+export interface SignedTx {
+  /** The transaction's bytes. */
+  tx: Uint8Array;
+  /** Transaction id, hex. */
+  txId: string;
+  /** Id of its last event: what the gateway's next batch links to. */
+  id: string;
+  header: BatchHeader;
+  events: EventRecord[];
+  /** The events' bodies as canonical JSON (never on the chain). */
+  bodies: string[];
 }
 
 export function draft(i: number, overrides: Partial<EventDraft> = {}): EventDraft {
@@ -38,7 +50,7 @@ export class TestGateway {
   readonly gateway: string;
   readonly key: Signer & { exportPem(): string };
   head: ChainHead = emptyHead;
-  readonly #signer: Map<SigningMode, EventSigner>;
+  readonly #signer: EventSigner;
   #n = 0;
 
   constructor(enterprise: string, gateway: string, alg: KeyAlgorithm = 'ed25519') {
@@ -46,27 +58,34 @@ export class TestGateway {
     this.gateway = gateway;
     this.key = generateKey(alg);
     let salt = 0;
-    const options = {
+    this.#signer = new EventSigner({ enterprise, site: 'plant1', line: 'line1', gateway }, this.key, {
       nowMs: () => 1_763_880_000_500 + this.#n,
       salt: () => sha256(encoder.encode(`${enterprise}/${gateway}/${salt++}`)).subarray(0, 16),
-    };
-    const identity = { enterprise, site: 'plant1', line: 'line1', gateway };
-    this.#signer = new Map([
-      ['event', new EventSigner(identity, this.key, { mode: 'event', ...options })],
-      ['batch', new EventSigner(identity, this.key, { mode: 'batch', ...options })],
-    ]);
+    });
   }
 
   get chain(): string {
     return `${this.enterprise}/${this.gateway}`;
   }
 
-  /** Signs `count` events (one batch in batch mode) after the current head. */
-  sign(count: number, mode: SigningMode = 'batch', overrides: Partial<EventDraft> = {}): SignedEvent[] {
-    const drafts = Array.from({ length: count }, () => draft(this.#n++, overrides));
-    const r = this.#signer.get(mode)!.sign(drafts, this.head);
-    this.head = r.head;
-    return r.events;
+  /** Signs `count` events after the current head, `perBatch` to a batch (one transaction each). */
+  sign(count: number, perBatch = 1, overrides: Partial<EventDraft> = {}): SignedTx[] {
+    const out: SignedTx[] = [];
+    for (let done = 0; done < count; done += perBatch) {
+      const n = Math.min(perBatch, count - done);
+      const drafts = Array.from({ length: n }, () => draft(this.#n++, overrides));
+      const r = this.#signer.sign(drafts, this.head);
+      this.head = r.head;
+      out.push({
+        tx: r.batch.tx,
+        txId: r.batch.txId,
+        id: r.head.id,
+        header: r.batch.header,
+        events: r.events,
+        bodies: r.events.map((e) => encodeBody(e.body!)),
+      });
+    }
+    return out;
   }
 
   entry() {
@@ -82,13 +101,13 @@ export function registryOf(...gateways: TestGateway[]): GatewayRegistry {
 export function blockOf(height: number, prevHash: Uint8Array, txs: Uint8Array[]): Block {
   return {
     header: {
-      version: 1,
+      version: 2,
       chainId: 'ledger-test',
       height,
       view: 0,
       prevHash,
       timestampMs: 1_763_880_000_000 + height,
-      txRoot: txRootOf(txs),
+      txRoot: txRootOf(txs.map(txIdOf)),
       txCount: txs.length,
       proposer: 0,
     },

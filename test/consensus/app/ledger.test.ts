@@ -16,8 +16,7 @@ import { txIdOf } from '../../../src/consensus/app/tx.ts';
 import type { ChainContext, OrderHooks } from '../../../src/consensus/core/config.ts';
 import { blockHash } from '../../../src/consensus/core/signing.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
-import type { SignedEvent } from '../../../src/event/event.ts';
-import { blockOf, bytesOf, chainOf, genesisHash, registryOf, TestGateway } from './fixtures.ts';
+import { blockOf, chainOf, genesisHash, registryOf, type SignedTx, TestGateway } from './fixtures.ts';
 
 function setup(limits = {}) {
   const a = new TestGateway('acme', 'gw-1');
@@ -26,7 +25,7 @@ function setup(limits = {}) {
   return { a, b, ledger, order: ledger.orderHooks() };
 }
 
-const txs = (events: SignedEvent[]) => events.map(bytesOf);
+const txs = (batches: SignedTx[]) => batches.map((b) => b.tx);
 const code = (r: string | null) => (r === null ? null : r.slice(0, r.indexOf(':')));
 const budget = { txsMax: 4096, bytesMax: 1 << 20 };
 
@@ -45,7 +44,7 @@ describe('the ordering rule (checkBlock)', () => {
   it('accepts each gateway continuing its chain, interleaved, on committed state and uncommitted ancestors', () => {
     const { a, b, ledger } = setup();
     const [a1, a2, a3, a4] = a.sign(4);
-    const [b1, b2] = b.sign(2, 'event');
+    const [b1, b2] = b.sign(2);
     const [block1] = chainOf(txs([a1!, b1!]));
     ledger.apply(block1!);
     const ancestor = blockOf(2, blockHash(block1!.header), txs([a2!]));
@@ -70,7 +69,7 @@ describe('the ordering rule (checkBlock)', () => {
       ['non_monotonic_seq', txs([a1!]), onTip], // replay of a committed event
       ['non_monotonic_seq', txs([a2!]), onAncestor], // replay of an uncommitted ancestor's event
       ['non_monotonic_seq', txs([a3!, a3!]), onAncestor], // twice in one block
-      ['seq_gap', [bytesOf(a.sign(1)[0]!)], onAncestor], // a4 without a3
+      ['seq_gap', [a.sign(1)[0]!.tx], onAncestor], // a4 without a3
     ];
     for (const [expected, list, chain] of cases) expect(code(ledger.checkBlock(list, chain))).toBe(expected);
     fork.head = { seq: 1, id: a1!.id };
@@ -81,7 +80,7 @@ describe('the ordering rule (checkBlock)', () => {
     expect(freg.checkBlock(forked, onTip)).toBeNull();
     expect(code(freg.checkBlock(forked, onAncestor))).toBe('non_monotonic_seq');
     // Same seq and prev, another id: the next event of the real chain does not link to it.
-    expect(code(freg.checkBlock([...forked, bytesOf(a3!)], onTip))).toBe('broken_prev');
+    expect(code(freg.checkBlock([...forked, a3!.tx], onTip))).toBe('broken_prev');
     expect(ledger.metrics().blocksRefused).toBe(cases.length);
   });
 
@@ -93,11 +92,40 @@ describe('the ordering rule (checkBlock)', () => {
   });
 });
 
+describe('batches of several events', () => {
+  it('continue a gateway from its head to their last event, and are refused when they overlap it', () => {
+    const { a, b, ledger, order } = setup();
+    const [x, y] = a.sign(10, 5); // seq 1-5, 6-10
+    const [z] = b.sign(3, 3);
+    const [block1] = chainOf([x!.tx, z!.tx]);
+    expect(ledger.checkBlock([x!.tx, z!.tx], { appliedHeight: 0, ancestors: [] })).toBeNull();
+    expect(ledger.apply(block1!)).toEqual([
+      { chain: 'acme/gw-1', seq: 5, id: x!.id },
+      { chain: 'bolt/gw-1', seq: 3, id: z!.id },
+    ]);
+    expect(ledger.head('acme/gw-1')).toEqual({ seq: 5, id: x!.events[4]!.id });
+    const tip = { appliedHeight: 1, ancestors: [] };
+    expect(ledger.checkBlock([y!.tx], tip)).toBeNull();
+    expect(code(ledger.checkBlock([x!.tx], tip))).toBe('non_monotonic_seq');
+    // Another batching of the same gateway's events 4-8 (a faulty gateway re-signing): it starts
+    // inside what is committed, so it is refused even though its own chain is sound.
+    const regrouped = new TestGateway('acme', 'gw-1');
+    regrouped.head = { seq: 3, id: x!.events[2]!.id };
+    const [overlap] = regrouped.sign(5, 5);
+    const reg = new Ledger({ registry: registryOf(regrouped), genesisHash });
+    reg.apply(block1!);
+    expect(code(reg.checkBlock([overlap!.tx], tip))).toBe('non_monotonic_seq');
+    // The pool links batches by their last event: y is ready once x is committed.
+    expect(admit(ledger, order, [y!.tx], 3)).toEqual([null]);
+    expect(order.readiness()).toEqual({ count: 1, oldestMs: 3 });
+  });
+});
+
 describe('the committed state', () => {
   it('folds blocks into per-gateway heads, persists as canonical JSON and reads back', () => {
     const { a, b, ledger } = setup();
     const as = a.sign(3);
-    const bs = b.sign(2, 'event');
+    const bs = b.sign(2);
     const blocks = chainOf(txs([as[0]!, bs[0]!]), [], txs([as[1]!, as[2]!, bs[1]!]));
     let state: LedgerState = genesisLedgerState(genesisHash);
     const updates = [];
@@ -140,13 +168,13 @@ describe('the committed state', () => {
     const s1 = applyBlock(s0, b1!);
     expect(() => applyBlock(s1, blockOf(2, blockHash(b1!.header), txs([a1!])))).toThrow(/non_monotonic_seq/);
     expect(() => applyBlock(s1, blockOf(2, blockHash(b1!.header), [new Uint8Array([1, 2])]))).toThrow(
-      /not an event/,
+      /not a batch/,
     );
   });
 });
 
 describe('the ordered pool', () => {
-  it('holds an event until its predecessor is pending, then both are ready; held ones are not work', () => {
+  it('holds a batch until its predecessor is pending, then both are ready; held ones are not work', () => {
     const { a, ledger, order } = setup();
     const [a1, a2, a3] = txs(a.sign(3));
     expect(admit(ledger, order, [a2!, a3!], 10)).toEqual([null, null]);
@@ -163,7 +191,7 @@ describe('the ordered pool', () => {
   it('selects per gateway in seq order from the heads at the block, across gateways by arrival, within the budget', () => {
     const { a, b, ledger, order } = setup();
     const as = txs(a.sign(4));
-    const bs = txs(b.sign(3, 'event'));
+    const bs = txs(b.sign(3));
     // Arrival: b1, a1, a3, b2, a2, a4, b3.
     admit(ledger, order, [bs[0]!, as[0]!, as[2]!, bs[1]!, as[1]!, as[3]!, bs[2]!]);
     const id = (t: Uint8Array) => toHex(txIdOf(t));

@@ -7,9 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { Ledger } from '../../../src/consensus/app/ledger.ts';
 import { blockHash } from '../../../src/consensus/core/signing.ts';
 import type { CertifiedBlock } from '../../../src/consensus/core/types.ts';
-import type { SignedEvent } from '../../../src/event/event.ts';
+import { decodeBatchTx } from '../../../src/event/batch.ts';
 import { genesisHash, Net, ofType, T, toReplica } from '../core/harness.ts';
-import { bytesOf, registryOf, TestGateway } from './fixtures.ts';
+import { registryOf, type SignedTx, TestGateway } from './fixtures.ts';
+
+const bytesOf = (b: SignedTx) => b.tx;
 
 function ledgerNet(gateways: TestGateway[], o: ConstructorParameters<typeof Net>[1] = {}) {
   const registry = registryOf(...gateways);
@@ -28,9 +30,10 @@ function ledgerNet(gateways: TestGateway[], o: ConstructorParameters<typeof Net>
 /** The events on a replica's chain, as `chain#seq`. */
 function onChain(store: CertifiedBlock[]): string[] {
   return store.flatMap((cb) =>
-    cb.block.txs.map((t) => {
-      const e = JSON.parse(new TextDecoder().decode(t)) as SignedEvent;
-      return `${e.env.enterprise}/${e.env.gateway}#${e.env.seq}`;
+    cb.block.txs.flatMap((t) => {
+      const d = decodeBatchTx(t);
+      if (!d.ok) throw new Error(`not a batch on the chain: ${d.message}`);
+      return d.batch.envelopes.map((e) => `${e.enterprise}/${e.gateway}#${e.seq}`);
     }),
   );
 }
@@ -43,7 +46,7 @@ describe('the ledger on four replicas', () => {
     const b = new TestGateway('bolt', 'gw-1');
     const { net, ledgers } = ledgerNet([a, b]);
     const as = a.sign(6).map(bytesOf);
-    const bs = b.sign(4, 'event').map(bytesOf);
+    const bs = b.sign(4).map(bytesOf);
     // The later half first, at other replicas: held, and no reason to suspect anyone.
     for (const t of as.slice(3)) expect(net.submit(2, t).accepted).toBe(true);
     for (const t of bs.slice(2)) expect(net.submit(3, t).accepted).toBe(true);
@@ -118,8 +121,8 @@ describe('the ledger on four replicas', () => {
         reason: 'outbox full',
       },
     };
-    const events = [...a.sign(2), ...a.sign(1, 'batch', gap), ...a.sign(2, 'event')];
-    expect(events.map((e) => e.env.kind)).toEqual([
+    const events = [...a.sign(2), ...a.sign(1, 1, gap), ...a.sign(2, 2)];
+    expect(events.flatMap((b) => b.events.map((e) => e.env.kind))).toEqual([
       'part_completed',
       'part_completed',
       'gap',
@@ -129,7 +132,7 @@ describe('the ledger on four replicas', () => {
     for (const e of events) expect(net.submit(2, bytesOf(e)).accepted).toBe(true);
     expect(net.settle(() => net.stores.every((s) => onChain(s).length === 5))).toBe(true);
     expect(onChain(net.stores[1]!)).toEqual([1, 2, 3, 4, 5].map((q) => `acme/gw-1#${q}`));
-    expect(ledgers[3]!.state.heads.get('acme/gw-1')).toEqual({ seq: 5, id: events[4]!.id });
+    expect(ledgers[3]!.state.heads.get('acme/gw-1')).toEqual({ seq: 5, id: events[3]!.id });
   });
 
   it('drops a second event signed for a seq once the ledger has the first', () => {

@@ -1,58 +1,94 @@
 /**
- * One transaction's validity (src/consensus/app/tx.ts, shape.ts): every refusal code, the caches
- * never changing a verdict, and agreement with the reference verifier (EventVerifier) and schema
- * (zod `signedEventSchema`) on generated and mutated events.
+ * One transaction's validity (src/consensus/app/tx.ts, over src/event/batch.ts): every refusal code,
+ * ids that commit to every byte, and caches that never change a verdict. The shapes themselves
+ * are checked against the zod schemas in test/event/shape.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import { GatewayRegistry } from '../../../src/consensus/app/registry.ts';
-import { scanIdHex, TxChecker, type TxVerdict, txIdOf } from '../../../src/consensus/app/tx.ts';
+import { TxChecker, type TxVerdict, txIdOf } from '../../../src/consensus/app/tx.ts';
 import { canonicalJson } from '../../../src/crypto/canonical.ts';
-import { toHex } from '../../../src/crypto/hash.ts';
-import type { SignatureVerifier } from '../../../src/crypto/keys.ts';
-import { type SignedEvent, signedEventSchema } from '../../../src/event/event.ts';
-import { eventShapeProblem } from '../../../src/event/shape.ts';
-import { EventRejected, EventVerifier } from '../../../src/event/verify.ts';
-import { bytesOf, registryOf, TestGateway } from './fixtures.ts';
+import { sha256, toHex } from '../../../src/crypto/hash.ts';
+import type { SignatureVerifier, Signer } from '../../../src/crypto/keys.ts';
+import { merkleRoot } from '../../../src/crypto/merkle.ts';
+import {
+  type BatchHeader,
+  batchSigningBytes,
+  decodeBatchTx,
+  encodeBatchHeader,
+  encodeBatchTx,
+} from '../../../src/event/batch.ts';
+import { batchTxBytesMax, envelopeBytesMax } from '../../../src/event/bounds.ts';
+import { registryOf, type SignedTx, TestGateway } from './fixtures.ts';
 
 const gw = new TestGateway('acme', 'gw-line1');
 const other = new TestGateway('bolt', 'gw-1', 'p256');
 const registry = registryOf(gw, other);
-const text = (e: SignedEvent) => canonicalJson(e);
-const utf8 = (s: string) => new TextEncoder().encode(s);
-
-// biome-ignore lint/suspicious/noExplicitAny: the mutations reach into untyped JSON on purpose
-type Loose = Record<string, any>;
+const utf8 = new TextEncoder();
 
 function code(v: TxVerdict): string {
   return v.ok ? 'ok' : v.code;
 }
 
-/** The reference verdict: EventVerifier on the parsed bytes (plus its own size rule). */
-function reference(bytes: Uint8Array, verifier = new EventVerifier(registry)): string {
-  let input: unknown;
-  try {
-    input = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch {
-    return 'malformed';
+// biome-ignore lint/suspicious/noExplicitAny: the mutations reach into untyped JSON on purpose
+type Loose = Record<string, any>;
+
+/**
+ * A batch rebuilt from a signed one after `change` edits its header and envelopes (as objects), and
+ * re-signed by `key` (the gateway's own by default) unless `sign` is false: so a refusal is about
+ * what was changed, not about a signature that no longer fits.
+ */
+function rebuild(
+  from: SignedTx,
+  change: (h: Loose, envs: Loose[]) => void,
+  options: {
+    key?: Signer;
+    sign?: boolean;
+    fixRoot?: boolean;
+    envelopeText?: (e: Loose, i: number) => string;
+  } = {},
+): Uint8Array {
+  const d = decodeBatchTx(from.tx);
+  if (!d.ok) throw new Error(d.message);
+  const header = structuredClone(d.batch.header) as Loose;
+  const envs = d.batch.envelopes.map((e) => structuredClone(e) as Loose);
+  change(header, envs);
+  const envBytes = envs.map((e, i) =>
+    utf8.encode(options.envelopeText ? options.envelopeText(e, i) : canonicalJson(e)),
+  );
+  if (options.fixRoot ?? true) {
+    header.root = toHex(merkleRoot(envBytes.map((b) => sha256(b))));
+    header.envelopeBytes = envBytes.reduce((n, b) => n + b.byteLength, 0);
   }
-  try {
-    verifier.verify(input, bytes.byteLength);
-    return 'ok';
-  } catch (err) {
-    if (err instanceof EventRejected) return err.code;
-    throw err;
-  }
+  const headerBytes = encodeBatchHeader(header as BatchHeader);
+  const signature =
+    options.sign === false ? d.batch.signature : (options.key ?? gw.key).sign(batchSigningBytes(headerBytes));
+  return encodeBatchTx(headerBytes, signature, envBytes);
 }
 
-describe('event transactions', () => {
-  it('accepts per-event and batch-signed events, Ed25519 and P-256, and a gap event; the id is the event id', () => {
+/** A batch whose first envelope is declared (and is) longer than envelopeBytesMax: framed by hand. */
+function withLongEnvelope(from: SignedTx): Uint8Array {
+  const d = decodeBatchTx(from.tx);
+  if (!d.ok) throw new Error(d.message);
+  const long = Buffer.alloc(envelopeBytesMax + 1, 0x20);
+  const u16 = (n: number) => Buffer.of(n >> 8, n & 0xff);
+  return Buffer.concat([
+    Buffer.of(2),
+    u16(d.batch.headerBytes.byteLength),
+    d.batch.headerBytes,
+    d.batch.signature,
+    u16(long.byteLength),
+    long,
+  ]);
+}
+
+describe('batch transactions', () => {
+  it('accepts batches of one and many events, Ed25519 and P-256, with a gap event; one signature per batch', () => {
     const checker = new TxChecker({ registry });
-    const events = [
-      ...gw.sign(1, 'event'),
-      ...gw.sign(5, 'batch'),
-      ...other.sign(3, 'batch'),
-      ...other.sign(1, 'event'),
-      ...gw.sign(1, 'batch', {
+    const batches = [
+      ...gw.sign(1),
+      ...gw.sign(40, 40),
+      ...other.sign(3, 3),
+      ...gw.sign(1, 1, {
         kind: 'gap',
         dataClass: 'equipment',
         values: {},
@@ -66,160 +102,115 @@ describe('event transactions', () => {
         },
       }),
     ];
-    for (const e of events) {
-      const bytes = bytesOf(e);
-      const v = checker.check(bytes);
-      expect(v).toEqual({
+    for (const b of batches) {
+      expect(checker.check(b.tx)).toEqual({
         ok: true,
-        event: {
-          id: e.id,
-          chain: `${e.env.enterprise}/${e.env.gateway}`,
-          seq: e.env.seq,
-          prev: e.env.prev,
-          bytes: bytes.byteLength,
+        batch: {
+          id: b.txId,
+          chain: `${b.header.enterprise}/${b.header.gateway}`,
+          firstSeq: b.header.firstSeq,
+          lastSeq: b.header.firstSeq + b.header.count - 1,
+          prev: b.header.prev,
+          lastId: b.id,
+          count: b.header.count,
+          bytes: b.tx.byteLength,
         },
       });
-      expect(toHex(txIdOf(bytes))).toBe(e.id);
-      expect(reference(bytes)).toBe('ok');
+      expect(toHex(txIdOf(b.tx))).toBe(b.txId);
     }
-    // A batch costs one signature; its events share most audit-path nodes.
-    expect(checker.stats().signatureVerifications).toBe(1 + 1 + 1 + 1 + 1);
+    expect(checker.stats().signatureVerifications).toBe(batches.length);
+    // Bodies are never in the transaction: the salt, lot and values do not appear in its bytes.
+    const text = Buffer.from(batches[1]!.tx).toString('latin1');
+    expect(text).not.toContain('LOT-2026-000123');
+    expect(text).not.toContain(batches[1]!.events[0]!.body!.salt);
   });
 
-  it('refuses with a stable code: oversize, malformed, id_mismatch, body_mismatch, unknown_key, bad_signature', () => {
+  it('refuses with a stable code whatever is wrong with it', () => {
     const checker = new TxChecker({ registry });
-    const [a, b] = gw.sign(2, 'batch');
-    const [single] = gw.sign(1, 'event');
-    const mutate = (e: SignedEvent, f: (x: SignedEvent) => void) => {
-      const c = structuredClone(e);
-      f(c);
-      return utf8(text(c));
-    };
+    const [a] = gw.sign(3, 3);
+    const [single] = gw.sign(1);
+    const unsigned = rebuild(a!, () => {}, { sign: false });
+    expect(code(checker.check(unsigned))).toBe('ok'); // rebuilding changes nothing by itself
+    const truncated = a!.tx.slice(0, a!.tx.byteLength - 1);
+    const trailing = Buffer.concat([a!.tx, Buffer.of(0)]);
     const cases: [string, Uint8Array][] = [
-      ['oversize', utf8(text({ ...a!, body: { ...a!.body!, lot: 'x'.repeat(17_000) } }))],
-      ['malformed', utf8('not json')],
-      ['malformed', Uint8Array.of(0xff, 0xfe, 0x7b, 0x7d)],
-      ['malformed', utf8(`${text(a!)} `)],
-      ['malformed', utf8(JSON.stringify(a))], // not canonical: key order
-      ['malformed', utf8(`\uFEFF${text(a!)}`)], // a byte-order mark is another byte string
-      ['malformed', mutate(a!, (x) => ((x.env as Record<string, unknown>).extra = 1))],
-      ['malformed', mutate(a!, (x) => delete (x as Partial<SignedEvent>).body)], // bodies are required by default
-      ['malformed', mutate(a!, (x) => ((x.sig as { index: number }).index = 2))], // index outside the batch of 2
-      ['id_mismatch', mutate(a!, (x) => (x.env.seq += 1))],
-      ['body_mismatch', mutate(a!, (x) => (x.body!.lot = 'LOT-OTHER'))],
-      ['unknown_key', bytesOf(new TestGateway('zeta', 'gw-x').sign(1, 'event')[0]!)],
+      ['oversize', new Uint8Array(batchTxBytesMax + 1)],
+      ['malformed', utf8.encode('{"not":"a batch"}')],
+      ['malformed', Uint8Array.of(1, ...a!.tx.subarray(1))], // version 1
+      ['malformed', truncated],
+      ['malformed', trailing],
+      ['malformed', rebuild(a!, (h) => (h.count = 2), { fixRoot: false })],
+      ['malformed', rebuild(a!, (h) => (h.envelopeBytes += 1), { fixRoot: false })],
+      ['malformed', rebuild(a!, (h) => (h.extra = 1))],
+      ['malformed', rebuild(a!, (_h, e) => (e[1]!.gateway = 'gw-line2'))], // not the header's gateway
+      ['malformed', rebuild(a!, (_h, e) => (e[1]!.keyId = '0'.repeat(32)))], // not the header's key
+      ['malformed', rebuild(a!, (_h, e) => (e[0]!.extra = 1))],
+      // Not canonical: keys out of order, or a space.
       [
-        'bad_signature',
-        mutate(
-          b!,
-          (x) =>
-            ((x.sig as { path: string[] }).path = [...(x.sig as { path: string[] }).path, 'A'.repeat(43)]),
-        ),
-      ],
-      [
-        'bad_signature',
-        mutate(single!, (x) => {
-          const s = x.sig as { sig: string };
-          s.sig = `${s.sig[0] === 'B' ? 'C' : 'B'}${s.sig.slice(1)}`; // another signature, still canonical
+        'malformed',
+        rebuild(a!, () => {}, {
+          envelopeText: (e, i) => (i === 1 ? JSON.stringify({ v: e.v, ...e }) : canonicalJson(e)),
         }),
       ],
+      [
+        'malformed',
+        rebuild(a!, () => {}, { envelopeText: (e, i) => canonicalJson(e) + (i === 2 ? ' ' : '') }),
+      ],
+      ['oversize', withLongEnvelope(a!)],
+      ['body_on_chain', rebuild(a!, (_h, e) => (e[1]!.lot = 'LOT-2026-000123'))],
+      ['body_on_chain', rebuild(a!, (_h, e) => (e[2]!.values = {}))],
+      ['seq_gap', rebuild(a!, (_h, e) => (e[1]!.seq += 1))],
+      ['non_monotonic_seq', rebuild(a!, (_h, e) => (e[2]!.seq -= 1))],
+      ['broken_prev', rebuild(a!, (_h, e) => (e[1]!.prev = '1'.repeat(64)))],
+      ['broken_prev', rebuild(a!, (h) => (h.prev = '1'.repeat(64)))], // the header's prev is the first's
+      // The envelopes changed but not the root it signed: the root check catches it.
+      ['root_mismatch', rebuild(a!, (_h, e) => (e[2]!.sourceTimeMs += 1), { fixRoot: false, sign: false })],
+      ['unknown_key', new TestGateway('zeta', 'gw-x').sign(1)[0]!.tx],
+      ['bad_signature', rebuild(a!, (_h, e) => (e[2]!.kind = 'measurement'), { sign: false })], // root re-made, not re-signed
+      ['bad_signature', rebuild(single!, () => {}, { key: other.key })],
     ];
     for (const [expected, bytes] of cases)
       expect([expected, code(checker.check(bytes))]).toEqual([expected, expected]);
     // A registered key speaks only for its own gateway: gw-line2's key registered as gw-line1's.
     const impostor = new TestGateway('acme', 'gw-line2');
     const misfiled = new GatewayRegistry([{ ...impostor.entry(), gateway: 'gw-line1' }]);
-    const v = new TxChecker({ registry: misfiled }).check(bytesOf(impostor.sign(1, 'event')[0]!));
+    const v = new TxChecker({ registry: misfiled }).check(impostor.sign(1)[0]!.tx);
     expect(v).toMatchObject({ ok: false, code: 'unknown_key' });
     expect((v as { message: string }).message).toMatch(/belongs to acme\/gw-line1, not acme\/gw-line2/);
-  });
-
-  it('accepts an event without its body only where the chain allows it', () => {
-    const [a] = gw.sign(1, 'batch');
-    const stripped = { ...a! };
-    delete (stripped as Partial<SignedEvent>).body;
-    const bytes = utf8(text(stripped));
-    expect(code(new TxChecker({ registry }).check(bytes))).toBe('malformed');
-    expect(code(new TxChecker({ registry, requireBody: false }).check(bytes))).toBe('ok');
-    expect(toHex(txIdOf(bytes))).toBe(a!.id);
-  });
-
-  it('refuses a second spelling of the same signature (non-canonical base64url) and __proto__ keys', () => {
-    const [a] = gw.sign(1, 'event');
-    const sig = (a!.sig as { sig: string }).sig;
-    // 86 characters carry 516 bits for 64 bytes: the last character's 4 low bits must be 0.
-    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-    const last = alphabet.indexOf(sig[85]!);
-    const twin = `${sig.slice(0, 85)}${alphabet[last | 1]}`;
-    expect(Buffer.from(twin, 'base64url').equals(Buffer.from(sig, 'base64url'))).toBe(true);
-    const bytes = utf8(text({ ...a!, sig: { t: 'event', sig: twin } }));
-    expect(reference(bytes)).toBe('ok'); // the reference verifier accepts both spellings
-    expect(code(new TxChecker({ registry }).check(bytes))).toBe('malformed');
-    const proto = utf8(text(a!).replace('"values":{', '"values":{"__proto__":{"q":"good","v":1},'));
-    expect(new TxChecker({ registry }).check(proto)).toMatchObject({ ok: false, code: 'malformed' });
-  });
-
-  it('takes the native encoder only where it gives the canonical text: sorted keys, no index-like keys, well-formed strings', () => {
-    // Index-like keys come first in property order whatever the text says: "10" before "9" in JCS,
-    // after it in JSON.stringify. The event must still be accepted (through the generic encoder).
-    const numeric = new TestGateway('acme', 'gw-line1');
-    const reg = registryOf(numeric);
-    const [e] = numeric.sign(1, 'event', {
-      values: { '10': { v: 1, q: 'good' }, '9': { v: 2, q: 'good' }, a: { v: 'x', q: 'good' } },
+    // A batch claiming another member's gateway, signed with that member's... own key: unknown_key.
+    const claim = rebuild(single!, (h, e) => {
+      h.enterprise = 'bolt';
+      h.gateway = 'gw-1';
+      for (const x of e) {
+        x.enterprise = 'bolt';
+        x.gateway = 'gw-1';
+      }
     });
-    const bytes = bytesOf(e!);
-    expect(new TextDecoder().decode(bytes)).toContain('"values":{"10":');
-    expect(JSON.stringify(JSON.parse(new TextDecoder().decode(bytes)).body)).not.toBe(canonicalJson(e!.body));
-    expect(code(new TxChecker({ registry: reg }).check(bytes))).toBe('ok');
-    // Keys out of order but otherwise identical: JSON.stringify would reproduce the input; refused.
-    const unsorted = new TextDecoder()
-      .decode(bytes)
-      .replace(
-        '"values":{"10":{"q":"good","v":1},"9":{"q":"good","v":2},"a"',
-        '"values":{"9":{"q":"good","v":2},"10":{"q":"good","v":1},"a"',
-      );
-    expect(unsorted).not.toBe(new TextDecoder().decode(bytes));
-    expect(code(new TxChecker({ registry: reg }).check(utf8(unsorted)))).toBe('malformed');
-    const swapped = new TextDecoder().decode(bytes).replace('{"q":"good","v":1}', '{"v":1,"q":"good"}');
-    expect(code(new TxChecker({ registry: reg }).check(utf8(swapped)))).toBe('malformed');
-    // A lone surrogate, escaped in the text: JSON.stringify round-trips it, JCS refuses it.
-    const [f] = numeric.sign(1, 'event');
-    const lone = new TextDecoder().decode(bytesOf(f!)).replace('"site":"plant1"', '"site":"plant\\ud800"');
-    expect(JSON.parse(lone).body.site).toBe('plant\ud800');
-    expect(new TxChecker({ registry: reg }).check(utf8(lone))).toMatchObject({
-      ok: false,
-      code: 'malformed',
-    });
-    // (EventVerifier, given the byte length, throws an untyped CanonicalEncodingError on this input.)
+    expect(code(checker.check(claim))).toBe('unknown_key');
   });
 
-  it('remembers verdicts by exact bytes: a forged copy under a real id gets its own', () => {
-    const [a] = gw.sign(1, 'event');
-    const good = bytesOf(a!);
-    const forged = utf8(text({ ...a!, sig: { t: 'event', sig: `${'A'.repeat(85)}A` } }));
-    expect(scanIdHex(forged)).toBe(a!.id);
-    for (const order of [
-      [good, forged],
-      [forged, good],
-    ]) {
-      const checker = new TxChecker({ registry, verdictsMax: 1 });
-      const verdicts = [...order, ...order].map((b) => code(checker.check(b)));
-      const expected = order.map((b) => (b === good ? 'ok' : 'bad_signature'));
-      expect(verdicts).toEqual([...expected, ...expected]);
+  it('gives every byte string its own id: a flipped byte anywhere changes the id', () => {
+    const [a] = gw.sign(4, 4);
+    const ids = new Set<string>([toHex(txIdOf(a!.tx))]);
+    for (let at = 0; at < a!.tx.byteLength; at += 7) {
+      const c = a!.tx.slice();
+      c[at] = c[at]! ^ 0x01;
+      ids.add(toHex(txIdOf(c)));
     }
+    expect(ids.size).toBe(1 + Math.ceil(a!.tx.byteLength / 7));
   });
 
   it('gives the same verdicts with its caches cold, warm or thrashing, in any order', () => {
-    const events = [...gw.sign(64, 'batch'), ...gw.sign(3, 'event')].map(bytesOf);
-    const broken = events.map((b, i) => {
+    const good = [...gw.sign(64, 16), ...gw.sign(3)].map((b) => b.tx);
+    const broken = good.map((b, i) => {
       const c = b.slice();
       const at = (i * 97) % c.length;
       c[at] = c[at]! ^ (1 << (i % 7));
       return c;
     });
-    const all = [...events, ...broken];
-    const fresh = all.map((b) => code(new TxChecker({ registry }).check(b)));
-    const tiny = new TxChecker({ registry, verdictsMax: 1, batchRootsMax: 1, pathNodesMax: 2 });
+    const all = [...good, ...broken];
+    const fresh = all.map((b) => code(new TxChecker({ registry }).check(b.slice())));
+    const tiny = new TxChecker({ registry, verdictsMax: 1 });
     const warm = new TxChecker({ registry });
     for (const b of all) warm.check(b);
     const shuffled = [...all.keys()].sort((x, y) => ((x * 7919) % 131) - ((y * 7919) % 131));
@@ -227,158 +218,13 @@ describe('event transactions', () => {
     for (const i of shuffled) got.set(i, code(tiny.check(all[i]!)));
     expect(all.map((_, i) => got.get(i))).toEqual(fresh);
     expect(all.map((b) => code(warm.check(b)))).toEqual(fresh);
-    expect(fresh.slice(0, events.length).every((c) => c === 'ok')).toBe(true);
-    expect(fresh.slice(events.length).filter((c) => c === 'ok')).toEqual([]);
-  });
-
-  it('verifies a batch signature once and hashes about one interior node per event', () => {
-    const checker = new TxChecker({ registry });
-    const events = gw.sign(256, 'batch').map(bytesOf);
-    for (const b of events) expect(checker.check(b).ok).toBe(true);
-    const s = checker.stats();
-    expect(s.signatureVerifications).toBe(1);
-    expect(s.batchRootHits).toBe(255);
-    expect(s.pathNodeHashes).toBeLessThanOrEqual(256);
+    expect(fresh.slice(0, good.length)).toEqual(good.map(() => 'ok'));
+    expect(fresh.slice(good.length).filter((c) => c === 'ok')).toEqual([]);
   });
 
   it("uses the registry's verifier: a signature that verifies nowhere else is refused here too", () => {
     const never: SignatureVerifier = { verify: () => false };
-    const [a] = gw.sign(1, 'event');
-    expect(code(new TxChecker({ registry, verifier: never }).check(bytesOf(a!)))).toBe('bad_signature');
-  });
-});
-
-describe('agreement with the reference verifier and schema', () => {
-  // Mutations of valid events, re-encoded canonically (the ledger additionally refuses anything that
-  // is not canonical, which the reference does not look at). Each must get the reference's code.
-  const fields: ((e: Loose) => void)[] = [
-    (e) => (e.env.seq = 0),
-    (e) => (e.env.seq = 2 ** 53),
-    (e) => (e.env.seq = 1.5),
-    (e) => (e.env.v = 2),
-    (e) => (e.env.kind = 'other'),
-    (e) => (e.env.dataClass = 'equipment'),
-    (e) => (e.env.enterprise = ''),
-    (e) => (e.env.enterprise = 'é'.repeat(64)),
-    (e) => (e.env.enterprise = '😀'.repeat(64)),
-    (e) => (e.env.enterprise = '😀'.repeat(65)),
-    (e) => (e.env.gateway = 'x'.repeat(65)),
-    (e) => (e.env.prev = e.env.prev.toUpperCase()),
-    (e) => (e.env.sourceTimeMs = -1),
-    (e) => (e.env.gatewayTimeMs = 8_640_000_000_000_001),
-    (e) => delete e.env.body,
-    (e) => (e.id = e.id.slice(1)),
-    (e) => (e.body.salt = e.body.salt.slice(1)),
-    (e) => (e.body.site = ''),
-    (e) => (e.body.lot = 'x'.repeat(129)),
-    (e) => (e.body.lot = '😀'.repeat(128)),
-    (e) => (e.body.rule = null),
-    (e) => (e.body.values = { '': { v: 1, q: 'good' } }),
-    (e) => (e.body.values = { x: { v: 1, q: 'fine' } }),
-    (e) => (e.body.values = { x: { v: 'y'.repeat(1025), q: 'good' } }),
-    (e) => (e.body.values = { x: { v: [1], q: 'good' } }),
-    (e) => (e.body.values = { x: { v: true, unit: 'u'.repeat(33), q: 'good' } }),
-    (e) => (e.body.values = { x: { v: null, q: 'good', extra: 1 } }),
-    (e) => (e.body.values = { x: { v: 1e300, q: 'bad' } }),
-    (e) =>
-      (e.body.gap = {
-        droppedCount: 0,
-        firstSourceTimeMs: 0,
-        lastSourceTimeMs: 0,
-        afterSeq: 0,
-        byKind: {},
-        reason: '',
-      }),
-    (e) =>
-      (e.body.gap = {
-        droppedCount: 1,
-        firstSourceTimeMs: 0,
-        lastSourceTimeMs: 0,
-        afterSeq: 0,
-        byKind: {},
-        reason: '',
-      }),
-    (e) =>
-      (e.body.gap = {
-        droppedCount: 1,
-        firstSourceTimeMs: 0,
-        lastSourceTimeMs: 0,
-        afterSeq: 0,
-        byKind: { nope: 1 },
-        reason: '',
-      }),
-    (e) => (e.sig.t = 'other'),
-    (e) => (e.sig.size = 0),
-    (e) => (e.sig.size = 65_537),
-    (e) => (e.sig.index = e.sig.size),
-    (e) => (e.sig.path = Array.from({ length: 17 }, () => 'A'.repeat(43))),
-    (e) => (e.sig.path = e.sig.path?.slice(1)),
-    (e) => (e.sig.sig = e.sig.sig.slice(2)),
-    (e) => (e.sig = { t: 'event', sig: e.sig.sig }),
-    (e) => (e.sig.extra = true),
-    (e) => (e.extra = true),
-  ];
-
-  it('agrees with EventVerifier on valid events and on every mutation', () => {
-    const events = [...gw.sign(8, 'batch'), ...other.sign(2, 'event')];
-    let compared = 0;
-    for (const [i, e] of events.entries()) {
-      for (const f of fields) {
-        const c = structuredClone(e) as Loose;
-        f(c);
-        let bytes: Uint8Array;
-        try {
-          bytes = utf8(canonicalJson(c));
-        } catch {
-          continue;
-        }
-        const mine = code(new TxChecker({ registry }).check(bytes));
-        expect([i, String(f), mine]).toEqual([i, String(f), reference(bytes)]);
-        compared++;
-      }
-    }
-    expect(compared).toBeGreaterThan(300);
-  });
-
-  it('agrees with the zod schema on the shape of every mutation and of random byte flips', () => {
-    const events = [...gw.sign(4, 'batch'), ...other.sign(2, 'event')];
-    const inputs: unknown[] = [];
-    for (const e of events) {
-      for (const f of fields) {
-        const c = structuredClone(e) as Loose;
-        f(c);
-        inputs.push(c);
-      }
-      const s = text(e);
-      for (let k = 0; k < 200; k++) {
-        const chars = [...s];
-        const at = (k * 7907) % chars.length;
-        chars[at] = String.fromCharCode((chars[at]!.charCodeAt(0) + 1 + (k % 5)) % 128);
-        try {
-          inputs.push(JSON.parse(chars.join('')));
-        } catch {}
-      }
-    }
-    // The one intended difference: the ledger refuses a base64url spelling in `sig` that does not
-    // round-trip (a second byte string for the same signature); zod only looks at the alphabet.
-    const nonCanonicalSig = (x: unknown) => {
-      const sig = (x as Loose).sig;
-      const strings: unknown[] = [sig?.sig, ...(Array.isArray(sig?.path) ? sig.path : [])];
-      return strings.some(
-        (t) => typeof t === 'string' && Buffer.from(t, 'base64url').toString('base64url') !== t,
-      );
-    };
-    const disagreements: string[] = [];
-    let strict = 0;
-    for (const x of inputs) {
-      const zodOk = signedEventSchema.safeParse(x).success;
-      const problem = eventShapeProblem(x);
-      if (zodOk && problem?.includes('canonical base64url') && nonCanonicalSig(x)) strict++;
-      else if (zodOk !== (problem === null))
-        disagreements.push(`${problem}: ${JSON.stringify(x).slice(0, 200)}`);
-    }
-    expect(inputs.length).toBeGreaterThan(1000);
-    expect(disagreements).toEqual([]);
-    expect(strict).toBeLessThan(inputs.length / 10);
+    const [a] = gw.sign(1);
+    expect(code(new TxChecker({ registry, verifier: never }).check(a!.tx))).toBe('bad_signature');
   });
 });

@@ -7,21 +7,28 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { txIdOf } from '../../../src/consensus/app/tx.ts';
 import type { CertifiedBlock } from '../../../src/consensus/core/types.ts';
 import { type InclusionProof, inclusionProofFromJson } from '../../../src/consensus/runtime/block-store.ts';
-import type { CommittedBlockInfo } from '../../../src/consensus/runtime/client.ts';
+import {
+  type CommittedBlockInfo,
+  encodeSubmission,
+  type SubmitVerdict,
+  submitBatchesMax,
+} from '../../../src/consensus/runtime/client.ts';
 import type { NodeMetrics, NodeStatus } from '../../../src/consensus/runtime/node.ts';
 import { certifiedBlockFromJson } from '../../../src/consensus/wire/json.ts';
+import { toHex } from '../../../src/crypto/hash.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
 import { type AllianceFiles, initAlliance } from '../../../src/devtools/local-alliance.ts';
-import { encodeEvent } from '../../../src/event/event.ts';
-import { type ChainHead, EventSigner, emptyHead, type SigningMode } from '../../../src/event/signer.ts';
+import { encodeBody } from '../../../src/event/event.ts';
+import { type ChainHead, EventSigner, emptyHead } from '../../../src/event/signer.ts';
 
 const bin = resolve(import.meta.dirname, '../../../bin/masbc-edge.js');
 
 export type SubmitAnswer =
   | { accepted: true; id: string }
-  | { accepted: false; reason: string; detail: string };
+  | { accepted: false; reason: string; detail: string; id: string };
 
 export class PeerProcess {
   readonly member: string;
@@ -121,17 +128,33 @@ export class PeerProcess {
     return ((await res.json()) as { blocks: CommittedBlockInfo[] }).blocks;
   }
 
-  /** Submits transactions' exact bytes (POST /v1/txs, NDJSON). */
-  async submit(txs: readonly Uint8Array[]): Promise<SubmitAnswer[]> {
-    const body = Buffer.concat(txs.flatMap((t) => [t, Buffer.from('\n')]));
-    const res = await fetch(`${this.url}/v1/txs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-ndjson' },
-      body,
-    });
-    const json = (await res.json()) as { results?: SubmitAnswer[]; error?: string };
-    if (!json.results) throw new Error(`${this.member}: submit: ${json.error}`);
-    return json.results;
+  /**
+   * Submits transactions' exact bytes (POST /v1/batches), without bodies unless given: any
+   * validator takes a batch alone; only its member's takes its bodies.
+   */
+  async submit(txs: readonly Uint8Array[], bodies?: readonly (readonly string[])[]): Promise<SubmitAnswer[]> {
+    const answers: SubmitAnswer[] = [];
+    for (let i = 0; i < txs.length; i += submitBatchesMax) {
+      const part = txs.slice(i, i + submitBatchesMax);
+      const res = await fetch(`${this.url}/v1/batches`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body: encodeSubmission(
+          part.map((tx, j) => ({ tx, bodies: bodies?.[i + j] ?? [] })),
+        ) as Uint8Array<ArrayBuffer>,
+      });
+      const json = (await res.json()) as { verdicts?: SubmitVerdict[]; error?: string };
+      if (!json.verdicts) throw new Error(`${this.member}: submit: ${json.error}`);
+      json.verdicts.forEach((v, j) => {
+        const id = toHex(txIdOf(part[j]!));
+        answers.push(
+          v.accepted
+            ? { accepted: true, id }
+            : { accepted: false, reason: v.reason, detail: v.detail ?? '', id },
+        );
+      });
+    }
+    return answers;
   }
 
   async #get(path: string): Promise<unknown> {
@@ -173,11 +196,6 @@ export async function startCluster(
   return { files, peers, stopAll: () => Promise.all(peers.map((p) => p.stop())).then(() => {}) };
 }
 
-/**
- * A member's test gateway (registered in the genesis by `alliance init`), signing real events. Its
- * events form one seq/prev chain whichever signing mode each call uses, as the ledger requires: the
- * validators commit them only in that order, so submit them in the order they were signed.
- */
 /** The benchmarks' and cluster tests' event: the n-th part completed at a CNC station. */
 export function partCompleted(n: number) {
   return {
@@ -192,30 +210,51 @@ export function partCompleted(n: number) {
   };
 }
 
+/**
+ * A member's test gateway (registered in the genesis by `alliance init`), signing real batches. Its
+ * events form one seq/prev chain however they are batched, as the ledger requires: the validators
+ * commit them only in that order, so submit them in the order they were signed.
+ */
 export class Gateway {
-  readonly #signers: Map<SigningMode, EventSigner>;
-  readonly #mode: SigningMode;
+  readonly #signer: EventSigner;
+  readonly #perBatch: number;
   #head: ChainHead = emptyHead;
   #n = 0;
 
-  constructor(files: AllianceFiles, member: string, mode: SigningMode) {
+  /** `perBatch`: events per signed batch (each a transaction); 1 for a transaction per event. */
+  constructor(files: AllianceFiles, member: string, perBatch: number) {
     const g = files.gateways.get(member);
     if (!g) throw new Error(`no test gateway registered for ${member}`);
     const key = loadKeyFile(g.keyFile);
     const identity = { enterprise: member, site: 'site-1', line: 'line-1', gateway: g.gateway };
-    this.#signers = new Map(
-      (['event', 'batch'] as const).map((m) => [m, new EventSigner(identity, key, { mode: m })]),
-    );
-    this.#mode = mode;
+    this.#signer = new EventSigner(identity, key);
+    this.#perBatch = perBatch;
   }
 
-  /** `count` part-completed events as canonical bytes, with their ids (one batch in 'batch' mode). */
-  events(count: number, mode: SigningMode = this.#mode): { ids: string[]; bytes: Uint8Array[] } {
-    const drafts = Array.from({ length: count }, () => partCompleted(++this.#n));
-    const { events, head } = this.#signers.get(mode)!.sign(drafts, this.#head);
-    this.#head = head;
-    const enc = new TextEncoder();
-    return { ids: events.map((e) => e.id), bytes: events.map((e) => enc.encode(encodeEvent(e))) };
+  /**
+   * `count` part-completed events, `perBatch` to a signed batch: the transactions, their ids, their
+   * events' ids and bodies (for the member's own validator only).
+   */
+  events(
+    count: number,
+    perBatch: number = this.#perBatch,
+  ): { ids: string[]; bytes: Uint8Array[]; eventIds: string[]; bodies: string[][] } {
+    const out = {
+      ids: [] as string[],
+      bytes: [] as Uint8Array[],
+      eventIds: [] as string[],
+      bodies: [] as string[][],
+    };
+    for (let done = 0; done < count; done += perBatch) {
+      const drafts = Array.from({ length: Math.min(perBatch, count - done) }, () => partCompleted(++this.#n));
+      const { batch, events, head } = this.#signer.sign(drafts, this.#head);
+      this.#head = head;
+      out.ids.push(batch.txId);
+      out.bytes.push(batch.tx);
+      out.eventIds.push(...events.map((e) => e.id));
+      out.bodies.push(events.map((e) => encodeBody(e.body!)));
+    }
+    return out;
   }
 }
 
@@ -276,22 +315,26 @@ export function retryable(r: SubmitAnswer): boolean {
 }
 
 /**
- * Submits `bytes` (one gateway's events, in its seq order) until each is accepted, pending or
- * committed, resubmitting what a full pool refused (in order) after the next commit on `stream`.
- * Any other refusal throws.
+ * Submits `bytes` (one gateway's batches, in its seq order, with their events' `bodies` when given)
+ * until each is accepted, pending or committed, resubmitting what a full pool refused (in order)
+ * after the next commit on `stream`. Any other refusal throws.
  */
 export async function submitInOrder(
   peer: PeerProcess,
   bytes: readonly Uint8Array[],
   stream: CommitStream,
+  bodies?: readonly (readonly string[])[],
 ): Promise<void> {
-  let pending = bytes;
+  let pending = bytes.map((tx, k) => ({ tx, bodies: bodies?.[k] ?? [] }));
   while (pending.length > 0) {
-    const results = await peer.submit(pending);
-    const retry: Uint8Array[] = [];
+    const results = await peer.submit(
+      pending.map((p) => p.tx),
+      pending.map((p) => p.bodies),
+    );
+    const retry: typeof pending = [];
     results.forEach((r, k) => {
       if (r.accepted || r.reason === 'duplicate' || r.reason === 'committed') return;
-      if (!retryable(r)) throw new Error(`${peer.member} refused an event: ${r.reason} ${r.detail}`);
+      if (!retryable(r)) throw new Error(`${peer.member} refused a batch: ${r.reason} ${r.detail}`);
       retry.push(pending[k]!);
     });
     if (retry.length > 0) await stream.next(); // the mempool drains as blocks commit

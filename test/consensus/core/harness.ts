@@ -239,6 +239,12 @@ export class Net {
     });
   }
 
+  /** The transaction id the replicas use: the app's, or SHA-256 of the bytes without one. */
+  txIdOf(tx: Uint8Array): Uint8Array {
+    const app = this.apps.find((a) => a !== null && a !== undefined);
+    return app ? app.hooks(() => false).txId(tx) : sha256(tx);
+  }
+
   block(
     height: number,
     view: number,
@@ -248,13 +254,13 @@ export class Net {
   ): Block {
     return {
       header: {
-        version: 1,
+        version: 2,
         chainId,
         height,
         view,
         prevHash,
         timestampMs,
-        txRoot: txRootOf(txs),
+        txRoot: txRootOf(txs.map((t) => this.txIdOf(t))),
         txCount: txs.length,
         proposer: view % this.n,
       },

@@ -18,18 +18,23 @@ import { chainId, genesisHash, Net } from './harness.ts';
 const net = new Net(4);
 const n = 4;
 const zero = new Uint8Array(64);
-const ctx = { chainId, validators: net.validators, verifier: nodeVerifier };
+const ctx = {
+  chainId,
+  validators: net.validators,
+  verifier: nodeVerifier,
+  txId: (tx: Uint8Array) => sha256(tx),
+};
 
 function header(height: number, view: number, prevHash: Uint8Array, salt: number): BlockHeader {
   const txs = [sha256(Uint8Array.of(1, salt, height, view))];
   return {
-    version: 1,
+    version: 2,
     chainId,
     height,
     view,
     prevHash,
     timestampMs: 1_000 * height,
-    txRoot: txRootOf(txs),
+    txRoot: txRootOf(txs.map((t) => sha256(t))),
     txCount: 1,
     proposer: view % n,
   };

@@ -102,7 +102,7 @@ describe('genesis', () => {
     expect(doc.params.limits.blockTxsMax).toBeGreaterThan(0);
     const minimal = { ...doc, params: { viewChangeTimeoutMs: 2000 } };
     const yaml = [
-      'version: 1',
+      'version: 2',
       `chainId: ${doc.chainId}`,
       `genesisTime: "${doc.genesisTime}"`,
       'params: { viewChangeTimeoutMs: 2000 }',
@@ -162,7 +162,7 @@ describe('genesis', () => {
         'validators[3].addrs[0]: expected /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>',
       ]),
     );
-    expect(problems(() => parseGenesis('version: 2\nchainId: Bad Chain\n'))).toEqual(
+    expect(problems(() => parseGenesis('version: 3\nchainId: Bad Chain\n'))).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^version: /),
         expect.stringMatching(/^chainId: expected 1-63 of a-z/),
@@ -206,7 +206,6 @@ describe('gateway key registry', () => {
       'acme/gw-line2',
       'bolt/gw-1',
     ]);
-    expect(g.eventBodies).toBe('required');
     expect([...f.alliance.gatewayKeyFiles.keys()]).toEqual(['acme/gw-line1', 'acme/gw-line2', 'bolt/gw-1']);
     for (const [chain, file] of f.alliance.gatewayKeyFiles) {
       expect(statSync(file).mode & 0o777).toBe(0o600);
@@ -234,7 +233,22 @@ describe('gateway key registry', () => {
     const without = genesisFromDocument(doc);
     expect(without.hash).not.toBe(g.hash);
     expect(without.gateways).toEqual([]);
-    expect(genesisFromDocument({ ...doc, eventBodies: 'optional' }).eventBodies).toBe('optional');
+    // The body option of version 1 is gone: bodies are never on the chain.
+    expect(() => genesisFromDocument({ ...doc, eventBodies: 'optional' })).toThrow(/eventBodies/);
+  });
+
+  it('refuses a version 1 genesis (bodies on the chain) with the reason, naming the field', async () => {
+    const { alliance: a } = await alliance(2);
+    const doc = JSON.parse(readFileSync(a.genesisFile, 'utf8'));
+    expect(doc.version).toBe(2);
+    const v1 = problems(() => genesisFromDocument({ ...doc, version: 1 }));
+    expect(v1).toHaveLength(1);
+    expect(v1[0]).toMatch(
+      /^version: genesis version 1 is the format whose transactions carried event bodies/,
+    );
+    expect(problems(() => genesisFromDocument({ ...doc, version: 3 }))).toEqual([
+      'version: expected version 2, got 3',
+    ]);
   });
 
   it('refuses an unknown member, a bad or reused key, with file, line and column', async () => {

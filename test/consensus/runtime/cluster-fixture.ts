@@ -15,7 +15,7 @@ import { openLedger } from '../../../src/consensus/runtime/ledger.ts';
 import { ConsensusNode, type ConsensusNodeInit, chainContext } from '../../../src/consensus/runtime/node.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
 import { createLocalAlliance, type LocalAlliance } from '../../../src/devtools/local-alliance.ts';
-import type { SigningMode } from '../../../src/event/signer.ts';
+import { BodyStore, bodyStorePath } from '../../../src/store/bodies.ts';
 import { tempDir } from '../../helpers/tmp.ts';
 import { allianceGateways, type GatewaySet } from './events-fixture.ts';
 
@@ -27,6 +27,8 @@ export interface MemoryAlliance {
   /** The gateways the genesis registers, with their signers. */
   gateways: GatewaySet;
   nodes: Map<string, ConsensusNode>;
+  /** Per member: its body store (the bodies of its own gateways' events), kept as a validator keeps it. */
+  bodies: Map<string, BodyStore>;
   /** Per member: the state obtained by folding every saved record with `applyRecord`. */
   reference: Map<string, PersistedState>;
   /** Saves after which the stored ledger state was not as of the store's tip (must stay empty). */
@@ -40,7 +42,6 @@ export interface MemoryAllianceOptions
   viewChangeTimeoutMs?: number;
   /** Gateways registered in the genesis, `gw-1` … spread over the members (default 2). */
   gateways?: number;
-  signing?: SigningMode;
 }
 
 export async function memoryAlliance(
@@ -63,6 +64,7 @@ export async function memoryAlliance(
   });
   const net = new MemoryNetwork(alliance.genesis, { delivery: 'auto' });
   const nodes = new Map<string, ConsensusNode>();
+  const bodies = new Map<string, BodyStore>();
   const reference = new Map<string, PersistedState>();
   const stateLag: string[] = [];
   const a: MemoryAlliance = {
@@ -70,8 +72,9 @@ export async function memoryAlliance(
     dir,
     net,
     members,
-    gateways: allianceGateways(alliance, options.signing ?? 'event'),
+    gateways: allianceGateways(alliance),
     nodes,
+    bodies,
     reference,
     stateLag,
     async start(member) {
@@ -87,11 +90,25 @@ export async function memoryAlliance(
           stateLag.push(`${member}: state ${stored}, tip ${node.store.height}`);
       };
       nodes.set(member, node);
+      if (!bodies.has(member)) {
+        const store = BodyStore.open({
+          path: bodyStorePath(join(dir, 'data', member)),
+          member,
+          maxBytes: 1 << 30,
+        });
+        bodies.set(member, store);
+      }
+      const store = bodies.get(member)!;
+      node.onCommitted((e) => {
+        for (const id of e.txIds) store.markCommitted(Buffer.from(id).toString('hex'), e.height);
+      });
       await node.start();
       return node;
     },
     async stopAll() {
       await Promise.all([...nodes.values()].map((node) => node.stop()));
+      for (const b of bodies.values()) b.close();
+      bodies.clear();
     },
   };
   return a;

@@ -47,16 +47,16 @@ function openStore(genesis: Genesis, path: string): ChainStore {
   return ChainStore.open({ path, chain: chainContext(genesis), txId: txIdOf });
 }
 
-/** Submits `rounds` × `count` events of every gateway, each gateway to its own validator, and waits for all of them everywhere. */
+/** Submits `rounds` × `count` events (a batch each) of every gateway, each gateway to its own validator, and waits for all of them everywhere. */
 async function commitRounds(c: MemoryAlliance, rounds: number, count: number, only?: string[]) {
   const members = only ?? c.members;
   const ids: string[] = [];
   for (let r = 0; r < rounds; r++) {
     for (const [i, gw] of c.gateways.gateways.entries()) {
-      const { events, bytes } = signEvents(gw, count);
+      const { txIds, bytes } = signEvents(gw, count);
       const results = c.nodes.get(members[(i + r) % members.length]!)!.submit(bytes);
       expect(results.filter((x) => !x.accepted)).toEqual([]);
-      ids.push(...events.map((e) => e.id));
+      ids.push(...txIds);
     }
   }
   const nodes = members.map((m) => c.nodes.get(m)!);
@@ -69,7 +69,7 @@ async function commitRounds(c: MemoryAlliance, rounds: number, count: number, on
 
 describe('the ledger state in the block store', () => {
   it('is saved with every block: after a restart it equals a replay from the genesis, and the chains go on', async () => {
-    cluster = await memoryAlliance(4, { gateways: 3, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 3 });
     const { genesis } = cluster.alliance;
     for (const m of cluster.members) await cluster.start(m);
     await commitRounds(cluster, 3, 40);
@@ -102,7 +102,7 @@ describe('the ledger state in the block store', () => {
   });
 
   it('is read by another process as one snapshot while the validator commits (chain verify)', async () => {
-    cluster = await memoryAlliance(4, { gateways: 2, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 2 });
     const { genesis } = cluster.alliance;
     for (const m of cluster.members) await cluster.start(m);
     await commitRounds(cluster, 1, 20);
@@ -126,7 +126,7 @@ describe('the ledger state in the block store', () => {
   });
 
   it('is rebuilt from the stored blocks when the store has none (written before it was kept)', async () => {
-    cluster = await memoryAlliance(4, { gateways: 2, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 2 });
     const { genesis } = cluster.alliance;
     for (const m of cluster.members) await cluster.start(m);
     await commitRounds(cluster, 2, 25);
@@ -154,7 +154,7 @@ describe('the ledger state in the block store', () => {
   });
 
   it('and the blocks are saved in one transaction: a failure saving the state saves neither', async () => {
-    cluster = await memoryAlliance(4, { gateways: 1, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 1 });
     const { genesis } = cluster.alliance;
     for (const m of cluster.members) await cluster.start(m);
     await commitRounds(cluster, 1, 20);
@@ -192,7 +192,7 @@ describe('the ledger state in the block store', () => {
   });
 
   it('reports a damaged state row as corruption, naming it, and the runtime refuses a state not at the tip', async () => {
-    cluster = await memoryAlliance(4, { gateways: 2, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 2 });
     const { genesis } = cluster.alliance;
     for (const m of cluster.members) await cluster.start(m);
     await commitRounds(cluster, 1, 10);

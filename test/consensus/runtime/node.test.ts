@@ -18,7 +18,6 @@ import {
 import { encodeCanonical } from '../../../src/crypto/canonical.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
 import { createLocalAlliance } from '../../../src/devtools/local-alliance.ts';
-import { encodeEvent } from '../../../src/event/event.ts';
 import { tempDir } from '../../helpers/tmp.ts';
 import { type MemoryAlliance, memoryAlliance, openNode, until } from './cluster-fixture.ts';
 import { signEvents, strangerGateway } from './events-fixture.ts';
@@ -44,7 +43,7 @@ function comparable(s: PersistedState) {
 
 describe('ConsensusNode over the in-memory transport', () => {
   it('commits submitted events exactly once, identical on every replica, with valid certificates and proofs', async () => {
-    cluster = await memoryAlliance(4, { gateways: 2, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 2 });
     const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const nodes = [...cluster.nodes.values()];
@@ -55,10 +54,10 @@ describe('ConsensusNode over the in-memory transport', () => {
     const submitted: string[] = [];
     for (let round = 0; round < 5; round++) {
       for (const [i, gw] of gws.gateways.entries()) {
-        const { events, bytes } = signEvents(gw, 100);
+        const { txIds, bytes } = signEvents(gw, 100, 10);
         const results = nodes[(round + i) % 4]!.submit(bytes);
         expect(results.every((r) => r.accepted)).toBe(true);
-        submitted.push(...events.map((e) => e.id));
+        submitted.push(...txIds);
       }
     }
     await until(() => submitted.every((id) => finalised.has(id)), 'every event final at member-2');
@@ -80,32 +79,25 @@ describe('ConsensusNode over the in-memory transport', () => {
     expect(onChain).toBe(submitted.length);
     expect(ref.txCount()).toBe(submitted.length);
     const ctx = chainContext(cluster.alliance.genesis);
-    for (const id of [submitted[0]!, submitted[317]!, submitted.at(-1)!]) {
+    for (const id of [submitted[0]!, submitted[37]!, submitted.at(-1)!]) {
       const proof = ref.inclusionProof(Buffer.from(id, 'hex'))!;
       expect(verifyInclusionProof(ctx, proof)).toBeNull();
       proof.index = (proof.index + 1) % proof.txCount;
       expect(verifyInclusionProof(ctx, proof)).not.toBeNull();
     }
 
-    // Replayed and forged events are refused and counted by reason.
-    const replay = nodes[2]!.submit([
-      new TextEncoder().encode(encodeEvent(signEvents(gws.gateways[0]!, 1).events[0]!)),
-    ]);
+    // Replayed and forged batches are refused and counted by reason.
+    const replay = nodes[2]!.submit(signEvents(gws.gateways[0]!, 1).bytes);
     expect(replay[0]!.accepted).toBe(true);
-    const again = nodes[3]!.submit([
-      new TextEncoder().encode(encodeEvent(signEvents(gws.gateways[0]!, 1).events[0]!)),
-    ]);
+    const again = nodes[3]!.submit(signEvents(gws.gateways[0]!, 1).bytes);
     expect(again[0]!.accepted).toBe(true);
     const old = ref.blockAt(1)!.block.txs[0]!;
-    const forged = signEvents(gws.gateways[1]!, 1).events[0]!;
-    forged.env.seq += 1000; // the id no longer matches the envelope
-    const stranger = signEvents(strangerGateway(), 1).events[0]!;
-    const results = nodes[0]!.submit([
-      old,
-      new TextEncoder().encode(encodeEvent(forged)),
-      new TextEncoder().encode(encodeEvent(stranger)),
-      new TextEncoder().encode('{"not":"an event"}'),
-    ]);
+    // The last digit of the last envelope's source time (`…NNN,"v":2}`): still a valid envelope, but
+    // its id is no longer a leaf of the root the batch signed.
+    const forged = signEvents(gws.gateways[1]!, 1).bytes[0]!.slice();
+    forged[forged.length - 8] = forged[forged.length - 8]! ^ 1;
+    const stranger = signEvents(strangerGateway(), 1).bytes[0]!;
+    const results = nodes[0]!.submit([old, forged, stranger, new TextEncoder().encode('{"not":"a batch"}')]);
     expect(results.map((r) => (r.accepted ? 'ok' : r.reason))).toEqual([
       'committed',
       'invalid',
@@ -115,12 +107,12 @@ describe('ConsensusNode over the in-memory transport', () => {
     const st = nodes[0]!.status();
     expect(st.refusals.committed).toBe(1);
     expect(st.refusals.invalid).toBe(3);
-    expect(st.invalidTxs).toEqual({ id_mismatch: 1, unknown_key: 1, malformed: 1 });
+    expect(st.invalidTxs).toEqual({ root_mismatch: 1, unknown_key: 1, malformed: 1 });
     expect(cluster.stateLag).toEqual([]);
   });
 
   it('saves exactly the state applyRecord gives, restarts from it and catches up', async () => {
-    cluster = await memoryAlliance(4, { gateways: 1, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 1 });
     const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const [a, , , d] = cluster.members.map((m) => cluster!.nodes.get(m)!);
@@ -146,7 +138,7 @@ describe('ConsensusNode over the in-memory transport', () => {
   });
 
   it('reports a corrupt block as corruption, not as data', async () => {
-    cluster = await memoryAlliance(4, { gateways: 1, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 1 });
     const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const a = cluster.nodes.get('member-1')!;
@@ -178,7 +170,7 @@ describe('ConsensusNode over the in-memory transport', () => {
   });
 
   it('stops itself, sending nothing more, when the store cannot save', async () => {
-    cluster = await memoryAlliance(4, { gateways: 1, signing: 'batch' });
+    cluster = await memoryAlliance(4, { gateways: 1 });
     const gws = cluster.gateways;
     for (const m of cluster.members) await cluster.start(m);
     const b = cluster.nodes.get('member-2')!;
@@ -214,9 +206,9 @@ describe('ConsensusNode configuration', () => {
       openNode(alliance, 'member-1', net.transport('member-1'), tempDir('node-bounds-data'), {
         local: { mempoolTxsMax },
       });
-    // defaultLedgerLimits.verdictsMax is 65,536: 32,768 pending fit, one more does not.
-    expect(() => open(32_769)).toThrow(/remembers 65536 transaction verdicts; .* at least 65538/);
-    const fits = open(32_768);
+    // defaultLedgerLimits.verdictsMax is 16,384: 8,192 pending fit, one more does not.
+    expect(() => open(8_193)).toThrow(/remembers 16384 transaction verdicts; .* at least 16386/);
+    const fits = open(8_192);
     expect(fits.state).toBe('new');
     fits.store.close();
   });

@@ -36,13 +36,13 @@ function filled(bytes: number, seed: number): Uint8Array {
 function blockOf(txs: Uint8Array[]): Block {
   return {
     header: {
-      version: 1,
+      version: 2,
       chainId: 'bench',
       height: 1,
       view: 0,
       prevHash: sha256(),
       timestampMs: 1_767_000_000_000,
-      txRoot: txRootOf(txs),
+      txRoot: txRootOf(txs.map((t) => sha256(t))),
       txCount: txs.length,
       proposer: 0,
     },

@@ -35,7 +35,7 @@ export const validators: Validator[] = keys.map((k) => ({
   alg: k.alg,
   publicKey: k.publicKey,
 }));
-export const ctx: VerifyContext = { chainId, validators, verifier: nodeVerifier };
+export const ctx: VerifyContext = { chainId, validators, verifier: nodeVerifier, txId: (tx) => sha256(tx) };
 export const noSig = new Uint8Array(64);
 
 export function header(
@@ -43,13 +43,13 @@ export function header(
   txs = [enc.encode('a'), enc.encode('bc')],
 ): BlockHeader {
   return {
-    version: 1,
+    version: 2,
     chainId,
     height: 7,
     view: 2,
     prevHash: sha256(enc.encode('prev')),
     timestampMs: 1_767_000_000_000,
-    txRoot: txRootOf(txs),
+    txRoot: txRootOf(txs.map((t) => sha256(t))),
     txCount: txs.length,
     proposer: (over.view ?? 2) % 4,
     ...over,

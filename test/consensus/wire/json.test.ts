@@ -25,7 +25,7 @@ describe('JSON form of certified blocks (HTTP API only)', () => {
     expect(r).toEqual({ ok: true, value: s.certified });
     expect(r.ok && verifyCertifiedBlock(ctx, defaultChainLimits, r.value)).toBeNull();
     const header = (json.block as Json).header;
-    const domain = enc.encode('masbc-edge/ipbft/v1/block-header\0');
+    const domain = enc.encode('masbc-edge/ipbft/v2/block-header\0');
     expect(toHex(sha256(domain, encodeCanonical(header)))).toBe(toHex(blockHash(s.block.header)));
     expect(headerFromJson(header)).toEqual({ ok: true, value: s.block.header });
     expect(certificateFromJson(json.certificate)).toEqual({ ok: true, value: s.certificate });

@@ -223,7 +223,9 @@ describe('gateway config', () => {
     const accepted = loadConfig(join(dir, 'gateway.yaml')).gateway.chain.submit;
     const outbox = {
       pending: () => [],
+      unconfirmed: () => [],
       markCommitted: () => 0,
+      markBodiesKept: () => 0,
       isOwnPending: () => false,
       loadMeta: () => null,
     };
