@@ -319,8 +319,11 @@ describe('shop floor to finality through outages (real sockets and processes)', 
       const b = e.body!;
       for (const v of [b.lot, b.order, b.product, b.salt]) if (v && v.length >= 6) secrets.add(v);
       for (const [name, value] of Object.entries(b.values)) {
-        if (typeof value.v === 'number' && !Number.isInteger(value.v))
+        // A measured value as a body encodes it (canonical JSON: the value object's keys are q, unit, v).
+        if (typeof value.v === 'number' && !Number.isInteger(value.v)) {
           secrets.add(`"${name}":{"q":"${value.q}"`);
+          secrets.add(`"v":${JSON.stringify(value.v)}}`);
+        }
         if (typeof value.v === 'string' && value.v.length >= 6) secrets.add(value.v);
       }
     }

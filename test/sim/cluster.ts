@@ -77,8 +77,8 @@ export const behaviors = [
 ] as const;
 
 /**
- * Byzantine primaries of the ledger scenarios: blocks whose events are each validly signed but break
- * the ordering rule. Kept apart from `behaviors` so the opaque scenarios draw exactly as before.
+ * Byzantine primaries of the ledger scenarios: blocks whose batches are each validly signed but
+ * break the ordering rule, or forged. Kept apart from `behaviors` so the opaque scenarios draw exactly as before.
  */
 export const ledgerBehaviors = [
   /** Leaves out an event and keeps a later one of the same gateway (a gap). */
@@ -90,8 +90,9 @@ export const ledgerBehaviors = [
   /** Adds an event already on its chain. */
   'replay-events',
   /**
-   * Swaps an event for a forged twin (same bytes and id, another signature) in its blocks and in the
-   * transactions it forwards: a replica that trusted a verdict by id alone would take the forgery.
+   * Swaps a batch for a forged twin (the same header and signature over a changed envelope) in its
+   * blocks and in the transactions it forwards: a replica that trusted a verdict by header and
+   * signature alone would take the forgery.
    */
   'forge-events',
 ] as const;
@@ -767,13 +768,18 @@ export class Cluster {
   }
 }
 
-/** The same event under the same id with one signature character changed (canonical, and wrong). */
+/**
+ * The same batch header and signature over one changed envelope: its last envelope's body commitment
+ * with one hex digit changed (still well-formed and canonical). Its header and signature, hence the
+ * id a well-formed batch would have, are the genuine batch's; only the root check tells them apart.
+ */
 function forgedTwin(tx: Uint8Array): Uint8Array {
-  const text = new TextDecoder().decode(tx);
-  const at = text.lastIndexOf('"sig":"') + 7;
-  if (at < 7) return tx;
-  const c = text[at] === 'A' ? 'B' : 'A';
-  return new TextEncoder().encode(text.slice(0, at) + c + text.slice(at + 1));
+  const text = Buffer.from(tx).toString('latin1');
+  const at = text.lastIndexOf('"body":"') + 8;
+  if (at < 8) throw new Error('forge-events: not a batch of envelopes');
+  const out = tx.slice();
+  out[at] = text[at] === 'a' ? 0x62 : 0x61; // 'b' or 'a'
+  return out;
 }
 
 function corrupt(bytes: Uint8Array, rng: Rng): Uint8Array {
