@@ -5,27 +5,30 @@
  * requests), answering peers' requests in turn. Sync requests are answered by the runtime (io.ts).
  */
 import { bytesEqual } from '../../crypto/hash.ts';
-import type { Chain } from './chain.ts';
 import type { ReplicaContext } from './context.ts';
-import type { FutureMessages } from './future.ts';
 import { keyOf } from './io.ts';
-import type { Peers } from './peers.ts';
+import type {
+  CatchUpPart,
+  ChainPart,
+  FutureMessagesPart,
+  PeersPart,
+  SlotsPart,
+  ViewChangerPart,
+} from './parts.ts';
 import { blockHash } from './signing.ts';
-import type { Slots } from './slots.ts';
 import type { ProposalRequest, ProposalResponse, Status, SyncResponse } from './types.ts';
 import { verifyBlockBody, verifyCertifiedBlock } from './verify.ts';
-import type { ViewChanger } from './view-changer.ts';
 
 export interface CatchUpComponents {
   context: ReplicaContext;
-  peers: Pick<Peers, 'get' | 'entries'>;
-  chain: Pick<Chain, 'tip' | 'commitBlock' | 'deliver' | 'afterCommit'>;
-  slots: Pick<Slots, 'bodyFor' | 'keepBody'>;
-  viewChanger: Pick<ViewChanger, 'view' | 'helpPeer' | 'maybeSendNewView'>;
-  future: Pick<FutureMessages, 'replay'>;
+  peers: Pick<PeersPart, 'get' | 'entries'>;
+  chain: Pick<ChainPart, 'tip' | 'commitBlock' | 'deliver' | 'afterCommit'>;
+  slots: Pick<SlotsPart, 'bodyFor' | 'keepBody'>;
+  viewChanger: Pick<ViewChangerPart, 'view' | 'helpPeer' | 'maybeSendNewView'>;
+  future: Pick<FutureMessagesPart, 'replay'>;
 }
 
-export class CatchUp {
+export class CatchUp implements CatchUpPart {
   readonly #ctx: ReplicaContext;
   readonly #c: CatchUpComponents;
   #sync: { peer: number; untilMs: number } | null = null;

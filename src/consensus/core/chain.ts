@@ -6,50 +6,36 @@
  * proposals against and the proposer builds on.
  */
 import { bytesEqual } from '../../crypto/hash.ts';
-import type { CatchUp } from './catch-up.ts';
-import type { ChainContext } from './config.ts';
 import type { ReplicaContext } from './context.ts';
-import type { FutureMessages } from './future.ts';
 import { keyOf } from './io.ts';
-import type { NormalCase } from './normal-case.ts';
+import type {
+  CatchUpPart,
+  ChainPart,
+  CommittedBlock,
+  FutureMessagesPart,
+  NormalCasePart,
+  ProposalParent,
+  SlotsPart,
+  TimersPart,
+  TransactionsPart,
+  ViewChangerPart,
+} from './parts.ts';
 import { blockHash } from './signing.ts';
-import type { Slots } from './slots.ts';
-import type { Timers } from './timers.ts';
-import type { Transactions } from './transactions.ts';
 import type { Block, CertifiedBlock, CommitCertificate } from './types.ts';
 import { verifyCertifiedBlock } from './verify.ts';
-import type { ViewChanger } from './view-changer.ts';
-
-export interface CommittedBlock {
-  height: number;
-  hash: Uint8Array;
-  key: string;
-  certificate: CommitCertificate | null;
-  timestampMs: number;
-  block: Block | null;
-}
-
-/** Parent of a fresh proposal: its key, hash and timestamp, the transactions in flight below it, the chain. */
-export interface ProposalParent {
-  key: string;
-  hash: Uint8Array;
-  timestampMs: number;
-  inFlight: Set<string>;
-  chain: ChainContext;
-}
 
 export interface ChainComponents {
   context: ReplicaContext;
-  slots: Pick<Slots, 'get' | 'bodyFor' | 'committed'>;
-  transactions: Pick<Transactions, 'txId' | 'committed'>;
-  timers: Pick<Timers, 'committed'>;
-  catchUp: Pick<CatchUp, 'requestBody' | 'maybeSync'>;
-  normalCase: Pick<NormalCase, 'checkPrepared'>;
-  viewChanger: Pick<ViewChanger, 'base'>;
-  future: Pick<FutureMessages, 'replay'>;
+  slots: Pick<SlotsPart, 'get' | 'bodyFor' | 'committed'>;
+  transactions: Pick<TransactionsPart, 'txId' | 'committed'>;
+  timers: Pick<TimersPart, 'committed'>;
+  catchUp: Pick<CatchUpPart, 'requestBody' | 'maybeSync'>;
+  normalCase: Pick<NormalCasePart, 'checkPrepared'>;
+  viewChanger: Pick<ViewChangerPart, 'base'>;
+  future: Pick<FutureMessagesPart, 'replay'>;
 }
 
-export class Chain {
+export class Chain implements ChainPart {
   readonly #ctx: ReplicaContext;
   readonly #c: ChainComponents;
   #tip: CommittedBlock;

@@ -4,6 +4,7 @@
  * peer, and their replay once the state has moved (a view entered, a block accepted or committed).
  */
 import type { ReplicaContext } from './context.ts';
+import type { FutureMessagesPart } from './parts.ts';
 import type { Message } from './types.ts';
 
 export interface FutureMessagesComponents {
@@ -12,7 +13,7 @@ export interface FutureMessagesComponents {
   dispatch(from: number, m: Message): void;
 }
 
-export class FutureMessages {
+export class FutureMessages implements FutureMessagesPart {
   readonly #ctx: ReplicaContext;
   readonly #c: FutureMessagesComponents;
   readonly #future = new Map<number, Message[]>();

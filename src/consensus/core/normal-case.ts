@@ -8,36 +8,41 @@
  * certificate (chain.ts). The primary's side, proposing and resending blocks, is proposer.ts.
  */
 
-import type { CatchUp } from './catch-up.ts';
-import type { Chain } from './chain.ts';
 import type { ReplicaContext } from './context.ts';
-import type { FutureMessages } from './future.ts';
 import { keyOf } from './io.ts';
-import type { Peers } from './peers.ts';
-import type { Proposer } from './proposer.ts';
+import type {
+  CatchUpPart,
+  ChainPart,
+  FutureMessagesPart,
+  NormalCasePart,
+  PeersPart,
+  Proposal,
+  ProposerPart,
+  Slot,
+  SlotsPart,
+  TimersPart,
+  TransactionsPart,
+  ViewChangerPart,
+} from './parts.ts';
 import { primaryOf } from './quorum.ts';
 import { blockHash, blockTxBytes } from './signing.ts';
-import type { Proposal, Slot, Slots } from './slots.ts';
-import type { Timers } from './timers.ts';
-import type { Transactions } from './transactions.ts';
 import type { Commit, CommitCertificate, PrePrepare, Prepare, PreparedCertificate, Vote } from './types.ts';
 import { verifyBlockBody, verifySignedMessage } from './verify.ts';
-import type { ViewChanger } from './view-changer.ts';
 
 export interface NormalCaseComponents {
   context: ReplicaContext;
-  viewChanger: Pick<ViewChanger, 'view' | 'viewChanging' | 'base' | 'startViewChange'>;
-  slots: Pick<Slots, 'get' | 'at' | 'values' | 'inWindow' | 'votedOther' | 'castVote'>;
-  chain: Pick<Chain, 'tip' | 'parentOf' | 'certifiedKeyAt' | 'deliver'>;
-  transactions: Pick<Transactions, 'txId' | 'checkTxs'>;
-  proposer: Pick<Proposer, 'ackProposal' | 'resendProposal'>;
-  future: Pick<FutureMessages, 'add' | 'replay'>;
-  catchUp: Pick<CatchUp, 'maybeSync'>;
-  timers: Pick<Timers, 'deferUntil'>;
-  peers: Pick<Peers, 'get'>;
+  viewChanger: Pick<ViewChangerPart, 'view' | 'viewChanging' | 'base' | 'startViewChange'>;
+  slots: Pick<SlotsPart, 'get' | 'at' | 'values' | 'inWindow' | 'votedOther' | 'castVote'>;
+  chain: Pick<ChainPart, 'tip' | 'parentOf' | 'certifiedKeyAt' | 'deliver'>;
+  transactions: Pick<TransactionsPart, 'txId' | 'checkTxs'>;
+  proposer: Pick<ProposerPart, 'ackProposal' | 'resendProposal'>;
+  future: Pick<FutureMessagesPart, 'add' | 'replay'>;
+  catchUp: Pick<CatchUpPart, 'maybeSync'>;
+  timers: Pick<TimersPart, 'deferUntil'>;
+  peers: Pick<PeersPart, 'get'>;
 }
 
-export class NormalCase {
+export class NormalCase implements NormalCasePart {
   readonly #ctx: ReplicaContext;
   readonly #c: NormalCaseComponents;
 

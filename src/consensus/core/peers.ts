@@ -4,16 +4,9 @@
  * (our NEW-VIEW, proposal answers). Catch-up, the view changer and the primary's retransmissions
  * read it.
  */
+import type { PeerInfo, PeersPart } from './parts.ts';
 
-export interface PeerInfo {
-  view: number;
-  viewChanging: boolean;
-  committedHeight: number;
-  newViewSentMs: number;
-  proposalAnswers: number;
-}
-
-export class Peers {
+export class Peers implements PeersPart {
   readonly #peers = new Map<number, PeerInfo>();
 
   /** Peer `r`'s record, created on first use. */

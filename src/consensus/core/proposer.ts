@@ -4,28 +4,32 @@
  * re-proposals a new view starts with), and resending it, with backoff, to the peers that have not
  * shown they hold it.
  */
-import type { Chain } from './chain.ts';
 import type { ReplicaContext } from './context.ts';
 import { keyOf } from './io.ts';
-import type { NormalCase } from './normal-case.ts';
-import type { Peers } from './peers.ts';
+import type {
+  ChainPart,
+  NormalCasePart,
+  PeersPart,
+  ProposerPart,
+  Slot,
+  SlotsPart,
+  TransactionsPart,
+  ViewChangerPart,
+} from './parts.ts';
 import { blockHash, txRootOf } from './signing.ts';
-import type { Slot, Slots } from './slots.ts';
-import type { Transactions } from './transactions.ts';
 import { type Block, blockVersion, type PrePrepare } from './types.ts';
-import type { ViewChanger } from './view-changer.ts';
 
 export interface ProposerComponents {
   context: ReplicaContext;
-  viewChanger: Pick<ViewChanger, 'view' | 'viewChanging' | 'isPrimary' | 'base'>;
-  chain: Pick<Chain, 'tip' | 'parentOf'>;
-  slots: Pick<Slots, 'get' | 'at' | 'vote' | 'votedOther' | 'castVote'>;
-  transactions: Pick<Transactions, 'couldFillBlock' | 'oldestArrivalMs' | 'selectForBlock'>;
-  normalCase: Pick<NormalCase, 'accept'>;
-  peers: Pick<Peers, 'known'>;
+  viewChanger: Pick<ViewChangerPart, 'view' | 'viewChanging' | 'isPrimary' | 'base'>;
+  chain: Pick<ChainPart, 'tip' | 'parentOf'>;
+  slots: Pick<SlotsPart, 'get' | 'at' | 'vote' | 'votedOther' | 'castVote'>;
+  transactions: Pick<TransactionsPart, 'couldFillBlock' | 'oldestArrivalMs' | 'selectForBlock'>;
+  normalCase: Pick<NormalCasePart, 'accept'>;
+  peers: Pick<PeersPart, 'known'>;
 }
 
-export class Proposer {
+export class Proposer implements ProposerPart {
   readonly #ctx: ReplicaContext;
   readonly #c: ProposerComponents;
   /** A partial block is due then (null: nothing waits). */

@@ -4,7 +4,8 @@
  * The protocol and its safety argument are in docs/consensus.md; the parts' comments refer to it.
  *
  * The replica coordinates parts of one concern each; every part owns its state and uses only the
- * other parts its `Components` interface lists (as js-libp2p's components do):
+ * other parts its `Components` interface lists (as js-libp2p's components do), by the interfaces in
+ * parts.ts that the part classes implement (no part imports another; only this file builds them):
  * - normal-case.ts: PRE-PREPARE, PREPARE and COMMIT of the backups' side, certificates;
  * - proposer.ts: the primary's proposals and their retransmission;
  * - view-changer.ts: the view, VIEW-CHANGE and NEW-VIEW;
@@ -24,15 +25,16 @@ import { createContext, type ReplicaContext } from './context.ts';
 import { FutureMessages } from './future.ts';
 import type { PersistedState, Ready, SubmitResult } from './io.ts';
 import { NormalCase } from './normal-case.ts';
+import type { ViewChangeCause } from './parts.ts';
 import { Peers } from './peers.ts';
 import { Proposer } from './proposer.ts';
 import { Slots } from './slots.ts';
 import { Timers } from './timers.ts';
 import { Transactions } from './transactions.ts';
 import type { Message } from './types.ts';
-import { type ViewChangeCause, ViewChanger } from './view-changer.ts';
+import { ViewChanger } from './view-changer.ts';
 
-export type { ViewChangeCause } from './view-changer.ts';
+export type { ViewChangeCause } from './parts.ts';
 
 export interface ReplicaMetrics {
   view: number;

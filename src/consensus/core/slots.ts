@@ -1,57 +1,22 @@
 /**
  * Per-height bookkeeping of the normal case, in the window of `windowHeights` above the committed
  * tip: for each height the accepted proposal, the PREPAREs and COMMITs by replica, the prepared and
- * commit certificates and our own signed messages (a `Slot`); our own votes, which must never differ
- * within one view and height (they are persisted and reloaded after a restart); and spare block
- * bodies kept across view changes for re-proposals and delivery.
+ * commit certificates and our own signed messages (a `Slot`, declared in parts.ts); our own votes,
+ * which must never differ within one view and height (they are persisted and reloaded after a
+ * restart); and spare block bodies kept across view changes for re-proposals and delivery.
  */
-import type { Chain } from './chain.ts';
 import type { ReplicaContext } from './context.ts';
 import { keyOf, type PersistedState, type VoteKind } from './io.ts';
+import type { ChainPart, Slot, SlotsPart } from './parts.ts';
 import { blockHash } from './signing.ts';
-import type { Block, Commit, CommitCertificate, PrePrepare, Prepare, PreparedCertificate } from './types.ts';
-
-export interface Proposal {
-  view: number;
-  block: Block;
-  hash: Uint8Array;
-  key: string;
-  signature: Uint8Array;
-  txKeys: Set<string>;
-  /** Sum of the transactions' bytes. */
-  txBytes: number;
-}
-
-export interface Slot {
-  height: number;
-  /** Pre-prepare accepted in the current view (cleared when the view changes). */
-  proposal: Proposal | null;
-  /** PREPAREs of the current view by replica. */
-  prepares: Map<number, { key: string; signature: Uint8Array }>;
-  /** Latest-view COMMIT by replica (any view: certificates are per view, not per current view). */
-  commits: Map<number, { view: number; key: string; hash: Uint8Array; signature: Uint8Array }>;
-  /** Prepared certificate of the highest view, with the body. */
-  prepared: { certificate: PreparedCertificate; block: Block; key: string } | null;
-  certificate: CommitCertificate | null;
-  /** Own signed messages of the current view, for retransmission. */
-  sent: { 'pre-prepare'?: PrePrepare; prepare?: Prepare; commit?: Commit };
-  /**
-   * Primary only: peers known to hold our current PRE-PREPARE (they voted PREPARE or COMMIT for it
-   * in this view), which the heartbeat does not send the whole block again, and when it may next
-   * send it to the others (backing off: a block can be megabytes, and a peer that has not answered
-   * yet is more often busy than missing it).
-   */
-  proposalAcks: Set<number>;
-  proposalResendAtMs: number;
-  proposalResends: number;
-}
+import type { Block } from './types.ts';
 
 export interface SlotsComponents {
   context: ReplicaContext;
-  chain: Pick<Chain, 'tip' | 'retainedAt'>;
+  chain: Pick<ChainPart, 'tip' | 'retainedAt'>;
 }
 
-export class Slots {
+export class Slots implements SlotsPart {
   readonly #ctx: ReplicaContext;
   readonly #c: SlotsComponents;
   readonly #slots = new Map<number, Slot>();

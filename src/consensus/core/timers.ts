@@ -5,30 +5,33 @@
  * timestamp is ahead of our clock. `fire` runs the due ones on a tick; `wakeAtMs` tells the runtime
  * when the next one falls due.
  */
-import type { Chain } from './chain.ts';
 import type { ReplicaContext } from './context.ts';
-import type { FutureMessages } from './future.ts';
-import type { Proposer } from './proposer.ts';
-import type { Slots } from './slots.ts';
-import type { Transactions } from './transactions.ts';
-import type { ViewChanger } from './view-changer.ts';
+import type {
+  ChainPart,
+  FutureMessagesPart,
+  ProposerPart,
+  SlotsPart,
+  TimersPart,
+  TransactionsPart,
+  ViewChangerPart,
+} from './parts.ts';
 
 export interface TimersComponents {
   context: ReplicaContext;
   viewChanger: Pick<
-    ViewChanger,
+    ViewChangerPart,
     'view' | 'viewChanging' | 'viewEnteredMs' | 'isPrimary' | 'base' | 'othersAtOrAbove' | 'startViewChange'
   >;
-  transactions: Pick<Transactions, 'proposableCount' | 'oldestProposableMs'>;
-  slots: Pick<Slots, 'values'>;
-  chain: Pick<Chain, 'tip'>;
-  proposer: Pick<Proposer, 'wakeAtMs'>;
-  future: Pick<FutureMessages, 'replay'>;
+  transactions: Pick<TransactionsPart, 'proposableCount' | 'oldestProposableMs'>;
+  slots: Pick<SlotsPart, 'values'>;
+  chain: Pick<ChainPart, 'tip'>;
+  proposer: Pick<ProposerPart, 'wakeAtMs'>;
+  future: Pick<FutureMessagesPart, 'replay'>;
   /** Status, retransmissions and retries, every `statusIntervalMs`. */
   heartbeat(): void;
 }
 
-export class Timers {
+export class Timers implements TimersPart {
   readonly #ctx: ReplicaContext;
   readonly #c: TimersComponents;
   #failedViews = 0;

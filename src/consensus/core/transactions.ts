@@ -6,33 +6,28 @@
  * `isCommitted` cannot see yet.
  */
 import { bytesEqual } from '../../crypto/hash.ts';
-import type { Chain, ProposalParent } from './chain.ts';
 import type { ChainContext } from './config.ts';
 import type { ReplicaContext } from './context.ts';
 import { keyOf, type SubmitResult } from './io.ts';
 import { Mempool } from './mempool.ts';
+import type {
+  BlockSelection,
+  ChainPart,
+  ProposalParent,
+  SlotsPart,
+  TransactionsPart,
+  ViewChangerPart,
+} from './parts.ts';
 import { primaryOf } from './quorum.ts';
-import type { Slots } from './slots.ts';
-import type { ViewChanger } from './view-changer.ts';
 
 export interface TransactionsComponents {
   context: ReplicaContext;
-  slots: Pick<Slots, 'inFlight'>;
-  chain: Pick<Chain, 'appliedHeight'>;
-  viewChanger: Pick<ViewChanger, 'view' | 'viewChanging'>;
+  slots: Pick<SlotsPart, 'inFlight'>;
+  chain: Pick<ChainPart, 'appliedHeight'>;
+  viewChanger: Pick<ViewChangerPart, 'view' | 'viewChanging'>;
 }
 
-/** Transactions chosen for a fresh block. */
-export interface BlockSelection {
-  txs: Uint8Array[];
-  keys: Set<string>;
-  /** Sum of the transactions' bytes. */
-  bytes: number;
-  /** Arrival of the oldest of them (Infinity if none). */
-  oldestMs: number;
-}
-
-export class Transactions {
+export class Transactions implements TransactionsPart {
   readonly #ctx: ReplicaContext;
   readonly #c: TransactionsComponents;
   readonly #mempool: Mempool;

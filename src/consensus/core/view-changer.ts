@@ -6,18 +6,23 @@
  * viewchange.ts.
  */
 
-import type { CatchUp } from './catch-up.ts';
-import type { Chain } from './chain.ts';
 import type { ReplicaContext } from './context.ts';
-import type { FutureMessages } from './future.ts';
 import { keyOf, type PersistedState } from './io.ts';
-import type { NormalCase } from './normal-case.ts';
-import type { Peers } from './peers.ts';
-import type { Proposer } from './proposer.ts';
+import type {
+  CatchUpPart,
+  ChainPart,
+  FutureMessagesPart,
+  NormalCasePart,
+  PeersPart,
+  ProposerPart,
+  SlotsPart,
+  TimersPart,
+  TransactionsPart,
+  ViewBase,
+  ViewChangeCause,
+  ViewChangerPart,
+} from './parts.ts';
 import { primaryOf } from './quorum.ts';
-import type { Slots } from './slots.ts';
-import type { Timers } from './timers.ts';
-import type { Transactions } from './transactions.ts';
 import type { NewView, PreparedCertificate, ViewChange } from './types.ts';
 import {
   checkNewView,
@@ -27,37 +32,20 @@ import {
   viewChangeKey,
 } from './viewchange.ts';
 
-export type ViewChangeCause =
-  | 'progress-timeout'
-  | 'censorship-timeout'
-  | 'view-change-timeout'
-  | 'invalid-proposal'
-  | 'equivocation'
-  | 'joined'
-  | 'restart';
-
-/** Checkpoint and re-proposals the current view started from (NEW-VIEW), or the genesis for view 0. */
-export interface ViewBase {
-  height: number;
-  key: string;
-  reproposals: Map<number, string>;
-  newView: NewView | null;
-}
-
 export interface ViewChangerComponents {
   context: ReplicaContext;
-  slots: Pick<Slots, 'get' | 'leaveView' | 'bodyFor'>;
-  chain: Pick<Chain, 'tip' | 'certifiedKeyAt'>;
-  future: Pick<FutureMessages, 'dropBelowView' | 'replay'>;
-  timers: Pick<Timers, 'viewChangeStarted' | 'viewChangeResumed' | 'viewEntered'>;
-  proposer: Pick<Proposer, 'cancel' | 'prePrepare'>;
-  normalCase: Pick<NormalCase, 'learnCertificate'>;
-  catchUp: Pick<CatchUp, 'requestBody' | 'maybeSync'>;
-  transactions: Pick<Transactions, 'txId'>;
-  peers: Pick<Peers, 'get' | 'known'>;
+  slots: Pick<SlotsPart, 'get' | 'leaveView' | 'bodyFor'>;
+  chain: Pick<ChainPart, 'tip' | 'certifiedKeyAt'>;
+  future: Pick<FutureMessagesPart, 'dropBelowView' | 'replay'>;
+  timers: Pick<TimersPart, 'viewChangeStarted' | 'viewChangeResumed' | 'viewEntered'>;
+  proposer: Pick<ProposerPart, 'cancel' | 'prePrepare'>;
+  normalCase: Pick<NormalCasePart, 'learnCertificate'>;
+  catchUp: Pick<CatchUpPart, 'requestBody' | 'maybeSync'>;
+  transactions: Pick<TransactionsPart, 'txId'>;
+  peers: Pick<PeersPart, 'get' | 'known'>;
 }
 
-export class ViewChanger {
+export class ViewChanger implements ViewChangerPart {
   readonly #ctx: ReplicaContext;
   readonly #c: ViewChangerComponents;
   #view = 0;
