@@ -227,14 +227,84 @@ export class BodyStore {
    * Throws BodiesRefused with a stable code. Keeping a batch already kept changes nothing.
    */
   keep(batch: DecodedBatch, bodies: readonly string[], nowMs = Date.now()): void {
+    const [refused] = this.keepAll([{ batch, bodies }], nowMs);
+    if (refused) throw refused;
+  }
+
+  /**
+   * Keeps the bodies of several batches (each all or none) in one transaction, so one disk sync
+   * covers a whole submission. Each batch is checked on its own, as `keep` does; the answer lists, in
+   * order, null for a batch whose bodies are kept (or were already) and the refusal of one that is
+   * not. A refusal of one batch does not affect the others.
+   */
+  keepAll(
+    items: readonly { batch: DecodedBatch; bodies: readonly string[] }[],
+    nowMs = Date.now(),
+  ): (BodiesRefused | null)[] {
+    const answers: (BodiesRefused | null)[] = [];
+    const toInsert: { batch: DecodedBatch; bodies: readonly string[]; parsed: EventBody[]; txId: string }[] =
+      [];
+    let used = usedBytes(this.#db);
+    for (const { batch, bodies } of items) {
+      const checked = this.#check(batch, bodies);
+      if (checked instanceof BodiesRefused) {
+        answers.push(checked);
+        continue;
+      }
+      const txId = Buffer.from(batch.txId).toString('hex');
+      if (this.#stmt.countTx.get(txId) === batch.envelopes.length) {
+        answers.push(null);
+        continue;
+      }
+      if (used + checked.bytes * rowOverheadFactor > this.#maxBytes) {
+        answers.push(
+          this.#refuse('body_store_full', `the body store's budget of ${this.#maxBytes} bytes is reached`),
+        );
+        continue;
+      }
+      used += checked.bytes * rowOverheadFactor;
+      toInsert.push({ batch, bodies, parsed: checked.parsed, txId });
+      answers.push(null);
+    }
+    if (toInsert.length === 0) return answers;
+    this.#db.transaction(() => {
+      for (const { batch, bodies, parsed, txId } of toInsert) {
+        for (const [i, body] of parsed.entries()) {
+          const env = batch.envelopes[i]!;
+          this.#stmt.insert.run(
+            Buffer.from(batch.ids[i]!).toString('hex'),
+            txId,
+            env.gateway,
+            env.seq,
+            env.kind,
+            env.dataClass,
+            body.lot ?? null,
+            body.product ?? null,
+            body.order ?? null,
+            env.sourceTimeMs,
+            nowMs,
+            Buffer.from(batch.envelopeBytes[i]!).toString('latin1'),
+            bodies[i]!,
+          );
+        }
+      }
+    })();
+    return answers;
+  }
+
+  /** A batch's bodies checked against it, or the (counted) refusal. */
+  #check(
+    batch: DecodedBatch,
+    bodies: readonly string[],
+  ): BodiesRefused | { parsed: EventBody[]; bytes: number } {
     const h = batch.header;
     if (h.enterprise !== this.member)
-      throw this.#refuse(
+      return this.#refuse(
         'foreign_body',
         `a body of ${h.enterprise}'s events: this store keeps ${this.member}'s only`,
       );
     if (bodies.length !== batch.envelopes.length)
-      throw this.#refuse(
+      return this.#refuse(
         'malformed',
         `${bodies.length} bodies for a batch of ${batch.envelopes.length} events`,
       );
@@ -247,34 +317,11 @@ export class BodyStore {
       } catch (err) {
         if (!(err instanceof EventRejected)) throw err;
         const code = err.code === 'body_mismatch' || err.code === 'oversize' ? err.code : 'malformed';
-        throw this.#refuse(code, err.message);
+        return this.#refuse(code, err.message);
       }
       bytes += text.length + batch.envelopeBytes[i]!.byteLength;
     }
-    const txId = Buffer.from(batch.txId).toString('hex');
-    if (this.#stmt.countTx.get(txId) === batch.envelopes.length) return;
-    if (usedBytes(this.#db) + bytes * rowOverheadFactor > this.#maxBytes)
-      throw this.#refuse('body_store_full', `the body store's budget of ${this.#maxBytes} bytes is reached`);
-    this.#db.transaction(() => {
-      for (const [i, body] of parsed.entries()) {
-        const env = batch.envelopes[i]!;
-        this.#stmt.insert.run(
-          Buffer.from(batch.ids[i]!).toString('hex'),
-          txId,
-          env.gateway,
-          env.seq,
-          env.kind,
-          env.dataClass,
-          body.lot ?? null,
-          body.product ?? null,
-          body.order ?? null,
-          env.sourceTimeMs,
-          nowMs,
-          Buffer.from(batch.envelopeBytes[i]!).toString('latin1'),
-          bodies[i]!,
-        );
-      }
-    })();
+    return { parsed, bytes };
   }
 
   /** True when every body of the batch `txId` (with `count` events) is kept. */
@@ -282,9 +329,17 @@ export class BodyStore {
     return this.#stmt.countTx.get(txId) === count;
   }
 
-  /** Records that the batch `txId` is final at `height`. Returns how many bodies that concerned. */
-  markCommitted(txId: string, height: number): number {
-    return this.#stmt.commit.run(height, txId).changes;
+  /**
+   * Records that the batches `txIds` (a block's, or one) are final at `height`, in one transaction:
+   * one disk sync per block, not per batch. Returns how many bodies that concerned.
+   */
+  markCommitted(txIds: string | readonly string[], height: number): number {
+    const ids = typeof txIds === 'string' ? [txIds] : txIds;
+    return this.#db.transaction(() => {
+      let changed = 0;
+      for (const id of ids) changed += this.#stmt.commit.run(height, id).changes;
+      return changed;
+    })();
   }
 
   /**
@@ -292,12 +347,14 @@ export class BodyStore {
    * answers (the block store's index), e.g. at start after a crash. Returns how many bodies changed.
    */
   reconcile(heightOf: (txId: string) => number | null): number {
-    let changed = 0;
-    for (const txId of this.#stmt.unfinalTx.all() as string[]) {
-      const height = heightOf(txId);
-      if (height !== null) changed += this.markCommitted(txId, height);
-    }
-    return changed;
+    return this.#db.transaction(() => {
+      let changed = 0;
+      for (const txId of this.#stmt.unfinalTx.all() as string[]) {
+        const height = heightOf(txId);
+        if (height !== null) changed += this.#stmt.commit.run(height, txId).changes;
+      }
+      return changed;
+    })();
   }
 
   get(id: string): KeptEvent | undefined {

@@ -145,7 +145,7 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   const reconciled = bodies.reconcile((txId) => store.txLocation(fromHex(txId))?.height ?? null);
   if (reconciled > 0) log.info('bodies of final batches recorded at start', { bodies: reconciled });
   const unCommitted = node.onCommitted((e) => {
-    for (const id of e.txIds) bodies.markCommitted(toHex(id), e.height);
+    bodies.markCommitted(e.txIds.map(toHex), e.height);
   });
   const pruneTimer = setInterval(() => {
     try {

@@ -74,6 +74,37 @@ function refusal(fn: () => unknown): string {
 }
 
 describe('the body store', () => {
+  it('keeps the bodies of several batches at once; a refused one leaves the others kept', () => {
+    const { s } = openStore();
+    const acme = gateway('acme');
+    const bolt = gateway('bolt');
+    const a = acme(3);
+    const b = acme(2);
+    const c = acme(4);
+    const foreign = bolt(1);
+    const wrong = [...c.bodies];
+    wrong[1] = b.bodies[0]!;
+    const answers = s.keepAll([
+      { batch: a.decoded, bodies: a.bodies },
+      { batch: foreign.decoded, bodies: foreign.bodies },
+      { batch: b.decoded, bodies: b.bodies },
+      { batch: c.decoded, bodies: wrong },
+      { batch: a.decoded, bodies: a.bodies }, // already kept within this call: nothing changes
+    ]);
+    expect(answers.map((r) => r?.code ?? 'kept')).toEqual([
+      'kept',
+      'foreign_body',
+      'kept',
+      'body_mismatch',
+      'kept',
+    ]);
+    expect(s.stats()).toMatchObject({ bodies: 5 });
+    expect([s.holds(a.txId, 3), s.holds(b.txId, 2), s.holds(c.txId, 4)]).toEqual([true, true, false]);
+    expect(s.stats().refused).toMatchObject({ foreign_body: 1, body_mismatch: 1 });
+    // A block's batches are marked final together.
+    expect(s.markCommitted([a.txId, b.txId, c.txId], 3)).toBe(5);
+  });
+
   it("keeps its member's bodies, idempotently, finds them by lot, order and product, and records final heights", () => {
     const { s } = openStore();
     const acme = gateway('acme');

@@ -26,7 +26,12 @@
  */
 import { hash as nodeHash } from 'node:crypto';
 import { type KeyAlgorithm, nodeVerifier, type SignatureVerifier } from '../../crypto/keys.ts';
-import { batchSigningBytes, decodeBatchTx } from '../../event/batch.ts';
+import {
+  type BatchDecoding,
+  batchSigningBytes,
+  type DecodedBatch,
+  decodeBatchTx,
+} from '../../event/batch.ts';
 import type { EventRejectionCode } from '../../event/errors.ts';
 
 /** What a gateway key registry answers (src/event/verify.ts `KeyRegistry`). */
@@ -101,43 +106,57 @@ function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
+/** The scan of a batch that decoded. */
+function scanOfBatch(b: DecodedBatch): Scan {
+  const h = b.header;
+  const idHex = Buffer.from(b.txId).toString('hex');
+  return {
+    txId: b.txId,
+    idHex,
+    result: {
+      ok: true,
+      batch: {
+        id: idHex,
+        chain: chainKeyOf(h.enterprise, h.gateway),
+        firstSeq: h.firstSeq,
+        lastSeq: h.firstSeq + h.count - 1,
+        prev: h.prev,
+        lastId: Buffer.from(b.ids[b.ids.length - 1]!).toString('hex'),
+        count: h.count,
+        bytes: b.bytes,
+      },
+      keyId: h.keyId,
+      enterprise: h.enterprise,
+      gateway: h.gateway,
+      headerBytes: b.headerBytes,
+      signature: b.signature,
+    },
+  };
+}
+
 /** Decodes once per transaction object (see the module comment). */
 function scan(tx: Uint8Array): Scan {
   let s = scans.get(tx);
   if (s) return s;
   const d = decodeBatchTx(tx);
-  if (d.ok) {
-    const b = d.batch;
-    const h = b.header;
-    const idHex = Buffer.from(b.txId).toString('hex');
-    s = {
-      txId: b.txId,
-      idHex,
-      result: {
-        ok: true,
-        batch: {
-          id: idHex,
-          chain: chainKeyOf(h.enterprise, h.gateway),
-          firstSeq: h.firstSeq,
-          lastSeq: h.firstSeq + h.count - 1,
-          prev: h.prev,
-          lastId: Buffer.from(b.ids[b.ids.length - 1]!).toString('hex'),
-          count: h.count,
-          bytes: b.bytes,
-        },
-        keyId: h.keyId,
-        enterprise: h.enterprise,
-        gateway: h.gateway,
-        headerBytes: b.headerBytes,
-        signature: b.signature,
-      },
-    };
-  } else {
+  if (d.ok) s = scanOfBatch(d.batch);
+  else {
     const txId = nodeHash('sha256', Buffer.concat([notABatchDomain, asBuffer(tx)]), 'buffer');
     s = { txId, idHex: txId.toString('hex'), result: { ok: false, code: d.code, message: d.message } };
   }
   scans.set(tx, s);
   return s;
+}
+
+/**
+ * Decodes a transaction and remembers the result with its bytes, so the checks that follow
+ * (`txIdOf`, `TxChecker.check`) do not decode it again: for a caller that needs the decoded batch
+ * itself (its envelopes, to keep their bodies).
+ */
+export function decodeTx(tx: Uint8Array): BatchDecoding {
+  const d = decodeBatchTx(tx);
+  if (d.ok && !scans.has(tx)) scans.set(tx, scanOfBatch(d.batch));
+  return d;
 }
 
 /**

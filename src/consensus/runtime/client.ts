@@ -12,9 +12,10 @@
  */
 import { bytesEqual, fromHex, toHex } from '../../crypto/hash.ts';
 import { merkleRoot } from '../../crypto/merkle.ts';
-import { decodeBatchTx } from '../../event/batch.ts';
+import type { DecodedBatch } from '../../event/batch.ts';
 import { batchEventsMax, batchTxBytesMax, bodyBytesMax } from '../../event/bounds.ts';
-import { BodiesRefused, type BodyStore } from '../../store/bodies.ts';
+import type { BodyStore } from '../../store/bodies.ts';
+import { decodeTx } from '../app/tx.ts';
 import { certificateToJson, headerToJson, type Json } from '../core/forms.ts';
 import { blockHash } from '../core/signing.ts';
 import type { Block, CommitCertificate } from '../core/types.ts';
@@ -191,42 +192,54 @@ export function localChainClient(node: ConsensusNode, bodies: BodyStore): ChainC
     return cb ? toHex(blockHash(cb.block.header)) : '';
   };
 
-  function submitOne(b: SubmitBatch): SubmitVerdict {
-    const d = decodeBatchTx(b.tx);
-    // The batch must be valid (key, signature) before its bodies are kept. The verdict is cached, so
-    // the node's submit costs no second check; an invalid batch is still submitted, for the node to
-    // refuse and count like any other.
-    if (!d.ok || node.check(b.tx) !== null) {
-      const [r] = node.submit([b.tx]);
-      return r!.accepted
-        ? { accepted: true, bodiesKept: false }
-        : { accepted: false, reason: r!.reason, detail: r!.detail, bodiesKept: false };
+  /**
+   * Each batch is checked (key, signature) before its bodies are kept; the bodies of all the valid
+   * batches of one submission are kept in one transaction of the body store (one disk sync), and
+   * only then are the batches submitted, in the order given. The decoded batch and its verdict are
+   * remembered with the bytes, so the node's own checks cost no second decode.
+   */
+  function submitAll(batches: readonly SubmitBatch[]): SubmitVerdict[] {
+    const verdicts: (SubmitVerdict | undefined)[] = batches.map(() => undefined);
+    const toKeep: { at: number; batch: DecodedBatch; bodies: readonly string[] }[] = [];
+    for (const [at, b] of batches.entries()) {
+      const d = decodeTx(b.tx);
+      // An invalid batch is still submitted, for the node to refuse and count like any other. A batch
+      // sent without bodies (a benchmark, or a gateway reaching another member's validator) is
+      // submitted as it is: the envelopes are the alliance's anyway, and the gateway keeps the bodies
+      // until its own member's store confirms them.
+      if (!d.ok || b.bodies.length === 0 || node.check(b.tx) !== null) continue;
+      toKeep.push({ at, batch: d.batch, bodies: b.bodies });
     }
-    // A batch sent without bodies (a benchmark, or a gateway reaching another member's validator)
-    // is submitted as it is: the envelopes are the alliance's anyway, and the gateway keeps the
-    // bodies until its own member's store confirms them.
-    if (b.bodies.length === 0) {
-      const [r] = node.submit([b.tx]);
-      return r!.accepted
-        ? { accepted: true, bodiesKept: false }
-        : { accepted: false, reason: r!.reason, detail: r!.detail, bodiesKept: false };
+    const kept = new Set<number>();
+    const refusals = bodies.keepAll(toKeep);
+    for (const [k, item] of toKeep.entries()) {
+      const refused = refusals[k];
+      if (refused)
+        verdicts[item.at] = {
+          accepted: false,
+          reason: refused.code,
+          detail: refused.message,
+          bodiesKept: false,
+        };
+      else kept.add(item.at);
     }
-    try {
-      bodies.keep(d.batch, b.bodies);
-    } catch (err) {
-      if (!(err instanceof BodiesRefused)) throw err;
-      return { accepted: false, reason: err.code, detail: err.message, bodiesKept: false };
+    const submitted = batches.flatMap((_b, at) => (verdicts[at] ? [] : [at]));
+    const results = node.submit(submitted.map((at) => batches[at]!.tx));
+    for (const [k, at] of submitted.entries()) {
+      const r = results[k]!;
+      const bodiesKept = kept.has(at);
+      verdicts[at] = r.accepted
+        ? { accepted: true, bodiesKept }
+        : { accepted: false, reason: r.reason, detail: r.detail, bodiesKept };
     }
-    const [r] = node.submit([b.tx]);
-    if (r!.accepted) return { accepted: true, bodiesKept: true };
-    return { accepted: false, reason: r!.reason, detail: r!.detail, bodiesKept: true };
+    return verdicts as SubmitVerdict[];
   }
 
   return {
     async submit(batches: readonly SubmitBatch[]): Promise<SubmitVerdict[]> {
       if (batches.length > submitBatchesMax)
         throw new RangeError(`at most ${submitBatchesMax} batches per submission`);
-      return batches.map(submitOne);
+      return submitAll(batches);
     },
 
     subscribe(afterHeight: number, onBlock: (b: CommittedBlockInfo) => void): () => void {

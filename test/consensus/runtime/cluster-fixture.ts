@@ -100,7 +100,10 @@ export async function memoryAlliance(
       }
       const store = bodies.get(member)!;
       node.onCommitted((e) => {
-        for (const id of e.txIds) store.markCommitted(Buffer.from(id).toString('hex'), e.height);
+        store.markCommitted(
+          e.txIds.map((id) => Buffer.from(id).toString('hex')),
+          e.height,
+        );
       });
       await node.start();
       return node;
