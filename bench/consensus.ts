@@ -8,12 +8,11 @@
  *
  * - committed events/s: events pre-signed by one test gateway per member (so signing costs the
  *   validators nothing), each gateway submitting its own chain in seq order to its member's
- *   validator (POST /v1/batches, with the bodies) 100 events per submission, with at most
- *   `windowEvents` uncommitted in all (a 'mempool-full' or pool-full refusal is retried, in
+ *   validator (POST /v1/batches, with the bodies) as a gateway's submitter does: whatever is signed
+ *   and fits its window (`windowEvents` of its events uncommitted), up to 64 batches per request (a 'mempool-full' or pool-full refusal is retried, in
  *   order, after the next commit), timed from the first submission to the last commit seen on
- *   member-1's commits (GET /v1/commits, long-polled). Once with 100 events per signed batch (one
- *   transaction per submission) and, at n = 4, once with one event per batch (100 transactions per
- *   submission: what a gateway signing each event would cost);
+ *   member-1's commits (GET /v1/commits, long-polled). Once with 100 events per signed batch and, at
+ *   n = 4, once with one event per batch (what a gateway signing each event would cost);
  * - commit latency p50/p99 at 100 and 1,000 events/s (a batch every 10 ms, of 1 or 10 events,
  *   round-robin over the gateways, each to its member's validator, in its order), each event
  *   timed from its submission to its block in the commits of the validator it was submitted to;
@@ -30,11 +29,14 @@
  * PROFILE=1 writes `node --cpu-prof` profiles of every validator to <tmpdir>/masbc-consensus-profiles-n<N>/
  * and prints where their CPU time went, by category (a validator killed with -9 writes none).
  *
- * Run alone: `node bench/consensus.ts` (N=4 or N=7 for one size).
+ * Run alone: `node bench/consensus.ts` (N=4 or N=7 for one size; PARTS=throughput,per-event,latency,kill,catchup
+ * for some of the figures).
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { submitBatchesMax } from '../src/consensus/runtime/client.ts';
+import { submitter as submitterBounds } from '../src/gateway/bounds.ts';
 import {
   type Cluster,
   type CommitStream,
@@ -53,12 +55,14 @@ import { type Figure, formatFigures, machine, median } from './lib.ts';
  * events at T = 1 s, 0–3 at T = 2 s, most right after an idle period).
  */
 const T = 2_000;
+/** What to measure (PARTS=throughput,per-event,latency,kill,catchup; all by default), e.g. to profile one. */
+const parts = new Set((process.env.PARTS ?? 'throughput,per-event,latency,kill,catchup').split(','));
 const runs = 3;
 /**
- * Events in flight (submitted, not yet committed) during the throughput runs, like a gateway
- * submitter's bounded window.
+ * Events each gateway keeps in flight (submitted, not yet committed) during the throughput runs: a
+ * gateway submitter's default window.
  */
-const windowEvents = 4_000;
+const windowEvents = submitterBounds.windowEvents.default;
 
 /** One POST of one gateway's batches. */
 interface Submission {
@@ -74,7 +78,7 @@ interface Submission {
 
 /**
  * Each gateway submits its own batches, in the order it signed them, to its member's validator,
- * all of them keeping at most `windowEvents` events submitted and not yet seen committed on
+ * each keeping at most `windowEvents` of its events submitted and not yet seen committed on
  * `stream`, as gateways' submitters do (an unbounded backlog only measures how the mempool and the
  * re-forwarding of pending transactions cope with overload).
  */
@@ -85,18 +89,36 @@ async function submitAll(
   windowEvents: number,
 ): Promise<void> {
   const eventsOf = new Map(submissions.flatMap((s) => s.ids.map((id) => [id, s.events / s.ids.length])));
-  let submitted = 0;
-  const inFlight = () => {
+  const inFlight = (mine: Submission[], submitted: number) => {
     let committed = 0;
-    for (const id of stream.seen.keys()) committed += eventsOf.get(id) ?? 0;
+    for (const s of mine) for (const id of s.ids) if (stream.seen.has(id)) committed += eventsOf.get(id)!;
     return submitted - committed;
   };
   const gateways = new Set(submissions.map((b) => b.gateway));
+  // Like a gateway's submitter: everything signed and within the window goes at once, up to the
+  // validator API's batches per request, in the gateway's order.
   const worker = async (g: number) => {
-    for (const s of submissions.filter((b) => b.gateway === g)) {
-      while (inFlight() >= windowEvents) await stream.next();
-      submitted += s.events;
-      await submitInOrder(peers[g]!, s.bytes, stream, s.bodies);
+    const mine = submissions.filter((b) => b.gateway === g);
+    let submitted = 0;
+    for (let k = 0; k < mine.length; ) {
+      while (inFlight(mine.slice(0, k), submitted) >= windowEvents) await stream.next();
+      const room = windowEvents - inFlight(mine.slice(0, k), submitted);
+      const next: Submission[] = [];
+      let events = 0;
+      let batches = 0;
+      while (k < mine.length && (next.length === 0 || events + mine[k]!.events <= room)) {
+        if (batches + mine[k]!.bytes.length > submitBatchesMax) break;
+        events += mine[k]!.events;
+        batches += mine[k]!.bytes.length;
+        next.push(mine[k++]!);
+      }
+      submitted += events;
+      await submitInOrder(
+        peers[g]!,
+        next.flatMap((x) => x.bytes),
+        stream,
+        next.flatMap((x) => x.bodies),
+      );
     }
   };
   await Promise.all([...gateways].map(worker));
@@ -117,13 +139,17 @@ function presign(gateways: Gateway[], total: number, perSubmission: number, perB
 }
 
 async function throughput(c: Cluster, gateways: Gateway[], total: number, perBatch: number): Promise<number> {
-  const submissions = presign(gateways, total, 100, perBatch);
+  const submissions = presign(gateways, total, perBatch === 1 ? 50 : perBatch, perBatch);
   const stream = await followCommits(c.peers[0]!);
   const t0 = Date.now();
   await submitAll(c.peers, submissions, stream, windowEvents);
   const ids = submissions.flatMap((b) => b.ids);
   await waitFor(() => ids.every((id) => stream.seen.has(id)), 'every event committed', 300_000, 50);
   const last = Math.max(...ids.map((id) => stream.seen.get(id)!));
+  const blocks = stream.blocks.filter((b) => b.txs > 0);
+  process.stderr.write(
+    `    ${blocks.length} blocks, ${(ids.length / Math.max(1, blocks.length)).toFixed(1)} batches per block, ${((last - t0) / Math.max(1, blocks.length)).toFixed(0)} ms per block\n`,
+  );
   stream.close();
   return (total * 1000) / (last - t0);
 }
@@ -299,19 +325,21 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
   try {
     // One test gateway per member (the genesis registers them); each signs one chain, in both modes.
     const batchGateways = cluster.peers.map((p) => new Gateway(cluster.files, p.member, 100));
-    const total = n === 4 ? 10_000 : 6_000;
+    const total = n === 4 ? 40_000 : 20_000;
     // Warm-up of a full run: the first burst after start-up is the one that sets off view changes.
-    await throughput(cluster, batchGateways, total, 100);
+    if (parts.has('throughput')) await throughput(cluster, batchGateways, total, 100);
     const tps: number[] = [];
-    for (let i = 0; i < runs; i++) tps.push(await throughput(cluster, batchGateways, total, 100));
-    add({
-      name: `n=${n}: committed events/s, 100 events per signed batch`,
-      value: median(tps),
-      unit: 'events/s',
-      runs: tps,
-      note: `${total} events per run`,
-    });
-    if (n === 4) {
+    if (parts.has('throughput')) {
+      for (let i = 0; i < runs; i++) tps.push(await throughput(cluster, batchGateways, total, 100));
+      add({
+        name: `n=${n}: committed events/s, 100 events per signed batch`,
+        value: median(tps),
+        unit: 'events/s',
+        runs: tps,
+        note: `${total} events per run`,
+      });
+    }
+    if (n === 4 && parts.has('per-event')) {
       const tpsEvent: number[] = [];
       for (let i = 0; i < runs; i++) tpsEvent.push(await throughput(cluster, batchGateways, 4_000, 1));
       add({
@@ -322,7 +350,7 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
         note: '4,000 events per run',
       });
     }
-    for (const rate of [100, 1_000]) {
+    for (const rate of parts.has('latency') ? [100, 1_000] : []) {
       const p50s: number[] = [];
       const p99s: number[] = [];
       for (let i = 0; i < runs; i++) {
@@ -335,23 +363,27 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
       add({ name: `${what}, p99`, value: median(p99s), unit: 'ms', runs: p99s });
     }
     const kills: number[] = [];
-    for (let i = 0; i < runs; i++) kills.push(await killPrimary(cluster, batchGateways));
-    add({
-      name: `n=${n}: kill -9 primary → next commit`,
-      value: median(kills),
-      unit: 'ms',
-      runs: kills,
-      note: `T = ${T} ms`,
-    });
+    for (let i = 0; i < runs; i++)
+      if (parts.has('kill')) kills.push(await killPrimary(cluster, batchGateways));
+    if (kills.length > 0)
+      add({
+        name: `n=${n}: kill -9 primary → next commit`,
+        value: median(kills),
+        unit: 'ms',
+        runs: kills,
+        note: `T = ${T} ms`,
+      });
     const catchups: number[] = [];
-    for (let i = 0; i < runs; i++) catchups.push(await catchUp(cluster, batchGateways, 300));
-    add({
-      name: `n=${n}: catch-up`,
-      value: median(catchups),
-      unit: 'certified blocks/s',
-      runs: catchups,
-      note: '~300 blocks of 20 events behind',
-    });
+    for (let i = 0; i < runs; i++)
+      if (parts.has('catchup')) catchups.push(await catchUp(cluster, batchGateways, 300));
+    if (catchups.length > 0)
+      add({
+        name: `n=${n}: catch-up`,
+        value: median(catchups),
+        unit: 'certified blocks/s',
+        runs: catchups,
+        note: '~300 blocks of 20 events behind',
+      });
   } finally {
     await cluster.stopAll();
     rmSync(dir, { recursive: true, force: true });
