@@ -96,8 +96,23 @@ export class LogLimiter {
   }
 }
 
+/**
+ * The text of anything thrown or rejected. Protocol libraries do not always reject with an Error:
+ * modbus-serial rejects a timeout with a plain `{ name, message, errno }` object, which String()
+ * would turn into "[object Object]".
+ */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
+  if (err !== null && typeof err === 'object') {
+    const { message, name, errno } = err as { message?: unknown; name?: unknown; errno?: unknown };
+    const text = [message, name, errno].find((x): x is string => typeof x === 'string' && x !== '');
+    if (text !== undefined) return text;
+    try {
+      return JSON.stringify(err).slice(0, 200);
+    } catch {
+      return Object.prototype.toString.call(err);
+    }
+  }
   return String(err);
 }
 
