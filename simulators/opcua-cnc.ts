@@ -69,6 +69,17 @@ export interface OpcuaCncOptions {
   users?: readonly Credentials[];
   /** Default true. */
   allowAnonymous?: boolean;
+  /**
+   * Variables beyond the CNC address space, under an `Extras` object, with a fixed value: to make the
+   * simulator behave like a given controller (a `Float` tag, say). NodeId `ns=1;s=Extras.<name>`.
+   */
+  extraVariables?: readonly ExtraVariable[];
+}
+
+export interface ExtraVariable {
+  name: string;
+  dataType: DataType;
+  value: Value;
 }
 
 /** Bounds passed to node-opcua (it enforces them; further sessions/connections are refused). */
@@ -170,6 +181,7 @@ export class OpcuaCnc {
   private readonly pkiDir: string;
   private readonly users: readonly Credentials[];
   private readonly allowAnonymous: boolean;
+  private readonly extraVariables: readonly ExtraVariable[];
   private server: OPCUAServer | null = null;
   private vars = new Map<string, UAVariable>();
   private unsubscribe: (() => void)[] = [];
@@ -185,6 +197,7 @@ export class OpcuaCnc {
     this.pkiDir = options.pkiDir ?? path.resolve('data', 'simulators', 'opcua-pki');
     this.users = options.users ?? [];
     this.allowAnonymous = options.allowAnonymous ?? true;
+    this.extraVariables = options.extraVariables ?? [];
   }
 
   get running(): boolean {
@@ -297,6 +310,29 @@ export class OpcuaCnc {
         this.vars.set(`${id}.${spec.leaf}`, addLeaf(ns, parent, `${id}.${spec.leaf}`, name, spec));
       }
       this.writeAll(this.engine.status(id) as CncStatus, nowMs);
+    }
+    if (this.extraVariables.length > 0) {
+      const extras = ns.addObject({
+        organizedBy: addressSpace.rootFolder.objects,
+        browseName: 'Extras',
+        nodeId: 's=Extras',
+      });
+      for (const x of this.extraVariables) {
+        const v = ns.addVariable({
+          componentOf: extras,
+          browseName: x.name,
+          nodeId: `s=Extras.${x.name}`,
+          dataType: DataType[x.dataType],
+          minimumSamplingInterval: 0,
+          accessLevel: 'CurrentRead',
+          userAccessLevel: 'CurrentRead',
+        });
+        v.setValueFromSource(
+          new Variant({ dataType: x.dataType, value: x.value }),
+          StatusCodes.Good,
+          new Date(nowMs),
+        );
+      }
     }
   }
 

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DataType } from 'node-opcua';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
 import { OpcuaDriver } from '../../src/drivers/opcua/driver.ts';
@@ -25,7 +26,15 @@ beforeAll(async () => {
     seed: 11,
     startMs: Date.UTC(2026, 0, 5, 6),
     scenario: { cycleTimeMs: 100, downProbability: 0 },
-    opcua: { pkiDir: join(root, 'server-pki'), users: [{ username: 'operator', password: 'op-secret' }] },
+    opcua: {
+      pkiDir: join(root, 'server-pki'),
+      users: [{ username: 'operator', password: 'op-secret' }],
+      // A controller publishing single-precision values (issue 14, item 7).
+      extraVariables: [
+        { name: 'Torque', dataType: DataType.Float, value: 1211.4 },
+        { name: 'Feed', dataType: DataType.Float, value: 0.1 },
+      ],
+    },
     modbus: false,
     mqtt: false,
     dataDir: join(root, 'sim'),
@@ -97,6 +106,33 @@ describe('opcua driver against the CNC simulator', () => {
       const h = driver.health();
       expect(h).toMatchObject({ state: 'connected', errors: { 'monitored-item': 1 } });
       expect(h.detail).toMatchObject({ monitoredItems: 4 });
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  });
+
+  it('stores a Float as the shortest decimal that reads back as the same float32 (issue 14, item 7)', async () => {
+    const t = testContext({ pkiFolder });
+    const driver = new OpcuaDriver(
+      deviceMap('opcua', {
+        connection: { endpoint, reconnectMaxDelayMs: 500 },
+        tags: [
+          { name: 'torque', nodeId: 'ns=1;s=Extras.Torque' },
+          { name: 'feed', nodeId: 'ns=1;s=Extras.Feed', mode: 'poll', pollIntervalMs: 100 },
+        ],
+      }),
+      t.ctx,
+    );
+    await driver.start();
+    try {
+      await t.waitFor(
+        () => t.latest('torque') !== undefined && t.latest('feed') !== undefined,
+        'both values',
+      );
+      // On the wire a Float is 32 bits: 1211.4 arrives as 1211.4000244140625 unless written back short.
+      expect(t.latest('torque')).toMatchObject({ value: 1211.4, quality: 'good' });
+      expect(t.latest('feed')).toMatchObject({ value: 0.1, quality: 'good' });
     } finally {
       await driver.stop();
       t.cleanup();

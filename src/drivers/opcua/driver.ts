@@ -42,6 +42,7 @@ import {
   VariantArrayType,
 } from 'node-opcua';
 import { opcuaItemsPerCreateMax, opcuaNodesPerReadMax, opcuaNotificationsPerPublishMax } from '../bounds.ts';
+import { float32Shortest } from '../common/float32.ts';
 import {
   aborted,
   DriverBase,
@@ -541,9 +542,11 @@ function scalar(type: DataType, x: unknown): ReadingValue {
     case DataType.UInt16:
     case DataType.Int32:
     case DataType.UInt32:
-    case DataType.Float:
     case DataType.Double:
       return x as number;
+    case DataType.Float:
+      // 32 bits on the wire: 1211.4 arrives as 1211.4000244140625. Keep the shortest decimal.
+      return float32Shortest(x as number);
     case DataType.Int64:
     case DataType.UInt64: {
       // node-opcua gives [high, low] 32-bit words.
