@@ -81,6 +81,8 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 export interface PymodbusConfig {
   mode: 'tcp' | 'rtu';
+  /** TCP port (default an ephemeral one): to restart the peer where a client expects it. */
+  port?: number;
   device?: string;
   baudrate?: number;
   parity?: 'N' | 'E' | 'O';
