@@ -80,6 +80,8 @@ export interface ExtraVariable {
   name: string;
   dataType: DataType;
   value: Value;
+  /** SourceTimestamp of the value (its last change), ms since the epoch. Default: the engine's time. */
+  sourceTimeMs?: number;
 }
 
 /** Bounds passed to node-opcua (it enforces them; further sessions/connections are refused). */
@@ -330,7 +332,7 @@ export class OpcuaCnc {
         v.setValueFromSource(
           new Variant({ dataType: x.dataType, value: x.value }),
           StatusCodes.Good,
-          new Date(nowMs),
+          new Date(x.sourceTimeMs ?? nowMs),
         );
       }
     }
