@@ -70,6 +70,11 @@ export interface OpcuaCncOptions {
   /** Default true. */
   allowAnonymous?: boolean;
   /**
+   * Sessions the server accepts at once (default OPCUA_SESSIONS_MAX); further CreateSession requests are
+   * refused with BadTooManySessions. Machine controllers often allow only a few (3 is common).
+   */
+  maxSessions?: number;
+  /**
    * Variables beyond the CNC address space, under an `Extras` object, with a fixed value: to make the
    * simulator behave like a given controller (a `Float` tag, say). NodeId `ns=1;s=Extras.<name>`.
    */
@@ -184,6 +189,7 @@ export class OpcuaCnc {
   private readonly users: readonly Credentials[];
   private readonly allowAnonymous: boolean;
   private readonly extraVariables: readonly ExtraVariable[];
+  private readonly maxSessions: number;
   private server: OPCUAServer | null = null;
   private vars = new Map<string, UAVariable>();
   private unsubscribe: (() => void)[] = [];
@@ -200,6 +206,25 @@ export class OpcuaCnc {
     this.users = options.users ?? [];
     this.allowAnonymous = options.allowAnonymous ?? true;
     this.extraVariables = options.extraVariables ?? [];
+    this.maxSessions = options.maxSessions ?? OPCUA_SESSIONS_MAX;
+    if (!Number.isInteger(this.maxSessions) || this.maxSessions < 1)
+      throw new RangeError('maxSessions must be >= 1');
+  }
+
+  /**
+   * Sessions of the running server (since its last start): open now, created, and refused for a limit
+   * or security reason (BadTooManySessions, a wrong password …; not a client reactivating a session the
+   * restarted server no longer knows). All 0 while stopped.
+   */
+  sessions(): { current: number; created: number; refused: number } {
+    const e = this.server?.engine;
+    if (!e) return { current: 0, created: 0, refused: 0 };
+    const d = e.serverDiagnosticsSummary;
+    return {
+      current: d.currentSessionCount,
+      created: d.cumulatedSessionCount,
+      refused: d.securityRejectedSessionCount,
+    };
   }
 
   get running(): boolean {
@@ -244,7 +269,7 @@ export class OpcuaCnc {
       // Sampling rate 0 lets monitored items with samplingInterval 0 see every change (else 50 ms).
       serverCapabilities: {
         minSupportedSampleRate: 0,
-        maxSessions: OPCUA_SESSIONS_MAX,
+        maxSessions: this.maxSessions,
         // Published so clients can size their requests (and do not log a warning for missing limits).
         operationLimits: OPCUA_OPERATION_LIMITS,
       },
