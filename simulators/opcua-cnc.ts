@@ -75,6 +75,12 @@ export interface OpcuaCncOptions {
    */
   maxSessions?: number;
   /**
+   * `accept-unknown` (default): any client certificate is accepted. `trusted-only`: like a controller
+   * that checks clients, an unknown client certificate is refused and written to
+   * `<pkiDir>/server/rejected/`; move it to `<pkiDir>/server/trusted/certs/` (and restart) to trust it.
+   */
+  clientCertificates?: 'accept-unknown' | 'trusted-only';
+  /**
    * Variables beyond the CNC address space, under an `Extras` object, with a fixed value: to make the
    * simulator behave like a given controller (a `Float` tag, say). NodeId `ns=1;s=Extras.<name>`.
    */
@@ -190,6 +196,7 @@ export class OpcuaCnc {
   private readonly allowAnonymous: boolean;
   private readonly extraVariables: readonly ExtraVariable[];
   private readonly maxSessions: number;
+  private readonly acceptUnknownClients: boolean;
   private server: OPCUAServer | null = null;
   private vars = new Map<string, UAVariable>();
   private unsubscribe: (() => void)[] = [];
@@ -207,6 +214,7 @@ export class OpcuaCnc {
     this.allowAnonymous = options.allowAnonymous ?? true;
     this.extraVariables = options.extraVariables ?? [];
     this.maxSessions = options.maxSessions ?? OPCUA_SESSIONS_MAX;
+    this.acceptUnknownClients = (options.clientCertificates ?? 'accept-unknown') === 'accept-unknown';
     if (!Number.isInteger(this.maxSessions) || this.maxSessions < 1)
       throw new RangeError('maxSessions must be >= 1');
   }
@@ -242,10 +250,10 @@ export class OpcuaCnc {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const certificateManager = (name: string) =>
+    const certificateManager = (name: string, acceptUnknown = true) =>
       new OPCUACertificateManager({
         rootFolder: path.join(this.pkiDir, name),
-        automaticallyAcceptUnknownCertificate: true,
+        automaticallyAcceptUnknownCertificate: acceptUnknown,
       });
     const server = new OPCUAServer({
       port: this.portValue,
@@ -257,7 +265,7 @@ export class OpcuaCnc {
         applicationName: { text: 'masbc-edge CNC simulator', locale: 'en' },
       },
       buildInfo: { productName: 'masbc-edge CNC simulator', manufacturerName: 'masbc-edge' },
-      serverCertificateManager: certificateManager('server'),
+      serverCertificateManager: certificateManager('server', this.acceptUnknownClients),
       userCertificateManager: certificateManager('user'),
       securityModes: [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt],
       securityPolicies: [SecurityPolicy.None, SecurityPolicy.Basic256Sha256],

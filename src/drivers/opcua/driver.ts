@@ -26,8 +26,9 @@
  * or X.509 user certificate. The client's own certificate and the trusted/rejected server
  * certificates live in `ctx.pkiFolder` (an OPCUACertificateManager rootFolder), never in ~/.config.
  */
-import { readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { format, stripVTControlCharacters } from 'node:util';
 import {
   AttributeIds,
   type ClientSession,
@@ -43,6 +44,9 @@ import {
   OPCUACertificateManager,
   OPCUAClient,
   SecurityPolicy,
+  setDebugLogger,
+  setErrorLogger,
+  setWarningLogger,
   TimestampsToReturn,
   type UserIdentityInfo,
   UserTokenType,
@@ -66,7 +70,7 @@ import {
   type OnceAcquired,
   sleep,
 } from '../common/lifecycle.ts';
-import type { DriverContext, OnceOptions, Quality, Reading, ReadingValue } from '../types.ts';
+import type { DriverContext, DriverLogger, OnceOptions, Quality, Reading, ReadingValue } from '../types.ts';
 import type { OpcuaDevice } from './schema.ts';
 import { validateOpcuaDevice } from './validate.ts';
 
@@ -78,6 +82,66 @@ const valueCharsMax = 1024;
 const closeStepMs = 2_000;
 
 const managers = new Map<string, Promise<OPCUACertificateManager>>();
+
+/** The application name of the client and its certificate (the certificate's URI derives from it). */
+const applicationName = 'masbc-edge';
+/** Where node-opcua keeps the client's certificate in a PKI folder. */
+export const ownCertificatePath = (pkiFolder: string) =>
+  join(pkiFolder, 'own', 'certs', 'client_certificate.pem');
+/** Longest node-opcua message passed on to the log. */
+const libraryMessageCharsMax = 2_000;
+
+let libraryLog: DriverLogger | null = null;
+
+/**
+ * Sends node-opcua's own messages (warnings such as "Creating default certificate ... please wait",
+ * errors, debug output) to a driver logger instead of console.log, which would put them on stdout in
+ * the middle of the JSON log lines, or in `run --once --format json`. Global in node-opcua: the first
+ * logger given keeps them (one gateway per process); `replace` hands them to another.
+ */
+export function routeNodeOpcuaLogs(log: DriverLogger, replace = false): void {
+  if (libraryLog && !replace) return;
+  libraryLog = log;
+  const forward =
+    (level: 'warn' | 'error' | 'info') =>
+    (data: unknown, ...args: unknown[]) => {
+      const context = data as { filename?: string; callerline?: number } | undefined;
+      const text = stripVTControlCharacters(format(...args))
+        .replace(/\s+/g, ' ')
+        .trim()
+        .slice(0, libraryMessageCharsMax);
+      const at = context?.filename ? `${context.filename}:${context.callerline ?? ''}` : undefined;
+      libraryLog?.[level](text, { lib: 'node-opcua', ...(at ? { at } : {}) });
+    };
+  setWarningLogger(forward('warn'));
+  setErrorLogger(forward('error'));
+  setDebugLogger(forward('info'));
+}
+
+/**
+ * Creates the gateway's own client certificate in `pkiFolder` if there is none, exactly as a driver's
+ * first connection would (same application name and URI), and keeps it. `run --once` calls it on the
+ * data folder's PKI before working on a copy, so the certificate it presents is the one `run` will
+ * present: the one to trust on a machine that checks clients. Returns whether it was created now.
+ */
+export async function ensureOwnCertificate(pkiFolder: string, log: DriverLogger): Promise<boolean> {
+  routeNodeOpcuaLogs(log);
+  if (existsSync(ownCertificatePath(pkiFolder))) return false;
+  const manager = new OPCUACertificateManager({
+    rootFolder: pkiFolder,
+    automaticallyAcceptUnknownCertificate: false,
+  });
+  try {
+    await manager.initialize();
+    await OPCUAClient.create({
+      applicationName,
+      clientCertificateManager: manager,
+    }).createDefaultCertificate();
+  } finally {
+    await manager.dispose();
+  }
+  return true;
+}
 
 /**
  * One certificate manager per PKI folder and trust policy, shared by the drivers using it (node-opcua
@@ -143,6 +207,7 @@ export class OpcuaDriver extends DriverBase {
     super(device.id, 'opcua', ctx, device.connection.reconnectMaxDelayMs);
     this.#config = device;
     validateOpcuaDevice(device);
+    routeNodeOpcuaLogs(ctx.log);
     const c = device.connection;
     this.#keepAliveMs = Math.max(100, Math.min(opcuaKeepAliveMaxMs, Math.floor(c.sessionTimeoutMs / 3)));
     this.#transportTimeoutMs = 2 * this.#keepAliveMs + c.requestTimeoutMs;
@@ -210,7 +275,7 @@ export class OpcuaDriver extends DriverBase {
   #client(manager: OPCUACertificateManager): OPCUAClient {
     const c = this.#config.connection;
     return OPCUAClient.create({
-      applicationName: 'masbc-edge',
+      applicationName,
       clientName: `masbc-edge/${this.device}`,
       endpointMustExist: false,
       securityMode: MessageSecurityMode[c.securityMode],
