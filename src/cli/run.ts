@@ -40,8 +40,12 @@ interface RunOptions {
   logLevel?: LogLevel;
   once?: boolean;
   onceTimeoutMs: number;
+  onceSilentTopics: SilentTopics;
   format: 'text' | 'json';
 }
+
+/** What a silent MQTT topic filter means for `--once`: `note` (default) lists it, `fail` fails the device. */
+export type SilentTopics = 'note' | 'fail';
 
 function parseTimeoutMs(text: string): number {
   const ms = Number(text);
@@ -68,11 +72,19 @@ export function registerRun(program: Command): void {
       5000,
     )
     .addOption(
+      new Option(
+        '--once-silent-topics <mode>',
+        'with --once: an MQTT topic that delivers no message (an event-driven topic may stay silent) is listed (note) or fails its device (fail)',
+      )
+        .choices(['note', 'fail'])
+        .default('note'),
+    )
+    .addOption(
       new Option('--format <format>', 'with --once: output format').choices(['text', 'json']).default('text'),
     )
     .action(async (opts: RunOptions, cmd: Command) => {
       if (!opts.once) {
-        for (const name of ['onceTimeoutMs', 'format']) {
+        for (const name of ['onceTimeoutMs', 'onceSilentTopics', 'format']) {
           if (cmd.getOptionValueSource(name) === 'cli')
             cmd.error(`error: ${cmd.options.find((o) => o.attributeName() === name)?.long} needs --once`);
         }
@@ -80,7 +92,11 @@ export function registerRun(program: Command): void {
       // Refuses to start on invalid configuration: loadConfig throws a ConfigError listing everything.
       const config = loadConfig(opts.config);
       if (opts.once) {
-        const report = await readOnce(config, { timeoutMs: opts.onceTimeoutMs, logLevel: opts.logLevel });
+        const report = await readOnce(config, {
+          timeoutMs: opts.onceTimeoutMs,
+          silentTopics: opts.onceSilentTopics,
+          logLevel: opts.logLevel,
+        });
         process.stdout.write(
           opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatOnce(report),
         );
@@ -105,12 +121,16 @@ export interface OnceDeviceReport {
   elapsedMs: number;
   problems: string[];
   notes: string[];
+  /** MQTT topic filters that delivered no message within the deadline. */
+  silentTopics: string[];
   readings: Reading[];
 }
 
 export interface OnceReport {
   /** Every enabled device answered completely. */
   complete: boolean;
+  /** The deadline each device had. */
+  timeoutMs: number;
   devices: OnceDeviceReport[];
   /** What a fresh normaliser makes of these readings (nothing signed or stored). */
   drafts: EventDraft[];
@@ -139,7 +159,7 @@ export interface OnceOpcuaReport {
  */
 export async function readOnce(
   config: LoadedConfig,
-  options: { timeoutMs: number; logLevel?: LogLevel | undefined },
+  options: { timeoutMs: number; silentTopics?: SilentTopics; logLevel?: LogLevel | undefined },
 ): Promise<OnceReport> {
   const devices = config.devices.filter((d) => d.enabled);
   const [{ createDriver }, { createNormaliser }] = await Promise.all([
@@ -201,15 +221,20 @@ export async function readOnce(
   for (const r of results) for (const batch of r.batches) normaliser.push(batch);
   normaliser.tick(nowMs);
 
+  // A device that answered but whose event-driven topics stayed silent fails only when asked to.
+  const strict = options.silentTopics === 'fail';
+  const complete = (r: OnceResult) => r.complete && !(strict && r.silent.length > 0);
   return {
-    complete: results.every((r) => r.complete),
+    complete: results.every(complete),
+    timeoutMs: options.timeoutMs,
     devices: results.map((r) => ({
       device: r.device,
       protocol: r.protocol,
-      complete: r.complete,
+      complete: complete(r),
       elapsedMs: r.elapsedMs,
       problems: r.problems,
       notes: r.notes,
+      silentTopics: r.silent,
       readings: r.batches.flat(),
     })),
     drafts,
@@ -296,6 +321,12 @@ export function formatOnce(report: OnceReport): string {
       lines.push(...table(['tag', 'value', 'quality', 'reason'], rows).map((l) => `  ${l}`));
     }
     for (const p of d.problems) lines.push(`  problem: ${p}`);
+    if (d.silentTopics.length > 0) {
+      lines.push(
+        `  silent: no message within ${report.timeoutMs} ms on ${d.silentTopics.join(', ')}`,
+        `    (an event-driven topic may stay silent: ${d.complete ? 'not a failure; --once-silent-topics fail makes it one' : 'a failure with --once-silent-topics fail'})`,
+      );
+    }
     for (const n of d.notes) lines.push(`  note: ${n}`);
     lines.push('');
   }

@@ -223,13 +223,56 @@ describe('masbc-edge run --once', () => {
       expect(r.out).toMatch(/^press1 \(modbus\): answered in \d+ ms, 15 readings$/m);
       expect(r.out).toMatch(/^oven1-plc \(modbus\): DID NOT ANSWER COMPLETELY/m);
       expect(r.out).toMatch(/problem: timeout \(unit 2\): alarmLamp, doorOpen, lotId, .*, \+3 more$/m);
-      expect(r.out).toContain('problem: no message within 1500 ms on plant1/line1/scanner1/scan');
+      // An event-driven topic that stayed silent is said, and is not a failure (issue 14, item 10).
+      expect(r.out).toMatch(/^oven1 \(mqtt\): answered in \d+ ms/m);
+      expect(r.out).toContain('silent: no message within 1500 ms on plant1/line1/scanner1/scan');
       expect(r.out).toMatch(/^ {2}lotId +null +bad +timeout \(unit 2\)$/m);
-      expect(r.out).toContain('2 of 4 devices answered completely; exit 1');
+      expect(r.out).toContain('3 of 4 devices answered completely; exit 1');
       writesOnlyTheOwnCertificate();
     } finally {
       sims.faults.setModbusUnitFault(2, null);
     }
+  }, 30_000);
+
+  it('a silent event-driven MQTT topic is listed, exit 0; --once-silent-topics fail makes it a failure (issue 14, item 10)', async () => {
+    // The scanner publishes only when material is scanned: its topic may well stay silent.
+    await publishRetained(sims.mqtt!.topicOf('SCANNER1', 'scan'), '');
+    const r = await cli([
+      'run',
+      '--once',
+      '-c',
+      gatewayFile,
+      '--format',
+      'json',
+      '--once-timeout-ms',
+      '1500',
+    ]);
+    expect(r.code, r.err).toBe(0);
+    const report = JSON.parse(r.out) as OnceReport;
+    expect(report.complete).toBe(true);
+    expect(report.devices.find((d) => d.device === 'oven1')).toMatchObject({
+      complete: true,
+      problems: [],
+      silentTopics: ['plant1/line1/scanner1/scan'],
+    });
+    const strict = await cli([
+      'run',
+      '--once',
+      '-c',
+      gatewayFile,
+      '--once-timeout-ms',
+      '1500',
+      '--once-silent-topics',
+      'fail',
+    ]);
+    expect(strict.code, strict.err).toBe(1);
+    expect(strict.out).toMatch(/^oven1 \(mqtt\): DID NOT ANSWER COMPLETELY/m);
+    expect(strict.out).toContain('silent: no message within 1500 ms on plant1/line1/scanner1/scan');
+    expect(strict.out).toContain('3 of 4 devices answered completely; exit 1');
+    // The option belongs to --once.
+    const without = await cli(['run', '-c', gatewayFile, '--once-silent-topics', 'fail']);
+    expect(without.code).toBe(2);
+    expect(without.err).toContain('--once-silent-topics needs --once');
   }, 30_000);
 
   it('refuses --once options without --once, and a timeout out of range (exit 2)', async () => {

@@ -119,9 +119,11 @@ export function errorMessage(err: unknown): string {
 /** What a protocol's {@link DriverBase.acquireOnce} found; the base adds timing and bad-tag problems. */
 export interface OnceAcquired {
   batches: Reading[][];
-  /** Failures that are not a bad reading: could not connect, an MQTT topic filter stayed silent … */
+  /** Failures that are not a bad reading: could not connect, a subscription refused … */
   problems: string[];
   notes?: string[];
+  /** MQTT topic filters that delivered no message (not a failure: see OnceResult.silent). */
+  silent?: string[];
 }
 
 /** Tag names listed per problem line before "+N more". */
@@ -263,13 +265,15 @@ export abstract class DriverBase implements Driver {
     const problems = [...got.problems, ...badReadingProblems(batches)].map((p) =>
       p.replace(/\s+/g, ' ').trim(),
     );
-    if (problems.length === 0 && batches.length === 0) problems.push('no readings');
+    const silent = got.silent ?? [];
+    if (problems.length === 0 && batches.length === 0 && silent.length === 0) problems.push('no readings');
     return {
       device: this.device,
       protocol: this.protocol,
       batches,
       complete: problems.length === 0,
       problems,
+      silent,
       notes: got.notes ?? [],
       elapsedMs: Math.round(performance.now() - startedMs),
     };
