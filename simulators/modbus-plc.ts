@@ -121,6 +121,11 @@ export class ModbusPlc {
     this.unsubscribe = this.engine.onStep(() => this.refresh());
   }
 
+  /** Modbus TCP connections open now. */
+  get tcpConnections(): number {
+    return this.sockets.size;
+  }
+
   /** The TCP port listened on (fixed after the first start, reused by restarts), or null without TCP. */
   get tcpPort(): number | null {
     return this.tcpOptions ? this.tcpOptions.port : null;

@@ -46,6 +46,8 @@ export interface MqttSensorsOptions {
   users?: readonly Credentials[];
   /** Messages held while the broker is down. Default 10 000 (drop-oldest beyond). */
   queueMax?: number;
+  /** Client connections accepted at once; further ones are closed at once (counted). Default unlimited. */
+  maxConnections?: number;
 }
 
 export const MQTT_QUEUE_MAX_DEFAULT = 10_000;
@@ -57,13 +59,21 @@ interface Outgoing {
 
 export class MqttSensors {
   readonly topicPrefix: string;
-  readonly stats = { published: 0, dropped: 0, malformed: 0, connectionsDropped: 0, publishErrors: 0 };
+  readonly stats = {
+    published: 0,
+    dropped: 0,
+    malformed: 0,
+    connectionsDropped: 0,
+    publishErrors: 0,
+    refusedConnections: 0,
+  };
   private readonly engine: Scenario;
   private readonly host: string;
   private portValue: number;
   private readonly qos: 0 | 1;
   private readonly users: readonly Credentials[] | null;
   private readonly queueMax: number;
+  private readonly maxConnections: number;
   private readonly queue: Outgoing[] = [];
   private broker: Aedes | null = null;
   private server: net.Server | null = null;
@@ -79,6 +89,7 @@ export class MqttSensors {
     this.qos = options.qos ?? 1;
     this.users = options.users ?? null;
     this.queueMax = options.queueMax ?? MQTT_QUEUE_MAX_DEFAULT;
+    this.maxConnections = options.maxConnections ?? Number.POSITIVE_INFINITY;
     if (!Number.isInteger(this.queueMax) || this.queueMax < 1) throw new RangeError('queueMax must be >= 1');
     // Records are rendered even while the broker is down: the devices keep measuring.
     this.unsubscribe = this.engine.onRecord((r) => this.onRecord(r));
@@ -127,6 +138,11 @@ export class MqttSensors {
       };
     }
     const server = net.createServer((sock) => {
+      if (this.sockets.size >= this.maxConnections) {
+        this.stats.refusedConnections++;
+        sock.destroy();
+        return;
+      }
       this.sockets.add(sock);
       sock.on('close', () => this.sockets.delete(sock));
       broker.handle(sock);
@@ -137,6 +153,11 @@ export class MqttSensors {
     this.broker = broker;
     this.server = server;
     this.drain();
+  }
+
+  /** Client connections open now. */
+  get connections(): number {
+    return this.sockets.size;
   }
 
   /** Closes every client connection without a DISCONNECT (clients see a reset and reconnect). */

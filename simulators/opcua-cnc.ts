@@ -69,6 +69,30 @@ export interface OpcuaCncOptions {
   users?: readonly Credentials[];
   /** Default true. */
   allowAnonymous?: boolean;
+  /**
+   * Sessions the server accepts at once (default OPCUA_SESSIONS_MAX); further CreateSession requests are
+   * refused with BadTooManySessions. Machine controllers often allow only a few (3 is common).
+   */
+  maxSessions?: number;
+  /**
+   * `accept-unknown` (default): any client certificate is accepted. `trusted-only`: like a controller
+   * that checks clients, an unknown client certificate is refused and written to
+   * `<pkiDir>/server/rejected/`; move it to `<pkiDir>/server/trusted/certs/` (and restart) to trust it.
+   */
+  clientCertificates?: 'accept-unknown' | 'trusted-only';
+  /**
+   * Variables beyond the CNC address space, under an `Extras` object, with a fixed value: to make the
+   * simulator behave like a given controller (a `Float` tag, say). NodeId `ns=1;s=Extras.<name>`.
+   */
+  extraVariables?: readonly ExtraVariable[];
+}
+
+export interface ExtraVariable {
+  name: string;
+  dataType: DataType;
+  value: Value;
+  /** SourceTimestamp of the value (its last change), ms since the epoch. Default: the engine's time. */
+  sourceTimeMs?: number;
 }
 
 /** Bounds passed to node-opcua (it enforces them; further sessions/connections are refused). */
@@ -170,6 +194,9 @@ export class OpcuaCnc {
   private readonly pkiDir: string;
   private readonly users: readonly Credentials[];
   private readonly allowAnonymous: boolean;
+  private readonly extraVariables: readonly ExtraVariable[];
+  private readonly maxSessions: number;
+  private readonly acceptUnknownClients: boolean;
   private server: OPCUAServer | null = null;
   private vars = new Map<string, UAVariable>();
   private unsubscribe: (() => void)[] = [];
@@ -185,6 +212,27 @@ export class OpcuaCnc {
     this.pkiDir = options.pkiDir ?? path.resolve('data', 'simulators', 'opcua-pki');
     this.users = options.users ?? [];
     this.allowAnonymous = options.allowAnonymous ?? true;
+    this.extraVariables = options.extraVariables ?? [];
+    this.maxSessions = options.maxSessions ?? OPCUA_SESSIONS_MAX;
+    this.acceptUnknownClients = (options.clientCertificates ?? 'accept-unknown') === 'accept-unknown';
+    if (!Number.isInteger(this.maxSessions) || this.maxSessions < 1)
+      throw new RangeError('maxSessions must be >= 1');
+  }
+
+  /**
+   * Sessions of the running server (since its last start): open now, created, and refused for a limit
+   * or security reason (BadTooManySessions, a wrong password …; not a client reactivating a session the
+   * restarted server no longer knows). All 0 while stopped.
+   */
+  sessions(): { current: number; created: number; refused: number } {
+    const e = this.server?.engine;
+    if (!e) return { current: 0, created: 0, refused: 0 };
+    const d = e.serverDiagnosticsSummary;
+    return {
+      current: d.currentSessionCount,
+      created: d.cumulatedSessionCount,
+      refused: d.securityRejectedSessionCount,
+    };
   }
 
   get running(): boolean {
@@ -202,10 +250,10 @@ export class OpcuaCnc {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const certificateManager = (name: string) =>
+    const certificateManager = (name: string, acceptUnknown = true) =>
       new OPCUACertificateManager({
         rootFolder: path.join(this.pkiDir, name),
-        automaticallyAcceptUnknownCertificate: true,
+        automaticallyAcceptUnknownCertificate: acceptUnknown,
       });
     const server = new OPCUAServer({
       port: this.portValue,
@@ -217,7 +265,7 @@ export class OpcuaCnc {
         applicationName: { text: 'masbc-edge CNC simulator', locale: 'en' },
       },
       buildInfo: { productName: 'masbc-edge CNC simulator', manufacturerName: 'masbc-edge' },
-      serverCertificateManager: certificateManager('server'),
+      serverCertificateManager: certificateManager('server', this.acceptUnknownClients),
       userCertificateManager: certificateManager('user'),
       securityModes: [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt],
       securityPolicies: [SecurityPolicy.None, SecurityPolicy.Basic256Sha256],
@@ -229,7 +277,7 @@ export class OpcuaCnc {
       // Sampling rate 0 lets monitored items with samplingInterval 0 see every change (else 50 ms).
       serverCapabilities: {
         minSupportedSampleRate: 0,
-        maxSessions: OPCUA_SESSIONS_MAX,
+        maxSessions: this.maxSessions,
         // Published so clients can size their requests (and do not log a warning for missing limits).
         operationLimits: OPCUA_OPERATION_LIMITS,
       },
@@ -297,6 +345,29 @@ export class OpcuaCnc {
         this.vars.set(`${id}.${spec.leaf}`, addLeaf(ns, parent, `${id}.${spec.leaf}`, name, spec));
       }
       this.writeAll(this.engine.status(id) as CncStatus, nowMs);
+    }
+    if (this.extraVariables.length > 0) {
+      const extras = ns.addObject({
+        organizedBy: addressSpace.rootFolder.objects,
+        browseName: 'Extras',
+        nodeId: 's=Extras',
+      });
+      for (const x of this.extraVariables) {
+        const v = ns.addVariable({
+          componentOf: extras,
+          browseName: x.name,
+          nodeId: `s=Extras.${x.name}`,
+          dataType: DataType[x.dataType],
+          minimumSamplingInterval: 0,
+          accessLevel: 'CurrentRead',
+          userAccessLevel: 'CurrentRead',
+        });
+        v.setValueFromSource(
+          new Variant({ dataType: x.dataType, value: x.value }),
+          StatusCodes.Good,
+          new Date(x.sourceTimeMs ?? nowMs),
+        );
+      }
     }
   }
 

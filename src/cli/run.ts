@@ -4,15 +4,17 @@
  *
  * `masbc-edge run --once` (Telegraf's `--test`): reads every tag of every enabled device once, prints
  * the readings and the event drafts a fresh normaliser would make from them, and exits 0 when every
- * device answered completely, 1 otherwise. It stores, signs and writes nothing: no outbox, no status
- * file, no key needed; OPC UA works on a temporary copy of the data folder's PKI.
+ * device answered completely, 1 otherwise. It stores and signs nothing: no outbox, no status file, no
+ * key needed. For OPC UA it writes what commissioning needs and nothing else: the gateway's own
+ * certificate when there is none yet (the one `run` presents too), and the server certificates it
+ * refused, in `<data>/pki/opcua/rejected/`; it works on a temporary copy of that PKI otherwise.
  *
  * @example
  *   masbc-edge run -c config/gateway.yaml
  *   masbc-edge run --once --once-timeout-ms 15000
  *   masbc-edge run --once --format json | jq '.devices[] | select(.complete | not)'
  */
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
@@ -38,8 +40,12 @@ interface RunOptions {
   logLevel?: LogLevel;
   once?: boolean;
   onceTimeoutMs: number;
+  onceSilentTopics: SilentTopics;
   format: 'text' | 'json';
 }
+
+/** What a silent MQTT topic filter means for `--once`: `note` (default) lists it, `fail` fails the device. */
+export type SilentTopics = 'note' | 'fail';
 
 function parseTimeoutMs(text: string): number {
   const ms = Number(text);
@@ -66,11 +72,19 @@ export function registerRun(program: Command): void {
       5000,
     )
     .addOption(
+      new Option(
+        '--once-silent-topics <mode>',
+        'with --once: an MQTT topic that delivers no message (an event-driven topic may stay silent) is listed (note) or fails its device (fail)',
+      )
+        .choices(['note', 'fail'])
+        .default('note'),
+    )
+    .addOption(
       new Option('--format <format>', 'with --once: output format').choices(['text', 'json']).default('text'),
     )
     .action(async (opts: RunOptions, cmd: Command) => {
       if (!opts.once) {
-        for (const name of ['onceTimeoutMs', 'format']) {
+        for (const name of ['onceTimeoutMs', 'onceSilentTopics', 'format']) {
           if (cmd.getOptionValueSource(name) === 'cli')
             cmd.error(`error: ${cmd.options.find((o) => o.attributeName() === name)?.long} needs --once`);
         }
@@ -78,7 +92,11 @@ export function registerRun(program: Command): void {
       // Refuses to start on invalid configuration: loadConfig throws a ConfigError listing everything.
       const config = loadConfig(opts.config);
       if (opts.once) {
-        const report = await readOnce(config, { timeoutMs: opts.onceTimeoutMs, logLevel: opts.logLevel });
+        const report = await readOnce(config, {
+          timeoutMs: opts.onceTimeoutMs,
+          silentTopics: opts.onceSilentTopics,
+          logLevel: opts.logLevel,
+        });
         process.stdout.write(
           opts.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : formatOnce(report),
         );
@@ -103,12 +121,16 @@ export interface OnceDeviceReport {
   elapsedMs: number;
   problems: string[];
   notes: string[];
+  /** MQTT topic filters that delivered no message within the deadline. */
+  silentTopics: string[];
   readings: Reading[];
 }
 
 export interface OnceReport {
   /** Every enabled device answered completely. */
   complete: boolean;
+  /** The deadline each device had. */
+  timeoutMs: number;
   devices: OnceDeviceReport[];
   /** What a fresh normaliser makes of these readings (nothing signed or stored). */
   drafts: EventDraft[];
@@ -116,6 +138,19 @@ export interface OnceReport {
   silentRules: { device: string; rule: string; reason: string }[];
   /** Normaliser warnings (a counter that is not an integer …). */
   warnings: string[];
+  /** With OPC UA devices: the gateway's certificate, and server certificates refused by this read. */
+  opcua?: OnceOpcuaReport;
+}
+
+export interface OnceOpcuaReport {
+  /** The gateway's own certificate (give it to machines that check clients). */
+  certificate: string;
+  /** It was created by this run (there was none). */
+  certificateCreated: boolean;
+  /** Server certificates refused now, kept here: move one to `trusted` to trust that server. */
+  rejected: string[];
+  /** Where trusted server certificates go. */
+  trusted: string;
 }
 
 /**
@@ -124,7 +159,7 @@ export interface OnceReport {
  */
 export async function readOnce(
   config: LoadedConfig,
-  options: { timeoutMs: number; logLevel?: LogLevel | undefined },
+  options: { timeoutMs: number; silentTopics?: SilentTopics; logLevel?: LogLevel | undefined },
 ): Promise<OnceReport> {
   const devices = config.devices.filter((d) => d.enabled);
   const [{ createDriver }, { createNormaliser }] = await Promise.all([
@@ -134,14 +169,23 @@ export async function readOnce(
   // Drivers' own log lines repeat what the report says; shown on stderr only when asked for.
   const driverLog: DriverLogger = options.logLevel ? createLogger(options.logLevel, 2) : quietLogger;
   const opcua = devices.some((d) => d.protocol === 'opcua');
+  const pkiFolder = join(config.paths.dataDir, 'pki', 'opcua');
+  let opcuaReport: OnceOpcuaReport | undefined;
+  let pki: { folder: string; remove(): void } | null = null;
   if (opcua) {
-    // node-opcua prints its warnings on stdout; keep stdout for the report (JSON must stay parseable).
-    const { setErrorLogger, setWarningLogger } = await import('node-opcua');
-    const toStderr = (_context: unknown, ...args: unknown[]) => console.error(...args);
-    setWarningLogger(toStderr);
-    setErrorLogger(toStderr);
+    // The certificate this read presents is the gateway's own, created once in the data folder and
+    // kept: a machine that refuses it today trusts the same one tomorrow, for `--once` and `run`.
+    // (node-opcua's messages go to the drivers' log, never to stdout, which is the report's.)
+    const { ensureOwnCertificate, ownCertificatePath } = await import('../drivers/opcua/driver.ts');
+    const created = await ensureOwnCertificate(pkiFolder, driverLog);
+    opcuaReport = {
+      certificate: ownCertificatePath(pkiFolder),
+      certificateCreated: created,
+      rejected: [],
+      trusted: join(pkiFolder, 'trusted', 'certs'),
+    };
+    pki = temporaryPki(config.paths.dataDir);
   }
-  const pki = opcua ? temporaryPki(config.paths.dataDir) : null;
   let results: OnceResult[];
   try {
     results = await Promise.all(
@@ -155,6 +199,8 @@ export async function readOnce(
       ),
     );
   } finally {
+    // Servers refused now are kept where the docs' trust procedure looks for them.
+    if (pki && opcuaReport) opcuaReport.rejected = keepRejected(pki.folder, pkiFolder);
     pki?.remove();
   }
 
@@ -175,30 +221,52 @@ export async function readOnce(
   for (const r of results) for (const batch of r.batches) normaliser.push(batch);
   normaliser.tick(nowMs);
 
+  // A device that answered but whose event-driven topics stayed silent fails only when asked to.
+  const strict = options.silentTopics === 'fail';
+  const complete = (r: OnceResult) => r.complete && !(strict && r.silent.length > 0);
   return {
-    complete: results.every((r) => r.complete),
+    complete: results.every(complete),
+    timeoutMs: options.timeoutMs,
     devices: results.map((r) => ({
       device: r.device,
       protocol: r.protocol,
-      complete: r.complete,
+      complete: complete(r),
       elapsedMs: r.elapsedMs,
       problems: r.problems,
       notes: r.notes,
+      silentTopics: r.silent,
       readings: r.batches.flat(),
     })),
     drafts,
     silentRules: silentRules(devices, results, drafts),
     warnings,
+    ...(opcuaReport ? { opcua: opcuaReport } : {}),
   };
+}
+
+/** Copies the server certificates refused in the temporary PKI into the data folder's rejected/. */
+function keepRejected(temporary: string, pkiFolder: string): string[] {
+  const from = join(temporary, 'rejected');
+  const to = join(pkiFolder, 'rejected');
+  if (!existsSync(from)) return [];
+  const kept: string[] = [];
+  for (const name of readdirSync(from)) {
+    if (!name.endsWith('.pem') || existsSync(join(pkiFolder, 'trusted', 'certs', name))) continue;
+    mkdirSync(to, { recursive: true });
+    if (!existsSync(join(to, name))) copyFileSync(join(from, name), join(to, name));
+    kept.push(join(to, name));
+  }
+  return kept;
 }
 
 const quietLogger: DriverLogger = { info() {}, warn() {}, error() {} };
 
 /**
  * A private copy of the gateway's OPC UA PKI (its own certificate and the servers it trusts), so a
- * server that requires the gateway's certificate accepts this read too, and nothing node-opcua writes
- * (a newly seen server certificate, a fresh client certificate) lands in the data folder. The copy is
- * in a 0700 temporary folder and removed afterwards.
+ * server that requires the gateway's certificate accepts this read too, and no trust decision of
+ * node-opcua (`accept-unknown` trusting a server on sight) lands in the data folder; refused server
+ * certificates are copied back (keepRejected). The copy is in a 0700 temporary folder and removed
+ * afterwards.
  */
 function temporaryPki(dataDir: string): { folder: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'masbc-once-pki-'));
@@ -253,6 +321,12 @@ export function formatOnce(report: OnceReport): string {
       lines.push(...table(['tag', 'value', 'quality', 'reason'], rows).map((l) => `  ${l}`));
     }
     for (const p of d.problems) lines.push(`  problem: ${p}`);
+    if (d.silentTopics.length > 0) {
+      lines.push(
+        `  silent: no message within ${report.timeoutMs} ms on ${d.silentTopics.join(', ')}`,
+        `    (an event-driven topic may stay silent: ${d.complete ? 'not a failure; --once-silent-topics fail makes it one' : 'a failure with --once-silent-topics fail'})`,
+      );
+    }
     for (const n of d.notes) lines.push(`  note: ${n}`);
     lines.push('');
   }
@@ -274,6 +348,20 @@ export function formatOnce(report: OnceReport): string {
     for (const s of report.silentRules) lines.push(`  ${s.device}/${s.rule}: ${s.reason}`);
   }
   for (const w of report.warnings) lines.push(`  warning: ${w}`);
+  if (report.opcua) {
+    const o = report.opcua;
+    lines.push(
+      '',
+      `OPC UA: the gateway's certificate${o.certificateCreated ? ' (created now)' : ''}: ${o.certificate}`,
+      '  a machine that checks clients must trust it (copy it to its trusted certificates)',
+    );
+    for (const r of o.rejected) {
+      lines.push(
+        `OPC UA: server certificate refused and kept: ${r}`,
+        `  to trust that server, move it to ${o.trusted}/`,
+      );
+    }
+  }
   const answered = report.devices.filter((d) => d.complete).length;
   lines.push(
     '',

@@ -1,6 +1,8 @@
 /**
  * Loads one YAML file against a zod schema and reports every problem with file:line:col and the
- * field path, all at once. Secret references are resolved before validation (see secrets.ts).
+ * field path, all at once. Secret references are resolved before validation (see secrets.ts); a
+ * field that is exactly one reference takes its field's type (`port: ${env:PORT:-502}` is a number),
+ * and a value that does not fit is reported with the reference it came from.
  *
  * @example
  *   const { value, issues } = loadYaml('config/devices/cnc1.yaml', deviceSchema);
@@ -75,12 +77,19 @@ export function loadYaml<S extends z.ZodType>(
 
   // Resolve ${env:…}/${file:…} and refuse literal secrets, keeping each problem's position.
   const ctx = { env: options.env ?? process.env, baseDir: dirname(file) };
+  const substituted = new Map<string, Substitution>();
+  /** Fields whose reference could not be resolved: already reported, the schema need not repeat it. */
+  const unresolved = new Set<string>();
   const resolved = walkStrings(raw, [], (text, path) => {
     const key = path[path.length - 1];
     const result = resolveReferences(text, ctx);
     if (!result.ok) {
       issues.push({ file, ...at(path), field: fieldPath(path), message: result.message });
+      unresolved.add(pathKey(path));
       return text;
+    }
+    if (result.usedReference) {
+      substituted.set(pathKey(path), { path, text, value: result.value, whole: wholeReference(text) });
     }
     if (typeof key === 'string' && isSecretKey(key) && !result.usedReference) {
       issues.push({
@@ -96,13 +105,86 @@ export function loadYaml<S extends z.ZodType>(
   for (const c of options.crossCheck?.(resolved) ?? []) {
     issues.push({ file, ...at(c.path), field: fieldPath(c.path), message: c.message });
   }
-  const parsed = schema.safeParse(resolved);
+  let parsed = schema.safeParse(resolved);
+  // A substitution takes the type of its field: `port: ${env:PORT:-15020}` is the number 15020.
+  const unfit = new Map<string, string>();
+  if (!parsed.success && substituted.size > 0) {
+    let converted = false;
+    for (const issue of parsed.error.issues) {
+      const sub = substituted.get(pathKey(issue.path));
+      if (!sub?.whole || unfit.has(pathKey(issue.path))) continue;
+      const typed = typedValue(sub.value);
+      if (typed === undefined) {
+        const expected = issue.code === 'invalid_type' ? issue.expected : 'another value';
+        unfit.set(pathKey(issue.path), `${sub.whole} is ${describe(sub.value)}: expected a ${expected}`);
+        continue;
+      }
+      setAt(resolved, issue.path, typed);
+      converted = true;
+    }
+    if (converted) parsed = schema.safeParse(resolved);
+  }
   if (!parsed.success) {
-    for (const issue of parsed.error.issues)
-      issues.push(...toConfigIssues(file, issue, resolved, at, schema));
+    for (const issue of parsed.error.issues) {
+      const key = pathKey(issue.path);
+      if (unresolved.has(key)) continue;
+      const message = unfit.get(key);
+      if (message) {
+        issues.push({ file, ...at(issue.path), field: fieldPath(issue.path), message });
+        continue;
+      }
+      const found = toConfigIssues(file, issue, resolved, at, schema);
+      const sub = substituted.get(key);
+      // Say where a value that does not fit came from: the variable, not just the text it gave.
+      if (sub) {
+        const from = sub.whole ? `${sub.whole} = ${describe(sub.value)}` : `"${sub.text}"`;
+        for (const f of found) f.message += ` (from ${from})`;
+      }
+      issues.push(...found);
+    }
   }
   issues.sort((a, b) => a.line - b.line || a.col - b.col);
   return { value: issues.length === 0 && parsed.success ? parsed.data : undefined, issues };
+}
+
+/** A string of the document that used ${env:…} or ${file:…}. */
+interface Substitution {
+  path: PropertyKey[];
+  /** As written in the YAML. */
+  text: string;
+  /** After substitution. */
+  value: string;
+  /** The reference when it is the whole string (`${env:PORT}`), else null: only then is it typed. */
+  whole: string | null;
+}
+
+const wholeReferencePattern = /^\$\{(env|file):([^}]*)\}$/;
+
+/** `${env:NAME}` (default dropped) or `${file:PATH}` when `text` is exactly one reference. */
+function wholeReference(text: string): string | null {
+  const m = wholeReferencePattern.exec(text.trim());
+  if (!m) return null;
+  const arg = m[1] === 'env' ? m[2]!.split(':-')[0]!.trim() : m[2]!.trim();
+  return `\${${m[1]}:${arg}}`;
+}
+
+/** A substituted text as the number or boolean a field of that type needs, or undefined. */
+function typedValue(text: string): number | boolean | undefined {
+  const t = text.trim();
+  if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t)) return Number(t);
+  if (t === 'true') return true;
+  if (t === 'false') return false;
+  return undefined;
+}
+
+function pathKey(path: readonly PropertyKey[]): string {
+  return JSON.stringify(path.map(String));
+}
+
+function setAt(root: unknown, path: readonly PropertyKey[], value: unknown): void {
+  let node = root as Record<PropertyKey, unknown>;
+  for (let i = 0; i < path.length - 1; i++) node = node[path[i]!] as Record<PropertyKey, unknown>;
+  node[path[path.length - 1]!] = value;
 }
 
 function fail(file: string, message: string): Loaded<never> {

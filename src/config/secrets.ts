@@ -5,6 +5,8 @@
  * file's folder). `$${` writes a literal `${`.
  * Keys that name a secret (password, passphrase, token, secret, privateKey, apiKey) must hold a
  * reference, never a literal: a literal there is an error.
+ * Substitution gives text; the loader (load.ts) turns a field that is exactly one reference into the
+ * number or boolean its schema expects (`port: ${env:PORT:-502}`).
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';

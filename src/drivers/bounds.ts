@@ -27,6 +27,15 @@ export const opcuaNodesPerReadMax = 1_000;
 export const opcuaItemsPerCreateMax = 1_000;
 /** OPC UA: notifications the server may put in one publish response (one batch of readings). */
 export const opcuaNotificationsPerPublishMax = 10_000;
+/**
+ * OPC UA: longest interval between two keep-alive Reads (ServerStatus.State) on a session. A third of
+ * the session timeout when that is shorter. The socket's idle timeout is derived from it (twice this
+ * plus the request timeout), never from the request timeout alone: a subscription with nothing to
+ * report, or a slow poll, leaves the socket quiet for as long as its interval.
+ */
+export const opcuaKeepAliveMaxMs = 5_000;
+/** OPC UA: most keep-alive periods a subscription may stay silent (its requested maxKeepAliveCount). */
+export const opcuaKeepAliveCountMax = 10;
 
 /** MQTT: dead letters kept in memory per driver; when full the oldest is dropped (and counted). */
 export const deadLettersMax = 1_000;

@@ -113,11 +113,17 @@ export interface OnceResult {
   batches: Reading[][];
   /**
    * Every part of the device answered: the connection, every Modbus unit, every tag with a usable
-   * value, a message on every MQTT topic filter.
+   * value, every MQTT subscription. A silent MQTT topic filter is not a failure (see `silent`).
    */
   complete: boolean;
   /** What did not answer or was unusable, one line each, for an operator. */
   problems: string[];
+  /**
+   * MQTT topic filters on which no message came before the deadline, the connection and subscription
+   * being fine: event-driven topics (a scanner) may well stay silent. The caller decides whether that
+   * is a failure (`run --once --once-silent-topics fail`).
+   */
+  silent: string[];
   /** Remarks that are not failures (MQTT tags whose message did not come while others on the topic did). */
   notes: string[];
   elapsedMs: number;

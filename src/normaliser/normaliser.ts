@@ -8,14 +8,18 @@
  * - A batch (one poll, one publish, one MQTT message) is applied atomically, in groups of equal source
  *   time in time order: every reading of a group updates the tag table first, then the rules its tags
  *   trigger run — lot and step rules before the others — so a message carrying both a material scan
- *   and its lot produces one event with that lot.
+ *   and its lot produces one event with that lot. A context tag without a usable value when the batch
+ *   arrives (start-up, a lost connection) takes its value from the batch before any rule runs.
  * - Quality: bad readings never trigger a rule and never lend a value: an event carries a bad tag as
  *   `{v: null, q: 'bad'}` and leaves out context from bad tags. Uncertain readings trigger and are
  *   carried as `q: 'uncertain'`. Triggers compare with the last usable value, so good → bad → good with
  *   the same value is no change, and parts counted during an outage are still reported.
  * - counter: one event per increment, numbered with the count each part reached. When the counter
  *   moved by more than one between reads, only the last part has measured values; the earlier ones
- *   carry `{v: null, q: 'bad'}` (not observed) and no product serial. A decrease is a wrap when
+ *   carry `{v: null, q: 'bad'}` (not observed) and no product serial. A lot, order or step that
+ *   changed between the two readings of the counter is left out of every part of the step, with the
+ *   reason in values['@context']: the readings cannot say which parts were made before the change
+ *   (issue 14: an outage across a lot change booked the old lot's parts to the new one). A decrease is a wrap when
  *   `rollover` is set and the wrapped step is plausible, else a reset to 0. A step above
  *   `maxIncrement` re-synchronises without events (counted, logged).
  * - change with kind lot_started/step_started also emits lot_finished/step_finished for the previous
@@ -64,13 +68,37 @@ export interface NormaliserStats {
   counterResyncs: number;
   /** Context values longer than contextCharsMax, left out of events. */
   contextTooLong: number;
+  /**
+   * Part events whose lot, order, product or step was left out because it changed between two
+   * readings of the counter (an outage, a lost message, one read showing both): see #counter.
+   */
+  contextUnknown: number;
 }
 
 /** Rule memory that survives a restart when the caller saves it (see saveState). */
 export interface NormaliserState {
   version: 1;
-  rules: Record<string, { last?: ReadingValue; started?: ContextValues; nextDueMs?: number }>;
+  rules: Record<
+    string,
+    { last?: ReadingValue; started?: ContextValues; nextDueMs?: number; basis?: CounterBasis }
+  >;
 }
+
+/**
+ * counter rules: the context known to hold while the counter had its last value (see #counter). A
+ * part counted later belongs to this context only if it did not change in between.
+ */
+export interface CounterBasis {
+  /** Last known value of each context key (also while the tag reads bad). */
+  context: ContextValues;
+  /** Source time from which `context` is known to hold: the counter's reading, or a context change. */
+  atMs: number;
+  /** The context at the counter's reading, when a later context change moved `context` on. */
+  before?: ContextValues;
+}
+
+/** Value key of the note on a part event whose context could not be told (never a tag name). */
+export const contextNoteKey = '@context';
 
 /** Limits of the signed event body (see bodySchema in event.ts). */
 export const contextCharsMax = 128;
@@ -79,6 +107,12 @@ export const valueCharsMax = 1024;
 type ContextKey = 'lot' | 'product' | 'order' | 'step';
 type ContextValues = Partial<Record<ContextKey, string>>;
 const contextKeys: readonly ContextKey[] = ['lot', 'product', 'order', 'step'];
+/**
+ * Context that spans many parts (a lot, an order, a process step): a part counted across a change of
+ * it cannot be attributed. The product serial is the part's own, like its measurements: the last part
+ * of a step takes it from the same read, the earlier ones go without (see #counter).
+ */
+const spanKeys: readonly ContextKey[] = ['lot', 'order', 'step'];
 
 interface TagSlot {
   name: string;
@@ -87,6 +121,14 @@ interface TagSlot {
   value: ReadingValue;
   /** Quality of the latest reading; null before the first. */
   quality: Quality | null;
+  /** A usable reading was seen: `value` is the last known one, even while the tag reads bad. */
+  known: boolean;
+  /** Some rule takes context from this tag. */
+  context: boolean;
+  /** Counter rules whose context this tag is part of. */
+  counters: RuleState[];
+  /** Batch number in which this slot was last looked at by #presetContext. */
+  batch: number;
 }
 
 interface DeviceState {
@@ -113,6 +155,10 @@ interface RuleState {
   /** For lot/step rules: the context the current lot or step started with. */
   started: ContextValues | undefined;
   nextDueMs: number | undefined;
+  /** counter: the context known to hold at its last value. */
+  basis: CounterBasis | undefined;
+  /** Group in which a context change last re-based this counter (avoids a Set per group). */
+  rebased: number;
   /** Readings of the trigger tag in the current group (for `update`). */
   pending: number;
   /** Group number in which this rule was last touched (avoids a Set per group). */
@@ -140,9 +186,12 @@ export class Normaliser {
     counterWraps: 0,
     counterResyncs: 0,
     contextTooLong: 0,
+    contextUnknown: 0,
   };
   #group = 0;
+  #batch = 0;
   readonly #touched: RuleState[] = [];
+  readonly #rebase: RuleState[] = [];
 
   constructor(devices: readonly NormaliserDevice[], options: NormaliserOptions) {
     this.#onDrafts = options.onDrafts;
@@ -151,7 +200,18 @@ export class Normaliser {
       if (d.enabled === false) continue;
       if (this.#devices.has(d.id)) throw new Error(`normaliser: duplicate device id ${d.id}`);
       const tags = new Map<string, TagSlot>();
-      for (const t of d.tags) tags.set(t.name, { name: t.name, unit: t.unit, value: null, quality: null });
+      for (const t of d.tags) {
+        tags.set(t.name, {
+          name: t.name,
+          unit: t.unit,
+          value: null,
+          quality: null,
+          known: false,
+          context: false,
+          counters: [],
+          batch: 0,
+        });
+      }
       const device: DeviceState = { id: d.id, station: d.station, tags, triggers: new Map() };
       const slot = (name: string, where: string): TagSlot => {
         const s = tags.get(name);
@@ -163,7 +223,10 @@ export class Normaliser {
         const context: Partial<Record<ContextKey, TagSlot>> = {};
         for (const k of contextKeys) {
           const name = merged[k];
-          if (name) context[k] = slot(name, `rule ${rule.name} context.${k}`);
+          if (name) {
+            context[k] = slot(name, `rule ${rule.name} context.${k}`);
+            context[k].context = true;
+          }
         }
         const values = rule.values.map((v) => slot(v, `rule ${rule.name} values`));
         const kind = rule.kind as EventKind;
@@ -180,10 +243,15 @@ export class Normaliser {
           last: undefined,
           started: undefined,
           nextDueMs: undefined,
+          basis: undefined,
+          rebased: -1,
           pending: 0,
           mark: -1,
         };
         this.#rules.push(state);
+        if (rule.trigger === 'counter') {
+          for (const s of new Set(Object.values(context))) s.counters.push(state);
+        }
         if (rule.trigger === 'period') {
           this.#periodic.push(state);
         } else {
@@ -202,6 +270,7 @@ export class Normaliser {
     const ordered = isTimeOrdered(readings)
       ? readings
       : [...readings].sort((a, b) => a.sourceTimeMs - b.sourceTimeMs);
+    this.#presetContext(ordered);
     const drafts: EventDraft[] = [];
     let start = 0;
     while (start < ordered.length) {
@@ -255,6 +324,7 @@ export class Normaliser {
       if (r.last !== undefined) entry.last = r.last;
       if (r.started) entry.started = { ...r.started };
       if (r.nextDueMs !== undefined) entry.nextDueMs = r.nextDueMs;
+      if (r.basis) entry.basis = copyBasis(r.basis);
       rules[r.key] = entry;
     }
     return { version: 1, rules };
@@ -273,6 +343,47 @@ export class Normaliser {
       r.last = entry.last;
       r.started = entry.started ? { ...entry.started } : undefined;
       r.nextDueMs = entry.nextDueMs;
+      r.basis = entry.basis ? copyBasis(entry.basis) : undefined;
+    }
+  }
+
+  /**
+   * One delivery sets the context before any of its rules run: a context tag that had no usable
+   * value when the batch arrived (the gateway just started, or the connection was lost) takes its
+   * first usable value in the batch at once, so a status event with an older source time than the
+   * lot read with it still carries that lot. A context tag that was readable keeps its value until its
+   * own reading's turn: a publish can hold queued changes, and a part made before a lot change in the
+   * same publish belongs to the old lot.
+   */
+  #presetContext(readings: readonly Reading[]): void {
+    const batch = ++this.#batch;
+    for (const r of readings) {
+      const slot = this.#devices.get(r.device)?.tags.get(r.tag);
+      if (!slot?.context || slot.batch === batch) continue;
+      if (usable(slot)) {
+        slot.batch = batch;
+        continue;
+      }
+      if (r.quality === 'bad') continue;
+      slot.batch = batch;
+      this.#setValue(slot, r.value, r.quality, null);
+    }
+  }
+
+  /**
+   * A usable reading into its slot. When the known value of a context tag changes, the counters using
+   * it whose value is current are re-based on the new context (collected in `rebase`, if given).
+   */
+  #setValue(slot: TagSlot, value: ReadingValue, quality: Quality, rebase: RuleState[] | null): void {
+    const before = slot.known ? contextText(slot.value) : undefined;
+    slot.quality = quality;
+    slot.value = value;
+    slot.known = true;
+    if (rebase === null || slot.counters.length === 0 || contextText(value) === before) return;
+    for (const c of slot.counters) {
+      if (c.rebased === this.#group) continue;
+      c.rebased = this.#group;
+      rebase.push(c);
     }
   }
 
@@ -280,6 +391,8 @@ export class Normaliser {
     const group = ++this.#group;
     const touched = this.#touched;
     touched.length = 0;
+    const rebase = this.#rebase;
+    rebase.length = 0;
     for (let i = start; i < end; i++) {
       const r = readings[i]!;
       this.#stats.readings++;
@@ -289,9 +402,9 @@ export class Normaliser {
         this.#stats.unknownReadings++;
         continue;
       }
-      slot.quality = r.quality;
       const ok = r.quality !== 'bad';
-      if (ok) slot.value = r.value;
+      if (ok) this.#setValue(slot, r.value, r.quality, rebase);
+      else slot.quality = r.quality;
       const rules = device.triggers.get(r.tag);
       if (!rules) continue;
       if (!ok) {
@@ -307,9 +420,20 @@ export class Normaliser {
         rule.pending++;
       }
     }
+    const timeMs = readings[start]!.sourceTimeMs;
+    // The context changed while a counter stood still at a value known to be current: the parts it
+    // counts next were made after the change.
+    for (const c of rebase) {
+      if (c.mark === group || c.last === undefined || !usable(c.trigger!)) continue;
+      const context = this.#knownContext(c);
+      const basis = c.basis;
+      if (basis && sameContext(basis.context, context)) continue;
+      c.basis = { context, atMs: timeMs };
+      const before = basis?.before ?? basis?.context;
+      if (before) c.basis.before = before;
+    }
     if (touched.length === 0) return;
     if (touched.length > 1) touched.sort((a, b) => a.priority - b.priority || a.index - b.index);
-    const timeMs = readings[start]!.sourceTimeMs;
     for (const rule of touched) this.#evaluate(rule, timeMs, drafts);
   }
 
@@ -381,6 +505,10 @@ export class Normaliser {
     }
     const last = r.last;
     r.last = v;
+    const basis = r.basis;
+    const known = this.#knownContext(r);
+    // From this reading on, the counter's value is known under this context.
+    r.basis = { context: known, atMs: timeMs };
     if (typeof last !== 'number' || v === last) return;
     let from: number; // first count of the new parts
     let steps: number;
@@ -408,8 +536,28 @@ export class Normaliser {
       );
       return;
     }
+    // The parts were made between the previous reading and this one. A context key that changed in
+    // that interval cannot be told for any of them (made before or after the change?): it is left out
+    // and the event says why, rather than book another lot's parts to the new one. The reference is
+    // the context at the previous reading, or at a later context change if this reading is not older.
+    const reference = !basis
+      ? undefined
+      : timeMs >= basis.atMs
+        ? basis.context
+        : (basis.before ?? basis.context);
+    const unknown = spanKeys.filter((k) => (reference ? reference[k] !== known[k] : known[k] !== undefined));
+    let context = this.#contextOf(r);
+    let note: EventValue | undefined;
+    if (unknown.length > 0) {
+      context = without(context, unknown);
+      note = {
+        v: `${unknown.join(', ')} unknown: ${unknown.length > 1 ? 'they' : 'it'} changed between two readings of the counter (${last} and ${v})`,
+        q: 'uncertain',
+      };
+      this.#stats.contextUnknown += steps;
+      this.#warn(r, `counter ${rule.tag} ${last} → ${v}: ${note.v}; ${steps} part(s) booked without it`);
+    }
     const wrapAt = rule.rollover;
-    const context = this.#contextOf(r);
     for (let i = 0; i < steps; i++) {
       let count = from + i;
       if (wrapAt !== undefined && count > wrapAt) count -= wrapAt + 1;
@@ -420,8 +568,21 @@ export class Normaliser {
         { v: count, q: r.trigger!.quality === 'uncertain' ? 'uncertain' : 'good' },
         r.trigger!,
       );
+      if (note) values[contextNoteKey] = { ...note };
       drafts.push(this.#draft(r, rule.kind as EventKind, timeMs, ctx, values));
     }
+  }
+
+  /** The last known value of each context key of a rule, readable now or not (for comparisons). */
+  #knownContext(r: RuleState): ContextValues {
+    const out: ContextValues = {};
+    for (const k of contextKeys) {
+      const slot = r.context[k];
+      if (!slot?.known) continue;
+      const text = contextText(slot.value);
+      if (text !== undefined) out[k] = text;
+    }
+    return out;
   }
 
   /** A lot or step seen at start-up without a change: remember its context for its finish. */
@@ -533,6 +694,27 @@ function sameValue(a: ReadingValue, b: ReadingValue): boolean {
 function withUnit(value: EventValue, slot: TagSlot): EventValue {
   if (slot.unit !== undefined) value.unit = slot.unit;
   return value;
+}
+
+function without(ctx: ContextValues, keys: readonly ContextKey[]): ContextValues {
+  const out: ContextValues = {};
+  for (const k of contextKeys) if (ctx[k] !== undefined && !keys.includes(k)) out[k] = ctx[k];
+  return out;
+}
+
+/** A context value as the text events carry, or undefined for "none" (null, empty). */
+function contextText(v: ReadingValue): string | undefined {
+  return present(v) ? String(v) : undefined;
+}
+
+function sameContext(a: ContextValues, b: ContextValues): boolean {
+  return contextKeys.every((k) => a[k] === b[k]);
+}
+
+function copyBasis(b: CounterBasis): CounterBasis {
+  const out: CounterBasis = { context: { ...b.context }, atMs: b.atMs };
+  if (b.before) out.before = { ...b.before };
+  return out;
 }
 
 function withoutProduct(ctx: ContextValues): ContextValues {

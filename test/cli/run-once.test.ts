@@ -2,7 +2,8 @@
  * `masbc-edge run --once` as a real process against the simulators, with the bundled device maps:
  * every tag read once (OPC UA one Read, Modbus one poll per unit, MQTT one message per topic filter),
  * the events a fresh normaliser would make, nothing written anywhere, exit 0 when every device
- * answered and 1 (with the reasons) when a Modbus unit or an MQTT topic stays silent.
+ * answered and 1 (with the reasons) when a Modbus unit or an MQTT topic stays silent. The only file it
+ * writes is the gateway's own OPC UA certificate, created once and kept (issue 14, item 3).
  */
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,8 +47,28 @@ async function publishRetained(topic: string, payload: string): Promise<void> {
   await client.endAsync();
 }
 
-/** Files under the data folder (none: --once writes nothing). */
-const written = () => (existsSync(dataDir) ? readdirSync(dataDir, { recursive: true }) : []);
+/** Files under the data folder. */
+const written = () =>
+  existsSync(dataDir)
+    ? readdirSync(dataDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
+    : [];
+/**
+ * --once writes only the gateway's own OPC UA certificate and key (once, kept for `run`; node-opcua adds
+ * its lock files): no outbox, no key, no status file, no trust decision (nothing in trusted/).
+ */
+const writesOnlyTheOwnCertificate = () => {
+  const files = written().map((e) => join(e.parentPath, e.name).slice(dataDir.length + 1));
+  const pki = join('pki', 'opcua');
+  expect(
+    files.every((f) => f.startsWith(pki)),
+    files.join(', '),
+  ).toBe(true);
+  expect(
+    files.filter((f) => /trusted|rejected/.test(f)),
+    files.join(', '),
+  ).toEqual([]);
+  expect(files).toContain(join('pki', 'opcua', 'own', 'certs', 'client_certificate.pem'));
+};
 
 beforeAll(async () => {
   sims = await startSimulators({
@@ -84,7 +105,7 @@ afterAll(async () => {
 });
 
 describe('masbc-edge run --once', () => {
-  it('reads every tag of every device once, shows the events they would make, writes nothing, exits 0', async () => {
+  it('reads every tag of every device once, shows the events they would make, writes only the gateway OPC UA certificate, exits 0', async () => {
     const telemetry = sims.mqtt!.topicOf('OVEN1', 'telemetry');
     const scans = sims.mqtt!.topicOf('SCANNER1', 'scan');
     const ts = sims.engine.nowMs;
@@ -187,8 +208,9 @@ describe('masbc-edge run --once', () => {
         },
       ]),
     );
-    // Nothing stored, signed or written: no key was needed, the data folder stays empty.
-    expect(written()).toEqual([]);
+    // Nothing stored or signed: no key was needed; only the gateway's OPC UA certificate is kept.
+    writesOnlyTheOwnCertificate();
+    expect(report.opcua).toMatchObject({ certificateCreated: true, rejected: [] });
   }, 30_000);
 
   it('reports a silent Modbus unit and a silent MQTT topic, in text, and exits 1', async () => {
@@ -201,13 +223,56 @@ describe('masbc-edge run --once', () => {
       expect(r.out).toMatch(/^press1 \(modbus\): answered in \d+ ms, 15 readings$/m);
       expect(r.out).toMatch(/^oven1-plc \(modbus\): DID NOT ANSWER COMPLETELY/m);
       expect(r.out).toMatch(/problem: timeout \(unit 2\): alarmLamp, doorOpen, lotId, .*, \+3 more$/m);
-      expect(r.out).toContain('problem: no message within 1500 ms on plant1/line1/scanner1/scan');
+      // An event-driven topic that stayed silent is said, and is not a failure (issue 14, item 10).
+      expect(r.out).toMatch(/^oven1 \(mqtt\): answered in \d+ ms/m);
+      expect(r.out).toContain('silent: no message within 1500 ms on plant1/line1/scanner1/scan');
       expect(r.out).toMatch(/^ {2}lotId +null +bad +timeout \(unit 2\)$/m);
-      expect(r.out).toContain('2 of 4 devices answered completely; exit 1');
-      expect(written()).toEqual([]);
+      expect(r.out).toContain('3 of 4 devices answered completely; exit 1');
+      writesOnlyTheOwnCertificate();
     } finally {
       sims.faults.setModbusUnitFault(2, null);
     }
+  }, 30_000);
+
+  it('a silent event-driven MQTT topic is listed, exit 0; --once-silent-topics fail makes it a failure (issue 14, item 10)', async () => {
+    // The scanner publishes only when material is scanned: its topic may well stay silent.
+    await publishRetained(sims.mqtt!.topicOf('SCANNER1', 'scan'), '');
+    const r = await cli([
+      'run',
+      '--once',
+      '-c',
+      gatewayFile,
+      '--format',
+      'json',
+      '--once-timeout-ms',
+      '1500',
+    ]);
+    expect(r.code, r.err).toBe(0);
+    const report = JSON.parse(r.out) as OnceReport;
+    expect(report.complete).toBe(true);
+    expect(report.devices.find((d) => d.device === 'oven1')).toMatchObject({
+      complete: true,
+      problems: [],
+      silentTopics: ['plant1/line1/scanner1/scan'],
+    });
+    const strict = await cli([
+      'run',
+      '--once',
+      '-c',
+      gatewayFile,
+      '--once-timeout-ms',
+      '1500',
+      '--once-silent-topics',
+      'fail',
+    ]);
+    expect(strict.code, strict.err).toBe(1);
+    expect(strict.out).toMatch(/^oven1 \(mqtt\): DID NOT ANSWER COMPLETELY/m);
+    expect(strict.out).toContain('silent: no message within 1500 ms on plant1/line1/scanner1/scan');
+    expect(strict.out).toContain('3 of 4 devices answered completely; exit 1');
+    // The option belongs to --once.
+    const without = await cli(['run', '-c', gatewayFile, '--once-silent-topics', 'fail']);
+    expect(without.code).toBe(2);
+    expect(without.err).toContain('--once-silent-topics needs --once');
   }, 30_000);
 
   it('refuses --once options without --once, and a timeout out of range (exit 2)', async () => {
@@ -217,6 +282,6 @@ describe('masbc-edge run --once', () => {
     const short = await cli(['run', '--once', '-c', gatewayFile, '--once-timeout-ms', '50']);
     expect(short.code).toBe(2);
     expect(short.err).toContain('expected an integer from 100 to 3600000');
-    expect(written()).toEqual([]);
+    writesOnlyTheOwnCertificate();
   });
 });

@@ -26,6 +26,7 @@ function recorder(calls: string[]): DriverFactory<{ id: string }> {
         complete: true,
         problems: [],
         notes: [],
+        silent: [],
         elapsedMs: 1,
       }),
       loadState: (s: unknown) => void calls.push(`load ${JSON.stringify(s)}`),

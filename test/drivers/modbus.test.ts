@@ -119,6 +119,33 @@ describe('modbus driver against a Modbus TCP server', () => {
     });
   }
 
+  it('logs a unit timeout as readable text, not "[object Object]" (issue 14, item 11)', async () => {
+    server.clear();
+    server.set(3, 'holding', 0, [5]);
+    server.silent.add(3);
+    const t = testContext();
+    const driver = new ModbusDriver(
+      tcpDevice(server.port, [tag({ name: 'x', unitId: 3, address: 0 })]),
+      t.ctx,
+    );
+    await driver.start();
+    try {
+      await t.waitFor(
+        () => t.logs.some((l) => l.level === 'warn' && l.fields?.reason === 'timeout'),
+        'a timeout warning',
+      );
+      const line = t.logs.find((l) => l.level === 'warn' && l.fields?.reason === 'timeout')!;
+      // modbus-serial rejects with a plain object, not an Error: its message must still come through.
+      expect(line.msg).not.toContain('[object Object]');
+      expect(line.msg).toMatch(/timed out/i);
+      expect(driver.health().lastError).toMatch(/timed out/i);
+    } finally {
+      await driver.stop();
+      server.silent.delete(3);
+      t.cleanup();
+    }
+  });
+
   it('an exception inside a merged request costs only the tag on the unmapped address', async () => {
     server.clear();
     server.set(1, 'holding', 0, [1, 2, 3, 4, 5, 6]);
@@ -224,7 +251,8 @@ describe('modbus interop with pymodbus (independent implementation)', () => {
   const expected = {
     lot: 'LOT-1',
     count: 100_000,
-    pi: Math.fround(Math.PI),
+    // The float32 nearest to pi as its shortest decimal, 3.1415927 (issue 14, item 7).
+    pi: Number(Math.fround(Math.PI).toPrecision(8)),
     c0: true,
     c1: false,
     c2: true,

@@ -233,6 +233,43 @@ describe('mqtt driver against mosquitto (independent broker)', () => {
     }
   });
 
+  it.skipIf(skip)(
+    'a payload that is not valid UTF-8 is a dead letter with its reason (issue 14, item 8)',
+    async () => {
+      const broker = await startMosquitto();
+      const url = `mqtt://127.0.0.1:${broker.port}`;
+      const t = testContext();
+      const driver = new MqttDriver(oven(url), t.ctx);
+      await driver.start();
+      try {
+        await t.waitFor(() => driver.health().state === 'connected', 'connected');
+        // Raw bytes, as a scanner with a broken code page sends them: "ORD-" then 0xFF 0xFE.
+        const client = await mqtt.connectAsync(url, { reconnectPeriod: 0 });
+        const bad = Buffer.concat([
+          Buffer.from('{"material":"RM-1","qty":2,"order":"ORD-'),
+          Buffer.from([0xff, 0xfe, 0x22, 0x7d]),
+        ]);
+        await client.publishAsync(S, bad, { qos: 1 });
+        await client.publishAsync(S, '{"material":"RM-2","qty":3}', { qos: 1 });
+        await client.endAsync();
+        await t.waitFor(() => t.latest('material')?.value === 'RM-2', 'the good scan after it');
+        // The bad one made no reading at all (not "ORD-\uFFFD\uFFFD"), and is kept with its reason.
+        expect(t.readings.filter((r) => r.tag === 'material').map((r) => r.value)).toEqual(['RM-2']);
+        expect(t.deadLetters).toHaveLength(1);
+        expect(t.deadLetters[0]).toMatchObject({
+          source: S,
+          reason: 'payload is not valid UTF-8 (first bad byte at offset 40: 0xff)',
+          payloadBytes: bad.byteLength,
+        });
+        expect(driver.health().errors.malformed).toBe(1);
+      } finally {
+        await driver.stop();
+        await broker.stop();
+        t.cleanup();
+      }
+    },
+  );
+
   it.skipIf(skip || missing('openssl', 'apt-get install -y openssl'))(
     'mqtts with a CA and a client certificate from files',
     async () => {

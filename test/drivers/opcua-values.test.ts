@@ -42,6 +42,8 @@ describe('variant to reading value', () => {
 
   it('arrays become JSON text, refused beyond 1024 characters', () => {
     expect(v(DataType.Double, new Float64Array([1, 2.5]), VariantArrayType.Array)).toBe('[1,2.5]');
+    // Float elements as their shortest decimals, like a scalar Float (issue 14, item 7).
+    expect(v(DataType.Float, new Float32Array([270.2, 0.1]), VariantArrayType.Array)).toBe('[270.2,0.1]');
     const big = v(DataType.Double, new Float64Array(500).fill(123.456), VariantArrayType.Array);
     expect(big).toEqual({ problem: 'array value longer than 1024 characters' });
   });

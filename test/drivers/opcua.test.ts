@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DataType } from 'node-opcua';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
 import { OpcuaDriver } from '../../src/drivers/opcua/driver.ts';
@@ -25,7 +26,15 @@ beforeAll(async () => {
     seed: 11,
     startMs: Date.UTC(2026, 0, 5, 6),
     scenario: { cycleTimeMs: 100, downProbability: 0 },
-    opcua: { pkiDir: join(root, 'server-pki'), users: [{ username: 'operator', password: 'op-secret' }] },
+    opcua: {
+      pkiDir: join(root, 'server-pki'),
+      users: [{ username: 'operator', password: 'op-secret' }],
+      // A controller publishing single-precision values (issue 14, item 7).
+      extraVariables: [
+        { name: 'Torque', dataType: DataType.Float, value: 1211.4 },
+        { name: 'Feed', dataType: DataType.Float, value: 0.1 },
+      ],
+    },
     modbus: false,
     mqtt: false,
     dataDir: join(root, 'sim'),
@@ -97,6 +106,33 @@ describe('opcua driver against the CNC simulator', () => {
       const h = driver.health();
       expect(h).toMatchObject({ state: 'connected', errors: { 'monitored-item': 1 } });
       expect(h.detail).toMatchObject({ monitoredItems: 4 });
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  });
+
+  it('stores a Float as the shortest decimal that reads back as the same float32 (issue 14, item 7)', async () => {
+    const t = testContext({ pkiFolder });
+    const driver = new OpcuaDriver(
+      deviceMap('opcua', {
+        connection: { endpoint, reconnectMaxDelayMs: 500 },
+        tags: [
+          { name: 'torque', nodeId: 'ns=1;s=Extras.Torque' },
+          { name: 'feed', nodeId: 'ns=1;s=Extras.Feed', mode: 'poll', pollIntervalMs: 100 },
+        ],
+      }),
+      t.ctx,
+    );
+    await driver.start();
+    try {
+      await t.waitFor(
+        () => t.latest('torque') !== undefined && t.latest('feed') !== undefined,
+        'both values',
+      );
+      // On the wire a Float is 32 bits: 1211.4 arrives as 1211.4000244140625 unless written back short.
+      expect(t.latest('torque')).toMatchObject({ value: 1211.4, quality: 'good' });
+      expect(t.latest('feed')).toMatchObject({ value: 0.1, quality: 'good' });
     } finally {
       await driver.stop();
       t.cleanup();
@@ -198,6 +234,84 @@ describe('opcua driver against the CNC simulator', () => {
       await driver.stop();
       t.cleanup();
     }
+  });
+
+  it('keeps a quiet subscription connected, the socket idle far longer than requestTimeoutMs (issue 14, item 1)', async () => {
+    const t = testContext({ pkiFolder });
+    // Publishing every second, keep-alive count 10: the server says nothing for 10 s when nothing
+    // changes. The request timeout is 300 ms: it must not be the socket's idle timeout.
+    const driver = new OpcuaDriver(
+      deviceMap('opcua', {
+        connection: { endpoint, requestTimeoutMs: 300, publishingIntervalMs: 1_000 },
+        tags: [
+          { name: 'nominal', nodeId: 'ns=1;s=CNC1.Quality.DiameterNominal' },
+          { name: 'tolerance', nodeId: 'ns=1;s=CNC1.Quality.DiameterTolerance' },
+        ],
+      }),
+      t.ctx,
+    );
+    const before = sims.opcua!.sessions();
+    await driver.start();
+    try {
+      await t.waitFor(() => t.latest('nominal')?.quality === 'good', 'first values');
+      // Eight request timeouts of silence (the issue saw a drop every ~6 s with 5 s).
+      await new Promise((r) => setTimeout(r, 8 * 300));
+      const h = driver.health();
+      expect({ reconnects: h.reconnects, errors: h.errors, state: h.state }).toEqual({
+        reconnects: 0,
+        errors: {},
+        state: 'connected',
+      });
+      expect(t.readings.filter((r) => r.reason === 'disconnected')).toEqual([]);
+      // One session created for it, and it is still the one open.
+      expect(sims.opcua!.sessions().created - before.created).toBe(1);
+    } finally {
+      await driver.stop();
+      t.cleanup();
+    }
+  });
+
+  it('keeps the first values of a publish that arrives in the same socket read as the items it is for', async () => {
+    // The server's bytes reach the client in 300 ms chunks: the CreateMonitoredItems response and the
+    // first publish response (the items' initial values) arrive together.
+    const proxy = await startProxy(Number(new URL(endpoint.replace('opc.tcp', 'http')).port), '127.0.0.1', {
+      coalesceMs: 300,
+    });
+    const t = testContext({ pkiFolder });
+    const driver = new OpcuaDriver(
+      deviceMap('opcua', {
+        connection: { endpoint: `opc.tcp://127.0.0.1:${proxy.port}`, requestTimeoutMs: 2_000 },
+        tags: [
+          { name: 'nominal', nodeId: 'ns=1;s=CNC1.Quality.DiameterNominal' },
+          { name: 'tolerance', nodeId: 'ns=1;s=CNC1.Quality.DiameterTolerance' },
+        ],
+      }),
+      t.ctx,
+    );
+    await driver.start();
+    try {
+      // Constant values: their initial notification is the only one they ever get.
+      await t.waitFor(
+        () => t.latest('nominal')?.quality === 'good' && t.latest('tolerance')?.quality === 'good',
+        'the initial values',
+      );
+    } finally {
+      await driver.stop();
+      await proxy.close();
+      t.cleanup();
+    }
+  });
+
+  it('refuses at construction a publishing interval the session would not outlive; allows 60 s by default', () => {
+    const t = testContext({ pkiFolder });
+    const map = (connection: Record<string, unknown>) =>
+      deviceMap('opcua', { connection: { endpoint, ...connection }, tags: [tags[0]] });
+    expect(
+      () => new OpcuaDriver(map({ publishingIntervalMs: 60_000, sessionTimeoutMs: 30_000 }), t.ctx),
+    ).toThrow(/publishingIntervalMs 60000 needs sessionTimeoutMs of at least as much/);
+    const slow = new OpcuaDriver(map({ publishingIntervalMs: 60_000 }), t.ctx);
+    expect(slow.health().detail).toMatchObject({ keepAliveMs: 5_000, transportTimeoutMs: 15_000 });
+    t.cleanup();
   });
 
   it('detects a connection gone silent (pulled cable) within three keep-alive periods and reconnects', async () => {

@@ -183,7 +183,12 @@ describe('bundled device maps against the simulators', () => {
     await until(() => events('press1', 'part_completed').length >= parts.length, 'every press part');
     const got = events('press1', 'part_completed');
     expect(got.map((e) => e.values.partsTotal?.v)).toEqual(parts.map((p) => p.totalCount));
-    expect(got.map((e) => e.lot)).toEqual(parts.map((p) => p.lot));
+    // Its lot, or none with the reason when one poll saw the lot change and the part together (the
+    // poll cannot tell which came first): never another lot.
+    expect(got.map((e, i) => (e.lot === undefined && e.values['@context'] ? parts[i]!.lot : e.lot))).toEqual(
+      parts.map((p) => p.lot),
+    );
+    expect(got.filter((e) => e.lot === parts[got.indexOf(e)]!.lot).length).toBeGreaterThan(parts.length / 2);
     // A part seen in its own poll carries its peak force; parts of a jump carry it as not observed.
     for (const [i, p] of parts.entries()) {
       const force = got[i]!.values.peakForce!;

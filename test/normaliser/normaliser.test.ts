@@ -203,14 +203,150 @@ describe('lot and step changes', () => {
     expect(push(['lotId', 'L2']).map((e) => [e.kind, e.lot])).toEqual([['lot_started', 'L2']]);
   });
 
-  it('in one batch, lot rules run before the others: the part belongs to the new lot', () => {
+  it('in one batch, lot rules run before the others; a part counted in the same read has no lot', () => {
     const { push } = setup();
     push(['lotId', 'L1'], ['partCount', 7]);
     const events = push(['partCount', 1], ['lotId', 'L2']);
+    // Made before or after the lot change? One read cannot tell (issue 14, item 2).
     expect(events.map((e) => [e.kind, e.lot])).toEqual([
       ['lot_finished', 'L1'],
       ['lot_started', 'L2'],
-      ['part_completed', 'L2'],
+      ['part_completed', undefined],
+    ]);
+    expect(events[2]!.values['@context']).toEqual({
+      v: 'lot unknown: it changed between two readings of the counter (7 and 1)',
+      q: 'uncertain',
+    });
+  });
+});
+
+describe('parts across a context change (issue 14, item 2)', () => {
+  const unknown = (e: EventDraft | undefined) => e?.values['@context']?.v;
+
+  it('a counter jump across a lot change during an outage books no part to either lot', () => {
+    const { n, push } = setup();
+    push(['lotId', 'LOT-67'], ['orderId', 'ORD-0033'], ['partCount', 41]);
+    // The connection is lost: every tag reads bad.
+    push(['lotId', null, 'bad'], ['orderId', null, 'bad'], ['partCount', null, 'bad']);
+    // Back: the lot changed and the counter moved by 3. Which parts were made under LOT-67?
+    const events = push(['lotId', 'LOT-68'], ['orderId', 'ORD-0034'], ['partCount', 44]);
+    expect(events.map((e) => [e.kind, e.lot, e.order])).toEqual([
+      ['lot_finished', 'LOT-67', 'ORD-0033'],
+      ['lot_started', 'LOT-68', 'ORD-0034'],
+      ['part_completed', undefined, undefined],
+      ['part_completed', undefined, undefined],
+      ['part_completed', undefined, undefined],
+    ]);
+    expect(unknown(events[4])).toBe(
+      'lot, order unknown: they changed between two readings of the counter (41 and 44)',
+    );
+    expect(n.stats().contextUnknown).toBe(3);
+    // From here on the readings say it: the next part is LOT-68's.
+    const [next] = push(['partCount', 45]);
+    expect([next!.lot, next!.order, unknown(next)]).toEqual(['LOT-68', 'ORD-0034', undefined]);
+  });
+
+  it('keeps what did not change: a new lot of the same order keeps the order', () => {
+    const { push } = setup();
+    push(['lotId', 'L1'], ['orderId', 'O1'], ['partCount', 1]);
+    const events = push(['lotId', 'L2'], ['orderId', 'O1'], ['partCount', 3]);
+    const parts = events.filter((e) => e.kind === 'part_completed');
+    expect(parts.map((e) => [e.lot, e.order])).toEqual([
+      [undefined, 'O1'],
+      [undefined, 'O1'],
+    ]);
+    expect(unknown(parts[1])).toBe('lot unknown: it changed between two readings of the counter (1 and 3)');
+  });
+
+  it('a lot change seen while the counter stood still is the context of the next parts', () => {
+    const { push } = setup();
+    push(['lotId', 'L1'], ['partCount', 5]);
+    // A subscription reports only changes: the lot changes, the counter is still 5.
+    push(['lotId', 'L2']);
+    const [e] = push(['partCount', 6]);
+    expect([e!.lot, unknown(e)]).toEqual(['L2', undefined]);
+  });
+
+  it('a lot change in one delivery, before a part in the same delivery, by source time', () => {
+    const { n, drafts } = setup();
+    const at = (tag: string, value: ReadingValue, t: number): Reading => ({
+      device: 'cnc1',
+      tag,
+      value,
+      quality: 'good',
+      sourceTimeMs: t,
+    });
+    n.push([at('lotId', 'L1', 10), at('partCount', 5, 10)]);
+    // One OPC UA publish holding queued changes: part 6 at t=20 (L1), lot L2 at t=30, part 7 at t=40.
+    n.push([at('partCount', 6, 20), at('lotId', 'L2', 30), at('partCount', 7, 40)]);
+    const parts = drafts.filter((d) => d.kind === 'part_completed');
+    expect(parts.map((d) => [d.values.partCount?.v, d.lot, unknown(d)])).toEqual([
+      [6, 'L1', undefined],
+      [7, 'L2', undefined],
+    ]);
+  });
+
+  it('a counter reading older than the lot change it follows is not booked to the new lot', () => {
+    const { n, drafts } = setup();
+    const at = (tag: string, value: ReadingValue, t: number): Reading => ({
+      device: 'cnc1',
+      tag,
+      value,
+      quality: 'good',
+      sourceTimeMs: t,
+    });
+    n.push([at('lotId', 'L1', 10), at('partCount', 5, 10)]);
+    n.push([at('lotId', 'L2', 30)]);
+    // A slowly sampled counter reports a part completed at t=25, before the lot changed.
+    n.push([at('partCount', 6, 25)]);
+    const [part] = drafts.filter((d) => d.kind === 'part_completed');
+    expect([part!.lot, unknown(part)]).toEqual([
+      undefined,
+      'lot unknown: it changed between two readings of the counter (5 and 6)',
+    ]);
+  });
+
+  it('across a gateway restart: a lot changed while the gateway was down books no part', () => {
+    const a = setup();
+    a.push(['lotId', 'L1'], ['orderId', 'O1'], ['partCount', 10]);
+    const b = setup();
+    b.n.loadState(JSON.parse(JSON.stringify(a.n.saveState())));
+    // Same lot after the restart: the parts are L1's.
+    const same = b.push(['lotId', 'L1'], ['orderId', 'O1'], ['partCount', 11]);
+    expect(same.map((e) => [e.lot, e.order, unknown(e)])).toEqual([['L1', 'O1', undefined]]);
+    const c = setup();
+    c.n.loadState(JSON.parse(JSON.stringify(a.n.saveState())));
+    const changed = c.push(['lotId', 'L2'], ['orderId', 'O2'], ['partCount', 11]);
+    expect(changed.filter((e) => e.kind === 'part_completed').map((e) => [e.lot, e.order])).toEqual([
+      [undefined, undefined],
+    ]);
+  });
+});
+
+describe('one delivery sets the context before its rules run (issue 14, item 5)', () => {
+  it('the first status event carries the lot and order of the same delivery, though they are newer', () => {
+    const dev: NormaliserDevice = {
+      ...cnc,
+      rules: [
+        rule({
+          name: 'state',
+          trigger: 'change',
+          tag: 'state',
+          kind: 'equipment_status',
+          initial: 'emit',
+          values: ['state'],
+        }),
+      ],
+    };
+    const { n, drafts } = setup([dev]);
+    // The first publish of a subscription: each value with its own (last change) source time.
+    n.push([
+      { device: 'cnc1', tag: 'state', value: 'Running', quality: 'good', sourceTimeMs: 1_000 },
+      { device: 'cnc1', tag: 'lotId', value: 'LOT-68', quality: 'good', sourceTimeMs: 2_000 },
+      { device: 'cnc1', tag: 'orderId', value: 'ORD-0034', quality: 'good', sourceTimeMs: 2_000 },
+    ]);
+    expect(drafts.map((d) => [d.kind, d.lot, d.order, d.sourceTimeMs])).toEqual([
+      ['equipment_status', 'LOT-68', 'ORD-0034', 1_000],
     ]);
   });
 });
@@ -365,11 +501,12 @@ describe('bookkeeping', () => {
     const b = setup();
     b.n.loadState(state);
     const events = b.push(['lotId', 'L2'], ['orderId', 'O2'], ['partCount', 12]);
+    // The parts counted while the gateway was down may be L1's or L2's: booked to neither.
     expect(events.map((e) => [e.kind, e.lot, e.values.partCount?.v])).toEqual([
       ['lot_finished', 'L1', undefined],
       ['lot_started', 'L2', undefined],
-      ['part_completed', 'L2', 11],
-      ['part_completed', 'L2', 12],
+      ['part_completed', undefined, 11],
+      ['part_completed', undefined, 12],
     ]);
     expect(events[0]!.order).toBe('O1');
   });

@@ -110,6 +110,7 @@ class LazyDriver implements Driver {
       complete: false,
       problems: [this.#loadError ?? `cannot load the ${this.protocol} driver`],
       notes: [],
+      silent: [],
       elapsedMs: 0,
     };
   }

@@ -96,17 +96,34 @@ export class LogLimiter {
   }
 }
 
+/**
+ * The text of anything thrown or rejected. Protocol libraries do not always reject with an Error:
+ * modbus-serial rejects a timeout with a plain `{ name, message, errno }` object, which String()
+ * would turn into "[object Object]".
+ */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
+  if (err !== null && typeof err === 'object') {
+    const { message, name, errno } = err as { message?: unknown; name?: unknown; errno?: unknown };
+    const text = [message, name, errno].find((x): x is string => typeof x === 'string' && x !== '');
+    if (text !== undefined) return text;
+    try {
+      return JSON.stringify(err).slice(0, 200);
+    } catch {
+      return Object.prototype.toString.call(err);
+    }
+  }
   return String(err);
 }
 
 /** What a protocol's {@link DriverBase.acquireOnce} found; the base adds timing and bad-tag problems. */
 export interface OnceAcquired {
   batches: Reading[][];
-  /** Failures that are not a bad reading: could not connect, an MQTT topic filter stayed silent … */
+  /** Failures that are not a bad reading: could not connect, a subscription refused … */
   problems: string[];
   notes?: string[];
+  /** MQTT topic filters that delivered no message (not a failure: see OnceResult.silent). */
+  silent?: string[];
 }
 
 /** Tag names listed per problem line before "+N more". */
@@ -248,13 +265,15 @@ export abstract class DriverBase implements Driver {
     const problems = [...got.problems, ...badReadingProblems(batches)].map((p) =>
       p.replace(/\s+/g, ' ').trim(),
     );
-    if (problems.length === 0 && batches.length === 0) problems.push('no readings');
+    const silent = got.silent ?? [];
+    if (problems.length === 0 && batches.length === 0 && silent.length === 0) problems.push('no readings');
     return {
       device: this.device,
       protocol: this.protocol,
       batches,
       complete: problems.length === 0,
       problems,
+      silent,
       notes: got.notes ?? [],
       elapsedMs: Math.round(performance.now() - startedMs),
     };

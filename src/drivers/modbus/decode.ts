@@ -12,7 +12,10 @@
  * (BADC/DCBA); they end at the first NUL and trailing spaces are dropped.
  * Scale and offset apply to numeric types: value = raw × scale + offset. A scale whose inverse is an
  * integer (0.1, 0.01 …) divides instead, so 253 × 0.1 gives 25.3 and 6540 × 0.01 − 40 gives 25.4, without binary noise.
+ * A float32 is first written as the shortest decimal that reads back as the same float32 (270.2, not
+ * the 270.20001220703125 its widening to a double shows).
  */
+import { float32Shortest } from '../common/float32.ts';
 import { type ModbusType, tagSize } from './plan.ts';
 
 export type ByteOrder = 'ABCD' | 'BADC' | 'CDAB' | 'DCBA';
@@ -74,7 +77,11 @@ export function registerDecoder(tag: DecodeTag): Decoder {
     case 'uint32':
       return { words, decode: (d, o) => scaled(reorder(d, 2 * o, 2, order).readUInt32BE(0)) };
     case 'float32':
-      return { words, decode: (d, o) => scaled(reorder(d, 2 * o, 2, order).readFloatBE(0)) };
+      // The shortest decimal of the float32 (270.2, not 270.20001220703125), then scale and offset.
+      return {
+        words,
+        decode: (d, o) => scaled(float32Shortest(reorder(d, 2 * o, 2, order).readFloatBE(0))),
+      };
     case 'float64':
       return { words, decode: (d, o) => scaled(reorder(d, 2 * o, 4, order).readDoubleBE(0)) };
     case 'string': {

@@ -14,6 +14,10 @@
  * several tags splits it into one request per tag for the rest of the connection, so one unmapped
  * register inside a gap costs only the tag that really sits on it. A bad reading is emitted when a
  * tag's failure reason changes, not on every poll; good readings are emitted on every poll.
+ *
+ * One poll of a unit is one batch with one source time (when its last response arrived): its
+ * requests are one read, applied together by the normaliser (docs/device-maps.md, "Order within one
+ * read"), never a counter before the input registers read with it.
  */
 import { isAbsolute, resolve } from 'node:path';
 import mb from 'modbus-serial';
@@ -367,7 +371,7 @@ export class ModbusDriver extends DriverBase {
               unitId: unit.unitId,
             });
           }
-          this.#markBad(unit.tags, `timeout (unit ${unit.unitId})`, batch);
+          this.#markBad(unit.tags, `timeout (unit ${unit.unitId})`, 0, batch);
           break;
         }
         if (kind === 'exception') {
@@ -396,26 +400,31 @@ export class ModbusDriver extends DriverBase {
         this.#markBad(
           read.slots.map((s) => s.tag),
           errorMessage(err),
+          0,
           batch,
         );
         continue;
       } finally {
         conn.semaphore.release();
       }
-      const timeMs = this.now();
       if (!unit.up) {
         unit.up = true;
         unit.probe.reset();
         this.ctx.log.info('unit answering again', { device: this.device, unitId: unit.unitId });
       }
-      this.#decode(read, data, timeMs, batch);
+      this.#decode(read, data, batch);
     }
+    // One poll is one read: every reading of it carries the time the poll completed, so a consumer
+    // applies them together (a counter and the values read with it), whatever the requests' timing.
+    const doneMs = this.now();
+    for (const r of batch) r.sourceTimeMs = doneMs;
     unit.lastPollMs = started;
-    unit.lastPollDurationMs = this.now() - started;
+    unit.lastPollDurationMs = doneMs - started;
     return batch;
   }
 
-  #decode(read: PlannedRead, data: Uint8Array, timeMs: number, batch: Reading[]): void {
+  /** Adds the readings of one response; #pollUnit stamps them with the poll's time. */
+  #decode(read: PlannedRead, data: Uint8Array, batch: Reading[]): void {
     for (const { tag, offset } of read.slots) {
       tag.lastBad = null;
       batch.push({
@@ -423,14 +432,13 @@ export class ModbusDriver extends DriverBase {
         tag: tag.name,
         value: tag.decoder ? tag.decoder.decode(data, offset) : decodeBit(data, offset),
         quality: 'good',
-        sourceTimeMs: timeMs,
+        sourceTimeMs: 0,
       });
     }
   }
 
   /** Adds a bad reading for each tag whose failure reason changed. */
-  #markBad(tags: readonly TagState[], reason: string, batch: Reading[]): void {
-    const timeMs = this.now();
+  #markBad(tags: readonly TagState[], reason: string, timeMs: number, batch: Reading[]): void {
     for (const tag of tags) {
       if (tag.lastBad === reason) continue;
       tag.lastBad = reason;
@@ -447,7 +455,7 @@ export class ModbusDriver extends DriverBase {
 
   #markAllBad(reason: string): void {
     const batch: Reading[] = [];
-    this.#markBad(this.#allTags, reason, batch);
+    this.#markBad(this.#allTags, reason, this.now(), batch);
     this.emit(batch);
   }
 }

@@ -269,6 +269,7 @@ export class MqttDriver extends DriverBase {
     const filters = this.#mapper.filters;
     const batches: Reading[][] = [];
     const problems: string[] = [];
+    let silent: string[] = [];
     const seen = new Set<string>();
     const read = new Set<string>();
     // Never the gateway's client id: taking over its persistent session would steal its messages.
@@ -320,14 +321,19 @@ export class MqttDriver extends DriverBase {
           failed,
           aborted(signal),
         ]);
+        const refused = new Set<string>();
         for (const g of granted ?? []) {
-          if (g.qos === 128) problems.push(`broker refused the subscription to ${g.topic}`);
+          if (g.qos !== 128) continue;
+          refused.add(g.topic);
+          problems.push(`broker refused the subscription to ${g.topic}`);
         }
         await Promise.race([everyFilter, failed, aborted(signal)]);
+        // Subscribed and connected, yet no message: an event-driven topic may stay silent. Said, not
+        // failed (the caller decides).
+        if (granted) silent = filters.filter((f) => !seen.has(f) && !refused.has(f));
       }
-      const silent = filters.filter((f) => !seen.has(f));
-      if (silent.length > 0 && !problems.some((p) => p.startsWith('broker refused'))) {
-        problems.push(`no message within ${options.timeoutMs} ms on ${silent.join(', ')}`);
+      if (silent.length === 0 && seen.size < filters.length && problems.length === 0) {
+        problems.push(`${c.url}: not connected and subscribed within ${options.timeoutMs} ms`);
       }
     } catch (err) {
       problems.push(errorMessage(err));
@@ -338,7 +344,7 @@ export class MqttDriver extends DriverBase {
     const unread = this.#config.tags.filter((t) => seen.has(t.topic) && !read.has(t.name)).map((t) => t.name);
     const notes =
       unread.length > 0 ? [`no reading for ${unread.join(', ')}: their topic spoke, but not for them`] : [];
-    return { batches, problems, notes };
+    return { batches, problems, notes, silent: problems.length === 0 ? silent : [] };
   }
 
   #onMessage(topic: string, payload: Buffer): void {

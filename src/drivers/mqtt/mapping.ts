@@ -7,6 +7,7 @@
  * and its problems make it a dead letter. Applying half a message would be worse than none: a scan
  * whose quantity is garbage must not report a consumption with the previous scan's quantity. A bad
  * source timestamp is only a warning: the readings keep the arrival time and quality `uncertain`.
+ * A payload that is not well-formed UTF-8 is refused whole (never decoded with replacement characters).
  */
 import { mqttTopicCacheMax } from '../bounds.ts';
 import type { Quality, Reading, ReadingValue } from '../types.ts';
@@ -148,7 +149,12 @@ export class MessageMapper {
     const problems: string[] = [];
     const warnings: string[] = [];
     if (tags.length === 0) return { readings, problems, warnings, matched: 0 };
-    const text = payload.toString('utf8');
+    // Never "repair" bad bytes into U+FFFD: "ORD-\xff\xfe" would become a signed "ORD-��".
+    const text = decodeUtf8(payload);
+    if (text === null) {
+      problems.push(`payload is not valid UTF-8 (${firstBadUtf8Byte(payload)})`);
+      return { readings, problems, warnings, matched: tags.length };
+    }
     let doc: unknown = missing;
     let parseError = '';
     try {
@@ -215,6 +221,26 @@ export class MessageMapper {
     if (problems.length > 0) readings.length = 0;
     return { readings, problems, warnings, matched };
   }
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The payload as text, or null when it is not well-formed UTF-8. */
+function decodeUtf8(payload: Uint8Array): string | null {
+  try {
+    return strictUtf8.decode(payload);
+  } catch {
+    return null;
+  }
+}
+
+/** Where a payload stops being UTF-8: the first byte the lenient decoding replaced. */
+function firstBadUtf8Byte(payload: Buffer): string {
+  const replaced = Buffer.from(payload.toString('utf8'), 'utf8');
+  let i = 0;
+  while (i < payload.length && i < replaced.length && payload[i] === replaced[i]) i++;
+  const byte = payload[Math.min(i, payload.length - 1)] ?? 0;
+  return `first bad byte at offset ${i}: 0x${byte.toString(16).padStart(2, '0')}`;
 }
 
 function bareValue(text: string, type: MappingTag['type']): unknown {

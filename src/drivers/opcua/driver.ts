@@ -9,7 +9,15 @@
  * scratch after a backoff. Nothing is transferred or republished from the old session, so a server
  * restart can never leave duplicate monitored items or half-restored state (the failure mode users
  * hit in Telegraf #18694 and node-red-contrib-opcua #576), and each session's resources are released
- * before the next one starts.
+ * before the next one starts. A session left open on the server by a broken connection (the server
+ * keeps it until its timeout) is closed through the next connection before a new one is created, so
+ * a controller that allows 3 sessions never refuses the gateway, or its own HMI, for sessions the
+ * gateway forgot.
+ *
+ * Keep-alive: the driver reads ServerStatus.State every keepAliveMs (a third of the session timeout,
+ * at most opcuaKeepAliveMaxMs), and the socket's idle timeout is twice that plus the request timeout.
+ * The request timeout bounds one request, not a quiet socket: a subscription with nothing to report
+ * or a slow poll leaves the socket quiet for as long as its interval.
  *
  * Quality: an OPC UA status code's severity bits give good / uncertain / bad; the status name (e.g.
  * BadNodeIdUnknown, UncertainLastUsableValue) is the reading's reason.
@@ -18,8 +26,9 @@
  * or X.509 user certificate. The client's own certificate and the trusted/rejected server
  * certificates live in `ctx.pkiFolder` (an OPCUACertificateManager rootFolder), never in ~/.config.
  */
-import { readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { format, stripVTControlCharacters } from 'node:util';
 import {
   AttributeIds,
   type ClientSession,
@@ -35,13 +44,24 @@ import {
   OPCUACertificateManager,
   OPCUAClient,
   SecurityPolicy,
+  setDebugLogger,
+  setErrorLogger,
+  setWarningLogger,
   TimestampsToReturn,
   type UserIdentityInfo,
   UserTokenType,
+  VariableIds,
   type Variant,
   VariantArrayType,
 } from 'node-opcua';
-import { opcuaItemsPerCreateMax, opcuaNodesPerReadMax, opcuaNotificationsPerPublishMax } from '../bounds.ts';
+import {
+  opcuaItemsPerCreateMax,
+  opcuaKeepAliveCountMax,
+  opcuaKeepAliveMaxMs,
+  opcuaNodesPerReadMax,
+  opcuaNotificationsPerPublishMax,
+} from '../bounds.ts';
+import { float32Shortest } from '../common/float32.ts';
 import {
   aborted,
   DriverBase,
@@ -50,7 +70,7 @@ import {
   type OnceAcquired,
   sleep,
 } from '../common/lifecycle.ts';
-import type { DriverContext, OnceOptions, Quality, Reading, ReadingValue } from '../types.ts';
+import type { DriverContext, DriverLogger, OnceOptions, Quality, Reading, ReadingValue } from '../types.ts';
 import type { OpcuaDevice } from './schema.ts';
 import { validateOpcuaDevice } from './validate.ts';
 
@@ -62,6 +82,66 @@ const valueCharsMax = 1024;
 const closeStepMs = 2_000;
 
 const managers = new Map<string, Promise<OPCUACertificateManager>>();
+
+/** The application name of the client and its certificate (the certificate's URI derives from it). */
+const applicationName = 'masbc-edge';
+/** Where node-opcua keeps the client's certificate in a PKI folder. */
+export const ownCertificatePath = (pkiFolder: string) =>
+  join(pkiFolder, 'own', 'certs', 'client_certificate.pem');
+/** Longest node-opcua message passed on to the log. */
+const libraryMessageCharsMax = 2_000;
+
+let libraryLog: DriverLogger | null = null;
+
+/**
+ * Sends node-opcua's own messages (warnings such as "Creating default certificate ... please wait",
+ * errors, debug output) to a driver logger instead of console.log, which would put them on stdout in
+ * the middle of the JSON log lines, or in `run --once --format json`. Global in node-opcua: the first
+ * logger given keeps them (one gateway per process); `replace` hands them to another.
+ */
+export function routeNodeOpcuaLogs(log: DriverLogger, replace = false): void {
+  if (libraryLog && !replace) return;
+  libraryLog = log;
+  const forward =
+    (level: 'warn' | 'error' | 'info') =>
+    (data: unknown, ...args: unknown[]) => {
+      const context = data as { filename?: string; callerline?: number } | undefined;
+      const text = stripVTControlCharacters(format(...args))
+        .replace(/\s+/g, ' ')
+        .trim()
+        .slice(0, libraryMessageCharsMax);
+      const at = context?.filename ? `${context.filename}:${context.callerline ?? ''}` : undefined;
+      libraryLog?.[level](text, { lib: 'node-opcua', ...(at ? { at } : {}) });
+    };
+  setWarningLogger(forward('warn'));
+  setErrorLogger(forward('error'));
+  setDebugLogger(forward('info'));
+}
+
+/**
+ * Creates the gateway's own client certificate in `pkiFolder` if there is none, exactly as a driver's
+ * first connection would (same application name and URI), and keeps it. `run --once` calls it on the
+ * data folder's PKI before working on a copy, so the certificate it presents is the one `run` will
+ * present: the one to trust on a machine that checks clients. Returns whether it was created now.
+ */
+export async function ensureOwnCertificate(pkiFolder: string, log: DriverLogger): Promise<boolean> {
+  routeNodeOpcuaLogs(log);
+  if (existsSync(ownCertificatePath(pkiFolder))) return false;
+  const manager = new OPCUACertificateManager({
+    rootFolder: pkiFolder,
+    automaticallyAcceptUnknownCertificate: false,
+  });
+  try {
+    await manager.initialize();
+    await OPCUAClient.create({
+      applicationName,
+      clientCertificateManager: manager,
+    }).createDefaultCertificate();
+  } finally {
+    await manager.dispose();
+  }
+  return true;
+}
 
 /**
  * One certificate manager per PKI folder and trust policy, shared by the drivers using it (node-opcua
@@ -89,6 +169,12 @@ function certificateManager(rootFolder: string, acceptUnknown: boolean): Promise
   return m;
 }
 
+/** Notifications that arrived before their monitored item's creation returned (see #subscribe). */
+interface Early {
+  open: boolean;
+  items: { clientHandle: number; value: DataValue }[];
+}
+
 interface PollGroup {
   intervalMs: number;
   tags: number[];
@@ -104,11 +190,34 @@ export class OpcuaDriver extends DriverBase {
   #notifications = 0;
   #reads = 0;
   #stalls = 0;
+  /** Interval of the keep-alive Read; the socket idle timeout derives from it. */
+  readonly #keepAliveMs: number;
+  readonly #transportTimeoutMs: number;
+  /** The subscription's requested keep-alive count: keep-alive period within half the session timeout. */
+  readonly #keepAliveCount: number;
+  #keepAlives = 0;
+  /**
+   * The session of the previous connection when that connection broke: the server keeps it until it
+   * times out. Closed through the next connection before a new session is created.
+   */
+  #orphan: ClientSession | null = null;
+  #orphansClosed = 0;
 
   constructor(device: OpcuaDevice, ctx: DriverContext) {
     super(device.id, 'opcua', ctx, device.connection.reconnectMaxDelayMs);
     this.#config = device;
     validateOpcuaDevice(device);
+    routeNodeOpcuaLogs(ctx.log);
+    const c = device.connection;
+    this.#keepAliveMs = Math.max(100, Math.min(opcuaKeepAliveMaxMs, Math.floor(c.sessionTimeoutMs / 3)));
+    this.#transportTimeoutMs = 2 * this.#keepAliveMs + c.requestTimeoutMs;
+    this.#keepAliveCount =
+      c.publishingIntervalMs > 0
+        ? Math.max(
+            1,
+            Math.min(opcuaKeepAliveCountMax, Math.floor(c.sessionTimeoutMs / 2 / c.publishingIntervalMs)),
+          )
+        : opcuaKeepAliveCountMax;
     const byInterval = new Map<number, PollGroup>();
     device.tags.forEach((t, i) => {
       if (t.mode === 'subscribe') {
@@ -132,6 +241,11 @@ export class OpcuaDriver extends DriverBase {
       notifications: this.#notifications,
       reads: this.#reads,
       stalls: this.#stalls,
+      keepAliveMs: this.#keepAliveMs,
+      transportTimeoutMs: this.#transportTimeoutMs,
+      keepAlives: this.#keepAlives,
+      /** Sessions of broken connections closed on the server through the next connection. */
+      orphanSessionsClosed: this.#orphansClosed,
       pollGroups: this.#pollGroups.map((g) => ({ intervalMs: g.intervalMs, tags: g.tags.length })),
     };
   }
@@ -161,16 +275,24 @@ export class OpcuaDriver extends DriverBase {
   #client(manager: OPCUACertificateManager): OPCUAClient {
     const c = this.#config.connection;
     return OPCUAClient.create({
-      applicationName: 'masbc-edge',
+      applicationName,
       clientName: `masbc-edge/${this.device}`,
       endpointMustExist: false,
       securityMode: MessageSecurityMode[c.securityMode],
       securityPolicy: SecurityPolicy[c.securityPolicy],
       connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 100 },
-      keepSessionAlive: true,
+      // The driver keeps the session alive itself (#keepAlive), so it can derive the socket's idle
+      // timeout from it and stop it with the session.
+      keepSessionAlive: false,
       requestedSessionTimeout: c.sessionTimeoutMs,
       defaultTransactionTimeout: c.requestTimeoutMs,
-      transportTimeout: c.requestTimeoutMs,
+      // The socket's idle timeout: longer than any silence the keep-alive allows. (It used to be the
+      // request timeout: a quiet subscription lost its connection, and a session on the server, every
+      // few seconds.)
+      transportTimeout: this.#transportTimeoutMs,
+      // disconnect() must not try to close a session over a broken channel (and forget it): the driver
+      // closes it through the next connection (see #closeOrphan).
+      keepPendingSessionsOnDisconnect: true,
       clientCertificateManager: manager,
     });
   }
@@ -256,10 +378,12 @@ export class OpcuaDriver extends DriverBase {
     try {
       await race(client.connect(c.endpoint), failed, signal, 'connect', c.endpoint);
       if (signal.aborted) return;
+      // Close before opening: the server counts the session a broken connection left behind.
+      if (this.#orphan) await this.#closeOrphan(client, failed, signal);
+      if (signal.aborted) return;
       session = await race(client.createSession(this.#userIdentity()), failed, signal, 'session', c.endpoint);
       if (signal.aborted || !session) return;
       session.on('session_closed', () => fail('disconnected', `${c.endpoint}: session closed by the server`));
-      session.on('keepalive_failure', () => fail('disconnected', `${c.endpoint}: session keep-alive failed`));
       if (this.#subscribed.length > 0) {
         subscription = await this.#subscribe(session, signal, failed, fail);
         if (signal.aborted) return;
@@ -268,20 +392,89 @@ export class OpcuaDriver extends DriverBase {
       this.markConnected();
       const pollers = this.#pollGroups.map((g) => this.#pollLoop(session!, g, sessionAbort.signal, fail));
       const watchdog = subscription ? this.#watchdog(subscription, sessionAbort.signal, fail) : null;
+      const keepAlive = this.#keepAlive(session, sessionAbort.signal, fail);
       try {
         await Promise.race([failed, aborted(signal)]);
       } finally {
         sessionAbort.abort();
-        await Promise.allSettled([...pollers, watchdog]);
+        await Promise.allSettled([...pollers, watchdog, keepAlive]);
       }
     } finally {
       failWith = null;
       this.#monitoredItems = 0;
       if (connected) this.#markAllBad('disconnected');
-      await closeQuietly(() => subscription?.terminate());
-      await closeQuietly(() => session?.close(true));
+      if (session && signal.aborted) {
+        // Stopping: the channel is normally fine, close the subscription and the session now.
+        await closeQuietly(() => subscription?.terminate());
+        await closeQuietly(() => session?.close(true));
+      } else if (session) {
+        // The connection broke (or the session failed): a CloseSession may never reach the server. Keep
+        // the session to close it, with its subscription, through the next connection, before creating
+        // another. terminate() leaves the publish engine at once; its DeleteSubscriptions is not waited
+        // for (over a dead channel it would only time out).
+        subscription?.terminate().catch(() => {});
+        session.removeAllListeners('session_closed');
+        this.#orphan = session;
+      }
       await closeQuietly(() => client.disconnect());
       client.removeAllListeners();
+    }
+  }
+
+  /**
+   * Closes the session a broken connection left on the server: ActivateSession moves it to this
+   * connection's channel (OPC UA Part 4, 5.6.3), then CloseSession deletes it with its subscriptions.
+   * A server that no longer knows it (restarted, or the session timed out) refuses the activation:
+   * nothing to close. If this connection fails meanwhile, the next one tries again.
+   */
+  async #closeOrphan(client: OPCUAClient, failed: Promise<never>, signal: AbortSignal): Promise<void> {
+    const orphan = this.#orphan!;
+    const endpoint = this.#config.connection.endpoint;
+    let moved: boolean | undefined;
+    try {
+      moved = await race(
+        client.reactivateSession(orphan).then(() => true),
+        failed,
+        signal,
+        'session',
+        endpoint,
+      );
+    } catch (err) {
+      if (err instanceof DriverError && err.reason === 'disconnected') throw err;
+      this.#orphan = null; // the server does not know it any more
+      return;
+    }
+    if (!moved) return; // stopping: left to the server's session timeout
+    this.#orphan = null;
+    await closeQuietly(() => orphan.close(true));
+    this.#orphansClosed++;
+    this.ctx.log.info('closed the session a lost connection had left open on the server', {
+      device: this.device,
+    });
+  }
+
+  /**
+   * Reads ServerStatus.State every keepAliveMs: keeps the session (and the socket) alive whatever the
+   * subscription and poll intervals, and finds a dead connection a quiet subscription would not show.
+   */
+  async #keepAlive(
+    session: ClientSession,
+    signal: AbortSignal,
+    fail: (reason: string, message: string) => void,
+  ): Promise<void> {
+    const node = { nodeId: `i=${VariableIds.Server_ServerStatus_State}`, attributeId: AttributeIds.Value };
+    while (await sleep(this.#keepAliveMs, signal)) {
+      try {
+        await session.read(node, 0);
+        this.#keepAlives++;
+      } catch (err) {
+        if (signal.aborted) return;
+        fail(
+          'keep-alive',
+          `${this.#config.connection.endpoint}: keep-alive Read failed: ${errorMessage(err)}`,
+        );
+        return;
+      }
     }
   }
 
@@ -295,8 +488,10 @@ export class OpcuaDriver extends DriverBase {
     const subscription = await race(
       session.createSubscription2({
         requestedPublishingInterval: c.publishingIntervalMs,
-        requestedLifetimeCount: 60,
-        requestedMaxKeepAliveCount: 10,
+        requestedLifetimeCount: 6 * this.#keepAliveCount,
+        // Keep-alive period (publishing interval × count) within half the session timeout: node-opcua
+        // refuses a subscription whose keep-alive outlasts the session.
+        requestedMaxKeepAliveCount: this.#keepAliveCount,
         maxNotificationsPerPublish: opcuaNotificationsPerPublishMax,
         publishingEnabled: true,
         priority: 10,
@@ -310,10 +505,15 @@ export class OpcuaDriver extends DriverBase {
     subscription.on('status_changed', (status) =>
       fail('disconnected', `${c.endpoint}: subscription ${status.name}`),
     );
-    /** clientHandle → tag index; filled before any notification can arrive for the handle. */
+    /** clientHandle → tag index, filled as each CreateMonitoredItems call returns. */
     const byHandle = new Map<number, number>();
+    // The first publish response (the items' initial values) can arrive in the same socket read as the
+    // CreateMonitoredItems response, and be handled before the call returns and fills byHandle: keep
+    // such notifications and replay them once every item is created. (Dropped, a constant value would
+    // never be read.)
+    const early: Early = { open: true, items: [] };
     subscription.on('received_notifications', (message: NotificationMessage) =>
-      this.#onNotification(message, byHandle),
+      this.#onNotification(message, byHandle, early),
     );
     // One CreateMonitoredItems call per distinct set of parameters (and per opcuaItemsPerCreateMax).
     const groups = new Map<string, number[]>();
@@ -357,6 +557,14 @@ export class OpcuaDriver extends DriverBase {
         });
       }
     }
+    early.open = false;
+    for (const item of early.items) {
+      const index = byHandle.get(item.clientHandle);
+      if (index === undefined) continue;
+      this.#notifications++;
+      this.#push(index, item.value, failures);
+    }
+    early.items.length = 0;
     this.emit(failures);
     return subscription;
   }
@@ -396,13 +604,16 @@ export class OpcuaDriver extends DriverBase {
     }
   }
 
-  #onNotification(message: NotificationMessage, byHandle: Map<number, number>): void {
+  #onNotification(message: NotificationMessage, byHandle: Map<number, number>, early: Early): void {
     const batch: Reading[] = [];
     for (const data of message.notificationData ?? []) {
       if (data?.schema.name !== 'DataChangeNotification') continue;
       for (const item of (data as DataChangeNotification).monitoredItems ?? []) {
         const index = byHandle.get(item.clientHandle);
-        if (index === undefined) continue;
+        if (index === undefined) {
+          if (early.open && early.items.length < opcuaNotificationsPerPublishMax) early.items.push(item);
+          continue;
+        }
         this.#notifications++;
         this.#push(index, item.value, batch);
       }
@@ -541,9 +752,11 @@ function scalar(type: DataType, x: unknown): ReadingValue {
     case DataType.UInt16:
     case DataType.Int32:
     case DataType.UInt32:
-    case DataType.Float:
     case DataType.Double:
       return x as number;
+    case DataType.Float:
+      // 32 bits on the wire: 1211.4 arrives as 1211.4000244140625. Keep the shortest decimal.
+      return float32Shortest(x as number);
     case DataType.Int64:
     case DataType.UInt64: {
       // node-opcua gives [high, low] 32-bit words.

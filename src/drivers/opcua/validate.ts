@@ -12,4 +12,11 @@ export function validateOpcuaDevice(device: OpcuaDevice): void {
       `device ${device.id}: securityMode ${c.securityMode} needs ${c.securityMode === 'None' ? 'securityPolicy None' : 'a securityPolicy other than None'}`,
     );
   }
+  // A subscription answers at least once per publishing interval; a session that times out sooner
+  // is lost between two answers (and node-opcua refuses to create such a subscription).
+  if (device.tags.some((t) => t.mode === 'subscribe') && c.publishingIntervalMs > c.sessionTimeoutMs) {
+    throw new RangeError(
+      `device ${device.id}: publishingIntervalMs ${c.publishingIntervalMs} needs sessionTimeoutMs of at least as much (now ${c.sessionTimeoutMs})`,
+    );
+  }
 }

@@ -13,11 +13,26 @@ export interface FreezableProxy {
   freeze(direction?: 'both' | 'upstream'): void;
   /** New connections forward normally again (frozen ones stay frozen until closed). */
   thaw(): void;
+  /**
+   * Resets every current connection, both ends, while the server behind stays up: a cable pulled and
+   * plugged back, a switch rebooting. The listener keeps accepting.
+   */
+  drop(): void;
   connections(): number;
   close(): Promise<void>;
 }
 
-export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<FreezableProxy> {
+export async function startProxy(
+  targetPort: number,
+  targetHost = '127.0.0.1',
+  options: {
+    /**
+     * Hold the server's bytes and pass them on every `coalesceMs` in one write: several responses
+     * then reach the client in one socket read, as on a slow link or a loaded machine.
+     */
+    coalesceMs?: number;
+  } = {},
+): Promise<FreezableProxy> {
   const pairs = new Set<{ a: Socket; b: Socket; frozen: boolean; upFrozen: boolean }>();
   const server = createServer((a) => {
     const b = connect(targetPort, targetHost);
@@ -26,10 +41,19 @@ export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): 
     a.on('data', (d) => {
       if (!pair.frozen && !pair.upFrozen) b.write(d);
     });
+    let held: Buffer[] = [];
+    const flush = () => {
+      if (held.length > 0 && !pair.frozen) a.write(Buffer.concat(held));
+      held = [];
+    };
+    const timer = options.coalesceMs ? setInterval(flush, options.coalesceMs) : undefined;
     b.on('data', (d) => {
-      if (!pair.frozen) a.write(d);
+      if (pair.frozen) return;
+      if (timer) held.push(d);
+      else a.write(d);
     });
     const end = () => {
+      clearInterval(timer);
       pairs.delete(pair);
       a.destroy();
       b.destroy();
@@ -49,6 +73,12 @@ export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): 
       }
     },
     thaw() {},
+    drop() {
+      for (const p of pairs) {
+        p.a.resetAndDestroy();
+        p.b.resetAndDestroy();
+      }
+    },
     connections: () => pairs.size,
     close: () =>
       new Promise<void>((resolve) => {

@@ -81,6 +81,8 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 export interface PymodbusConfig {
   mode: 'tcp' | 'rtu';
+  /** TCP port (default an ephemeral one): to restart the peer where a client expects it. */
+  port?: number;
   device?: string;
   baudrate?: number;
   parity?: 'N' | 'E' | 'O';
@@ -136,10 +138,12 @@ export async function startMosquitto(
     passwordFile?: string;
     /** More mosquitto.conf lines (e.g. `max_inflight_messages 100`). */
     extraLines?: string[];
+    /** Listen here (default a free port): to restart a broker where clients expect it. */
+    port?: number;
   } = {},
 ): Promise<{ port: number; tlsPort?: number; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'masbc-mosquitto-'));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const lines = [
     // Started as root, mosquitto drops to user "mosquitto", who cannot read our 0700 temp folders.
     `user ${userInfo().username}`,

@@ -148,6 +148,51 @@ describe('device map validation', () => {
     });
   });
 
+  it('types a substitution by its field: ${env:PORT:-15020} fills a number (issue 14, item 9)', () => {
+    const text = good.replace(
+      'host: 127.0.0.1',
+      'host: ${env:PLC_HOST:-127.0.0.1}\n  port: ${env:PLC_PORT:-15020}\n  pollIntervalMs: "${env:POLL_MS}"',
+    );
+    const connection = (env: NodeJS.ProcessEnv) => {
+      const r = loadDeviceMap('dev.yaml', { text, env });
+      expect(r.issues.map(formatIssue)).toEqual([]);
+      return r.value?.connection;
+    };
+    expect(connection({ POLL_MS: '250' })).toMatchObject({
+      host: '127.0.0.1',
+      port: 15020,
+      pollIntervalMs: 250,
+    });
+    expect(connection({ PLC_PORT: '5021', POLL_MS: '1e3' })).toMatchObject({
+      port: 5021,
+      pollIntervalMs: 1000,
+    });
+    // A boolean field, and a string field that keeps digits as text.
+    const flags = good
+      .replace('station: ST-20', 'station: ST-20\nenabled: ${env:PRESS_ENABLED:-false}')
+      .replace('host: 127.0.0.1', 'host: ${env:PLC_HOST}');
+    const r = loadDeviceMap('dev.yaml', { text: flags, env: { PLC_HOST: '10' } });
+    expect(r.issues.map(formatIssue)).toEqual([]);
+    expect(r.value).toMatchObject({ enabled: false, connection: { host: '10' } });
+    // A value that does not fit names the variable it came from.
+    expect(problems(text, { PLC_PORT: 'five', POLL_MS: '250' })).toEqual([
+      'dev.yaml:7:9: connection.port: ${env:PLC_PORT} is "five": expected a number',
+    ]);
+    expect(problems(text, { PLC_PORT: '70000', POLL_MS: '250' })).toEqual([
+      'dev.yaml:7:9: connection.port: Too big: expected number to be <=65535 (from ${env:PLC_PORT} = "70000")',
+    ]);
+    // Text around a reference stays text: it is not a number, and says so with its source.
+    expect(
+      problems(text.replace('${env:PLC_PORT:-15020}', '"1${env:PLC_PORT:-5020}"'), { POLL_MS: '250' }),
+    ).toEqual([
+      'dev.yaml:7:9: connection.port: expected number, got "15020" (from "1${env:PLC_PORT:-5020}")',
+    ]);
+    // An unset variable is one problem, not a second one for the text left in its place.
+    expect(problems(text)).toEqual([
+      'dev.yaml:8:19: connection.pollIntervalMs: environment variable POLL_MS is not set (referenced as ${env:POLL_MS})',
+    ]);
+  });
+
   it('refuses a literal password and accepts a reference', () => {
     const opcua = (password: string) => `id: cnc1
 station: ST-10
