@@ -92,6 +92,18 @@ export interface StoredDeadLetter {
   receivedMs: number;
 }
 
+/** A lot as the outbox holds it (`Outbox.lots`). */
+export interface LotSummary {
+  lot: string;
+  /** Events of the lot in the outbox, and how many of them are final. */
+  events: number;
+  final: number;
+  firstSourceMs: number;
+  lastSourceMs: number;
+  /** seq of its newest event. */
+  lastSeq: number;
+}
+
 /** Proof that an event is final: the block that holds it and the event's place in it. */
 export interface CommitReceipt {
   id: string;
@@ -257,6 +269,13 @@ export class Outbox {
       ),
       pruneOldest: db.prepare(
         'DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE committed = 1 ORDER BY seq LIMIT ?)',
+      ),
+      // Operator queries (`outbox --lots`): the lots with the newest events, from the lot index alone.
+      newestLots: db.prepare(
+        'SELECT lot, max(seq) AS lastSeq FROM events WHERE lot IS NOT NULL GROUP BY lot ORDER BY lastSeq DESC LIMIT ?',
+      ),
+      lotSummary: db.prepare(
+        'SELECT count(*) AS events, coalesce(sum(committed), 0) AS final, min(source_time_ms) AS firstSourceMs, max(source_time_ms) AS lastSourceMs FROM events WHERE lot = ?',
       ),
     };
     const head = this.#stmt.getMeta.get('head') as string | undefined;
@@ -518,6 +537,18 @@ export class Outbox {
     return (this.#stmt.byLot.all(lot, limit) as Row[])
       .map((r) => this.#decode(r))
       .filter((e) => e !== undefined);
+  }
+
+  /**
+   * The `limit` lots with the newest events, newest first, with their event counts (still in the
+   * outbox: pruned events are not counted) and source-time span. Reads the lot index, then each lot.
+   */
+  lots(limit: number): LotSummary[] {
+    return (this.#stmt.newestLots.all(limit) as { lot: string; lastSeq: number }[]).map((l) => ({
+      lot: l.lot,
+      lastSeq: l.lastSeq,
+      ...(this.#stmt.lotSummary.get(l.lot) as Omit<LotSummary, 'lot' | 'lastSeq'>),
+    }));
   }
 
   /** The newest `limit` events, newest first. */
