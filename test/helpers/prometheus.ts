@@ -148,7 +148,7 @@ function check(f: Family, conventions: boolean): void {
 }
 
 /** The value of one series (labels matched as given), or undefined. */
-export function valueOf(
+export function sampleValue(
   families: Map<string, Family>,
   name: string,
   labels: Record<string, string> = {},

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HealthReport } from '../../src/observe/health.ts';
 import type { OpsSnapshot } from '../../src/observe/observer.ts';
-import { type Family, parsePrometheus, valueOf } from '../helpers/prometheus.ts';
+import { type Family, parsePrometheus, sampleValue } from '../helpers/prometheus.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { getJson, type OpsGateway, reconnectMaxDelayMs, startOpsGateway, waitFor } from './fixtures.ts';
 
@@ -78,24 +78,24 @@ describe("a gateway's status server", () => {
       expect(name, 'own metrics carry the masbc_ prefix').toMatch(/^(masbc_|process_|nodejs_)/);
 
     const press = { device: 'press1', protocol: 'modbus' };
-    expect(valueOf(m, 'masbc_device_up', press)).toBe(1);
-    expect(valueOf(m, 'masbc_device_readings_total', press)).toBeGreaterThan(0);
-    expect(valueOf(m, 'masbc_device_read_duration_seconds_count', press)).toBeGreaterThan(0);
-    expect(valueOf(m, 'masbc_device_up', { device: 'oven1', protocol: 'mqtt' })).toBe(1);
+    expect(sampleValue(m, 'masbc_device_up', press)).toBe(1);
+    expect(sampleValue(m, 'masbc_device_readings_total', press)).toBeGreaterThan(0);
+    expect(sampleValue(m, 'masbc_device_read_duration_seconds_count', press)).toBeGreaterThan(0);
+    expect(sampleValue(m, 'masbc_device_up', { device: 'oven1', protocol: 'mqtt' })).toBe(1);
     // MQTT has no request/response reads: no latency series for it.
-    expect(valueOf(m, 'masbc_device_read_duration_seconds_count', { device: 'oven1' })).toBeUndefined();
+    expect(sampleValue(m, 'masbc_device_read_duration_seconds_count', { device: 'oven1' })).toBeUndefined();
     expect(m.get('masbc_normaliser_events_total')!.samples.length).toBeGreaterThan(0);
-    expect(valueOf(m, 'masbc_consensus_height')).toBeGreaterThan(0);
-    expect(valueOf(m, 'masbc_submitter_final_total')).toBeGreaterThan(0);
-    expect(valueOf(m, 'masbc_submitter_finality_latency_seconds_count')).toBeGreaterThan(0);
-    expect(valueOf(m, 'masbc_consensus_up')).toBe(1);
-    expect(valueOf(m, 'masbc_health_ready')).toBe(1);
-    expect(valueOf(m, 'masbc_build_info', { kind: 'gateway', name: 'acme/gw-ops' })).toBe(1);
+    expect(sampleValue(m, 'masbc_consensus_height')).toBeGreaterThan(0);
+    expect(sampleValue(m, 'masbc_submitter_final_total')).toBeGreaterThan(0);
+    expect(sampleValue(m, 'masbc_submitter_finality_latency_seconds_count')).toBeGreaterThan(0);
+    expect(sampleValue(m, 'masbc_consensus_up')).toBe(1);
+    expect(sampleValue(m, 'masbc_health_ready')).toBe(1);
+    expect(sampleValue(m, 'masbc_build_info', { kind: 'gateway', name: 'acme/gw-ops' })).toBe(1);
 
     // The counters move: readings keep coming (press polled every 100 ms).
-    const before = valueOf(m, 'masbc_device_readings_total', press)!;
+    const before = sampleValue(m, 'masbc_device_readings_total', press)!;
     await waitFor(
-      async () => (valueOf(await scrape(), 'masbc_device_readings_total', press) ?? 0) > before,
+      async () => (sampleValue(await scrape(), 'masbc_device_readings_total', press) ?? 0) > before,
       'more press readings',
       settleMs,
     );
@@ -149,7 +149,7 @@ describe("a gateway's status server", () => {
     expect(all.body.deadLetters.every((d) => d.device === 'oven1' && d.reason.length > 0)).toBe(true);
     expect((await getJson(`${g.url}api/dead-letters?limit=100000`)).status).toBe(400);
     const m = await scrape();
-    expect(valueOf(m, 'masbc_device_dead_letters_total', { device: 'oven1' })).toBeGreaterThan(0);
+    expect(sampleValue(m, 'masbc_device_dead_letters_total', { device: 'oven1' })).toBeGreaterThan(0);
   });
 
   it('serves the page itself from its own files, with a policy that loads nothing else', async () => {
@@ -205,9 +205,9 @@ describe("a gateway's status server", () => {
     expect(live.status).toBe(200);
     expect(live.body).toMatchObject({ live: true, ready: false, status: 'degraded' });
     const m = await scrape();
-    expect(valueOf(m, 'masbc_health_ready')).toBe(0);
-    expect(valueOf(m, 'masbc_health_reason', { code: 'devices-down' })).toBe(1);
-    expect(valueOf(m, 'masbc_device_up', { device: 'press1' })).toBe(0);
+    expect(sampleValue(m, 'masbc_health_ready')).toBe(0);
+    expect(sampleValue(m, 'masbc_health_reason', { code: 'devices-down' })).toBe(1);
+    expect(sampleValue(m, 'masbc_device_up', { device: 'press1' })).toBe(0);
 
     await g.sims.faults.startModbusTcp();
     await waitFor(

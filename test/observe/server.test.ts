@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/log/logger.ts';
 import { liveClientsMax } from '../../src/observe/bounds.ts';
 import { pageUrl, startOps } from '../../src/observe/server.ts';
 import { TagCache } from '../../src/observe/tags.ts';
-import { parsePrometheus, valueOf } from '../helpers/prometheus.ts';
+import { parsePrometheus, sampleValue } from '../helpers/prometheus.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 const policy = healthSchema.parse({});
@@ -36,7 +36,7 @@ describe('the status server', () => {
       });
       expect((await fetch(`${ops.url}health`)).status).toBe(200);
       const m = parsePrometheus(await (await fetch(`${ops.url}metrics`)).text());
-      expect(valueOf(m, 'masbc_health_reason', { code: 'starting' })).toBe(1);
+      expect(sampleValue(m, 'masbc_health_reason', { code: 'starting' })).toBe(1);
       expect(m.get('masbc_device_up')!.samples).toEqual([]);
       expect(m.get('masbc_data_disk_free_bytes')!.samples[0]!.value).toBeGreaterThan(0);
       const s = await (await fetch(`${ops.url}api/status`)).json();
