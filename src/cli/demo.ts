@@ -157,7 +157,8 @@ export function registerDemo(program: Command): void {
         });
         const peers = alliance?.startOthers() ?? [];
         const { startGatewayOps } = await import('../observe/start.ts');
-        const ops = await startGatewayOps(config, log);
+        const { server: ops, problem } = await startGatewayOps(config, log);
+        if (problem) console.log(`note: ${problem}`);
         let gateway: Awaited<ReturnType<typeof Gateway.start>>;
         try {
           gateway = await Gateway.start(config, { log, ...ops?.observer.gatewayHooks });

@@ -91,9 +91,9 @@ export function registerRun(program: Command): void {
         import('../gateway/gateway.ts'),
         import('../observe/start.ts'),
       ]);
-      // The status page binds first: a port in use stops here, before anything is acquired. Its
-      // address goes to the log (stdout holds JSON lines only).
-      const ops = await startGatewayOps(config, log);
+      // The status page binds first; its address (or why it is not served) goes to the log: stdout
+      // holds JSON lines only.
+      const { server: ops } = await startGatewayOps(config, log);
       let gateway: Awaited<ReturnType<typeof Gateway.start>>;
       try {
         gateway = await Gateway.start(config, { log, ...ops?.observer.gatewayHooks });

@@ -74,7 +74,7 @@ export async function startOpsGateway(dir: string, extraYaml: string[] = []): Pr
   const config = loadConfig(file);
   const logFile = join(dir, 'gateway.log');
   const log: Logger = createLogger('info', logFile, { sync: true });
-  const ops = (await startGatewayOps(config, log))!;
+  const ops = (await startGatewayOps(config, log)).server!;
   const gateway = await Gateway.start(config, { log, ...ops.observer.gatewayHooks });
   ops.observer.attachGateway(gateway);
   return {
