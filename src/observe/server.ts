@@ -77,6 +77,9 @@ export function buildOpsApp(observer: Observer): OpsApp {
     );
   }
 
+  // Browsers ask for it on their own; there is none (204 rather than a 404 in the console).
+  app.get('/favicon.ico', async (_req, reply) => reply.code(204).send());
+
   app.get('/api/status', async (_req, reply) =>
     reply.header('cache-control', 'no-store').send(observer.snapshot()),
   );

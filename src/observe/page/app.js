@@ -115,8 +115,13 @@ function render(s) {
       ),
     );
   }
-  tiles.push(tile('memory (RSS)', bytes(s.process.rssBytes), 'rss'));
-  tiles.push(tile('CPU', `${s.process.cpuPercent.toFixed(0)} %`, 'cpu'));
+  tiles.push(
+    tile(
+      'memory (RSS) / CPU',
+      `${bytes(s.process.rssBytes)} / ${s.process.cpuPercent.toFixed(0)} %`,
+      'process-tile',
+    ),
+  );
   replaceChildren($('tiles'), tiles);
 
   renderDevices(s);
