@@ -30,17 +30,20 @@
  */
 import type { HealthPolicy } from '../gateway/config/gateway-schema.ts';
 
-export type HealthCode =
-  | 'starting'
-  | 'devices-down'
-  | 'outbox-growing'
-  | 'outbox-full'
-  | 'outbox-refusing'
-  | 'chain-stalled'
-  | 'chain-peers'
-  | 'disk-low'
-  | 'outbox-corrupt'
-  | 'chain-failed';
+/** Every reason's code (docs/deploy.md lists them; a test holds the two together). */
+export const healthCodes = [
+  'starting',
+  'devices-down',
+  'outbox-growing',
+  'outbox-full',
+  'outbox-refusing',
+  'chain-stalled',
+  'chain-peers',
+  'disk-low',
+  'outbox-corrupt',
+  'chain-failed',
+] as const;
+export type HealthCode = (typeof healthCodes)[number];
 
 export interface HealthReason {
   code: HealthCode;

@@ -345,7 +345,7 @@ export function createMetrics(observer: Observer): Metrics {
   );
   counter(
     'masbc_consensus_invalid_transactions_total',
-    'Invalid transactions refused, by the ledger’s code.',
+    "Invalid transactions refused, by the ledger's code.",
     (o) => byKey(status(o)?.invalidTxs, 'code'),
   );
   counter('masbc_consensus_messages_sent_total', 'Consensus messages sent, by type.', (o) =>
