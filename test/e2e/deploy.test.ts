@@ -229,6 +229,18 @@ describe('docs/deploy.md, end to end', () => {
     expect(sampleValue(metrics, 'masbc_consensus_height')).toBeGreaterThan(0);
     expect(sampleValue(metrics, 'masbc_consensus_peers', { state: 'connected' })).toBe(3);
     expect(sampleValue(metrics, 'masbc_build_info', { kind: 'validator', name: 'borealis' })).toBe(1);
+    // The validator's status page data: its chain, no devices.
+    const page = (await (await fetch(`${statusUrls[1]}api/status`)).json()) as {
+      kind: string;
+      devices: unknown;
+      chain: { role: string; memberId: string; peersConnected: number; height: number };
+    };
+    expect(page).toMatchObject({
+      kind: 'validator',
+      devices: null,
+      chain: { role: 'peer', memberId: 'borealis', peersConnected: 3 },
+    });
+    expect(page.chain.height).toBeGreaterThan(0);
 
     // Logs: one JSON object per line on the gateway's stdout.
     const logLines = gateway.lines.filter((l) => l.trim() !== '');
