@@ -132,8 +132,9 @@ export function createMetrics(observer: Observer): Metrics {
     'The process: kind (gateway or validator), name and Node.js version; always 1.',
     () => [{ labels: { kind: observer.kind, name: observer.name, node: process.version }, value: 1 }],
   );
+  const processStartS = Math.round(Date.now() / 1000 - process.uptime());
   gauge('masbc_start_time_seconds', 'When the gateway or validator started, seconds since the epoch.', (o) =>
-    one(o.gateway ? o.gateway.stats.startedMs / 1000 : Math.round(Date.now() / 1000 - process.uptime())),
+    one(o.gateway ? o.gateway.stats.startedMs / 1000 : processStartS),
   );
 
   // --- devices (drivers' health)

@@ -312,7 +312,8 @@ export class Observer {
     this.#process(true);
     const o = this.observe();
     const s = o.gateway?.stats;
-    const committed = s ? (s.submitter?.committed ?? 0) : (o.validator?.metrics.status.committedHeight ?? 0);
+    // Events final (a gateway's own) or transactions committed (a validator's): per second on the page.
+    const committed = s ? (s.submitter?.committed ?? 0) : (o.validator?.metrics.saves.txs ?? 0);
     const waiting = s ? s.outbox.pending > 0 : (o.validator?.metrics.status.mempoolTxs ?? 0) > 0;
     if (committed > this.#lastCommitted) {
       if (this.#lastCommitted >= 0) this.#lastFinalMs = o.nowMs;

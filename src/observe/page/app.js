@@ -104,7 +104,13 @@ function render(s) {
         'chain-peers',
       ),
     );
-    tiles.push(tile('committed/s', num(s.rates.committedPerS), 'committed-rate'));
+    tiles.push(
+      tile(
+        s.kind === 'gateway' ? 'events/s final' : 'tx/s committed',
+        num(s.rates.committedPerS),
+        'committed-rate',
+      ),
+    );
     tiles.push(
       tile(
         'finality p50 / p99',
