@@ -21,7 +21,7 @@ const observer = new Observer({
 /** First-column cells of the markdown table whose header starts with `| <first> |`. */
 function column(first: string): string[] {
   const lines = doc.split('\n');
-  const start = lines.findIndex((l) => l.startsWith(`| ${first} |`));
+  const start = lines.findIndex((l) => l.split('|')[1]?.trim() === first);
   expect(start, `a table headed "${first}"`).toBeGreaterThanOrEqual(0);
   const rows: string[] = [];
   for (const l of lines.slice(start + 2)) {
