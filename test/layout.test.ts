@@ -59,7 +59,10 @@ const allowed: Record<string, readonly string[]> = {
     'log',
   ],
   devtools: ['gateway', 'consensus/genesis', 'config', 'crypto'],
+  // The operator's side: status page, metrics and health of a gateway or a validator.
+  observe: ['gateway', 'validator', 'consensus/runtime', 'consensus/core', 'drivers', 'store', 'log'],
   cli: [
+    'observe',
     'devtools',
     'gateway',
     'validator',

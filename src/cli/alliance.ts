@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { initAlliance } from '../devtools/local-alliance.ts';
 import { spawnPeer, stopProcess } from '../devtools/processes.ts';
+import { registerAllianceFiles } from './alliance-files.ts';
 import { integer, untilSignal } from './shared.ts';
 
 interface AllianceOptions {
@@ -32,7 +33,12 @@ interface AllianceOptions {
 }
 
 export function registerAlliance(program: Command): void {
-  const alliance = program.command('alliance').description('A local alliance of validators on loopback');
+  const alliance = program
+    .command('alliance')
+    .description(
+      "A local alliance on loopback (init, up), or a real one's genesis from member files (member, genesis, inspect)",
+    );
+  registerAllianceFiles(alliance);
   const common = (c: Command) =>
     c
       .option('--validators <n>', 'number of members (validators)', integer(1, 64), 4)

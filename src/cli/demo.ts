@@ -12,7 +12,7 @@ import { createLocalAlliance } from '../devtools/local-alliance.ts';
 import { spawnPeer, stopProcess } from '../devtools/processes.ts';
 import { defaultGatewayFile, type LoadedConfig, loadConfig } from '../gateway/config/config.ts';
 import { createLogger } from '../log/logger.ts';
-import { untilSignal } from './shared.ts';
+import { integer, untilSignal } from './shared.ts';
 
 /**
  * The demo's alliance: `members` validators on loopback, keys and genesis under
@@ -20,7 +20,7 @@ import { untilSignal } from './shared.ts';
  * runs in this process with the gateway (chain role validator); the others run as `masbc-edge peer`
  * processes, which stop with this one (their stdin is a pipe from it) even if it is killed.
  */
-async function demoAlliance(config: LoadedConfig, members: number) {
+async function demoAlliance(config: LoadedConfig, members: number, basePort: number) {
   const dir = join(config.paths.dataDir, 'alliance');
   const g = config.gateway.gateway;
   const names = [
@@ -35,7 +35,7 @@ async function demoAlliance(config: LoadedConfig, members: number) {
   const alliance = await createLocalAlliance({
     dir,
     members: names.slice(0, members),
-    basePort: demoBasePort,
+    basePort,
     gateways: { [g.enterprise]: [g.id] },
     ifExists: 'reuse',
   });
@@ -89,8 +89,21 @@ export function registerDemo(program: Command): void {
     .option('--cycle-ms <ms>', 'CNC cycle time in ms', '2000')
     .option('--members <n>', "alliance members (validators), one of them this gateway's", '4')
     .option('--no-chain', 'run without the alliance: events stay in the outbox')
+    .option(
+      '--base-port <port>',
+      `validators listen on this port and the next ones (a new alliance only; default ${demoBasePort})`,
+      integer(1, 65_000),
+      demoBasePort,
+    )
     .action(
-      async (opts: { config: string; seed?: string; cycleMs: string; members: string; chain: boolean }) => {
+      async (opts: {
+        config: string;
+        seed?: string;
+        cycleMs: string;
+        members: string;
+        chain: boolean;
+        basePort: number;
+      }) => {
         const config = loadConfig(opts.config);
         console.log(
           `config ok: ${config.devices.length} device maps (${config.devices.map((d) => d.id).join(', ')})`,
@@ -103,7 +116,7 @@ export function registerDemo(program: Command): void {
           writeKeyFile(config.paths.keyFile, key);
           console.log(`created demo gateway key ${config.paths.keyFile} (keyId ${key.keyId})`);
         }
-        const alliance = opts.chain ? await demoAlliance(config, Number(opts.members)) : null;
+        const alliance = opts.chain ? await demoAlliance(config, Number(opts.members), opts.basePort) : null;
 
         const [{ runSimulators }, { Gateway }] = await Promise.all([
           import('../../simulators/index.ts'),
@@ -143,7 +156,18 @@ export function registerDemo(program: Command): void {
           statusEveryMs: 0,
         });
         const peers = alliance?.startOthers() ?? [];
-        const gateway = await Gateway.start(config, { log });
+        const { startGatewayOps } = await import('../observe/start.ts');
+        const { server: ops, problem } = await startGatewayOps(config, log);
+        if (problem) console.log(`note: ${problem}`);
+        let gateway: Awaited<ReturnType<typeof Gateway.start>>;
+        try {
+          gateway = await Gateway.start(config, { log, ...ops?.observer.gatewayHooks });
+        } catch (err) {
+          await ops?.close();
+          throw err;
+        }
+        ops?.observer.attachGateway(gateway);
+        if (ops) console.log(`status page ${ops.url} (Prometheus metrics at ${ops.url}metrics)`);
         console.log('running; Ctrl-C stops everything cleanly\n');
 
         let last = { t: Date.now(), readings: 0, stored: 0, committed: 0 };
@@ -174,6 +198,7 @@ export function registerDemo(program: Command): void {
         await untilSignal();
         clearInterval(timer);
         console.log('\nstopping…');
+        await ops?.close();
         await gateway.stop();
         await Promise.all(peers.map((p) => stopProcess(p.process, 10_000)));
         await sims.stop();

@@ -1,7 +1,37 @@
+/**
+ * `masbc-edge outbox`: what the gateway's outbox holds, for an operator at a terminal: counts and
+ * the newest events (`--last`), one lot's events (`--lot`), the lots newest first with their counts
+ * (`--lots`), or the dead letters with the reason each payload was refused (`--dead-letters`).
+ *
+ * @example
+ *   masbc-edge outbox --lots
+ *   masbc-edge outbox --lot LOT-2026-0042
+ *   masbc-edge outbox --dead-letters --last 100
+ */
 import type { Command } from 'commander';
 import { defaultGatewayFile, loadConfig } from '../gateway/config/config.ts';
 import { ownBatchVerifier } from '../gateway/identity.ts';
-import { Outbox, outboxPath, type StoredEvent } from '../store/outbox.ts';
+import { type LotSummary, Outbox, outboxPath, type StoredEvent } from '../store/outbox.ts';
+
+/** `name=value unit`, or `name=null` (a missing value has no unit), then the quality when not good. */
+export function formatValue(name: string, v: { v: unknown; unit?: string | undefined; q: string }): string {
+  const unit = v.v !== null && v.unit ? ` ${v.unit}` : '';
+  return `${name}=${v.v === null ? 'null' : String(v.v)}${unit}${v.q === 'good' ? '' : ` (${v.q})`}`;
+}
+
+interface OutboxOptions {
+  config: string;
+  lot?: string;
+  last: string;
+  json?: boolean;
+  deadLetters?: boolean;
+  lots?: boolean;
+}
+
+function lotLine(l: LotSummary): string {
+  const span = `${new Date(l.firstSourceMs).toISOString()} … ${new Date(l.lastSourceMs).toISOString()}`;
+  return `${l.lot.padEnd(24)} ${String(l.events).padStart(6)} events (${l.final} final)  ${span}`;
+}
 
 function line(e: StoredEvent): string {
   const { env, body } = e.event;
@@ -11,8 +41,8 @@ function line(e: StoredEvent): string {
     : '(body withheld)';
   const values = body
     ? Object.entries(body.values)
-        .map(([k, v]) => `${k}=${v.v}${v.unit ?? ''}${v.q === 'good' ? '' : `(${v.q})`}`)
-        .join(' ')
+        .map(([k, v]) => formatValue(k, v))
+        .join(', ')
     : '';
   const state = e.committed ? `block ${e.height}` : 'pending';
   return `${String(e.seq).padStart(8)}  ${new Date(env.sourceTimeMs).toISOString()}  ${env.kind.padEnd(17)} ${where.padEnd(14)} ${ctx}  ${values}  [${state}]`;
@@ -28,8 +58,9 @@ export function registerOutbox(program: Command): void {
     .option('-l, --lot <lot>', 'show the events of this lot')
     .option('-n, --last <n>', 'show the newest n events', '20')
     .option('--json', 'print JSON lines (full signed events)')
-    .option('--dead-letters', 'show the newest malformed or unmappable payloads instead')
-    .action((opts: { config: string; lot?: string; last: string; json?: boolean; deadLetters?: boolean }) => {
+    .option('--dead-letters', 'show the newest malformed or unmappable payloads, with their reason, instead')
+    .option('--lots', 'list the lots with the newest events first, with their event counts')
+    .action((opts: OutboxOptions) => {
       const config = loadConfig(opts.config);
       const outbox = Outbox.open({
         path: outboxPath(config.paths.dataDir),
@@ -40,13 +71,22 @@ export function registerOutbox(program: Command): void {
       });
       try {
         if (opts.deadLetters) {
-          for (const d of outbox.deadLetters(Number(opts.last)).reverse()) {
+          const letters = outbox.deadLetters(Number(opts.last)).reverse();
+          if (letters.length === 0 && !opts.json) console.log('no dead letters');
+          for (const d of letters) {
             console.log(
               opts.json
                 ? JSON.stringify(d)
                 : `${new Date(d.receivedMs).toISOString()}  ${d.device}  ${d.source}  ${d.reason}  ${JSON.stringify(d.payload.slice(0, 120))}`,
             );
           }
+          return;
+        }
+        if (opts.lots) {
+          const lots = outbox.lots(Number(opts.last));
+          if (opts.json) for (const l of lots) console.log(JSON.stringify(l));
+          else if (lots.length === 0) console.log('no lots: no event in the outbox names one');
+          else for (const l of lots) console.log(lotLine(l));
           return;
         }
         const events = opts.lot ? outbox.byLot(opts.lot) : outbox.last(Number(opts.last)).reverse();

@@ -32,6 +32,10 @@ export interface PeerOptions {
   apiHost?: string;
   /** Its port (default 0: any free port, printed in the ready line). */
   apiPort?: number;
+  /** Address of the status page, /metrics, /health and /ready (default 127.0.0.1). */
+  opsHost?: string;
+  /** Its port (default 0: any free port, printed in the ready line); false: no such server. */
+  opsPort?: number | false;
   statusEveryMs: number;
   statusIntervalMs?: number;
   logLevel: LogLevel;
@@ -53,6 +57,16 @@ export function registerPeer(program: Command): void {
       integer(0, 65535),
     )
     .option(
+      '--ops-host <host>',
+      'address of the status page, /metrics, /health and /ready (default 127.0.0.1)',
+    )
+    .option(
+      '--ops-port <port>',
+      'port of the status page, /metrics, /health and /ready (default 0: any free port)',
+      integer(0, 65535),
+    )
+    .option('--no-ops', 'serve no status page, /metrics, /health or /ready')
+    .option(
       '--status-every-ms <ms>',
       'print a status line this often; 0 = never',
       integer(0, 3_600_000),
@@ -65,8 +79,8 @@ export function registerPeer(program: Command): void {
     )
     .option('--log-level <level>', 'trace | debug | info | warn | error', 'warn')
     .option('--stop-with-stdin', 'stop cleanly when standard input closes (used by `alliance up`)')
-    .action(async (opts: PeerOptions) => {
-      const peer = await startPeer(opts);
+    .action(async (opts: PeerOptions & { ops?: boolean }) => {
+      const peer = await startPeer({ ...opts, opsPort: opts.ops === false ? false : opts.opsPort });
       const signal = peer.stopped.then(() => 'failed' as const);
       const stdinClosed = opts.stopWithStdin
         ? new Promise<'stdin'>((resolve) => {
@@ -94,19 +108,38 @@ export interface RunningPeer {
 
 export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   const log = createLogger(opts.logLevel, join(opts.data, 'peer.log'));
-  const v = await startValidator({
-    genesisFile: opts.genesis,
-    keyFile: opts.key,
-    dataDir: opts.data,
-    member: opts.member,
-    api: { host: opts.apiHost ?? '127.0.0.1', port: opts.apiPort ?? 0 },
-    timing: opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs },
-    log,
-  });
+  // The status server binds first: a port in use stops here, before the validator starts.
+  const ops =
+    opts.opsPort === false
+      ? null
+      : await (await import('../observe/start.ts')).startValidatorOps({
+          name: opts.member ?? 'validator',
+          host: opts.opsHost ?? '127.0.0.1',
+          port: opts.opsPort ?? 0,
+          dataDir: opts.data,
+          log,
+        });
+  let v: Awaited<ReturnType<typeof startValidator>>;
+  try {
+    v = await startValidator({
+      genesisFile: opts.genesis,
+      keyFile: opts.key,
+      dataDir: opts.data,
+      member: opts.member,
+      api: { host: opts.apiHost ?? '127.0.0.1', port: opts.apiPort ?? 0 },
+      timing: opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs },
+      log,
+    });
+  } catch (err) {
+    await ops?.close();
+    throw err;
+  }
+  ops?.observer.attachValidator(v);
   for (const w of v.warnings) console.error(`masbc-edge peer: ${w}`);
   const { node } = v;
   console.log(
-    `peer ${v.member} ready: peer id ${v.peerId} | listen ${v.listen.join(' ')} | api ${v.apiUrl} | height ${node.store.height}`,
+    `peer ${v.member} ready: peer id ${v.peerId} | listen ${v.listen.join(' ')} | api ${v.apiUrl} | height ${node.store.height}` +
+      (ops ? ` | status ${ops.url}` : ''),
   );
   let last = { atMs: Date.now(), txs: node.metrics().saves.txs };
   const timer =
@@ -124,6 +157,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     stopped: v.stopped,
     async stop() {
       clearInterval(timer);
+      await ops?.close();
       await v.stop();
       log.flush();
     },

@@ -105,10 +105,24 @@ export function registerRun(program: Command): void {
       }
       const log = createLogger(opts.logLevel ?? config.gateway.log.level);
       // Imported here so that `validate` and `keygen` do not load the protocol stacks.
-      const { Gateway } = await import('../gateway/gateway.ts');
-      const gateway = await Gateway.start(config, { log });
+      const [{ Gateway }, { startGatewayOps }] = await Promise.all([
+        import('../gateway/gateway.ts'),
+        import('../observe/start.ts'),
+      ]);
+      // The status page binds first; its address (or why it is not served) goes to the log: stdout
+      // holds JSON lines only.
+      const { server: ops } = await startGatewayOps(config, log);
+      let gateway: Awaited<ReturnType<typeof Gateway.start>>;
+      try {
+        gateway = await Gateway.start(config, { log, ...ops?.observer.gatewayHooks });
+      } catch (err) {
+        await ops?.close();
+        throw err;
+      }
+      ops?.observer.attachGateway(gateway);
       const signal = await untilSignal();
       log.info('stopping', { signal });
+      await ops?.close();
       await gateway.stop();
       log.flush();
     });

@@ -15,6 +15,14 @@ export const logIntervalMs = 60_000;
 /** Distinct keys the log limiter remembers; beyond this it forgets all and starts again. */
 export const logKeysMax = 1_000;
 
+/**
+ * Upper bounds (ms) of the buckets in which a driver counts the round trip of its request/response
+ * reads (Modbus requests, OPC UA polled Reads); a fixed array, so the counts take constant memory.
+ */
+export const readLatencyBucketsMs: readonly number[] = Object.freeze([
+  1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
+]);
+
 /** Modbus: readings of a unit's tags are batched; a request never spans more than the protocol allows. */
 export const modbusRegistersPerRequestMax = 125;
 export const modbusBitsPerRequestMax = 2_000;
@@ -60,6 +68,8 @@ export const mqttRedeliveryWindowMax = 128;
 export const mqttSliceMs = 10;
 
 // Relations the code relies on.
+if (readLatencyBucketsMs.some((b, i) => i > 0 && b <= readLatencyBucketsMs[i - 1]!))
+  throw new Error('bounds: read latency buckets must increase');
 if (modbusInFlightMax >= 256) throw new Error('bounds: modbus in-flight requests must stay below 256');
 if (reconnectInitialDelayMs > 100_000) throw new Error('bounds: initial reconnect delay too large');
 if (stopTimeoutMs < 1_000) throw new Error('bounds: stop timeout too small for a clean close');

@@ -61,6 +61,17 @@ export interface DriverHealth {
   lastError?: string;
   /** Protocol-specific detail (Modbus: per-unit state; MQTT: dead letters kept …). */
   detail?: Record<string, unknown>;
+  /** Round trips of request/response reads (Modbus requests, OPC UA polled Reads); absent before the first. */
+  readLatency?: ReadLatency;
+}
+
+/** Counts of read round trips by bucket: `counts[i]` fell in (bucketsMs[i-1], bucketsMs[i]]; the last is above all. */
+export interface ReadLatency {
+  bucketsMs: readonly number[];
+  /** One per bucket plus one above the last bound (not cumulative). */
+  counts: number[];
+  count: number;
+  sumMs: number;
 }
 
 export interface Driver {

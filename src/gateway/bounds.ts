@@ -36,6 +36,8 @@ export const submitter = Object.freeze({
 export const validatorThread = Object.freeze({
   /** How often the worker posts the validator's status. */
   statusIntervalMs: 250,
+  /** How often it posts the validator's counters (the status page and /metrics read them). */
+  metricsIntervalMs: 1_000,
   /** Longest the validator may take to start (a long ledger replay included). */
   startTimeoutMs: 120_000,
   /** Longest a clean stop may take before the thread is terminated. */

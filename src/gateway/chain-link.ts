@@ -11,7 +11,12 @@
 import { dirname, join, resolve } from 'node:path';
 import { loadGenesis } from '../consensus/genesis/genesis.ts';
 import type { ChainClient } from '../consensus/runtime/client.ts';
-import { type ConsensusNode, chainContext, type NodeStatus } from '../consensus/runtime/node.ts';
+import {
+  type ConsensusNode,
+  chainContext,
+  type NodeMetrics,
+  type NodeStatus,
+} from '../consensus/runtime/node.ts';
 import type { Logger } from '../log/logger.ts';
 import { startValidator, type ValidatorSettings } from '../validator/validator.ts';
 import type { LoadedConfig } from './config/config.ts';
@@ -26,6 +31,8 @@ export interface ChainLink {
   apiUrl: string | null;
   /** The hosted validator's status (null for a client). */
   status(): NodeStatus | null;
+  /** The hosted validator's counters (null for a client; on a thread, as of its last report). */
+  metrics(): NodeMetrics | null;
   stop(): Promise<void>;
 }
 
@@ -53,7 +60,15 @@ export async function openChainLink(config: LoadedConfig, log: Logger): Promise<
       verify: chainContext(genesis),
       onError: (err) => log.warn('validator unreachable; retrying', { err: err.message }),
     });
-    return { role: 'client', client, node: null, apiUrl: null, status: () => null, stop: async () => {} };
+    return {
+      role: 'client',
+      client,
+      node: null,
+      apiUrl: null,
+      status: () => null,
+      metrics: () => null,
+      stop: async () => {},
+    };
   }
   const options = hostedValidatorOptions(config);
   const chainLog = log.child({ part: 'chain' });
@@ -69,6 +84,7 @@ export async function openChainLink(config: LoadedConfig, log: Logger): Promise<
     node: v.node,
     apiUrl: v.apiUrl,
     status: () => v.node.status(),
+    metrics: () => v.node.metrics(),
     stop: () => v.stop(),
   };
 }

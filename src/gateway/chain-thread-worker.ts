@@ -3,23 +3,33 @@
  * serves the gateway's ChainClient calls, its block subscriptions and its status over the port.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Logger } from '../log/logger.ts';
+import { type Logger, loggable } from '../log/logger.ts';
 import { startValidator } from '../validator/validator.ts';
 import type { FromWorker, ToWorker, WorkerInput } from './chain-thread.ts';
 
 const port = parentPort!;
-const { options, statusIntervalMs } = workerData as WorkerInput;
+const { options, statusIntervalMs, metricsIntervalMs } = workerData as WorkerInput;
 
 function send(m: FromWorker): void {
   port.postMessage(m);
 }
 
-/** Log lines go to the gateway's logger (fields that cannot be cloned go as text). */
+/**
+ * Log lines go to the gateway's logger. Fields are made loggable here, while their classes are still
+ * known (the port keeps data, not classes: a PeerId would arrive as its bytes, a Multiaddr as `{}`);
+ * what still cannot be cloned goes as text.
+ */
 function portLogger(bindings: Record<string, unknown>): Logger {
   const line =
     (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) => {
       try {
-        send({ t: 'log', level, bindings, msg, fields });
+        send({
+          t: 'log',
+          level,
+          bindings: loggable(bindings) as Record<string, unknown>,
+          msg,
+          ...(fields ? { fields: loggable(fields) as Record<string, unknown> } : {}),
+        });
       } catch {
         send({ t: 'log', level, bindings, msg, fields: { fields: String(fields) } });
       }
@@ -41,6 +51,15 @@ try {
   const { node } = link;
   const subs = new Map<number, () => void>();
   const statusTimer = setInterval(() => send({ t: 'status', status: node.status() }), statusIntervalMs);
+  const metricsTimer = setInterval(() => {
+    const metrics = node.metrics();
+    try {
+      send({ t: 'metrics', metrics });
+    } catch {
+      // The application's counters are its own shape; if they do not clone, the node's still go.
+      send({ t: 'metrics', metrics: { ...metrics, app: undefined } });
+    }
+  }, metricsIntervalMs);
   let stopping = false;
   port.on('message', (m: ToWorker) => {
     switch (m.t) {
@@ -66,6 +85,7 @@ try {
         if (stopping) return;
         stopping = true;
         clearInterval(statusTimer);
+        clearInterval(metricsTimer);
         for (const unsubscribe of subs.values()) unsubscribe();
         subs.clear();
         link.stop().then(

@@ -31,7 +31,7 @@ import type {
   SubmitBatch,
   SubmitVerdict,
 } from '../consensus/runtime/client.ts';
-import type { NodeStatus } from '../consensus/runtime/node.ts';
+import type { NodeMetrics, NodeStatus } from '../consensus/runtime/node.ts';
 import type { Logger } from '../log/logger.ts';
 import type { ValidatorSettings } from '../validator/validator.ts';
 import { validatorThread } from './bounds.ts';
@@ -53,6 +53,7 @@ export type FromWorker =
   | { t: 'reply'; id: number; value?: unknown; error?: string }
   | { t: 'block'; sub: number; block: CommittedBlockInfo }
   | { t: 'status'; status: NodeStatus }
+  | { t: 'metrics'; metrics: NodeMetrics }
   | {
       t: 'log';
       level: 'debug' | 'info' | 'warn' | 'error';
@@ -67,20 +68,24 @@ export interface WorkerInput {
   options: ValidatorSettings;
   /** How often it posts the validator's status. */
   statusIntervalMs: number;
+  /** How often it posts the validator's counters. */
+  metricsIntervalMs: number;
 }
 
-const { statusIntervalMs, startTimeoutMs, stopTimeoutMs } = validatorThread;
+const { statusIntervalMs, metricsIntervalMs, startTimeoutMs, stopTimeoutMs } = validatorThread;
 
 /** The validator on its thread, as the gateway sees it. */
 export interface ValidatorThread {
   client: ChainClient;
   apiUrl: string | null;
   status(): NodeStatus | null;
+  /** The validator's counters as of its last report (every metricsIntervalMs), or null before the first. */
+  metrics(): NodeMetrics | null;
   stop(): Promise<void>;
 }
 
 export async function openValidatorThread(options: ValidatorSettings, log: Logger): Promise<ValidatorThread> {
-  const input: WorkerInput = { options, statusIntervalMs };
+  const input: WorkerInput = { options, statusIntervalMs, metricsIntervalMs };
   const worker = new Worker(new URL('./chain-thread-worker.ts', import.meta.url), {
     workerData: input,
     name: 'masbc-validator',
@@ -89,6 +94,7 @@ export async function openValidatorThread(options: ValidatorSettings, log: Logge
   const subs = new Map<number, (b: CommittedBlockInfo) => void>();
   let nextId = 1;
   let status: NodeStatus | null = null;
+  let metrics: NodeMetrics | null = null;
   /** Why the thread is gone (null while it runs). */
   let gone: string | null = null;
   let stopping = false;
@@ -127,6 +133,9 @@ export async function openValidatorThread(options: ValidatorSettings, log: Logge
         return;
       case 'status':
         status = m.status;
+        return;
+      case 'metrics':
+        metrics = m.metrics;
         return;
       case 'log': {
         const l = Object.keys(m.bindings).length > 0 ? log.child(m.bindings) : log;
@@ -194,6 +203,7 @@ export async function openValidatorThread(options: ValidatorSettings, log: Logge
     client,
     apiUrl,
     status: () => status,
+    metrics: () => (metrics && status ? { ...metrics, status } : metrics),
     async stop() {
       if (stopping) return;
       stopping = true;

@@ -16,7 +16,7 @@
  *   await gw.stop();
  */
 import { join } from 'node:path';
-import type { NodeStatus } from '../consensus/runtime/node.ts';
+import type { NodeMetrics, NodeStatus } from '../consensus/runtime/node.ts';
 import type { Signer } from '../crypto/keys.ts';
 import { createDriver } from '../drivers/registry.ts';
 import type { DeadLetter, Driver, DriverHealth, Reading } from '../drivers/types.ts';
@@ -54,6 +54,10 @@ export interface GatewayOptions {
   statusIntervalMs?: number;
   /** Receives dead letters (malformed payloads), after they are counted. */
   onDeadLetter?: (letter: DeadLetter) => void;
+  /** Sees every batch of readings (the status page's tag values). Keep it fast; it must not throw. */
+  onReadings?: (batch: readonly Reading[]) => void;
+  /** Sees each of this gateway's events as it becomes final: ms from source time and from signing. */
+  onFinal?: (sourceToFinalMs: number, signedToFinalMs: number) => void;
 }
 
 export interface GatewayStats {
@@ -101,6 +105,8 @@ export class Gateway {
   #stopping = false;
   #chain: ChainLink | null = null;
   #submitter: Submitter | null = null;
+  readonly #onReadingsHook: GatewayOptions['onReadings'];
+  readonly #onFinalHook: GatewayOptions['onFinal'];
 
   static async start(config: LoadedConfig, options: GatewayOptions): Promise<Gateway> {
     const gw = new Gateway(config, options);
@@ -114,6 +120,8 @@ export class Gateway {
     this.#now = options.nowMs ?? Date.now;
     this.#startedMs = this.#now();
     this.#statusIntervalMs = options.statusIntervalMs ?? 2_000;
+    this.#onReadingsHook = options.onReadings;
+    this.#onFinalHook = options.onFinal;
     const identity = gatewayIdentity(config);
     const key = options.key ?? loadGatewayKey(config);
     const store = config.gateway.store;
@@ -202,6 +210,7 @@ export class Gateway {
         drainEventsPerSecond: submit.drainEventsPerSecond,
         resubmitAfterMs: submit.resubmitAfterMs,
         nowMs: this.#now,
+        onFinal: this.#onFinalHook,
       });
       this.#submitter.start();
     }
@@ -232,6 +241,7 @@ export class Gateway {
     if (this.#stopping) return;
     this.#readings += batch.length;
     this.#normaliser.push(batch);
+    this.#onReadingsHook?.(batch);
   }
 
   #onDrafts(drafts: EventDraft[]): void {
@@ -294,6 +304,16 @@ export class Gateway {
       submitter: this.#submitter?.stats() ?? null,
       chain: this.#chain?.status() ?? null,
     };
+  }
+
+  /** The validator's counters (chain role validator; on a worker thread, as of its last report), or null. */
+  chainMetrics(): NodeMetrics | null {
+    return this.#chain?.metrics() ?? null;
+  }
+
+  /** The chain role in use: what the configuration says, once the chain link is open. */
+  get chainRole(): 'validator' | 'client' | 'none' {
+    return this.#chain?.role ?? 'none';
   }
 
   #writeStatus(): void {

@@ -51,6 +51,8 @@ export interface SubmitterOptions {
   /** How often the loop runs when not kicked. */
   tickMs?: number;
   nowMs?: () => number;
+  /** Sees each event submitted by this process as it becomes final: ms from its source time and from signing. */
+  onFinal?: (sourceToFinalMs: number, signedToFinalMs: number) => void;
 }
 
 export interface SubmitterStats {
@@ -95,6 +97,7 @@ export class Submitter {
   readonly #resubmitMs: number;
   readonly #tickMs: number;
   readonly #now: () => number;
+  readonly #onFinal: SubmitterOptions['onFinal'];
   /** Transaction id → the batch in flight. Insertion order = seq order. */
   readonly #inFlight = new Map<string, InFlight>();
   #inFlightEvents = 0;
@@ -130,6 +133,7 @@ export class Submitter {
     this.#resubmitMs = options.resubmitAfterMs ?? submitter.resubmitAfterMs.default;
     this.#tickMs = options.tickMs ?? submitter.tickMs;
     this.#now = options.nowMs ?? Date.now;
+    this.#onFinal = options.onFinal;
     if (this.#window < this.#batchMax) throw new RangeError('windowEvents must be ≥ submitBatchMax');
     this.#lastHeight = Number(this.#o.loadMeta(lastHeightKey) ?? 0);
     this.#tokens = Math.min(this.#rate, this.#batchMax);
@@ -336,6 +340,7 @@ export class Submitter {
   }
 
   #recordLatency(ms: number, chainMs: number): void {
+    this.#onFinal?.(ms, chainMs);
     if (this.#latencies.length < latencySamplesMax) {
       this.#latencies.push(ms);
       this.#chainLatencies.push(chainMs);

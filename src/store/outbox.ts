@@ -107,6 +107,18 @@ export interface StoredDeadLetter {
   receivedMs: number;
 }
 
+/** A lot as the outbox holds it (`Outbox.lots`). */
+export interface LotSummary {
+  lot: string;
+  /** Events of the lot in the outbox, and how many of them are final. */
+  events: number;
+  final: number;
+  firstSourceMs: number;
+  lastSourceMs: number;
+  /** seq of its newest event. */
+  lastSeq: number;
+}
+
 /** Where a batch is final: the block that holds it and the transaction's place in it. */
 export interface CommitReceipt {
   /** Transaction id, lower-case hex. */
@@ -318,6 +330,13 @@ export class Outbox {
       trimDead: db.prepare('DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?'),
       lastDead: db.prepare(
         'SELECT id, device, source, reason, payload, payload_bytes AS payloadBytes, received_ms AS receivedMs FROM dead_letters ORDER BY id DESC LIMIT ?',
+      ),
+      // Operator queries (`outbox --lots`): the lots with the newest events, from the lot index alone.
+      newestLots: db.prepare(
+        'SELECT lot, max(seq) AS lastSeq FROM events WHERE lot IS NOT NULL GROUP BY lot ORDER BY lastSeq DESC LIMIT ?',
+      ),
+      lotSummary: db.prepare(
+        'SELECT count(*) AS events, coalesce(sum(b.committed), 0) AS final, min(e.source_time_ms) AS firstSourceMs, max(e.source_time_ms) AS lastSourceMs FROM events e JOIN batches b ON b.first_seq = e.batch_seq WHERE e.lot = ?',
       ),
     };
     const head = this.#stmt.getMeta.get('head') as string | undefined;
@@ -644,6 +663,18 @@ export class Outbox {
     return (this.#stmt.byLot.all(lot, limit) as EventRow[])
       .map((r) => this.#event(r))
       .filter((e) => e !== undefined);
+  }
+
+  /**
+   * The `limit` lots with the newest events, newest first, with their event counts (still in the
+   * outbox: pruned events are not counted) and source-time span. Reads the lot index, then each lot.
+   */
+  lots(limit: number): LotSummary[] {
+    return (this.#stmt.newestLots.all(limit) as { lot: string; lastSeq: number }[]).map((l) => ({
+      lot: l.lot,
+      lastSeq: l.lastSeq,
+      ...(this.#stmt.lotSummary.get(l.lot) as Omit<LotSummary, 'lot' | 'lastSeq'>),
+    }));
   }
 
   /** The newest `limit` events, newest first. */

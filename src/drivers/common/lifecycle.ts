@@ -8,6 +8,7 @@ import {
   connectionStableMs,
   logIntervalMs,
   logKeysMax,
+  readLatencyBucketsMs,
   reconnectInitialDelayMs,
   stopTimeoutMs,
 } from '../bounds.ts';
@@ -19,6 +20,7 @@ import type {
   OnceOptions,
   OnceResult,
   Reading,
+  ReadLatency,
 } from '../types.ts';
 
 /** Exponential backoff with equal jitter: each delay is in [d/2, d], d doubling up to maxMs. */
@@ -171,6 +173,12 @@ export abstract class DriverBase implements Driver {
   #connectedOnce = false;
   #connectedAtMs = 0;
   #lastError: string | undefined;
+  /** Read round trips by bucket (readLatencyBucketsMs): constant memory. */
+  readonly #readLatency = {
+    counts: new Array<number>(readLatencyBucketsMs.length + 1).fill(0),
+    count: 0,
+    sumMs: 0,
+  };
 
   constructor(device: string, protocol: string, ctx: DriverContext, reconnectMaxDelayMs: number) {
     this.device = device;
@@ -290,9 +298,32 @@ export abstract class DriverBase implements Driver {
       reconnects: this.#reconnects,
     };
     if (this.#lastError !== undefined) h.lastError = this.#lastError;
+    if (this.#readLatency.count > 0) h.readLatency = this.#readLatencyView();
     const detail = this.detail();
     if (detail) h.detail = detail;
     return h;
+  }
+
+  /**
+   * Starts timing one request/response read; call the returned function when its answer arrived (not
+   * on failure: failures are counted as errors). Feeds health().readLatency.
+   */
+  protected timeRead(): () => void {
+    const started = performance.now();
+    return () => {
+      const ms = performance.now() - started;
+      const l = this.#readLatency;
+      let i = 0;
+      while (i < readLatencyBucketsMs.length && ms > readLatencyBucketsMs[i]!) i++;
+      l.counts[i]!++;
+      l.count++;
+      l.sumMs += ms;
+    };
+  }
+
+  #readLatencyView(): ReadLatency {
+    const l = this.#readLatency;
+    return { bucketsMs: readLatencyBucketsMs, counts: [...l.counts], count: l.count, sumMs: l.sumMs };
   }
 
   /** True between start() and stop(): the driver may emit. */

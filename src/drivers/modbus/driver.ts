@@ -354,7 +354,9 @@ export class ModbusDriver extends DriverBase {
       let data: Uint8Array;
       try {
         if (conn.signal.aborted) return;
+        const answered = this.timeRead();
         data = await readRequest(conn.client, read.request);
+        answered();
       } catch (err) {
         if (conn.signal.aborted) return;
         const kind = classify(err);

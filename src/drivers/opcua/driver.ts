@@ -634,8 +634,10 @@ export class OpcuaDriver extends DriverBase {
       const batch: Reading[] = [];
       try {
         for (let start = 0; start < nodes.length; start += opcuaNodesPerReadMax) {
+          const answered = this.timeRead();
           const values = await session.read(nodes.slice(start, start + opcuaNodesPerReadMax), 0);
           if (signal.aborted) return;
+          answered();
           this.#reads++;
           values.forEach((dv, k) => {
             this.#push(group.tags[start + k]!, dv, batch);

@@ -67,6 +67,17 @@ export function loadConfig(gatewayFile = defaultGatewayFile, options: LoadOption
     files = files.slice(0, deviceFilesMax);
   }
   const { devices, deviceFiles } = loadDevices(files, issues, { env: options.env });
+  // The health policy's critical devices must be devices of this gateway (a typo would never alarm).
+  g.value?.health.criticalDevices.forEach((id, i) => {
+    if (!deviceFiles.has(id))
+      issues.push({
+        file: gatewayFile,
+        line: 0,
+        col: 0,
+        field: `health.criticalDevices[${i}]`,
+        message: `unknown device "${id}" (devices: ${[...deviceFiles.keys()].join(', ') || 'none'})`,
+      });
+  });
   if (issues.length > 0 || !g.value) throw new ConfigError(issues);
   const dataDir = resolve(baseDir, g.value.dataDir);
   return {

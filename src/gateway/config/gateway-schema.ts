@@ -150,6 +150,84 @@ export const apiSchema = z
   })
   .prefault({});
 
+/** The status page, /metrics, /health and /ready (src/observe); the ports the Dockerfile exposes. */
+export const opsDefaultPort = 8090;
+
+export const opsSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe('Serve the status page, Prometheus /metrics, /health and /ready.'),
+    host: z
+      .string()
+      .min(1)
+      .default('127.0.0.1')
+      .describe(
+        'Address to bind: loopback by default (no authentication). 0.0.0.0 only behind a firewall, or in a container whose port is published to loopback.',
+      ),
+    port: z
+      .number()
+      .int()
+      .min(0)
+      .max(65_535)
+      .default(opsDefaultPort)
+      .describe('Port; 0 takes any free port.'),
+  })
+  .prefault({});
+
+/** Longest outbox growth window (the status page keeps one sample a second for it). */
+export const outboxGrowthWindowMsMax = 600_000;
+
+/** When the gateway reports itself degraded (`masbc-edge health`, /ready); see docs/deploy.md. */
+export const healthSchema = z
+  .strictObject({
+    devices: z
+      .enum(['any', 'all', 'critical'])
+      .default('any')
+      .describe(
+        '"any": degraded when any enabled device is not connected. "all": only when none is. "critical": when any of criticalDevices is not.',
+      ),
+    criticalDevices: z
+      .array(identifier)
+      .max(1_000)
+      .default([])
+      .describe('Device ids that must be connected (policy "critical").'),
+    finalityStaleMs: durationMs(1_000, 86_400_000)
+      .default(120_000)
+      .describe('Degraded when events wait and none has become final for this long.'),
+    outboxGrowthWindowMs: durationMs(10_000, outboxGrowthWindowMsMax)
+      .default(60_000)
+      .describe('The window over which the outbox is watched for filling faster than it drains.'),
+    outboxGrowthEventsMin: z
+      .number()
+      .int()
+      .min(1)
+      .default(100)
+      .describe('Degraded when the pending events grew by at least this many over the window.'),
+    diskFreeMinBytes: byteSize
+      .default(512 * 1024 ** 2)
+      .describe('Degraded when the data folder has less free space than this.'),
+    diskFreeMinPercent: z
+      .number()
+      .min(0)
+      .max(100)
+      .default(5)
+      .describe('… or less than this share of its file system free.'),
+  })
+  .prefault({})
+  .superRefine((h, ctx) => {
+    if (h.devices === 'critical' && h.criticalDevices.length === 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['criticalDevices'],
+        message: 'policy "critical" needs the ids of the critical devices',
+      });
+  });
+
+export type HealthPolicy = z.output<typeof healthSchema>;
+export type OpsConfig = z.output<typeof opsSchema>;
+
 export const gatewaySchema = z.strictObject({
   gateway: z.strictObject({
     id: identifier.describe('Gateway id, unique in the enterprise.'),
@@ -176,6 +254,8 @@ export const gatewaySchema = z.strictObject({
   signing: signingSchema,
   chain: chainSchema,
   api: apiSchema,
+  ops: opsSchema,
+  health: healthSchema,
   log: z
     .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info') })
     .prefault({}),
