@@ -175,6 +175,8 @@ describe('docs/deploy.md, end to end', () => {
     });
     const etc = join(gatewayPc, 'etc');
     mkdirSync(join(etc, 'devices'), { recursive: true });
+    // The line PC gets its own copy of the genesis: it checks every final block against it.
+    copyFileSync(join(coordinator, 'genesis.json'), join(etc, 'genesis.json'));
     writeFileSync(
       join(etc, 'devices', 'press1.yaml'),
       readFileSync('config/devices/press1.yaml', 'utf8').replace(
@@ -186,7 +188,7 @@ describe('docs/deploy.md, end to end', () => {
     writeFileSync(
       gatewayYaml,
       readFileSync('config/gateway.yaml', 'utf8')
-        .replace(/^ {2}role: none$/m, `  role: client\n  validatorUrl: ${acmeApi}`)
+        .replace(/^ {2}role: none$/m, `  role: client\n  validatorUrl: ${acmeApi}\n  genesis: genesis.json`)
         .replace(/^ {2}port: 8090$/m, `  port: ${gatewayOps}`),
     );
     const env = { MASBC_DATA_DIR: join(gatewayPc, 'data') };
