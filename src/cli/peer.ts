@@ -23,6 +23,8 @@ import { createLogger, type LogLevel } from '../log/logger.ts';
 import { startValidator } from '../validator/validator.ts';
 import { integer, untilSignal } from './shared.ts';
 
+const day = 86_400_000;
+
 export interface PeerOptions {
   genesis: string;
   key: string;
@@ -40,6 +42,12 @@ export interface PeerOptions {
   statusIntervalMs?: number;
   logLevel: LogLevel;
   stopWithStdin?: boolean;
+  /** Disk budget of the member's body store, in MiB (default 8 GiB). */
+  bodiesMaxMib?: number;
+  /** Days bodies of process events are kept (0: forever, the default). */
+  keepProcessDays?: number;
+  /** Days bodies of equipment events are kept (0: forever; default 365). */
+  keepEquipmentDays?: number;
 }
 
 export function registerPeer(program: Command): void {
@@ -76,6 +84,21 @@ export function registerPeer(program: Command): void {
       '--status-interval-ms <ms>',
       'consensus heartbeat (STATUS, retransmissions, sync retries)',
       integer(10, 60_000),
+    )
+    .option(
+      '--bodies-max-mib <mib>',
+      "disk budget of the member's private body store in MiB (default 8192); when full, batches are refused and wait in the gateways' outboxes",
+      integer(1, 16 * 1024 * 1024),
+    )
+    .option(
+      '--keep-process-days <days>',
+      'days the bodies of process events are kept, by source time (0: forever, the default)',
+      integer(0, 36_500),
+    )
+    .option(
+      '--keep-equipment-days <days>',
+      'days the bodies of equipment events (status, alarms, gaps) are kept (0: forever; default 365)',
+      integer(0, 36_500),
     )
     .option('--log-level <level>', 'trace | debug | info | warn | error', 'warn')
     .option('--stop-with-stdin', 'stop cleanly when standard input closes (used by `alliance up`)')
@@ -128,6 +151,13 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       member: opts.member,
       api: { host: opts.apiHost ?? '127.0.0.1', port: opts.apiPort ?? 0 },
       timing: opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs },
+      bodies: {
+        maxBytes: opts.bodiesMaxMib === undefined ? undefined : opts.bodiesMaxMib * 1024 * 1024,
+        retention: {
+          ...(opts.keepProcessDays === undefined ? {} : { process: opts.keepProcessDays * day }),
+          ...(opts.keepEquipmentDays === undefined ? {} : { equipment: opts.keepEquipmentDays * day }),
+        },
+      },
       log,
     });
   } catch (err) {

@@ -92,6 +92,9 @@ export class BodiesRefused extends StoreError {
 /** Retention of committed bodies per data class, in ms; 0 keeps them forever. */
 export type BodyRetention = Record<DataClass, number>;
 
+/** Default disk budget of a body store (bytes SQLite really uses). */
+export const defaultBodyStoreBytes = 8 * 1024 ** 3;
+
 export const defaultBodyRetention: Readonly<BodyRetention> = Object.freeze({
   process: 0,
   equipment: 365 * 86_400_000,
@@ -124,6 +127,8 @@ export interface BodyStoreStats {
   committed: number;
   usedBytes: number;
   maxBytes: number;
+  /** How long bodies are kept per data class, ms (0: forever). */
+  retention: BodyRetention;
   refused: Record<BodyRefusalCode, number>;
   pruned: number;
 }
@@ -407,6 +412,7 @@ export class BodyStore {
       ...c,
       usedBytes: usedBytes(this.#db),
       maxBytes: this.#maxBytes,
+      retention: { ...this.#retention },
       refused: { ...this.#refused },
       pruned: this.#pruned,
     };

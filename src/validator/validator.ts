@@ -28,10 +28,9 @@ import { ConsensusNode, chainContext } from '../consensus/runtime/node.ts';
 import { fromHex, toHex } from '../crypto/hash.ts';
 import { loadKeyFile } from '../crypto/keys.ts';
 import type { Logger } from '../log/logger.ts';
-import { type BodyRetention, BodyStore, bodyStorePath } from '../store/bodies.ts';
+import { type BodyRetention, BodyStore, bodyStorePath, defaultBodyStoreBytes } from '../store/bodies.ts';
 
 /** Default disk budget of the member's body store. */
-const defaultBodyStoreBytes = 8 * 1024 ** 3;
 /** How often bodies past their retention are deleted. */
 const bodyPruneIntervalMs = 3_600_000;
 

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { byteSize, durationMs, identifier } from '../../config/common.ts';
 import { batchEventsMax } from '../../event/bounds.ts';
+import { defaultBodyRetention, defaultBodyStoreBytes } from '../../store/bodies.ts';
 import { submitter } from '../bounds.ts';
 
 export const storeSchema = z
@@ -80,17 +81,17 @@ export const submitSchema = z
 export const bodiesSchema = z
   .strictObject({
     maxBytes: byteSize
-      .default(8 * 1024 ** 3)
+      .default(defaultBodyStoreBytes)
       .describe(
         "Role validator: disk budget of the member's body store (the bodies of its own events, which never go on the chain). When full, new batches are refused and wait in the gateways' outboxes.",
       ),
     retention: z
       .strictObject({
         process: durationMs(0, 100 * 365 * 86_400_000)
-          .default(0)
+          .default(defaultBodyRetention.process)
           .describe('How long bodies of process events are kept, by source time, in ms; 0: forever.'),
         equipment: durationMs(0, 100 * 365 * 86_400_000)
-          .default(365 * 86_400_000)
+          .default(defaultBodyRetention.equipment)
           .describe('How long bodies of equipment events (status, alarms, gaps) are kept; 0: forever.'),
       })
       .prefault({}),
