@@ -25,13 +25,17 @@
  *   const v = checker.check(bytes);       // { ok: true, batch } | { ok: false, code, message }
  */
 import { hash as nodeHash } from 'node:crypto';
+import { bytesEqual } from '../../crypto/hash.ts';
 import { type KeyAlgorithm, nodeVerifier, type SignatureVerifier } from '../../crypto/keys.ts';
 import {
   type BatchDecoding,
   batchSigningBytes,
+  batchTxId,
+  batchVersion,
   type DecodedBatch,
   decodeBatchTx,
 } from '../../event/batch.ts';
+import { batchSignatureBytes } from '../../event/bounds.ts';
 import type { EventRejectionCode } from '../../event/errors.ts';
 
 /** What a gateway key registry answers (src/event/verify.ts `KeyRegistry`). */
@@ -101,6 +105,42 @@ interface Scan {
 
 const notABatchDomain = Buffer.from('masbc-edge/tx/v2/not-a-batch\0');
 const scans = new WeakMap<Uint8Array, Scan>();
+/**
+ * Batches decoded lately, by the hash of their header and signature (what their id would be), each a
+ * weak reference to the bytes it was decoded from. A copy of the same bytes (a proposal's or a
+ * forwarded copy of a batch this validator already holds) then costs a hash of its framing and one
+ * byte comparison instead of a second decode: equal bytes have the same scan. Bound: the newest
+ * `recentBatchesMax` entries (a few hundred bytes each; the references keep no bytes alive); older
+ * ones are forgotten, and a copy of such a batch is decoded again.
+ */
+export const recentBatchesMax = 16_384;
+const recent = new Map<string, WeakRef<Uint8Array>>();
+
+/** Hex hash of a batch's framing (header and signature), or undefined if the bytes have none. */
+function framingKey(tx: Uint8Array): string | undefined {
+  if (tx.byteLength < 3 + batchSignatureBytes || tx[0] !== batchVersion) return undefined;
+  const headerLength = (tx[1]! << 8) | tx[2]!;
+  const end = 3 + headerLength + batchSignatureBytes;
+  if (end > tx.byteLength) return undefined;
+  const id = batchTxId(tx.subarray(3, 3 + headerLength), tx.subarray(3 + headerLength, end));
+  return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
+}
+
+/** The scan of an earlier copy of the same bytes, if one is still known. */
+function scanOfCopy(tx: Uint8Array, key: string | undefined): Scan | undefined {
+  if (key === undefined) return undefined;
+  const earlier = recent.get(key)?.deref();
+  if (!earlier || earlier === tx || !bytesEqual(earlier, tx)) return undefined;
+  return scans.get(earlier);
+}
+
+function remember(tx: Uint8Array, key: string | undefined, s: Scan): void {
+  scans.set(tx, s);
+  if (key === undefined || !s.result.ok) return;
+  if (recent.has(key)) recent.delete(key);
+  else if (recent.size >= recentBatchesMax) recent.delete(recent.keys().next().value!);
+  recent.set(key, new WeakRef(tx));
+}
 
 function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -134,17 +174,23 @@ function scanOfBatch(b: DecodedBatch): Scan {
   };
 }
 
-/** Decodes once per transaction object (see the module comment). */
+/** Decodes once per transaction (see the module comment and `recent`). */
 function scan(tx: Uint8Array): Scan {
   let s = scans.get(tx);
   if (s) return s;
+  const key = framingKey(tx);
+  s = scanOfCopy(tx, key);
+  if (s) {
+    scans.set(tx, s);
+    return s;
+  }
   const d = decodeBatchTx(tx);
   if (d.ok) s = scanOfBatch(d.batch);
   else {
     const txId = nodeHash('sha256', Buffer.concat([notABatchDomain, asBuffer(tx)]), 'buffer');
     s = { txId, idHex: txId.toString('hex'), result: { ok: false, code: d.code, message: d.message } };
   }
-  scans.set(tx, s);
+  remember(tx, key, s);
   return s;
 }
 
@@ -155,7 +201,7 @@ function scan(tx: Uint8Array): Scan {
  */
 export function decodeTx(tx: Uint8Array): BatchDecoding {
   const d = decodeBatchTx(tx);
-  if (d.ok && !scans.has(tx)) scans.set(tx, scanOfBatch(d.batch));
+  if (d.ok && !scans.has(tx)) remember(tx, framingKey(tx), scanOfBatch(d.batch));
   return d;
 }
 

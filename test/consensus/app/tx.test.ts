@@ -189,6 +189,31 @@ describe('batch transactions', () => {
     expect(code(checker.check(claim))).toBe('unknown_key');
   });
 
+  it('a copy of checked bytes gets their id and verdict; a copy with the same header and signature over other envelopes does not', () => {
+    const checker = new TxChecker({ registry });
+    const [a] = gw.sign(8, 8);
+    expect(code(checker.check(a!.tx))).toBe('ok');
+    // What a proposal or a forwarded message delivers: new bytes, equal to the checked ones.
+    const copy = a!.tx.slice();
+    expect(toHex(txIdOf(copy))).toBe(toHex(txIdOf(a!.tx)));
+    expect(code(checker.check(copy))).toBe('ok');
+    // The same framing (header and signature) over a changed envelope: its own id, and refused.
+    const text = Buffer.from(a!.tx).toString('latin1');
+    const at = text.lastIndexOf('"body":"') + 8;
+    const twin = a!.tx.slice();
+    twin[at] = text[at] === 'a' ? 0x62 : 0x61;
+    expect(toHex(txIdOf(twin))).not.toBe(toHex(txIdOf(a!.tx)));
+    expect(code(checker.check(twin))).toBe('root_mismatch');
+    // And the other way round: the twin first, then a copy of the genuine batch.
+    const [b] = gw.sign(8, 8);
+    const twinB = b!.tx.slice();
+    const textB = Buffer.from(b!.tx).toString('latin1');
+    const atB = textB.lastIndexOf('"body":"') + 8;
+    twinB[atB] = textB[atB] === 'a' ? 0x62 : 0x61;
+    expect(code(checker.check(twinB))).toBe('root_mismatch');
+    expect(code(checker.check(b!.tx.slice()))).toBe('ok');
+  });
+
   it('gives every byte string its own id: a flipped byte anywhere changes the id', () => {
     const [a] = gw.sign(4, 4);
     const ids = new Set<string>([toHex(txIdOf(a!.tx))]);
