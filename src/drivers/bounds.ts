@@ -23,6 +23,14 @@ export const readLatencyBucketsMs: readonly number[] = Object.freeze([
   1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
 ]);
 
+/**
+ * OPC UA: an array value becomes one text (JSON); longer than this it is refused as a reading
+ * (the event body's bound on a text value, src/event/bounds.ts textValueCharsMax, which drivers may
+ * not import; a test keeps the two equal). A long scalar text is passed on whole and cut by the
+ * normaliser.
+ */
+export const arrayTextCharsMax = 1024;
+
 /** Modbus: readings of a unit's tags are batched; a request never spans more than the protocol allows. */
 export const modbusRegistersPerRequestMax = 125;
 export const modbusBitsPerRequestMax = 2_000;

@@ -33,6 +33,7 @@
  *   setInterval(() => n.tick(Date.now()), 100);
  */
 import type { DriverLogger, Quality, Reading, ReadingValue } from '../drivers/types.ts';
+import { contextCharsMax, textValueCharsMax } from '../event/bounds.ts';
 import type { EventDraft, EventValue } from '../event/draft.ts';
 import { type DataClass, defaultDataClass, type EventKind } from '../event/kinds.ts';
 import type { Rule, RuleContext } from './rules-schema.ts';
@@ -100,9 +101,12 @@ export interface CounterBasis {
 /** Value key of the note on a part event whose context could not be told (never a tag name). */
 export const contextNoteKey = '@context';
 
-/** Limits of the signed event body (see bodySchema in event.ts). */
-export const contextCharsMax = 128;
-export const valueCharsMax = 1024;
+/** Length in code points (the event model's bounds count code points, not UTF-16 units). */
+function codePoints(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
 
 type ContextKey = 'lot' | 'product' | 'order' | 'step';
 type ContextValues = Partial<Record<ContextKey, string>>;
@@ -625,7 +629,7 @@ export class Normaliser {
       const slot = r.context[k];
       if (!slot || !usable(slot) || !present(slot.value)) continue;
       const text = String(slot.value);
-      if (text.length > contextCharsMax) {
+      if (text.length > contextCharsMax && codePoints(text) > contextCharsMax) {
         this.#stats.contextTooLong++;
         continue;
       }
@@ -643,8 +647,9 @@ export class Normaliser {
       }
       let v = slot.value;
       let q = slot.quality as Quality;
-      if (typeof v === 'string' && v.length > valueCharsMax) {
-        v = v.slice(0, valueCharsMax);
+      if (typeof v === 'string' && v.length > textValueCharsMax && codePoints(v) > textValueCharsMax) {
+        // Cut between code points: half a surrogate pair has no canonical encoding.
+        v = Array.from(v).slice(0, textValueCharsMax).join('');
         q = 'uncertain';
       } else if (typeof v === 'number' && !Number.isFinite(v)) {
         // NaN and infinities have no JSON form: a sensor fault, not a measurement.

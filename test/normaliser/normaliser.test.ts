@@ -1,6 +1,9 @@
 /** The normaliser with synthetic readings: pure, no drivers, no clock. */
 import { describe, expect, it } from 'vitest';
+import { encodeCanonical } from '../../src/crypto/canonical.ts';
+import { arrayTextCharsMax } from '../../src/drivers/bounds.ts';
 import type { Quality, Reading, ReadingValue } from '../../src/drivers/types.ts';
+import { contextCharsMax, textValueCharsMax } from '../../src/event/bounds.ts';
 import type { EventDraft } from '../../src/event/draft.ts';
 import { createNormaliser, type NormaliserDevice } from '../../src/normaliser/normaliser.ts';
 import { ruleSchema } from '../../src/normaliser/rules-schema.ts';
@@ -517,5 +520,40 @@ describe('bookkeeping', () => {
       rules: [rule({ name: 'x', trigger: 'change', tag: 'ghost', kind: 'measurement' })],
     };
     expect(() => setup([bad])).toThrow(/no tag named "ghost"/);
+  });
+});
+
+describe('text at the bounds of the signed body (src/event/bounds.ts, counted in code points)', () => {
+  const emoji = '😀'; // one code point, two UTF-16 units
+  it('keeps a value of exactly textValueCharsMax code points whole, and cuts a longer one between code points', () => {
+    const { push } = setup();
+    push(['alarmActive', false]);
+    const whole = `${'a'.repeat(textValueCharsMax - 1)}${emoji}`;
+    const [kept] = push(['alarmActive', true], ['alarmText', whole]);
+    expect(kept!.values.alarmText).toEqual({ v: whole, q: 'good' });
+    push(['alarmActive', false]);
+    const [cut] = push(
+      ['alarmActive', true],
+      ['alarmText', `${'a'.repeat(textValueCharsMax - 1)}${emoji}${emoji}`],
+    );
+    expect(cut!.values.alarmText).toEqual({ v: whole, q: 'uncertain' });
+    // Never a lone surrogate, which no canonical encoder accepts.
+    expect(() => encodeCanonical(cut!.values)).not.toThrow();
+  });
+
+  it('keeps a context value of exactly contextCharsMax code points, and leaves out a longer one', () => {
+    const { n, push } = setup();
+    const lot = emoji.repeat(contextCharsMax);
+    push(['lotId', lot], ['partCount', 1]);
+    expect(push(['partCount', 2])[0]!.lot).toBe(lot);
+    push(['lotId', `${lot}x`]);
+    expect(push(['partCount', 3])[0]!.lot).toBeUndefined();
+    expect(n.stats().contextTooLong).toBeGreaterThan(0);
+  });
+});
+
+describe('the text bound, kept in two places', () => {
+  it("the drivers' array-text bound is the event body's text bound (drivers may not import the event model)", () => {
+    expect(arrayTextCharsMax).toBe(textValueCharsMax);
   });
 });

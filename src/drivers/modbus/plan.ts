@@ -157,10 +157,3 @@ export function planRequests(tags: readonly PlanTag[], limits: PlanLimits): Read
   }
   return requests;
 }
-
-/** Registers (or bits) a plan reads in total, including gaps: the cost of the gap setting. */
-export function plannedWords(requests: readonly ReadRequest[]): number {
-  let n = 0;
-  for (const r of requests) n += r.count;
-  return n;
-}

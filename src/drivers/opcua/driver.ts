@@ -55,6 +55,7 @@ import {
   VariantArrayType,
 } from 'node-opcua';
 import {
+  arrayTextCharsMax,
   opcuaItemsPerCreateMax,
   opcuaKeepAliveCountMax,
   opcuaKeepAliveMaxMs,
@@ -76,8 +77,6 @@ import { validateOpcuaDevice } from './validate.ts';
 
 type OpcuaTag = OpcuaDevice['tags'][number];
 
-/** Longest a string or array value may be, as text (the event body's limit). */
-const valueCharsMax = 1024;
 /** Longest each teardown step (subscription, session, channel) may take before we move on. */
 const closeStepMs = 2_000;
 
@@ -736,8 +735,8 @@ export function convertVariant(v: Variant | null | undefined): ReadingValue | { 
   if (v.arrayType !== VariantArrayType.Scalar) {
     const items = Array.from(v.value as ArrayLike<unknown>, (x) => scalar(v.dataType, x));
     const text = JSON.stringify(items);
-    return text.length > valueCharsMax
-      ? { problem: `array value longer than ${valueCharsMax} characters` }
+    return text.length > arrayTextCharsMax
+      ? { problem: `array value longer than ${arrayTextCharsMax} characters` }
       : text;
   }
   return scalar(v.dataType, v.value);
@@ -776,10 +775,10 @@ function scalar(type: DataType, x: unknown): ReadingValue {
       return (x as Buffer).toString('base64');
     case DataType.StatusCode:
       return (x as { name: string }).name;
-    default: {
-      const text = typeof x === 'string' ? x : String(x);
-      return text.length > valueCharsMax ? text.slice(0, valueCharsMax) : text;
-    }
+    default:
+      // A long text goes to the normaliser whole: it cuts it between code points to the event's
+      // bound and marks the value uncertain, where a cut here would pass for a good value.
+      return typeof x === 'string' ? x : String(x);
   }
 }
 
