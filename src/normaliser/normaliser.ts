@@ -69,6 +69,8 @@ export interface NormaliserStats {
   counterResyncs: number;
   /** Context values longer than contextCharsMax, left out of events. */
   contextTooLong: number;
+  /** Context values that are not well-formed text (lone surrogates), left out of events. */
+  contextMalformed: number;
   /**
    * Part events whose lot, order, product or step was left out because it changed between two
    * readings of the counter (an outage, a lost message, one read showing both): see #counter.
@@ -190,6 +192,7 @@ export class Normaliser {
     counterWraps: 0,
     counterResyncs: 0,
     contextTooLong: 0,
+    contextMalformed: 0,
     contextUnknown: 0,
   };
   #group = 0;
@@ -629,6 +632,12 @@ export class Normaliser {
       const slot = r.context[k];
       if (!slot || !usable(slot) || !present(slot.value)) continue;
       const text = String(slot.value);
+      if (!text.isWellFormed()) {
+        // A lone surrogate (say, from a JSON payload's "\ud800") names nothing and has no canonical
+        // encoding: the context is left out, as unknown.
+        this.#stats.contextMalformed++;
+        continue;
+      }
       if (text.length > contextCharsMax && codePoints(text) > contextCharsMax) {
         this.#stats.contextTooLong++;
         continue;
@@ -647,6 +656,11 @@ export class Normaliser {
       }
       let v = slot.value;
       let q = slot.quality as Quality;
+      if (typeof v === 'string' && !v.isWellFormed()) {
+        // Lone surrogates become U+FFFD: the text is kept, marked uncertain, and can be signed.
+        v = v.toWellFormed();
+        q = 'uncertain';
+      }
       if (typeof v === 'string' && v.length > textValueCharsMax && codePoints(v) > textValueCharsMax) {
         // Cut between code points: half a surrogate pair has no canonical encoding.
         v = Array.from(v).slice(0, textValueCharsMax).join('');

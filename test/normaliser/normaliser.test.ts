@@ -1,10 +1,12 @@
 /** The normaliser with synthetic readings: pure, no drivers, no clock. */
 import { describe, expect, it } from 'vitest';
 import { encodeCanonical } from '../../src/crypto/canonical.ts';
+import { generateKey } from '../../src/crypto/keys.ts';
 import { arrayTextCharsMax } from '../../src/drivers/bounds.ts';
 import type { Quality, Reading, ReadingValue } from '../../src/drivers/types.ts';
 import { contextCharsMax, textValueCharsMax } from '../../src/event/bounds.ts';
 import type { EventDraft } from '../../src/event/draft.ts';
+import { EventSigner, emptyHead } from '../../src/event/signer.ts';
 import { createNormaliser, type NormaliserDevice } from '../../src/normaliser/normaliser.ts';
 import { ruleSchema } from '../../src/normaliser/rules-schema.ts';
 
@@ -555,5 +557,21 @@ describe('text at the bounds of the signed body (src/event/bounds.ts, counted in
 describe('the text bound, kept in two places', () => {
   it("the drivers' array-text bound is the event body's text bound (drivers may not import the event model)", () => {
     expect(arrayTextCharsMax).toBe(textValueCharsMax);
+  });
+});
+
+describe('text that is not well-formed (a lone surrogate from a device)', () => {
+  it('signs: the value keeps its text with U+FFFD, marked uncertain; a context value is left out and counted', () => {
+    const { n, push } = setup();
+    push(['alarmActive', false]);
+    const [alarm] = push(['alarmActive', true], ['alarmText', 'E42 \ud800'], ['lotId', 'L\udc00']);
+    expect(alarm!.values.alarmText).toEqual({ v: 'E42 \ufffd', q: 'uncertain' });
+    expect(alarm!.lot).toBeUndefined();
+    expect(n.stats().contextMalformed).toBeGreaterThan(0);
+    const signer = new EventSigner(
+      { enterprise: 'acme', site: 's', line: 'l', gateway: 'gw' },
+      generateKey(),
+    );
+    expect(signer.sign([alarm!], emptyHead).events).toHaveLength(1);
   });
 });
