@@ -1,7 +1,7 @@
 /** OPC UA status codes to quality, and variants to reading values: pure, no server. */
 import { DataType, LocalizedText, StatusCodes, Variant, VariantArrayType } from 'node-opcua';
 import { describe, expect, it } from 'vitest';
-import { convertVariant, qualityOf } from '../../src/drivers/opcua/driver.ts';
+import { convertVariant, qualityOf } from '../../src/drivers/opcua/values.ts';
 
 describe('status code severity to quality', () => {
   it('good, uncertain and bad by the top two bits', () => {
