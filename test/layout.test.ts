@@ -213,6 +213,14 @@ describe('the layout of src/', () => {
     expect(wrong).toEqual([]);
   });
 
+  it('has no source file above 800 lines (a bigger one holds more than one concern: split it)', () => {
+    const long = sourceFiles('src')
+      .map((f) => [f, readFileSync(f, 'utf8').split('\n').length - 1] as const)
+      .filter(([, lines]) => lines > 800)
+      .map(([f, lines]) => `${f}: ${lines} lines`);
+    expect(long).toEqual([]);
+  });
+
   it('has no import cycle between files', () => {
     expect(cycles(graph)).toEqual([]);
   });
