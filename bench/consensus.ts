@@ -27,6 +27,8 @@
  * processes let the OS spread them over both, which is also what a deployment looks like. The
  * price is that n processes share 2 cores, which is exactly the constraint being measured.
  *
+ * NODE_ARGS passes options to the validators' node (e.g. NODE_ARGS=--max-old-space-size=128).
+ *
  * PROFILE=1 writes `node --cpu-prof` profiles of every validator to <tmpdir>/masbc-consensus-profiles-n<N>/
  * and prints where their CPU time went, by category (a validator killed with -9 writes none).
  *
@@ -250,6 +252,13 @@ async function catchUp(
   return { blocksPerS: behind / s, eventsPerS: events / s };
 }
 
+/** Resident set of a process in MiB (0 if it is not running). */
+function rssMiB(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
 /** The lagging validator's height: what it reported just before it stopped is not kept, so ask the store. */
 async function readHeightOffline(peer: PeerProcess): Promise<number> {
   const { default: Database } = await import('better-sqlite3');
@@ -325,7 +334,10 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
   const cluster = await startCluster(dir, n, {
     viewChangeTimeoutMs: T,
     statusIntervalMs: 1_000,
-    nodeArgs: () => (profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    nodeArgs: () => [
+      ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+      ...(process.env.NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    ],
   });
   const figures: Figure[] = [];
   // Each figure also goes to stderr as soon as it is measured, so a long run that fails late keeps them.
@@ -350,6 +362,17 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
         unit: 'events/s',
         runs: tps,
         note: `${total} events per run`,
+      });
+    }
+    if (parts.has('throughput')) {
+      // Each validator's resident memory right after the sustained runs (VmRSS, /proc).
+      const rss = cluster.peers.map((p) => rssMiB(p.pid));
+      add({
+        name: `n=${n}: RSS per validator after the throughput runs`,
+        value: Math.max(...rss),
+        unit: 'MiB (largest)',
+        runs: rss,
+        note: 'one validator each',
       });
     }
     if (n === 4 && parts.has('per-event')) {
