@@ -6,7 +6,6 @@
 import { describe, expect, it } from 'vitest';
 import { configPendingMax } from '../../../src/consensus/app/config-pool.ts';
 import {
-  type ConfigPayload,
   configTxId,
   decodeConfigTx,
   encodeConfigTx,
@@ -409,6 +408,3 @@ describe('a ledger for a real genesis', () => {
     }
   });
 });
-
-/** The payload type is exported for the CLI and the verifier. */
-export type { ConfigPayload };
