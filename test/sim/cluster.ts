@@ -15,8 +15,9 @@
  * seq order, each linking to the one before.
  */
 
+import { decodeConfigTx, isConfigTx } from '../../src/consensus/app/config-tx.ts';
 import { Ledger, type LedgerLimits } from '../../src/consensus/app/ledger.ts';
-import type { GatewayRegistry } from '../../src/consensus/app/registry.ts';
+import type { GatewayRegistry, RegistryGenesis } from '../../src/consensus/app/registry.ts';
 import { chainKeyOf, txIdOf } from '../../src/consensus/app/tx.ts';
 import type { LocalLimits, Timing } from '../../src/consensus/core/config.ts';
 import {
@@ -121,7 +122,14 @@ export interface ClusterOptions {
   network?: Partial<NetworkConditions>;
   realKeys?: boolean;
   /** Run the ledger application with these gateways' keys (default: opaque transactions). */
-  ledger?: { registry: GatewayRegistry; limits?: Partial<LedgerLimits> };
+  ledger?: {
+    registry: GatewayRegistry;
+    limits?: Partial<LedgerLimits>;
+    /** Identity roots for configuration transactions (a gateway registered during the run). */
+    genesis?: Pick<RegistryGenesis, 'chainId' | 'validators'>;
+    /** Every gateway's key, for the checker's signature checks (default `registry`). */
+    allKeys?: GatewayRegistry;
+  };
   /** Replicas that will lose their state: counted as faulty from the start. */
   faulty?: number[];
   /** Chance that an honest replica crashes right after sending a vote, restarting 1–50 ms later. */
@@ -148,6 +156,8 @@ interface Host {
   ledger: Ledger | null;
   /** Ledger checker: each gateway's last event on this replica's chain (independent of the ledger). */
   heads: Map<string, { seq: number; id: string }>;
+  /** Ledger checker: height of the block registering a gateway not in the genesis, per chain. */
+  registeredAt: Map<string, number>;
 }
 
 type EventBody =
@@ -178,7 +188,9 @@ export class Cluster {
   readonly n: number;
   /** Ledger mode: the gateways (set by the scenario), for the byzantine primaries' attacks. */
   gateways: SimGateway[] = [];
-  readonly #ledger?: { registry: GatewayRegistry; limits?: Partial<LedgerLimits> };
+  readonly #ledger?: NonNullable<ClusterOptions['ledger']>;
+  /** Ledger mode: chains whose key is not in the genesis (registered by a configuration transaction). */
+  readonly #lateChains = new Set<string>();
   /** The reference verifier of committed batches (caches verified signatures by transaction id). */
   readonly #eventVerifier?: BatchVerifier;
   readonly rng: Rng;
@@ -233,7 +245,13 @@ export class Cluster {
     this.#timing = o.timing ?? {};
     this.#local = o.local ?? {};
     this.#ledger = o.ledger;
-    if (o.ledger) this.#eventVerifier = new BatchVerifier(o.ledger.registry, { verifier: simVerifier });
+    if (o.ledger) {
+      this.#eventVerifier = new BatchVerifier(o.ledger.allKeys ?? o.ledger.registry, {
+        verifier: simVerifier,
+      });
+      const genesisChains = new Set(o.ledger.registry.chains());
+      for (const c of o.ledger.allKeys?.chains() ?? []) if (!genesisChains.has(c)) this.#lateChains.add(c);
+    }
     this.net = {
       lossP: 0,
       duplicateP: 0,
@@ -258,6 +276,7 @@ export class Cluster {
       oldestPrepared: new Map(),
       ledger: null,
       heads: new Map(),
+      registeredAt: new Map(),
     }));
     this.#quorum = quorumSize(o.n);
     this.crashAfterVoteP = o.crashAfterVoteP ?? 0;
@@ -319,6 +338,7 @@ export class Cluster {
       h.store = [];
       h.txIndex = new Set();
       h.heads = new Map();
+      h.registeredAt = new Map();
       h.lostState = true;
     }
     this.#trace?.(`${this.nowMs} start ${i}${lose ? ' (state lost)' : ''}`);
@@ -328,6 +348,7 @@ export class Cluster {
       // The runtime keeps the ledger state with the blocks; rebuilding it from the store is the same.
       const ledger = new Ledger({
         registry: this.#ledger.registry,
+        genesis: this.#ledger.genesis,
         genesisHash,
         verifier: simVerifier,
         limits: this.#ledger.limits,
@@ -454,7 +475,18 @@ export class Cluster {
    * = head seq + 1, prev = the head's id; the batch itself runs on without a gap).
    */
   #checkLedger(h: Host, cb: CertifiedBlock, fail: (why: string) => never): void {
+    const height = cb.block.header.height;
     for (const [i, tx] of cb.block.txs.entries()) {
+      if (isConfigTx(tx)) {
+        // A registration (the only kind the scenario signs): from the next block, its key may sign.
+        const d = decodeConfigTx(tx);
+        if (!d.ok || d.config.payload.op !== 'register')
+          fail(`LEDGER: committed transaction ${i} of block ${height} is not a registration`);
+        const chain = chainKeyOf(d.config.payload.member, d.config.payload.gateway);
+        if (h.registeredAt.has(chain)) fail(`LEDGER: ${chain} registered twice`);
+        h.registeredAt.set(chain, height);
+        continue;
+      }
       let header: { enterprise: string; gateway: string; firstSeq: number; count: number; prev: string };
       let lastId: string;
       try {
@@ -467,6 +499,8 @@ export class Cluster {
         );
       }
       const chain = chainKeyOf(header.enterprise, header.gateway);
+      if (this.#lateChains.has(chain) && !((h.registeredAt.get(chain) ?? height) < height))
+        fail(`LEDGER: ${chain} has a batch in block ${height}, not after its key's registration`);
       const head = h.heads.get(chain) ?? { seq: 0, id: zeroHashHex };
       if (header.firstSeq !== head.seq + 1 || header.prev !== head.id) {
         fail(
@@ -617,6 +651,7 @@ export class Cluster {
   ): Message {
     const txs = [...m.block.txs];
     const info = txs.map((tx) => {
+      if (isConfigTx(tx)) return { chain: '#config', seq: 0 };
       const d = decodeBatchTx(tx);
       if (!d.ok) throw new Error(`bug: a proposal of a ledger primary holds a non-batch: ${d.message}`);
       return {
@@ -662,12 +697,14 @@ export class Cluster {
         if (committed.length > 0) txs.splice(this.rng.int(0, txs.length), 0, this.rng.pick(committed));
         break;
       }
-      case 'forge-events':
-        if (txs.length > 0) {
-          const i = this.rng.int(0, txs.length - 1);
+      case 'forge-events': {
+        const batches = txs.flatMap((tx, i) => (isConfigTx(tx) ? [] : [i]));
+        if (batches.length > 0) {
+          const i = this.rng.pick(batches);
           txs[i] = forgedTwin(txs[i]!);
         }
         break;
+      }
     }
     return this.#resigned(h, m, txs);
   }
