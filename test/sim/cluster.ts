@@ -15,7 +15,7 @@
  * seq order, each linking to the one before.
  */
 
-import { decodeConfigTx, isConfigTx } from '../../src/consensus/app/config-tx.ts';
+import { isConfigTx } from '../../src/consensus/app/config-tx.ts';
 import { Ledger, type LedgerLimits } from '../../src/consensus/app/ledger.ts';
 import type { GatewayRegistry, RegistryGenesis } from '../../src/consensus/app/registry.ts';
 import { chainKeyOf, txIdOf } from '../../src/consensus/app/tx.ts';
@@ -44,13 +44,14 @@ import type {
 import { type VerifyContext, verifyCertifiedBlock } from '../../src/consensus/core/verify.ts';
 import { decodeMessage, encodeCertifiedBlock, encodeMessage } from '../../src/consensus/wire/codec.ts';
 import { syncResponseBytesTarget } from '../../src/consensus/wire/limits.ts';
-import { sha256, zeroHashHex } from '../../src/crypto/hash.ts';
+import { sha256 } from '../../src/crypto/hash.ts';
 import type { Signer } from '../../src/crypto/keys.ts';
 import { decodeBatchTx } from '../../src/event/batch.ts';
 import { BatchVerifier } from '../../src/event/verify.ts';
 import type { SimGateway } from './gateways.ts';
 import { Heap } from './heap.ts';
 import { simKeys, simVerifier } from './keys.ts';
+import { checkLedgerBlock } from './ledger-checker.ts';
 import type { Rng } from './rng.ts';
 
 export class SimulationError extends Error {
@@ -454,7 +455,8 @@ export class Cluster {
       const c = this.certifiable.get(height);
       if (c !== undefined && c !== key) fail(`AGREEMENT VIOLATED: committed ${key}, but ${c} is certifiable`);
     }
-    if (this.#ledger && this.counted(h)) this.#checkLedger(h, cb, fail);
+    if (this.#ledger && this.counted(h))
+      checkLedgerBlock(this.#eventVerifier!, this.#lateChains, h, cb, fail);
     for (const tx of cb.block.txs) {
       const k = this.txKeyOf(tx);
       if (h.txIndex.has(k)) fail('a transaction was committed twice');
@@ -467,48 +469,6 @@ export class Cluster {
     this.#trace?.(
       `${this.nowMs} ${h.index} commit ${height} ${key.slice(0, 8)} (${cb.block.txs.length} txs)`,
     );
-  }
-
-  /**
-   * The ledger checker, independent of src/consensus/app: every batch verifies with the reference
-   * BatchVerifier (src/event/verify.ts), and continues its gateway's chain on this replica (first seq
-   * = head seq + 1, prev = the head's id; the batch itself runs on without a gap).
-   */
-  #checkLedger(h: Host, cb: CertifiedBlock, fail: (why: string) => never): void {
-    const height = cb.block.header.height;
-    for (const [i, tx] of cb.block.txs.entries()) {
-      if (isConfigTx(tx)) {
-        // A registration (the only kind the scenario signs): from the next block, its key may sign.
-        const d = decodeConfigTx(tx);
-        if (!d.ok || d.config.payload.op !== 'register')
-          fail(`LEDGER: committed transaction ${i} of block ${height} is not a registration`);
-        const chain = chainKeyOf(d.config.payload.member, d.config.payload.gateway);
-        if (h.registeredAt.has(chain)) fail(`LEDGER: ${chain} registered twice`);
-        h.registeredAt.set(chain, height);
-        continue;
-      }
-      let header: { enterprise: string; gateway: string; firstSeq: number; count: number; prev: string };
-      let lastId: string;
-      try {
-        const b = this.#eventVerifier!.verify(tx);
-        header = b.header;
-        lastId = Buffer.from(b.ids[b.ids.length - 1]!).toString('hex');
-      } catch (err) {
-        fail(
-          `LEDGER: committed transaction ${i} of block ${cb.block.header.height} does not verify: ${(err as Error).message}`,
-        );
-      }
-      const chain = chainKeyOf(header.enterprise, header.gateway);
-      if (this.#lateChains.has(chain) && !((h.registeredAt.get(chain) ?? height) < height))
-        fail(`LEDGER: ${chain} has a batch in block ${height}, not after its key's registration`);
-      const head = h.heads.get(chain) ?? { seq: 0, id: zeroHashHex };
-      if (header.firstSeq !== head.seq + 1 || header.prev !== head.id) {
-        fail(
-          `LEDGER ORDER VIOLATED: ${chain} seq ${header.firstSeq} (prev ${header.prev.slice(0, 8)}) after seq ${head.seq} (${head.id.slice(0, 8)})`,
-        );
-      }
-      h.heads.set(chain, { seq: header.firstSeq + header.count - 1, id: lastId });
-    }
   }
 
   // -------------------------------------------------------------------------------------------
