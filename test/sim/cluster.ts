@@ -555,7 +555,10 @@ export class Cluster {
     } else if ((ledgerBehaviors as readonly string[]).includes(behavior) && m.type === 'pre-prepare') {
       send(to, this.#ledgerAttack(h, m, behavior as (typeof ledgerBehaviors)[number]));
     } else if (behavior === 'forge-events' && m.type === 'txs' && m.txs.length > 0) {
-      send(to, { type: 'txs', txs: m.txs.map((tx) => (this.rng.chance(0.5) ? forgedTwin(tx) : tx)) });
+      send(to, {
+        type: 'txs',
+        txs: m.txs.map((tx) => (this.rng.chance(0.5) && !isConfigTx(tx) ? forgedTwin(tx) : tx)),
+      });
     } else if (
       behavior === 'conflicting-votes' &&
       (m.type === 'prepare' || m.type === 'commit') &&
