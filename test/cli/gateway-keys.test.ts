@@ -26,7 +26,6 @@ beforeAll(async () => {
   closedUrl = `http://127.0.0.1:${port}`;
 });
 
-
 const register = (over: Record<string, string>) => {
   const o = {
     '--genesis': alliance.genesisFile,
