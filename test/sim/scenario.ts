@@ -3,10 +3,12 @@
  * Everything derives from the seed, so `runScenario({ seed })` reproduces a failure exactly.
  *
  * Chaos phase: clients submit transactions; the network loses, duplicates and delays messages;
- * partitions come and go; honest replicas crash and restart from persisted state; up to f replicas
- * are faulty (byzantine behaviours, or a restart that lost all state, which may make it vote twice).
- * Safety is checked on every commit (cluster.ts). Then the network heals, every replica restarts,
- * and new transactions must commit at every correct replica within `livenessBoundMs` of simulated time.
+ * partitions come and go; honest replicas crash and restart from persisted state, some while
+ * persisting (the write lost or half applied); up to f replicas are faulty (byzantine behaviours,
+ * sync answers included, or a restart that lost all state, which may make it vote twice). Safety is
+ * checked on every commit and every vote (cluster.ts). Then the network heals, every replica that is
+ * down restarts from its persisted state, and new transactions must commit at every honest replica,
+ * those that lost their state included (they must catch up), within `livenessBoundMs` of simulated time.
  *
  * Even seeds run the ledger application (docs/ledger.md): 1–4 simulated gateways (gateways.ts) sign
  * production events and submit them with duplicates, shuffled batches, late and lost events and
@@ -104,6 +106,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
   };
   const chaosMs = o.chaosMs ?? rng.int(600, 2_000);
   const crashAfterVoteP = rng.pick([0, 0, 0.005, 0.02]);
+  const crashDuringPersistP = rng.pick([0, 0, 0.005, 0.02]);
   // The ledger's draws come from a stream of their own, so the draws above stay what they were.
   const ledgerMode = o.ledger ?? o.seed % 2 === 0;
   const lr = new Rng((o.seed ^ 0x1ed6e4) >>> 0);
@@ -143,7 +146,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     `T=${timing.viewChangeTimeoutMs}ms`,
     `window=${limits.windowHeights} blockTxs=${limits.blockTxsMax} mempool=${local.mempoolTxsMax}`,
     `chaos=${chaosMs}ms`,
-    `crashAfterVote=${crashAfterVoteP}`,
+    `crashAfterVote=${crashAfterVoteP} crashDuringPersist=${crashDuringPersistP}`,
   ];
   if (ledgerMode) {
     const f = (g: SimGateway) =>
@@ -165,6 +168,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     ledger: ledgerMode ? { registry: registryOf(gateways), limits: ledgerLimits } : undefined,
     faulty: lostHosts,
     crashAfterVoteP,
+    crashDuringPersistP,
     trace: o.trace,
   });
   cluster.gateways = gateways;
@@ -224,9 +228,11 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     cluster.heal();
     cluster.net = { ...cluster.net, lossP: 0, duplicateP: 0, linkLossP: undefined };
     cluster.crashAfterVoteP = 0;
+    cluster.crashDuringPersistP = 0;
     for (const h of cluster.hosts) if (!h.up) cluster.restart(h.index, false);
     const healMs = cluster.nowMs;
-    const correct = cluster.hosts.filter((h) => cluster.correct(h));
+    // Liveness is required of every honest replica: one that lost its state must have caught up.
+    const correct = cluster.hosts.filter((h) => cluster.counted(h));
     const wanted: Uint8Array[] = [];
     const count = ledgerMode ? 0 : events.int(1, 5);
     for (const run of gatewayRuns) run.afterHeal();
