@@ -26,6 +26,7 @@ import { Ledger, type LedgerLimits } from '../../src/consensus/app/ledger.ts';
 import type { GatewayRegistry } from '../../src/consensus/app/registry.ts';
 import { chainKeyOf, txIdOf } from '../../src/consensus/app/tx.ts';
 import type { LocalLimits, Timing } from '../../src/consensus/core/config.ts';
+import type { ConsensusError } from '../../src/consensus/core/errors.ts';
 import {
   applyRecord,
   emptyPersistedState,
@@ -40,13 +41,18 @@ import { quorumSize } from '../../src/consensus/core/quorum.ts';
 import { Replica } from '../../src/consensus/core/replica.ts';
 import { blockHash } from '../../src/consensus/core/signing.ts';
 import type {
+  Block,
   CertifiedBlock,
   ChainLimits,
   Message,
   PreparedCertificate,
   Validator,
 } from '../../src/consensus/core/types.ts';
-import { type VerifyContext, verifyCertifiedBlock } from '../../src/consensus/core/verify.ts';
+import {
+  type VerifyContext,
+  verifyCertifiedBlock,
+  verifyCommitCertificate,
+} from '../../src/consensus/core/verify.ts';
 import { decodeMessage, encodeCertifiedBlock, encodeMessage } from '../../src/consensus/wire/codec.ts';
 import { syncResponseBytesTarget } from '../../src/consensus/wire/limits.ts';
 import { sha256, zeroHashHex } from '../../src/crypto/hash.ts';
@@ -119,6 +125,14 @@ interface Host {
   heads: Map<string, { seq: number; id: string }>;
 }
 
+type BatchHeaderFields = {
+  enterprise: string;
+  gateway: string;
+  firstSeq: number;
+  count: number;
+  prev: string;
+};
+
 type EventBody =
   | { atMs: number; kind: 'deliver'; from: number; to: number; payload: Payload }
   | { atMs: number; kind: 'wake'; host: number; gen: number }
@@ -178,6 +192,10 @@ export class Cluster {
   /** Honest votes sent, per host, by `${type}:${view}:${height}`: the block hash key (the equivocation checker). */
   readonly #votesSent: Map<string, string>[];
   readonly #byzantine: ByzantineContext;
+  /** Checker memos, per immutable object (see #verifyCommitted). */
+  readonly #bodiesChecked = new WeakSet<Block>();
+  readonly #batchesChecked = new WeakMap<Uint8Array, { header: BatchHeaderFields; lastId: string }>();
+  readonly #txKeys = new WeakMap<Uint8Array, string>();
   readonly stats = {
     sentByType: new Map<string, number>(),
     bytesSent: 0,
@@ -258,9 +276,14 @@ export class Cluster {
     return this.#ledger !== undefined;
   }
 
-  /** The key a committed transaction is indexed by: the application's transaction id. */
+  /** The key a committed transaction is indexed by: the application's transaction id (memoised per object). */
   txKeyOf(tx: Uint8Array): string {
-    return this.#ledger ? keyOf(txIdOf(tx)) : txKey(tx);
+    let k = this.#txKeys.get(tx);
+    if (k === undefined) {
+      k = this.#ledger ? keyOf(txIdOf(tx)) : txKey(tx);
+      this.#txKeys.set(tx, k);
+    }
+    return k;
   }
 
   /** Hosts whose commits the agreement checker counts: all but the byzantine ones. */
@@ -423,7 +446,7 @@ export class Cluster {
       throw new SimulationError(`t=${this.nowMs} replica ${h.index} height ${height}: ${why}`);
     };
     if (height !== h.store.length + 1) fail(`committed out of order after ${h.store.length}`);
-    const e = verifyCertifiedBlock(this.ctx, this.limits, cb);
+    const e = this.#verifyCommitted(cb);
     if (e) fail(`committed block without a valid certificate: ${e.detail}`);
     const prev = h.store[height - 2];
     const prevHash = prev ? blockHash(prev.block.header) : genesisHash;
@@ -457,6 +480,26 @@ export class Cluster {
   }
 
   /**
+   * `verifyCertifiedBlock`, with the body's part (header, sizes, Merkle root over the transaction
+   * ids) done once per block object: replicas that commit a block decoded from one broadcast share
+   * it, and nothing mutates a decoded block. The certificate is checked every time.
+   */
+  #verifyCommitted(cb: CertifiedBlock): ConsensusError | null {
+    if (!this.#bodiesChecked.has(cb.block)) {
+      const e = verifyCertifiedBlock(this.ctx, this.limits, cb);
+      if (!e) this.#bodiesChecked.add(cb.block);
+      return e;
+    }
+    const h = cb.block.header;
+    if (cb.certificate.height !== h.height || keyOf(cb.certificate.blockHash) !== keyOf(blockHash(h)))
+      return {
+        code: 'certificate-mismatch',
+        detail: `certificate names another block than height ${h.height}`,
+      };
+    return verifyCommitCertificate(this.ctx, cb.certificate);
+  }
+
+  /**
    * The ledger checker, independent of src/consensus/app: every batch verifies with the reference
    * BatchVerifier (src/event/verify.ts), and continues its gateway's chain on this replica (first seq
    * = head seq + 1, prev = the head's id; the batch itself runs on without a gap).
@@ -466,9 +509,15 @@ export class Cluster {
       let header: { enterprise: string; gateway: string; firstSeq: number; count: number; prev: string };
       let lastId: string;
       try {
-        const b = this.#eventVerifier!.verify(tx);
-        header = b.header;
-        lastId = Buffer.from(b.ids[b.ids.length - 1]!).toString('hex');
+        // Once per transaction object (shared by the replicas that decoded one broadcast; never mutated).
+        let v = this.#batchesChecked.get(tx);
+        if (!v) {
+          const b = this.#eventVerifier!.verify(tx);
+          v = { header: b.header, lastId: Buffer.from(b.ids[b.ids.length - 1]!).toString('hex') };
+          this.#batchesChecked.set(tx, v);
+        }
+        header = v.header;
+        lastId = v.lastId;
       } catch (err) {
         fail(
           `LEDGER: committed transaction ${i} of block ${cb.block.header.height} does not verify: ${(err as Error).message}`,
