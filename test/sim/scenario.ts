@@ -28,7 +28,7 @@ import { Rng } from './rng.ts';
 export interface ScenarioOptions {
   seed: number;
   n: number;
-  /** Length of the chaos phase; default: 0.2–0.7 s of simulated time, or 0.6–2 s for a fifth of the seeds. */
+  /** Length of the chaos phase; default: 0.15–0.5 s of simulated time, or 0.6–2 s for 15% of the seeds. */
   chaosMs?: number;
   realKeys?: boolean;
   /** Ledger application (default: even seeds) or opaque transactions. */
@@ -66,6 +66,18 @@ export const simTiming: Partial<Timing> = {
 export const livenessBoundMs = 30_000;
 
 export function runScenario(o: ScenarioOptions): ScenarioResult {
+  const scenario = { description: `seed=${o.seed} n=${o.n}` };
+  try {
+    return runScenarioOf(o, scenario);
+  } catch (e) {
+    // Any failure, from the cluster's start to the liveness check, names its seed and how to replay it.
+    const err = e instanceof Error ? e : new Error(String(e));
+    err.message = `${err.message}\n  scenario: ${scenario.description}\n  reproduce: SEED=${o.seed} N=${o.n} npx vitest run test/sim/`;
+    throw err;
+  }
+}
+
+function runScenarioOf(o: ScenarioOptions, scenario: { description: string }): ScenarioResult {
   const rng = new Rng(o.seed);
   const n = o.n;
   const f = faultsTolerated(n);
@@ -104,8 +116,8 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     futureMessagesPerPeerMax: 32,
     bodiesPerHeightMax: 2,
   };
-  // Mostly short scenarios (many seeds per CI run), a fifth of them long (long fault sequences).
-  const chaosMs = o.chaosMs ?? (rng.chance(0.2) ? rng.int(600, 2_000) : rng.int(200, 700));
+  // Mostly short scenarios (many seeds per CI run), some long ones (long fault sequences).
+  const chaosMs = o.chaosMs ?? (rng.chance(0.15) ? rng.int(600, 2_000) : rng.int(150, 500));
   const crashAfterVoteP = rng.pick([0, 0, 0.005, 0.02]);
   const crashDuringPersistP = rng.pick([0, 0, 0.005, 0.02]);
   // The ledger's draws come from a stream of their own, so the draws above stay what they were.
@@ -156,6 +168,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
       `${g.faults.lateP ? ` late${g.faults.lateP}` : ''}${g.faults.lossy ? ' lossy' : ''}${g.faults.equivocating ? ' equivocating' : ''}`;
     desc.push(`ledger gateways=[${gateways.map(f).join('; ')}] limits=${JSON.stringify(ledgerLimits)}`);
   }
+  scenario.description = desc.join(' ');
   const cluster: Cluster = new Cluster({
     n,
     rng: rng.fork(),
@@ -222,85 +235,80 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     cluster.at(at, () => cluster.restart(host, true));
   }
   const description = desc.join(' ');
+  scenario.description = description;
 
-  try {
-    cluster.run(chaosMs);
-    // Heal: reliable network, everyone up.
-    cluster.heal();
-    cluster.net = { ...cluster.net, lossP: 0, duplicateP: 0, linkLossP: undefined };
-    cluster.crashAfterVoteP = 0;
-    cluster.crashDuringPersistP = 0;
-    for (const h of cluster.hosts) if (!h.up) cluster.restart(h.index, false);
-    const healMs = cluster.nowMs;
-    // Liveness is required of every honest replica: one that lost its state must have caught up.
-    const correct = cluster.hosts.filter((h) => cluster.counted(h));
-    const wanted: Uint8Array[] = [];
-    const count = ledgerMode ? 0 : events.int(1, 5);
-    for (const run of gatewayRuns) run.afterHeal();
-    for (let i = 0; i < count; i++) {
-      const tx = cluster.newTx();
-      wanted.push(tx);
-      const at = healMs + events.int(0, 50);
-      const submitTo = (t: number, tries: number) => {
-        const r = cluster.submit(events.pick(correct).index, tx);
-        // A full mempool refuses (documented policy); a real client retries.
-        if (r && !r.accepted && r.reason === 'mempool-full' && tries < 100)
-          cluster.at(t + 100, () => submitTo(t + 100, tries + 1));
-      };
-      cluster.at(at, () => submitTo(at, 0));
-    }
-    const keys = wanted.map(txKey);
-    // Ledger: every event an honest gateway must get on the ledger (up to a lost event or a fork).
-    // The stop condition runs after every simulated step: only what is still missing is looked at
-    // (correct replicas never lose what they committed).
-    let missing: string[] | null = null;
-    const done = () => {
-      if (!ledgerMode) return correct.every((h) => keys.every((k) => h.txIndex.has(k)));
-      missing ??= gateways.flatMap((g) => g.mustCommit().map((e) => e.key));
-      while (missing.length > 0 && correct.every((h) => h.txIndex.has(missing![missing!.length - 1]!)))
-        missing.pop();
-      return missing.length === 0;
+  cluster.run(chaosMs);
+  // Heal: reliable network, everyone up.
+  cluster.heal();
+  cluster.net = { ...cluster.net, lossP: 0, duplicateP: 0, linkLossP: undefined };
+  cluster.crashAfterVoteP = 0;
+  cluster.crashDuringPersistP = 0;
+  for (const h of cluster.hosts) if (!h.up) cluster.restart(h.index, false);
+  const healMs = cluster.nowMs;
+  // Liveness is required of every honest replica: one that lost its state must have caught up.
+  const correct = cluster.hosts.filter((h) => cluster.counted(h));
+  const wanted: Uint8Array[] = [];
+  const count = ledgerMode ? 0 : events.int(1, 5);
+  for (const run of gatewayRuns) run.afterHeal();
+  for (let i = 0; i < count; i++) {
+    const tx = cluster.newTx();
+    wanted.push(tx);
+    const at = healMs + events.int(0, 50);
+    const submitTo = (t: number, tries: number) => {
+      const r = cluster.submit(events.pick(correct).index, tx);
+      // A full mempool refuses (documented policy); a real client retries.
+      if (r && !r.accepted && r.reason === 'mempool-full' && tries < 100)
+        cluster.at(t + 100, () => submitTo(t + 100, tries + 1));
     };
-    const live = cluster.run(healMs + livenessBoundMs, done);
-    if (!live) {
-      const state = cluster.hosts
-        .map(
-          (h) =>
-            `${h.index}:${h.behavior}${h.lostState ? '/lost' : ''} h=${h.store.length} v=${h.replica?.view}${h.replica?.viewChanging ? '*' : ''}`,
-        )
-        .join(' ');
-      const missing = ledgerMode
-        ? gateways
-            .map((g) => {
-              const lacking = g.mustCommit().filter((e) => !correct.every((h) => h.txIndex.has(e.key)));
-              return lacking.length ? `${g.chain} seqs ${lacking.map((e) => e.seq).join(',')}` : '';
-            })
-            .filter(Boolean)
-            .join('; ')
-        : '';
-      throw new SimulationError(
-        `LIVENESS: transactions not committed ${livenessBoundMs} ms after heal; ${state}${missing ? `; missing ${missing}` : ''}`,
-      );
-    }
-    let messages = 0;
-    for (const v of cluster.stats.sentByType.values()) messages += v;
-    return {
-      seed: o.seed,
-      description,
-      committedHeight: Math.max(...correct.map((h) => h.store.length)),
-      recoveryMs: cluster.nowMs - healMs,
-      simulatedMs: cluster.nowMs,
-      messages,
-      bytes: cluster.stats.bytesSent,
-      viewChanges: Math.max(...cluster.hosts.map((h) => h.replica?.metrics().viewChangesStarted ?? 0)),
-      sentByType: Object.fromEntries(cluster.stats.sentByType),
-      events: Math.max(...correct.map((h) => [...h.heads.values()].reduce((sum, x) => sum + x.seq, 0))),
-    };
-  } catch (e) {
-    const err = e instanceof Error ? e : new Error(String(e));
-    err.message = `${err.message}\n  scenario: ${description}\n  reproduce: SEED=${o.seed} N=${n} npx vitest run test/sim/`;
-    throw err;
+    cluster.at(at, () => submitTo(at, 0));
   }
+  const keys = wanted.map(txKey);
+  // Ledger: every event an honest gateway must get on the ledger (up to a lost event or a fork).
+  // The stop condition runs after every simulated step: only what is still missing is looked at
+  // (correct replicas never lose what they committed).
+  let missing: string[] | null = null;
+  const done = () => {
+    if (!ledgerMode) return correct.every((h) => keys.every((k) => h.txIndex.has(k)));
+    missing ??= gateways.flatMap((g) => g.mustCommit().map((e) => e.key));
+    while (missing.length > 0 && correct.every((h) => h.txIndex.has(missing![missing!.length - 1]!)))
+      missing.pop();
+    return missing.length === 0;
+  };
+  const live = cluster.run(healMs + livenessBoundMs, done);
+  if (!live) {
+    const state = cluster.hosts
+      .map(
+        (h) =>
+          `${h.index}:${h.behavior}${h.lostState ? '/lost' : ''} h=${h.store.length} v=${h.replica?.view}${h.replica?.viewChanging ? '*' : ''}`,
+      )
+      .join(' ');
+    const missing = ledgerMode
+      ? gateways
+          .map((g) => {
+            const lacking = g.mustCommit().filter((e) => !correct.every((h) => h.txIndex.has(e.key)));
+            return lacking.length ? `${g.chain} seqs ${lacking.map((e) => e.seq).join(',')}` : '';
+          })
+          .filter(Boolean)
+          .join('; ')
+      : '';
+    throw new SimulationError(
+      `LIVENESS: transactions not committed ${livenessBoundMs} ms after heal; ${state}${missing ? `; missing ${missing}` : ''}`,
+    );
+  }
+  let messages = 0;
+  for (const v of cluster.stats.sentByType.values()) messages += v;
+  return {
+    seed: o.seed,
+    description,
+    committedHeight: Math.max(...correct.map((h) => h.store.length)),
+    recoveryMs: cluster.nowMs - healMs,
+    simulatedMs: cluster.nowMs,
+    messages,
+    bytes: cluster.stats.bytesSent,
+    viewChanges: Math.max(...cluster.hosts.map((h) => h.replica?.metrics().viewChangesStarted ?? 0)),
+    sentByType: Object.fromEntries(cluster.stats.sentByType),
+    events: Math.max(...correct.map((h) => [...h.heads.values()].reduce((sum, x) => sum + x.seq, 0))),
+  };
 }
 
 /**
