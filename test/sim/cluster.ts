@@ -4,22 +4,29 @@
  * crashes with restarts from persisted state (or with lost state), clock skew, and byzantine
  * replicas. Every message goes through the real codec (encode → bytes → decode).
  *
- * The checkers run on every commit: no two counted replicas commit different blocks at a height, and
- * every committed block carries a valid certificate from the genesis validators and extends the
- * previous one. A violation throws `SimulationError`; the caller prints the seed.
+ * Storage faults: a crash right after a vote left (`crashAfterVoteP`), and a crash while a replica
+ * persists (`crashDuringPersistP`): the write of that output is lost or half applied (a prefix of
+ * its records and blocks), and nothing of it is sent, as the runtime's contract (persist, then send)
+ * implies. Byzantine replicas lie through the behaviour layer (byzantine.ts), sync answers included.
  *
- * Two applications: opaque transactions (`tx[0]` tags validity), or the ledger (src/consensus/app:
- * signed production events from simulated gateways, gateways.ts). In ledger mode a further checker
- * runs on every commit, written independently of the ledger's code: every committed event verifies
- * with the reference EventVerifier, and each gateway's events on a replica's chain are gap-free, in
- * seq order, each linking to the one before.
+ * The checkers run on every commit: no two counted replicas commit different blocks at a height,
+ * every committed block carries a valid certificate from the genesis validators and extends the
+ * previous one, and every committed transaction is valid. On every vote sent: an honest replica
+ * (one that never lost its state) never signs two different PRE-PREPAREs, PREPAREs or COMMITs for
+ * one (view, height). A violation throws `SimulationError`; the caller prints the seed.
+ *
+ * Two applications: opaque transactions (`tx[0]` tags validity, checked on commit), or the ledger
+ * (src/consensus/app: signed production events from simulated gateways, gateways.ts). In ledger mode
+ * the validity checker is written independently of the ledger's code: every committed event
+ * verifies with the reference EventVerifier, and each gateway's events on a replica's chain are
+ * gap-free, in seq order, each linking to the one before.
  */
 
-import { isConfigTx } from '../../src/consensus/app/config-tx.ts';
 import { Ledger, type LedgerLimits } from '../../src/consensus/app/ledger.ts';
 import type { GatewayRegistry, RegistryGenesis } from '../../src/consensus/app/registry.ts';
-import { chainKeyOf, txIdOf } from '../../src/consensus/app/tx.ts';
+import { txIdOf } from '../../src/consensus/app/tx.ts';
 import type { LocalLimits, Timing } from '../../src/consensus/core/config.ts';
+import type { ConsensusError } from '../../src/consensus/core/errors.ts';
 import {
   applyRecord,
   emptyPersistedState,
@@ -32,7 +39,7 @@ import {
 import { defaultChainLimits } from '../../src/consensus/core/limits.ts';
 import { quorumSize } from '../../src/consensus/core/quorum.ts';
 import { Replica } from '../../src/consensus/core/replica.ts';
-import { blockHash, signMessage, txRootOf } from '../../src/consensus/core/signing.ts';
+import { blockHash } from '../../src/consensus/core/signing.ts';
 import type {
   Block,
   CertifiedBlock,
@@ -41,64 +48,26 @@ import type {
   PreparedCertificate,
   Validator,
 } from '../../src/consensus/core/types.ts';
-import { type VerifyContext, verifyCertifiedBlock } from '../../src/consensus/core/verify.ts';
+import {
+  type VerifyContext,
+  verifyCertifiedBlock,
+  verifyCommitCertificate,
+} from '../../src/consensus/core/verify.ts';
 import { decodeMessage, encodeCertifiedBlock, encodeMessage } from '../../src/consensus/wire/codec.ts';
 import { syncResponseBytesTarget } from '../../src/consensus/wire/limits.ts';
 import { sha256 } from '../../src/crypto/hash.ts';
 import type { Signer } from '../../src/crypto/keys.ts';
-import { decodeBatchTx } from '../../src/event/batch.ts';
 import { BatchVerifier } from '../../src/event/verify.ts';
+import { answerSyncAs, type Behavior, type ByzantineContext, sendAs, validTxTag } from './byzantine.ts';
 import type { SimGateway } from './gateways.ts';
 import { Heap } from './heap.ts';
 import { simKeys, simVerifier } from './keys.ts';
-import { checkLedgerBlock } from './ledger-checker.ts';
+import { type BatchHeaderFields, checkLedgerBlock } from './ledger-checker.ts';
 import type { Rng } from './rng.ts';
 
 export class SimulationError extends Error {
   override name = 'SimulationError';
 }
-
-export const behaviors = [
-  'honest',
-  /** As primary, sends one block to half the backups and another to the rest. */
-  'equivocate',
-  /** As primary, proposes blocks holding an invalid transaction. */
-  'invalid-proposals',
-  /** Sends PREPARE/COMMIT for a random digest to half the replicas. */
-  'conflicting-votes',
-  /** Also sends random bytes and corrupted messages. */
-  'garbage',
-  /** Hides its prepared certificates in VIEW-CHANGE (so NEW-VIEW quorums miss blocks it prepared). */
-  'hide-prepared',
-  /** Reports, per height, the oldest-view prepared certificate it ever held instead of the newest. */
-  'stale-prepared',
-  /** Sends nothing at all. */
-  'silent',
-  /** Any of the above, chosen per message. */
-  'mixed',
-] as const;
-
-/**
- * Byzantine primaries of the ledger scenarios: blocks whose batches are each validly signed but
- * break the ordering rule, or forged. Kept apart from `behaviors` so the opaque scenarios draw exactly as before.
- */
-export const ledgerBehaviors = [
-  /** Leaves out an event and keeps a later one of the same gateway (a gap). */
-  'skip-events',
-  /** Puts a gateway's events out of seq order. */
-  'reorder-events',
-  /** Repeats an event of the block, or of the block's parent. */
-  'duplicate-events',
-  /** Adds an event already on its chain. */
-  'replay-events',
-  /**
-   * Swaps a batch for a forged twin (the same header and signature over a changed envelope) in its
-   * blocks and in the transactions it forwards: a replica that trusted a verdict by header and
-   * signature alone would take the forgery.
-   */
-  'forge-events',
-] as const;
-export type Behavior = (typeof behaviors)[number] | (typeof ledgerBehaviors)[number];
 
 export interface NetworkConditions {
   lossP: number;
@@ -135,6 +104,11 @@ export interface ClusterOptions {
   faulty?: number[];
   /** Chance that an honest replica crashes right after sending a vote, restarting 1–50 ms later. */
   crashAfterVoteP?: number;
+  /**
+   * Chance that an honest replica crashes while persisting an output that has something to persist:
+   * none or a prefix of its records and blocks lands, nothing is sent; it restarts 1–50 ms later.
+   */
+  crashDuringPersistP?: number;
   trace?: (line: string) => void;
 }
 
@@ -178,8 +152,8 @@ interface Payload {
 
 export const chainId = 'sim';
 const genesisHash = sha256(new TextEncoder().encode('sim genesis'));
-export const validTxTag = 0x01;
-export const invalidTxTag = 0xee;
+
+export { type Behavior, behaviors, invalidTxTag, ledgerBehaviors, validTxTag } from './byzantine.ts';
 
 export function txKey(tx: Uint8Array): string {
   return keyOf(sha256(tx));
@@ -216,8 +190,16 @@ export class Cluster {
   /** Heights at which some block is certifiable: honest COMMITs + every faulty replica ≥ quorum. */
   readonly certifiable = new Map<number, string>();
   readonly #quorum: number;
-  /** Mutable: the scenario turns it off when the network heals. */
+  /** Mutable: the scenario turns them off when the network heals. */
   crashAfterVoteP: number;
+  crashDuringPersistP: number;
+  /** Honest votes sent, per host, by `${type}:${view}:${height}`: the block hash key (the equivocation checker). */
+  readonly #votesSent: Map<string, string>[];
+  readonly #byzantine: ByzantineContext;
+  /** Checker memos, per immutable object (see #verifyCommitted). */
+  readonly #bodiesChecked = new WeakSet<Block>();
+  readonly #batchesChecked = new WeakMap<Uint8Array, { header: BatchHeaderFields; lastId: string }>();
+  readonly #txKeys = new WeakMap<Uint8Array, string>();
   readonly stats = {
     sentByType: new Map<string, number>(),
     bytesSent: 0,
@@ -281,6 +263,21 @@ export class Cluster {
     }));
     this.#quorum = quorumSize(o.n);
     this.crashAfterVoteP = o.crashAfterVoteP ?? 0;
+    this.crashDuringPersistP = o.crashDuringPersistP ?? 0;
+    this.#votesSent = this.hosts.map(() => new Map());
+    this.#byzantine = {
+      rng: this.rng,
+      chainId,
+      signers: this.signers,
+      gateways: () => this.gateways,
+      ledgerMode: o.ledger !== undefined,
+      txId: this.ctx.txId,
+      newTx: () => this.newTx(),
+      send: (from, to, m) => this.#sendAll(from, to, m),
+      sendBytes: (from, to, bytes) => this.#send(from, to, { bytes }, 'garbage'),
+      trace: this.#trace,
+      nowMs: () => this.nowMs,
+    };
     for (const h of this.hosts) if (h.behavior !== 'honest') this.faulty.add(h.index);
     for (const i of o.faulty ?? []) this.faulty.add(i);
     for (const h of this.hosts) this.restart(h.index, false);
@@ -290,19 +287,19 @@ export class Cluster {
     return this.#ledger !== undefined;
   }
 
-  /** The key a committed transaction is indexed by: the application's transaction id. */
+  /** The key a committed transaction is indexed by: the application's transaction id (memoised per object). */
   txKeyOf(tx: Uint8Array): string {
-    return this.#ledger ? keyOf(txIdOf(tx)) : txKey(tx);
+    let k = this.#txKeys.get(tx);
+    if (k === undefined) {
+      k = this.#ledger ? keyOf(txIdOf(tx)) : txKey(tx);
+      this.#txKeys.set(tx, k);
+    }
+    return k;
   }
 
   /** Hosts whose commits the agreement checker counts: all but the byzantine ones. */
   counted(h: Host): boolean {
     return h.behavior === 'honest';
-  }
-
-  /** Honest and never lost its state: the replicas that must stay live. */
-  correct(h: Host): boolean {
-    return h.behavior === 'honest' && !h.lostState;
   }
 
   #localNow(h: Host): number {
@@ -402,10 +399,26 @@ export class Cluster {
   }
 
   #process(h: Host, rd: Ready): void {
-    for (const r of rd.persist) applyRecord(h.persisted, r);
     if (this.#trace)
       for (const f of rd.faults)
         this.#trace(`${this.nowMs} ${h.index} fault ${f.peer} ${f.code}: ${f.detail}`);
+    const writes = rd.persist.length + rd.committed.length;
+    if (
+      this.crashDuringPersistP > 0 &&
+      writes > 0 &&
+      !this.faulty.has(h.index) &&
+      this.rng.chance(this.crashDuringPersistP)
+    ) {
+      // The crash strikes mid-write: the write is lost (0) or half applied (a prefix of the records,
+      // then of the blocks, in the order the runtime writes them); nothing was sent yet.
+      const landed = this.rng.int(0, writes - 1);
+      this.#trace?.(`${this.nowMs} ${h.index} crash while persisting: ${landed} of ${writes} writes landed`);
+      for (const r of rd.persist.slice(0, landed)) applyRecord(h.persisted, r);
+      for (const cb of rd.committed.slice(0, Math.max(0, landed - rd.persist.length))) this.#commit(h, cb);
+      this.#crashFor(h, this.rng.int(1, 50));
+      return;
+    }
+    for (const r of rd.persist) applyRecord(h.persisted, r);
     for (const cb of rd.committed) this.#commit(h, cb);
     for (const o of rd.messages) {
       const to = o.to === 'all' ? this.hosts.map((x) => x.index).filter((x) => x !== h.index) : [o.to];
@@ -418,10 +431,7 @@ export class Cluster {
       this.rng.chance(this.crashAfterVoteP)
     ) {
       // The worst moment to crash: votes just left, nothing more happens until the restart.
-      this.crash(h.index);
-      this.at(this.nowMs + this.rng.int(1, 50), () => {
-        if (!h.up) this.restart(h.index, false);
-      });
+      this.#crashFor(h, this.rng.int(1, 50));
       return;
     }
     if (rd.wakeAtMs !== null) {
@@ -435,13 +445,21 @@ export class Cluster {
     }
   }
 
+  /** Crashes `h` now and restarts it from its persisted state `ms` later (unless restarted meanwhile). */
+  #crashFor(h: Host, ms: number): void {
+    this.crash(h.index);
+    this.at(this.nowMs + ms, () => {
+      if (!h.up) this.restart(h.index, false);
+    });
+  }
+
   #commit(h: Host, cb: CertifiedBlock): void {
     const height = cb.block.header.height;
     const fail = (why: string) => {
       throw new SimulationError(`t=${this.nowMs} replica ${h.index} height ${height}: ${why}`);
     };
     if (height !== h.store.length + 1) fail(`committed out of order after ${h.store.length}`);
-    const e = verifyCertifiedBlock(this.ctx, this.limits, cb);
+    const e = this.#verifyCommitted(cb);
     if (e) fail(`committed block without a valid certificate: ${e.detail}`);
     const prev = h.store[height - 2];
     const prevHash = prev ? blockHash(prev.block.header) : genesisHash;
@@ -456,7 +474,11 @@ export class Cluster {
       if (c !== undefined && c !== key) fail(`AGREEMENT VIOLATED: committed ${key}, but ${c} is certifiable`);
     }
     if (this.#ledger && this.counted(h))
-      checkLedgerBlock(this.#eventVerifier!, this.#lateChains, h, cb, fail);
+      checkLedgerBlock(this.#eventVerifier!, this.#lateChains, h, cb, fail, this.#batchesChecked);
+    if (!this.#ledger && this.counted(h)) {
+      for (const [i, tx] of cb.block.txs.entries())
+        if (tx[0] !== validTxTag) fail(`VALIDITY: committed transaction ${i} is invalid (tag ${tx[0]})`);
+    }
     for (const tx of cb.block.txs) {
       const k = this.txKeyOf(tx);
       if (h.txIndex.has(k)) fail('a transaction was committed twice');
@@ -469,6 +491,26 @@ export class Cluster {
     this.#trace?.(
       `${this.nowMs} ${h.index} commit ${height} ${key.slice(0, 8)} (${cb.block.txs.length} txs)`,
     );
+  }
+
+  /**
+   * `verifyCertifiedBlock`, with the body's part (header, sizes, Merkle root over the transaction
+   * ids) done once per block object: replicas that commit a block decoded from one broadcast share
+   * it, and nothing mutates a decoded block. The certificate is checked every time.
+   */
+  #verifyCommitted(cb: CertifiedBlock): ConsensusError | null {
+    if (!this.#bodiesChecked.has(cb.block)) {
+      const e = verifyCertifiedBlock(this.ctx, this.limits, cb);
+      if (!e) this.#bodiesChecked.add(cb.block);
+      return e;
+    }
+    const h = cb.block.header;
+    if (cb.certificate.height !== h.height || keyOf(cb.certificate.blockHash) !== keyOf(blockHash(h)))
+      return {
+        code: 'certificate-mismatch',
+        detail: `certificate names another block than height ${h.height}`,
+      };
+    return verifyCommitCertificate(this.ctx, cb.certificate);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -501,7 +543,36 @@ export class Cluster {
     this.certifiable.set(m.height, key);
   }
 
+  /**
+   * An honest replica signs at most one PRE-PREPARE, PREPARE and COMMIT per (view, height), across
+   * crashes and restarts (votes are persisted before they are sent). Checked on what its core emits,
+   * before the behaviour layer; replicas that lost their state are exempt (they count against f).
+   */
+  #watchVote(h: Host, m: Message): void {
+    if (this.faulty.has(h.index)) return;
+    let height: number;
+    let hash: Uint8Array;
+    if (m.type === 'pre-prepare') {
+      height = m.block.header.height;
+      hash = blockHash(m.block.header);
+    } else if (m.type === 'prepare' || m.type === 'commit') {
+      height = m.height;
+      hash = m.blockHash;
+    } else return;
+    const slot = `${m.type}:${m.view}:${height}`;
+    const key = keyOf(hash);
+    const sent = this.#votesSent[h.index]!;
+    const before = sent.get(slot);
+    if (before === undefined) sent.set(slot, key);
+    else if (before !== key) {
+      throw new SimulationError(
+        `t=${this.nowMs} replica ${h.index}: EQUIVOCATION by an honest replica: ${m.type} for view ${m.view} height ${height}, block ${key}, after ${before}`,
+      );
+    }
+  }
+
   #emit(h: Host, to: number[], m: Message): void {
+    this.#watchVote(h, m);
     if (m.type === 'commit') this.#watchCommit(h, m);
     if (this.#trace && m.type !== 'status' && m.type !== 'txs') {
       const what =
@@ -520,159 +591,10 @@ export class Cluster {
         `${this.nowMs} ${h.index}→${to.length === this.n - 1 ? '*' : to.join(',')} ${m.type} ${what}`,
       );
     }
-    let behavior = h.behavior;
-    if (behavior === 'mixed')
-      behavior = this.rng.pick(behaviors.filter((b) => b !== 'mixed' && b !== 'honest'));
-    const send = (t: number[], msg: Message) => this.#sendAll(h.index, t, msg);
-    const half = Math.ceil(to.length / 2);
-    if (behavior === 'silent') return;
-    if (behavior === 'equivocate' && m.type === 'pre-prepare' && to.length > 1) {
-      // Two fixed blocks per (view, height), split afresh on every (re)transmission: a replica may
-      // see one, restart, and then be offered the other.
-      const key = `${m.view}:${m.block.header.height}`;
-      let other = h.alternates.get(key);
-      if (!other) {
-        other = this.#alteredPrePrepare(h, m, false);
-        h.alternates.set(key, other);
-        if (h.alternates.size > 64) h.alternates.delete(h.alternates.keys().next().value!);
-      }
-      const order = this.rng.shuffle([...to]);
-      const cut = this.rng.int(1, to.length - 1);
-      send(order.slice(0, cut), m);
-      send(order.slice(cut), other);
-    } else if (behavior === 'hide-prepared' && m.type === 'view-change' && m.prepared.length > 0) {
-      send(to, signMessage(this.signers[h.index]!, chainId, { ...m, prepared: [] }));
-    } else if (behavior === 'stale-prepared' && m.type === 'view-change') {
-      for (const p of m.prepared) {
-        const old = h.oldestPrepared.get(p.header.height);
-        if (!old || p.view < old.view) h.oldestPrepared.set(p.header.height, p);
-      }
-      while (h.oldestPrepared.size > 64) h.oldestPrepared.delete(h.oldestPrepared.keys().next().value!);
-      const prepared = m.prepared.map((p) => h.oldestPrepared.get(p.header.height) ?? p);
-      send(to, signMessage(this.signers[h.index]!, chainId, { ...m, prepared }));
-    } else if (behavior === 'invalid-proposals' && m.type === 'pre-prepare') {
-      send(to, this.#alteredPrePrepare(h, m, true));
-    } else if ((ledgerBehaviors as readonly string[]).includes(behavior) && m.type === 'pre-prepare') {
-      send(to, this.#ledgerAttack(h, m, behavior as (typeof ledgerBehaviors)[number]));
-    } else if (behavior === 'forge-events' && m.type === 'txs' && m.txs.length > 0) {
-      send(to, {
-        type: 'txs',
-        txs: m.txs.map((tx) => (this.rng.chance(0.5) && !isConfigTx(tx) ? forgedTwin(tx) : tx)),
-      });
-    } else if (
-      behavior === 'conflicting-votes' &&
-      (m.type === 'prepare' || m.type === 'commit') &&
-      to.length > 1
-    ) {
-      send(to.slice(0, half), m);
-      send(
-        to.slice(half),
-        signMessage(this.signers[h.index]!, chainId, { ...m, blockHash: this.rng.bytes(32) }),
-      );
-    } else {
-      send(to, m);
-      if (behavior === 'garbage') {
-        for (const t of to) {
-          if (!this.rng.chance(0.3)) continue;
-          const bytes = this.rng.chance(0.5)
-            ? this.rng.bytes(this.rng.int(0, 64))
-            : corrupt(encodeMessage(m), this.rng);
-          this.#send(h.index, t, { bytes }, 'garbage');
-        }
-      }
-    }
+    sendAs(this.#byzantine, h, to, m);
   }
 
-  /** Another block at the same height: one transaction fewer, or an invalid one in front. */
-  #alteredPrePrepare(h: Host, m: Extract<Message, { type: 'pre-prepare' }>, invalid: boolean): Message {
-    let txs = m.block.txs;
-    if (invalid) {
-      const bad = this.rng.bytes(24);
-      bad[0] = invalidTxTag;
-      txs = [bad, ...txs.slice(1)];
-    } else if (txs.length > 1) txs = txs.slice(0, -1);
-    else txs = this.#ledger ? [] : [this.newTx()];
-    return this.#resigned(h, m, txs);
-  }
-
-  #resigned(h: Host, m: Extract<Message, { type: 'pre-prepare' }>, txs: Uint8Array[]): Message {
-    const block: Block = {
-      header: { ...m.block.header, txRoot: txRootOf(txs.map(this.ctx.txId)), txCount: txs.length },
-      txs,
-    };
-    return signMessage(this.signers[h.index]!, chainId, { ...m, block });
-  }
-
-  /**
-   * The primary's block with its events rearranged to break the ordering rule, using only validly
-   * signed events (the block's own, the parent's, its chain's, or any gateway's it has seen).
-   */
-  #ledgerAttack(
-    h: Host,
-    m: Extract<Message, { type: 'pre-prepare' }>,
-    kind: (typeof ledgerBehaviors)[number],
-  ): Message {
-    const txs = [...m.block.txs];
-    const info = txs.map((tx) => {
-      if (isConfigTx(tx)) return { chain: '#config', seq: 0 };
-      const d = decodeBatchTx(tx);
-      if (!d.ok) throw new Error(`bug: a proposal of a ledger primary holds a non-batch: ${d.message}`);
-      return {
-        chain: chainKeyOf(d.batch.header.enterprise, d.batch.header.gateway),
-        seq: d.batch.header.firstSeq,
-      };
-    });
-    // A pair of events of one gateway in this block, if any: (i, j) with i < j.
-    let pair: [number, number] | null = null;
-    for (let j = 0; j < info.length && !pair; j++)
-      for (let i = 0; i < j; i++) if (info[i]!.chain === info[j]!.chain) pair = [i, j];
-    // A gateway's next events after this replica's committed head, from what the gateways signed.
-    const known = () => {
-      const g = this.gateways.length > 0 ? this.rng.pick(this.gateways) : undefined;
-      if (!g) return [];
-      const head = h.ledger?.head(g.chain).seq ?? 0;
-      const next = g.events.findIndex((b) => b.lastSeq > head);
-      return next < 0 ? [] : g.events.slice(next, next + 2).map((e) => e.tx);
-    };
-    switch (kind) {
-      case 'skip-events':
-        if (pair) txs.splice(pair[0], 1);
-        else {
-          const next = known();
-          if (next.length === 2) txs.unshift(next[1]!);
-        }
-        break;
-      case 'reorder-events':
-        if (pair) [txs[pair[0]], txs[pair[1]]] = [txs[pair[1]]!, txs[pair[0]]!];
-        else {
-          const next = known();
-          if (next.length === 2) txs.unshift(next[1]!, next[0]!);
-        }
-        break;
-      case 'duplicate-events': {
-        const parent = h.store.at(-1)?.block.txs ?? [];
-        const pool = [...txs, ...parent];
-        if (pool.length > 0) txs.splice(this.rng.int(0, txs.length), 0, this.rng.pick(pool));
-        break;
-      }
-      case 'replay-events': {
-        const committed = h.store.length > 0 ? this.rng.pick(h.store).block.txs : [];
-        if (committed.length > 0) txs.splice(this.rng.int(0, txs.length), 0, this.rng.pick(committed));
-        break;
-      }
-      case 'forge-events': {
-        const batches = txs.flatMap((tx, i) => (isConfigTx(tx) ? [] : [i]));
-        if (batches.length > 0) {
-          const i = this.rng.pick(batches);
-          txs[i] = forgedTwin(txs[i]!);
-        }
-        break;
-      }
-    }
-    return this.#resigned(h, m, txs);
-  }
-
-  #sendAll(from: number, to: number[], m: Message): void {
+  #sendAll(from: number, to: readonly number[], m: Message): void {
     const bytes = encodeMessage(m);
     const payload: Payload = { bytes };
     for (const t of to) this.#send(from, t, payload, m.type);
@@ -721,8 +643,8 @@ export class Cluster {
         syncResponseBytesTarget(this.limits),
         (cb) => encodeCertifiedBlock(cb).byteLength,
       );
-      if (h.behavior === 'silent') return;
-      this.#sendAll(h.index, [e.from], resp);
+      if (resp.type !== 'sync-response') throw new Error('bug: syncResponseFor answered no sync-response');
+      answerSyncAs(this.#byzantine, h, e.from, resp);
       return;
     }
     h.replica.receive(e.from, d.value, this.#localNow(h));
@@ -766,28 +688,4 @@ export class Cluster {
   heal(): void {
     this.partition = null;
   }
-}
-
-/**
- * The same batch header and signature over one changed envelope: its last envelope's body commitment
- * with one hex digit changed (still well-formed and canonical). Its header and signature, hence the
- * id a well-formed batch would have, are the genuine batch's; only the root check tells them apart.
- */
-function forgedTwin(tx: Uint8Array): Uint8Array {
-  const text = Buffer.from(tx).toString('latin1');
-  const at = text.lastIndexOf('"body":"') + 8;
-  if (at < 8) throw new Error('forge-events: not a batch of envelopes');
-  const out = tx.slice();
-  out[at] = text[at] === 'a' ? 0x62 : 0x61; // 'b' or 'a'
-  return out;
-}
-
-function corrupt(bytes: Uint8Array, rng: Rng): Uint8Array {
-  const out = bytes.slice();
-  const flips = rng.int(1, 4);
-  for (let i = 0; i < flips && out.length > 0; i++) {
-    const at = rng.int(0, out.length - 1);
-    out[at] = out[at]! ^ (1 << rng.int(0, 7));
-  }
-  return out;
 }

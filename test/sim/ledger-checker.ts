@@ -11,6 +11,15 @@ import type { CertifiedBlock } from '../../src/consensus/core/types.ts';
 import { zeroHashHex } from '../../src/crypto/hash.ts';
 import type { BatchVerifier } from '../../src/event/verify.ts';
 
+/** The batch header fields the checker follows. */
+export type BatchHeaderFields = {
+  enterprise: string;
+  gateway: string;
+  firstSeq: number;
+  count: number;
+  prev: string;
+};
+
 /** What the checker keeps per replica. */
 export interface LedgerView {
   /** Each gateway's last event on this replica's chain. */
@@ -30,6 +39,8 @@ export function checkLedgerBlock(
   h: LedgerView,
   cb: CertifiedBlock,
   fail: (why: string) => never,
+  /** Verified batches by transaction object (replicas that decoded one broadcast share it; never mutated). */
+  memo?: WeakMap<Uint8Array, { header: BatchHeaderFields; lastId: string }>,
 ): void {
   const height = cb.block.header.height;
   for (const [i, tx] of cb.block.txs.entries()) {
@@ -43,12 +54,17 @@ export function checkLedgerBlock(
       h.registeredAt.set(chain, height);
       continue;
     }
-    let header: { enterprise: string; gateway: string; firstSeq: number; count: number; prev: string };
+    let header: BatchHeaderFields;
     let lastId: string;
     try {
-      const b = verifier.verify(tx);
-      header = b.header;
-      lastId = Buffer.from(b.ids[b.ids.length - 1]!).toString('hex');
+      let v = memo?.get(tx);
+      if (!v) {
+        const b = verifier.verify(tx);
+        v = { header: b.header, lastId: Buffer.from(b.ids[b.ids.length - 1]!).toString('hex') };
+        memo?.set(tx, v);
+      }
+      header = v.header;
+      lastId = v.lastId;
     } catch (err) {
       fail(
         `LEDGER: committed transaction ${i} of block ${cb.block.header.height} does not verify: ${(err as Error).message}`,

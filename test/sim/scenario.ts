@@ -3,10 +3,12 @@
  * Everything derives from the seed, so `runScenario({ seed })` reproduces a failure exactly.
  *
  * Chaos phase: clients submit transactions; the network loses, duplicates and delays messages;
- * partitions come and go; honest replicas crash and restart from persisted state; up to f replicas
- * are faulty (byzantine behaviours, or a restart that lost all state, which may make it vote twice).
- * Safety is checked on every commit (cluster.ts). Then the network heals, every replica restarts,
- * and new transactions must commit at every correct replica within `livenessBoundMs` of simulated time.
+ * partitions come and go; honest replicas crash and restart from persisted state, some while
+ * persisting (the write lost or half applied); up to f replicas are faulty (byzantine behaviours,
+ * sync answers included, or a restart that lost all state, which may make it vote twice). Safety is
+ * checked on every commit and every vote (cluster.ts). Then the network heals, every replica that is
+ * down restarts from its persisted state, and new transactions must commit at every honest replica,
+ * those that lost their state included (they must catch up), within `livenessBoundMs` of simulated time.
  *
  * Even seeds run the ledger application (docs/ledger.md): 1–4 simulated gateways (gateways.ts) sign
  * production events and submit them with duplicates, shuffled batches, late and lost events and
@@ -30,7 +32,7 @@ import { Rng } from './rng.ts';
 export interface ScenarioOptions {
   seed: number;
   n: number;
-  /** Length of the chaos phase; default: random 0.6–2 s of simulated time. */
+  /** Length of the chaos phase; default: 0.15–0.5 s of simulated time, or 0.6–2 s for 15% of the seeds. */
   chaosMs?: number;
   realKeys?: boolean;
   /** Ledger application (default: even seeds) or opaque transactions. */
@@ -68,6 +70,18 @@ export const simTiming: Partial<Timing> = {
 export const livenessBoundMs = 30_000;
 
 export function runScenario(o: ScenarioOptions): ScenarioResult {
+  const scenario = { description: `seed=${o.seed} n=${o.n}` };
+  try {
+    return runScenarioOf(o, scenario);
+  } catch (e) {
+    // Any failure, from the cluster's start to the liveness check, names its seed and how to replay it.
+    const err = e instanceof Error ? e : new Error(String(e));
+    err.message = `${err.message}\n  scenario: ${scenario.description}\n  reproduce: SEED=${o.seed} N=${o.n} npx vitest run test/sim/`;
+    throw err;
+  }
+}
+
+function runScenarioOf(o: ScenarioOptions, scenario: { description: string }): ScenarioResult {
   const rng = new Rng(o.seed);
   const n = o.n;
   const f = faultsTolerated(n);
@@ -106,8 +120,10 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     futureMessagesPerPeerMax: 32,
     bodiesPerHeightMax: 2,
   };
-  const chaosMs = o.chaosMs ?? rng.int(600, 2_000);
+  // Mostly short scenarios (many seeds per CI run), some long ones (long fault sequences).
+  const chaosMs = o.chaosMs ?? (rng.chance(0.15) ? rng.int(600, 2_000) : rng.int(150, 500));
   const crashAfterVoteP = rng.pick([0, 0, 0.005, 0.02]);
+  const crashDuringPersistP = rng.pick([0, 0, 0.005, 0.02]);
   // The ledger's draws come from a stream of their own, so the draws above stay what they were.
   const ledgerMode = o.ledger ?? o.seed % 2 === 0;
   const lr = new Rng((o.seed ^ 0x1ed6e4) >>> 0);
@@ -176,7 +192,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     `T=${timing.viewChangeTimeoutMs}ms`,
     `window=${limits.windowHeights} blockTxs=${limits.blockTxsMax} mempool=${local.mempoolTxsMax}`,
     `chaos=${chaosMs}ms`,
-    `crashAfterVote=${crashAfterVoteP}`,
+    `crashAfterVote=${crashAfterVoteP} crashDuringPersist=${crashDuringPersistP}`,
   ];
   if (ledgerMode) {
     const f = (g: SimGateway) =>
@@ -186,6 +202,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     desc.push(`ledger gateways=[${gateways.map(f).join('; ')}] limits=${JSON.stringify(ledgerLimits)}`);
     if (late) desc.push(`registered during the run: ${late.chain}`);
   }
+  scenario.description = desc.join(' ');
   const cluster: Cluster = new Cluster({
     n,
     rng: rng.fork(),
@@ -206,6 +223,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
       : undefined,
     faulty: lostHosts,
     crashAfterVoteP,
+    crashDuringPersistP,
     trace: o.trace,
   });
   cluster.gateways = gateways;
@@ -258,86 +276,83 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     cluster.at(at, () => cluster.restart(host, true));
   }
   const description = desc.join(' ');
+  scenario.description = description;
 
-  try {
-    cluster.run(chaosMs);
-    // Heal: reliable network, everyone up.
-    cluster.heal();
-    cluster.net = { ...cluster.net, lossP: 0, duplicateP: 0, linkLossP: undefined };
-    cluster.crashAfterVoteP = 0;
-    for (const h of cluster.hosts) if (!h.up) cluster.restart(h.index, false);
-    const healMs = cluster.nowMs;
-    const correct = cluster.hosts.filter((h) => cluster.correct(h));
-    const wanted: Uint8Array[] = [];
-    const count = ledgerMode ? 0 : events.int(1, 5);
-    for (const run of gatewayRuns) run.afterHeal();
-    for (let i = 0; i < count; i++) {
-      const tx = cluster.newTx();
-      wanted.push(tx);
-      const at = healMs + events.int(0, 50);
-      const submitTo = (t: number, tries: number) => {
-        const r = cluster.submit(events.pick(correct).index, tx);
-        // A full mempool refuses (documented policy); a real client retries.
-        if (r && !r.accepted && r.reason === 'mempool-full' && tries < 100)
-          cluster.at(t + 100, () => submitTo(t + 100, tries + 1));
-      };
-      cluster.at(at, () => submitTo(at, 0));
-    }
-    const keys = wanted.map(txKey);
-    // Ledger: every event an honest gateway must get on the ledger (up to a lost event or a fork).
-    // The stop condition runs after every simulated step: only what is still missing is looked at
-    // (correct replicas never lose what they committed).
-    let missing: string[] | null = null;
-    const done = () => {
-      if (!ledgerMode) return correct.every((h) => keys.every((k) => h.txIndex.has(k)));
-      missing ??= [
-        ...(late?.registration ? [late.registration.key] : []),
-        ...gateways.flatMap((g) => g.mustCommit().map((e) => e.key)),
-      ];
-      while (missing.length > 0 && correct.every((h) => h.txIndex.has(missing![missing!.length - 1]!)))
-        missing.pop();
-      return missing.length === 0;
+  cluster.run(chaosMs);
+  // Heal: reliable network, everyone up.
+  cluster.heal();
+  cluster.net = { ...cluster.net, lossP: 0, duplicateP: 0, linkLossP: undefined };
+  cluster.crashAfterVoteP = 0;
+  cluster.crashDuringPersistP = 0;
+  for (const h of cluster.hosts) if (!h.up) cluster.restart(h.index, false);
+  const healMs = cluster.nowMs;
+  // Liveness is required of every honest replica: one that lost its state must have caught up.
+  const correct = cluster.hosts.filter((h) => cluster.counted(h));
+  const wanted: Uint8Array[] = [];
+  const count = ledgerMode ? 0 : events.int(1, 5);
+  for (const run of gatewayRuns) run.afterHeal();
+  for (let i = 0; i < count; i++) {
+    const tx = cluster.newTx();
+    wanted.push(tx);
+    const at = healMs + events.int(0, 50);
+    const submitTo = (t: number, tries: number) => {
+      const r = cluster.submit(events.pick(correct).index, tx);
+      // A full mempool refuses (documented policy); a real client retries.
+      if (r && !r.accepted && r.reason === 'mempool-full' && tries < 100)
+        cluster.at(t + 100, () => submitTo(t + 100, tries + 1));
     };
-    const live = cluster.run(healMs + livenessBoundMs, done);
-    if (!live) {
-      const state = cluster.hosts
-        .map(
-          (h) =>
-            `${h.index}:${h.behavior}${h.lostState ? '/lost' : ''} h=${h.store.length} v=${h.replica?.view}${h.replica?.viewChanging ? '*' : ''}`,
-        )
-        .join(' ');
-      const missing = ledgerMode
-        ? gateways
-            .map((g) => {
-              const lacking = g.mustCommit().filter((e) => !correct.every((h) => h.txIndex.has(e.key)));
-              return lacking.length ? `${g.chain} seqs ${lacking.map((e) => e.seq).join(',')}` : '';
-            })
-            .filter(Boolean)
-            .join('; ')
-        : '';
-      throw new SimulationError(
-        `LIVENESS: transactions not committed ${livenessBoundMs} ms after heal; ${state}${missing ? `; missing ${missing}` : ''}`,
-      );
-    }
-    let messages = 0;
-    for (const v of cluster.stats.sentByType.values()) messages += v;
-    return {
-      seed: o.seed,
-      description,
-      committedHeight: Math.max(...correct.map((h) => h.store.length)),
-      recoveryMs: cluster.nowMs - healMs,
-      simulatedMs: cluster.nowMs,
-      messages,
-      bytes: cluster.stats.bytesSent,
-      viewChanges: Math.max(...cluster.hosts.map((h) => h.replica?.metrics().viewChangesStarted ?? 0)),
-      sentByType: Object.fromEntries(cluster.stats.sentByType),
-      events: Math.max(...correct.map((h) => [...h.heads.values()].reduce((sum, x) => sum + x.seq, 0))),
-    };
-  } catch (e) {
-    const err = e instanceof Error ? e : new Error(String(e));
-    err.message = `${err.message}\n  scenario: ${description}\n  reproduce: SEED=${o.seed} N=${n} npx vitest run test/sim/`;
-    throw err;
+    cluster.at(at, () => submitTo(at, 0));
   }
+  const keys = wanted.map(txKey);
+  // Ledger: every event an honest gateway must get on the ledger (up to a lost event or a fork).
+  // The stop condition runs after every simulated step: only what is still missing is looked at
+  // (correct replicas never lose what they committed).
+  let missing: string[] | null = null;
+  const done = () => {
+    if (!ledgerMode) return correct.every((h) => keys.every((k) => h.txIndex.has(k)));
+    missing ??= [
+      ...(late?.registration ? [late.registration.key] : []),
+      ...gateways.flatMap((g) => g.mustCommit().map((e) => e.key)),
+    ];
+    while (missing.length > 0 && correct.every((h) => h.txIndex.has(missing![missing!.length - 1]!)))
+      missing.pop();
+    return missing.length === 0;
+  };
+  const live = cluster.run(healMs + livenessBoundMs, done);
+  if (!live) {
+    const state = cluster.hosts
+      .map(
+        (h) =>
+          `${h.index}:${h.behavior}${h.lostState ? '/lost' : ''} h=${h.store.length} v=${h.replica?.view}${h.replica?.viewChanging ? '*' : ''}`,
+      )
+      .join(' ');
+    const missing = ledgerMode
+      ? gateways
+          .map((g) => {
+            const lacking = g.mustCommit().filter((e) => !correct.every((h) => h.txIndex.has(e.key)));
+            return lacking.length ? `${g.chain} seqs ${lacking.map((e) => e.seq).join(',')}` : '';
+          })
+          .filter(Boolean)
+          .join('; ')
+      : '';
+    throw new SimulationError(
+      `LIVENESS: transactions not committed ${livenessBoundMs} ms after heal; ${state}${missing ? `; missing ${missing}` : ''}`,
+    );
+  }
+  let messages = 0;
+  for (const v of cluster.stats.sentByType.values()) messages += v;
+  return {
+    seed: o.seed,
+    description,
+    committedHeight: Math.max(...correct.map((h) => h.store.length)),
+    recoveryMs: cluster.nowMs - healMs,
+    simulatedMs: cluster.nowMs,
+    messages,
+    bytes: cluster.stats.bytesSent,
+    viewChanges: Math.max(...cluster.hosts.map((h) => h.replica?.metrics().viewChangesStarted ?? 0)),
+    sentByType: Object.fromEntries(cluster.stats.sentByType),
+    events: Math.max(...correct.map((h) => [...h.heads.values()].reduce((sum, x) => sum + x.seq, 0))),
+  };
 }
 
 /**

@@ -82,14 +82,33 @@ export function voteSigningBytes(
   return concat(domain(kind), utf8.encode(json));
 }
 
+/**
+ * Signing bytes of VIEW-CHANGEs and NEW-VIEWs, memoised per message object and chain id, like block
+ * hashes: messages are immutable values (a changed one is a new object), and one VIEW-CHANGE's bytes
+ * are needed several times (its signature check, its key in the verified set, inside NEW-VIEWs).
+ */
+const viewSigningBytes = new WeakMap<ViewChange | NewView, { chainId: string; bytes: Uint8Array }>();
+
+function memoised(chainId: string, msg: ViewChange | NewView, make: () => Uint8Array): Uint8Array {
+  const m = viewSigningBytes.get(msg);
+  if (m && m.chainId === chainId) return m.bytes;
+  const bytes = make();
+  viewSigningBytes.set(msg, { chainId, bytes });
+  return bytes;
+}
+
 export function viewChangeSigningBytes(chainId: string, vc: ViewChange): Uint8Array {
-  const { signature: _, ...body } = viewChangeToJson(vc);
-  return concat(domain('view-change'), encodeCanonical({ ...body, chainId }));
+  return memoised(chainId, vc, () => {
+    const { signature: _, ...body } = viewChangeToJson(vc);
+    return concat(domain('view-change'), encodeCanonical({ ...body, chainId }));
+  });
 }
 
 export function newViewSigningBytes(chainId: string, nv: NewView): Uint8Array {
-  const { signature: _, ...body } = newViewToJson(nv);
-  return concat(domain('new-view'), encodeCanonical({ ...body, chainId }));
+  return memoised(chainId, nv, () => {
+    const { signature: _, ...body } = newViewToJson(nv);
+    return concat(domain('new-view'), encodeCanonical({ ...body, chainId }));
+  });
 }
 
 /** Bytes the `signature` of a signed message covers. */
