@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModbusDriver } from '../../src/drivers/modbus/driver.ts';
 import type { ModbusDevice } from '../../src/drivers/modbus/schema.ts';
 import type { Reading } from '../../src/drivers/types.ts';
+import { itUnless } from '../helpers/skip.ts';
 import { testContext } from './helpers/context.ts';
 import { startModbusServer, type TestModbusServer } from './helpers/modbus-server.ts';
 import { missing, startPymodbus, startSocatPair } from './helpers/tools.ts';
@@ -272,7 +273,7 @@ describe('modbus interop with pymodbus (independent implementation)', () => {
     }
   };
 
-  it.skipIf(missing('pymodbus', 'apt-get install -y python3-pymodbus'))('Modbus TCP', async () => {
+  itUnless(missing('pymodbus', 'apt-get install -y python3-pymodbus'))('Modbus TCP', async () => {
     const peer = await startPymodbus({ mode: 'tcp', units });
     try {
       await check(tcpDevice(peer.port, tags));
@@ -281,7 +282,7 @@ describe('modbus interop with pymodbus (independent implementation)', () => {
     }
   });
 
-  it.skipIf(
+  itUnless(
     missing('pymodbus', 'apt-get install -y python3-pymodbus') ||
       missing('socat', 'apt-get install -y socat'),
   )('Modbus RTU over a socat pty pair', async () => {

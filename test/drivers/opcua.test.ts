@@ -13,6 +13,7 @@ import { DataType } from 'node-opcua';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
 import { OpcuaDriver } from '../../src/drivers/opcua/driver.ts';
+import { itUnless } from '../helpers/skip.ts';
 import { deviceMap, testContext } from './helpers/context.ts';
 import { startProxy } from './helpers/proxy.ts';
 
@@ -392,17 +393,16 @@ function opensslEnv(): NodeJS.ProcessEnv {
 }
 
 describe('opcua X.509 user certificate', () => {
-  const haveOpenssl = (() => {
+  const noOpenssl = (() => {
     try {
       execFileSync('openssl', ['version']);
-      return true;
+      return null;
     } catch {
-      console.warn('SKIPPED: openssl is not installed (apt-get install -y openssl)');
-      return false;
+      return 'openssl is not installed (apt-get install -y openssl)';
     }
   })();
 
-  it.skipIf(!haveOpenssl)(
+  itUnless(noOpenssl)(
     'authenticates with a user certificate and key from files under the data folder',
     async () => {
       const t = testContext({ pkiFolder });
