@@ -176,12 +176,15 @@ describe('mqtt driver against the simulator broker (aedes)', () => {
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const port = (silent.address() as { port: number }).port;
     const t = testContext();
-    const driver = new MqttDriver(oven(`mqtt://127.0.0.1:${port}`, { connectTimeoutMs: 60_000 }), t.ctx);
+    const connectTimeoutMs = 60_000;
+    const driver = new MqttDriver(oven(`mqtt://127.0.0.1:${port}`, { connectTimeoutMs }), t.ctx);
     await driver.start();
     await new Promise<void>((r) => silent.once('connection', () => r()));
     const started = performance.now();
     await driver.stop();
-    expect(performance.now() - started).toBeLessThan(1_500);
+    // Promptly: not waiting for the pending connect (a stop that did would take connectTimeoutMs; a
+    // loaded machine takes a few hundred ms).
+    expect(performance.now() - started).toBeLessThan(connectTimeoutMs / 4);
     expect(t.readings).toHaveLength(0);
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => silent.close(() => r()));
