@@ -14,8 +14,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayRegistryOf } from '../../src/consensus/app/index.ts';
 import { txIdOf } from '../../src/consensus/app/tx.ts';
+import { loadValidatorIdentity } from '../../src/consensus/genesis/identity.ts';
+import { Libp2pTransport } from '../../src/consensus/net/libp2p.ts';
 import { ChainStore, chainStorePath } from '../../src/consensus/runtime/block-store.ts';
 import { chainContext } from '../../src/consensus/runtime/node.ts';
+import { encodeMessage } from '../../src/consensus/wire/codec.ts';
 import { toHex } from '../../src/crypto/hash.ts';
 import { generateKey } from '../../src/crypto/keys.ts';
 import { decodeBatchTx } from '../../src/event/batch.ts';
@@ -319,7 +322,7 @@ describe('shop floor to finality through outages (real sockets and processes)', 
     });
   });
 
-  it('a forged, a replayed and an unknown-key batch are refused by every validator over libp2p, and counted', async () => {
+  it("a forged, a replayed and an unknown-key batch are refused by every validator's API, and counted", async () => {
     const { txs } = chainEvents(alliance.peers[1]!.dataDir);
     const replayed = txs[0]!;
     const draft = {
@@ -330,19 +333,7 @@ describe('shop floor to finality through outages (real sockets and processes)', 
       sourceTimeMs: Date.now(),
       values: {},
     };
-    // A new batch claiming the gateway's registered key, signed by another key: a new id, a bad
-    // signature.
-    const registered = alliance.alliance.genesis.gateways.find((g) => g.memberId === enterprise)!;
-    const rogueKey = generateKey();
-    const impostor = {
-      ...rogueKey,
-      keyId: registered.publicKey.keyId,
-      sign: (b: Uint8Array) => rogueKey.sign(b),
-    };
-    const forged = new EventSigner({ enterprise, site: 's', line: 'l', gateway: gatewayId }, impostor).sign(
-      [draft],
-      { seq: 1_000_000, id: '0'.repeat(64) },
-    ).batch.tx;
+    const forged = forgedBatch(1_000_000);
     // Signed correctly, but by a key the genesis does not register.
     const unknown = new EventSigner(
       { enterprise, site: 's', line: 'l', gateway: 'gw-rogue' },
@@ -364,6 +355,55 @@ describe('shop floor to finality through outages (real sockets and processes)', 
       expect((s.invalidTxs.bad_signature ?? 0) - (before.invalidTxs.bad_signature ?? 0)).toBe(1);
       expect((s.invalidTxs.unknown_key ?? 0) - (before.invalidTxs.unknown_key ?? 0)).toBe(1);
       expect((s.refusals.committed ?? 0) - (before.refusals.committed ?? 0)).toBe(1);
+    }
+  });
+
+  it("a forged batch forwarded over libp2p under a member's key is refused by every other validator (bad_signature), which reports the sender", async () => {
+    // dynamo's validator steps aside; its key, in this test process, forwards a forged batch (new id,
+    // registered key id, bad signature) as a member's transport forwards clients' batches.
+    const dynamo = alliance.peers.find((p) => p.member === 'dynamo')!;
+    await dynamo.stop();
+    const identity = await loadValidatorIdentity(alliance.alliance.keyFiles.get('dynamo')!);
+    const rogue = new Libp2pTransport({ genesis: alliance.alliance.genesis, self: 'dynamo', identity });
+    const others = alliance.peers.filter((p) => p !== dynamo);
+    const faults = async () =>
+      Promise.all(others.map(async (p) => (await p.metrics()).peerFaults['invalid-tx'] ?? 0));
+    const faultsBefore = await faults();
+    // The peers count it as an invalid-tx fault of dynamo's; the gateway's validator logs it (at warn)
+    // with the ledger's code. (The peer processes' own log lines are not captured here.)
+    const logged = (lines: string[]) =>
+      lines.some(
+        (l) => /peer fault/.test(l) && /dynamo/.test(l) && /invalid-tx/.test(l) && /bad_signature/.test(l),
+      );
+    await rogue.start();
+    try {
+      await waitUntil(
+        () => rogue.peers().filter((p) => p.state === 'connected').length === 3,
+        'the rogue connected to the three other validators',
+        30_000,
+      );
+      rogue.broadcast(encodeMessage({ type: 'txs', txs: [forgedBatch(2_000_000)] }));
+      await waitUntil(
+        async () => (await faults()).every((n, i) => n > faultsBefore[i]!) && logged(gateway.output),
+        'every validator refusing it and reporting dynamo',
+        30_000,
+      ).catch(async (err) => {
+        const lines = [...others.flatMap((p) => p.output), ...gateway.output].filter((l) =>
+          /fault|dynamo/.test(l),
+        );
+        throw new Error(
+          `${(err as Error).message}: faults ${faultsBefore} → ${await faults()}; ${lines.slice(-8).join('\n')}`,
+        );
+      });
+      const after = await faults();
+      after.forEach((n, i) => {
+        expect(n - faultsBefore[i]!, `${others[i]!.member} reports the sender once`).toBe(1);
+      });
+      // Refused, not taken: no validator holds it in its mempool for the next block.
+      for (const p of others) expect((await p.status()).mempoolTxs).toBe(0);
+    } finally {
+      await rogue.stop();
+      await dynamo.start();
     }
   });
 
@@ -404,6 +444,32 @@ describe('shop floor to finality through outages (real sockets and processes)', 
     expect([...secrets].filter((x) => own.includes(x)).length).toBeGreaterThan(secrets.size / 2);
   });
 });
+
+/**
+ * A new batch of one event at `seq` claiming the gateway's registered key, signed by another key: a
+ * new id, a bad signature.
+ */
+function forgedBatch(seq: number): Uint8Array {
+  const registered = alliance.alliance.genesis.gateways.find((g) => g.memberId === enterprise)!;
+  const rogueKey = generateKey();
+  const impostor = {
+    ...rogueKey,
+    keyId: registered.publicKey.keyId,
+    sign: (b: Uint8Array) => rogueKey.sign(b),
+  };
+  const draft = {
+    kind: 'part_completed' as const,
+    dataClass: 'process' as const,
+    station: 'ST-20',
+    device: 'press1',
+    sourceTimeMs: Date.now(),
+    values: {},
+  };
+  return new EventSigner({ enterprise, site: 's', line: 'l', gateway: gatewayId }, impostor).sign([draft], {
+    seq,
+    id: '0'.repeat(64),
+  }).batch.tx;
+}
 
 /** Every file under `dir`, recursively. */
 function filesUnder(dir: string): string[] {
