@@ -8,8 +8,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    reporters: process.env.CI_JSON
-      ? ['default', ['json', { outputFile: '.vitest-report.json' }]]
-      : ['default'],
+    // CI_CASES=<file>: every test's result with its skip note, for .ci/run's summary (ci-summary.ts).
+    reporters: process.env.CI_CASES ? ['default', './test/helpers/ci-reporter.ts'] : ['default'],
   },
 });

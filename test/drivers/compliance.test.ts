@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
 import { startModbusPlc } from '../../simulators/modbus-plc.ts';
 import { startMqttSensors } from '../../simulators/mqtt-sensors.ts';
@@ -18,6 +18,7 @@ import { startOpcuaCnc } from '../../simulators/opcua-cnc.ts';
 import { createDriver } from '../../src/drivers/registry.ts';
 import type { Driver, DriverHealth } from '../../src/drivers/types.ts';
 import type { DeviceConfig } from '../../src/gateway/config/config.ts';
+import { itUnless } from '../helpers/skip.ts';
 import { deviceMap, type TestContext, testContext } from './helpers/context.ts';
 import { startProxy } from './helpers/proxy.ts';
 import { freePort, tools } from './helpers/tools.ts';
@@ -315,9 +316,8 @@ async function withDriver(device: DeviceConfig, fn: (d: Driver, t: TestContext) 
 for (const s of subjects) {
   describe(`driver compliance: ${s.name}`, () => {
     const reason = s.skip();
-    if (reason) console.warn(`SKIPPED: ${s.name} compliance: ${reason}`);
 
-    it.skipIf(reason !== null)('connects and reads good values', async () => {
+    itUnless(reason)('connects and reads good values', async () => {
       await withDriver(s.device(), async (driver, t) => {
         await t.waitFor(() => t.latest(s.tag)?.quality === 'good', 'a good reading');
         const h = driver.health();
@@ -327,7 +327,7 @@ for (const s of subjects) {
       });
     });
 
-    it.skipIf(reason !== null)('resumes reading after the server restarts', async () => {
+    itUnless(reason)('resumes reading after the server restarts', async () => {
       await withDriver(s.device(), async (_driver, t) => {
         await t.waitFor(() => t.latest(s.tag)?.quality === 'good', 'a good reading');
         await s.restart();
@@ -341,20 +341,30 @@ for (const s of subjects) {
       });
     });
 
-    it.skipIf(reason !== null)('stops promptly while connecting, and emits nothing', async () => {
+    itUnless(reason)('stops promptly while connecting, and emits nothing', async () => {
       const t = testContext({ pkiFolder });
-      const driver = createDriver(await s.unreachable(), t.ctx);
+      const device = await s.unreachable();
+      const driver = createDriver(device, t.ctx);
       await driver.start();
       expect(['connecting', 'backoff']).toContain(driver.health().state);
       const started = performance.now();
       await driver.stop();
-      expect(performance.now() - started).toBeLessThan(1_500);
+      // Promptly: without waiting out a pending connect or request (the device's own timeout, which
+      // a stop that waited would take in full) — half of it leaves a loaded machine plenty of slack.
+      const c = device.connection as {
+        connectTimeoutMs?: number;
+        requestTimeoutMs?: number;
+        timeoutMs?: number;
+      };
+      const timeoutMs = c.connectTimeoutMs ?? c.requestTimeoutMs ?? c.timeoutMs;
+      expect(timeoutMs, 'the device map gives its timeout').toBeGreaterThanOrEqual(1_000);
+      expect(performance.now() - started).toBeLessThan(timeoutMs! / 2);
       expect(driver.health().state).toBe('stopped');
       expect(t.readings).toHaveLength(0);
       t.cleanup();
     });
 
-    it.skipIf(reason !== null)(
+    itUnless(reason)(
       'readOnce: every tag once, nothing emitted; an unreachable device is a problem',
       async () => {
         const t = testContext({ pkiFolder });
@@ -369,10 +379,14 @@ for (const s of subjects) {
           const tags = once.batches.flat().map((r) => r.tag);
           expect(new Set(tags)).toEqual(new Set(device.tags.map((x) => x.name)));
           expect(once.batches.flat().every((r) => r.quality === 'good')).toBe(true);
-          const dead = await createDriver(await s.unreachable(), t.ctx).readOnce({ timeoutMs: 1_000 });
+          const deadTimeoutMs = 1_000;
+          const dead = await createDriver(await s.unreachable(), t.ctx).readOnce({
+            timeoutMs: deadTimeoutMs,
+          });
           expect(dead.complete).toBe(false);
           expect(dead.problems.length).toBeGreaterThan(0);
-          expect(dead.elapsedMs).toBeLessThan(3_000);
+          // Gives up by its timeout (three times over: slack for a loaded machine).
+          expect(dead.elapsedMs).toBeLessThan(3 * deadTimeoutMs);
           // readOnce hands nothing to the context, and refuses a running driver.
           expect(t.readings).toHaveLength(0);
           const running = createDriver(device, t.ctx);
@@ -385,7 +399,7 @@ for (const s of subjects) {
       },
     );
 
-    it.skipIf(reason !== null)(
+    itUnless(reason)(
       'quiet socket: stays connected while nothing changes for many times its request timeout',
       async () => {
         const quiet = s.quiet();
@@ -403,54 +417,53 @@ for (const s of subjects) {
       },
     );
 
-    it.skipIf(reason !== null || !s.limited)(
-      'session limit: holds one session on a server allowing 3, across 4 connection drops and 2 restarts',
-      async () => {
-        const server = await s.limited!(3);
-        const proxy = await startProxy(server.port);
-        try {
-          await withDriver(server.device(proxy.port), async (driver, t) => {
-            const goodSince = (from: number) =>
-              t.readings.slice(from).some((r) => r.tag === s.tag && r.quality === 'good');
-            await t.waitFor(() => goodSince(0), 'a good reading');
-            for (let round = 1; round <= 6; round++) {
-              const from = t.readings.length;
-              // A pulled cable leaves the server up (and, for OPC UA, the session open on it).
-              if (round <= 4) proxy.drop();
-              else await server.restart();
-              await t.waitFor(
-                () => t.readings.slice(from).some((r) => r.tag === s.tag && r.reason === 'disconnected'),
-                `the connection lost (round ${round})`,
-                15_000,
-              );
-              const lost = t.readings.length;
-              await t.waitFor(() => goodSince(lost), `readings back (round ${round})`, 15_000);
-              expect(server.sessions(), `sessions on the server after round ${round}`).toBe(1);
-            }
-            expect(server.refused(), JSON.stringify(driver.health())).toBe(0);
-            expect(driver.health().errors.session ?? 0).toBe(0);
-          });
-        } finally {
-          await proxy.close();
-          await server.close();
-        }
-      },
-    );
+    // Only protocols whose servers limit sessions (OPC UA) have this test.
+    if (s.limited)
+      itUnless(reason)(
+        'session limit: holds one session on a server allowing 3, across 4 connection drops and 2 restarts',
+        async () => {
+          const server = await s.limited!(3);
+          const proxy = await startProxy(server.port);
+          try {
+            await withDriver(server.device(proxy.port), async (driver, t) => {
+              const goodSince = (from: number) =>
+                t.readings.slice(from).some((r) => r.tag === s.tag && r.quality === 'good');
+              await t.waitFor(() => goodSince(0), 'a good reading');
+              for (let round = 1; round <= 6; round++) {
+                const from = t.readings.length;
+                // A pulled cable leaves the server up (and, for OPC UA, the session open on it).
+                if (round <= 4) proxy.drop();
+                else await server.restart();
+                await t.waitFor(
+                  () => t.readings.slice(from).some((r) => r.tag === s.tag && r.reason === 'disconnected'),
+                  `the connection lost (round ${round})`,
+                  15_000,
+                );
+                const lost = t.readings.length;
+                await t.waitFor(() => goodSince(lost), `readings back (round ${round})`, 15_000);
+                expect(server.sessions(), `sessions on the server after round ${round}`).toBe(1);
+              }
+              expect(server.refused(), JSON.stringify(driver.health())).toBe(0);
+              expect(driver.health().errors.session ?? 0).toBe(0);
+            });
+          } finally {
+            await proxy.close();
+            await server.close();
+          }
+        },
+      );
 
-    it.skipIf(reason !== null)(
-      'emits nothing after stop() resolves, while the device keeps changing',
-      async () => {
-        const t = testContext({ pkiFolder });
-        const driver = createDriver(s.device(), t.ctx);
-        await driver.start();
-        await t.waitFor(() => t.readings.filter((r) => r.quality === 'good').length >= 3, 'readings flowing');
-        await driver.stop();
-        const count = t.readings.length;
-        await new Promise((r) => setTimeout(r, 400));
-        expect(t.readings.length).toBe(count);
-        await driver.stop(); // idempotent
-        t.cleanup();
-      },
-    );
+    itUnless(reason)('emits nothing after stop() resolves, while the device keeps changing', async () => {
+      const t = testContext({ pkiFolder });
+      const driver = createDriver(s.device(), t.ctx);
+      await driver.start();
+      await t.waitFor(() => t.readings.filter((r) => r.quality === 'good').length >= 3, 'readings flowing');
+      await driver.stop();
+      const count = t.readings.length;
+      await new Promise((r) => setTimeout(r, 400));
+      expect(t.readings.length).toBe(count);
+      await driver.stop(); // idempotent
+      t.cleanup();
+    });
   });
 }

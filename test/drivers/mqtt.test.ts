@@ -16,6 +16,7 @@ import { deadLettersMax } from '../../src/drivers/bounds.ts';
 import { MqttDriver } from '../../src/drivers/mqtt/driver.ts';
 import type { MqttDevice } from '../../src/drivers/mqtt/schema.ts';
 import { loadDeviceMap } from '../../src/gateway/config/config.ts';
+import { itUnless } from '../helpers/skip.ts';
 import { deviceMap, testContext } from './helpers/context.ts';
 import { missing, startMosquitto } from './helpers/tools.ts';
 
@@ -175,12 +176,15 @@ describe('mqtt driver against the simulator broker (aedes)', () => {
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const port = (silent.address() as { port: number }).port;
     const t = testContext();
-    const driver = new MqttDriver(oven(`mqtt://127.0.0.1:${port}`, { connectTimeoutMs: 60_000 }), t.ctx);
+    const connectTimeoutMs = 60_000;
+    const driver = new MqttDriver(oven(`mqtt://127.0.0.1:${port}`, { connectTimeoutMs }), t.ctx);
     await driver.start();
     await new Promise<void>((r) => silent.once('connection', () => r()));
     const started = performance.now();
     await driver.stop();
-    expect(performance.now() - started).toBeLessThan(1_500);
+    // Promptly: not waiting for the pending connect (a stop that did would take connectTimeoutMs; a
+    // loaded machine takes a few hundred ms).
+    expect(performance.now() - started).toBeLessThan(connectTimeoutMs / 4);
     expect(t.readings).toHaveLength(0);
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => silent.close(() => r()));
@@ -191,7 +195,7 @@ describe('mqtt driver against the simulator broker (aedes)', () => {
 describe('mqtt driver against mosquitto (independent broker)', () => {
   const skip = missing('mosquitto', 'apt-get install -y mosquitto mosquitto-clients');
 
-  it.skipIf(skip)('plain, with a user name and a password from the environment', async () => {
+  itUnless(skip)('plain, with a user name and a password from the environment', async () => {
     const dir = mkdtempSync(join(root, 'pw-'));
     const passwords = join(dir, 'passwd');
     writeFileSync(passwords, '');
@@ -233,7 +237,7 @@ describe('mqtt driver against mosquitto (independent broker)', () => {
     }
   });
 
-  it.skipIf(skip)(
+  itUnless(skip)(
     'a payload that is not valid UTF-8 is a dead letter with its reason (issue 14, item 8)',
     async () => {
       const broker = await startMosquitto();
@@ -270,7 +274,7 @@ describe('mqtt driver against mosquitto (independent broker)', () => {
     },
   );
 
-  it.skipIf(skip || missing('openssl', 'apt-get install -y openssl'))(
+  itUnless(skip || missing('openssl', 'apt-get install -y openssl'))(
     'mqtts with a CA and a client certificate from files',
     async () => {
       const dir = mkdtempSync(join(root, 'tls-'));
@@ -370,7 +374,7 @@ describe('mqtt driver against mosquitto (independent broker)', () => {
     },
   );
 
-  it.skipIf(skip)('a persistent session keeps QoS 1 messages while the gateway is away', async () => {
+  itUnless(skip)('a persistent session keeps QoS 1 messages while the gateway is away', async () => {
     const broker = await startMosquitto();
     const url = `mqtt://127.0.0.1:${broker.port}`;
     const device = oven(url, { clientId: 'masbc-edge-test-persistent', cleanSession: false, qos: 1 });

@@ -6,9 +6,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { createDriver } from '../../src/drivers/registry.ts';
 import { loadConfig } from '../../src/gateway/config/config.ts';
+import { itUnless } from '../helpers/skip.ts';
 import { testContext } from './helpers/context.ts';
 import { freePort, missing } from './helpers/tools.ts';
 
@@ -45,7 +46,7 @@ function output(child: ChildProcess): {
 }
 
 describe('masbc-edge simulate', () => {
-  it.skipIf(missing('socat', 'apt-get install -y socat'))(
+  itUnless(missing('socat', 'apt-get install -y socat'))(
     'serves the bundled device maps (TCP and RTU) and stops cleanly on SIGINT',
     async () => {
       // The bundled configuration, on free ports and a private data folder.

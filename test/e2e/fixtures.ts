@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { type Simulators, startSimulators } from '../../simulators/index.ts';
@@ -172,20 +173,31 @@ export class GatewayProcess {
         this.output.push(line);
       });
     }
-    await waitUntil(
-      () => {
-        if (!this.#child) throw new Error(`gateway exited:\n${this.output.join('\n')}`);
-        const s = this.status();
-        return (
-          s !== null &&
-          s.updatedMs >= startedMs &&
-          s.pid === child.pid &&
-          s.devices.every((d) => d.state === 'connected')
-        );
-      },
-      'gateway up with every device connected',
-      timeoutMs,
-    );
+    try {
+      await waitUntil(
+        () => {
+          if (!this.#child) throw new Error(`gateway exited:\n${this.output.join('\n')}`);
+          const s = this.status();
+          return (
+            s !== null &&
+            s.updatedMs >= startedMs &&
+            s.pid === child.pid &&
+            s.devices.every((d) => d.state === 'connected')
+          );
+        },
+        'gateway up with every device connected',
+        timeoutMs,
+      );
+    } catch (err) {
+      // What it was doing: its last status (devices, chain) and its last output lines.
+      const s = this.status();
+      const devices =
+        s && s.pid === child.pid ? JSON.stringify(s.devices) : 'no status from this process yet';
+      (err as Error).message += `\nload ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}; devices: ${devices}\n${this.output.slice(-20).join('\n')}`;
+      throw err;
+    }
   }
 
   status(): Status | null {

@@ -5,8 +5,9 @@
  * keys come from the genesis) is refused by validation. Real libp2p and
  * SQLite, a real socket; the other members are not running (nothing needs a quorum here).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
+import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeSubmission, type SubmitVerdict } from '../../src/consensus/runtime/client.ts';
 import type { NodeMetrics, NodeStatus } from '../../src/consensus/runtime/node.ts';
@@ -158,6 +159,79 @@ describe.each([true, false])('an embedded validator that cannot start (thread: %
       `memberKeyFile: ${a.keyFiles.get('acme')}.nope`,
       `thread: ${thread}`,
     ]);
-    await expect(openChainLink(loadConfig(file), silentLogger)).rejects.toThrow(/\.nope/);
+    const config = loadConfig(file);
+    const before = await settled(config.paths.dataDir);
+    await expect(openChainLink(config, silentLogger)).rejects.toThrow(/\.nope/);
+    await expectBackTo(before, config.paths.dataDir);
+  });
+
+  it('fails when its API port is taken, after its stores and libp2p opened, and leaves nothing running', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      const { file } = await validatorGateway(
+        'embedded-port',
+        (a) => [`memberKeyFile: ${a.keyFiles.get('acme')}`, `thread: ${thread}`],
+        [`api: { enabled: true, host: 127.0.0.1, port: ${port} }`],
+      );
+      const config = loadConfig(file);
+      const before = await settled(config.paths.dataDir);
+      await expect(openChainLink(config, silentLogger)).rejects.toThrow(/EADDRINUSE/);
+      await expectBackTo(before, config.paths.dataDir);
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
   });
 });
+
+/**
+ * What the process holds: its active handles by type (listening sockets, connections, worker
+ * threads, timers), and its open files under `dataDir` (the SQLite stores and their WAL).
+ */
+async function running(dataDir: string): Promise<{ handles: Record<string, number>; files: string[] }> {
+  const handles: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) handles[r] = (handles[r] ?? 0) + 1;
+  const files: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(resolve(dataDir))) files.push(target);
+    } catch {
+      // closed since the listing
+    }
+  }
+  return { handles, files: files.sort() };
+}
+
+/** What the process holds once it stops changing (ports probed while making the alliance close late). */
+async function settled(dataDir: string): Promise<Awaited<ReturnType<typeof running>>> {
+  let last = await running(dataDir);
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = await running(dataDir);
+    if (JSON.stringify(now) === JSON.stringify(last)) return now;
+    last = now;
+  }
+  throw new Error(`the process's handles never settled: ${JSON.stringify(last)}`);
+}
+
+/**
+ * Waits (up to 5 s: closing sockets and ending a worker take a few event-loop turns) until the process
+ * holds no resource of any kind beyond what it held before, and no file under `dataDir`. (Fewer is
+ * fine: timers of earlier tests run out meanwhile.)
+ */
+async function expectBackTo(before: Awaited<ReturnType<typeof running>>, dataDir: string): Promise<void> {
+  const extra = (now: Awaited<ReturnType<typeof running>>) => ({
+    handles: Object.entries(now.handles).filter(([kind, n]) => n > (before.handles[kind] ?? 0)),
+    files: now.files.filter((f) => !before.files.includes(f)),
+  });
+  const none = { handles: [], files: [] };
+  const deadline = Date.now() + 5_000;
+  let now = extra(await running(dataDir));
+  while (JSON.stringify(now) !== JSON.stringify(none) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    now = extra(await running(dataDir));
+  }
+  expect(now, `held before: ${JSON.stringify(before)}`).toEqual(none);
+}

@@ -24,6 +24,7 @@ import { generateKey, writeKeyFile } from '../../src/crypto/keys.ts';
 import { outboxPath } from '../../src/store/outbox.ts';
 import { startProxy } from '../drivers/helpers/proxy.ts';
 import { missing, startMosquitto } from '../drivers/helpers/tools.ts';
+import { itUnless } from '../helpers/skip.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'masbc-edge.js');
@@ -251,7 +252,7 @@ describe('MQTT acknowledgement after durability (gateway process, SIGKILL, persi
     expect(new Set(stored).size).toBe(total);
   }, 90_000);
 
-  it.skipIf(missing('mosquitto', 'apt-get install -y mosquitto'))(
+  itUnless(missing('mosquitto', 'apt-get install -y mosquitto'))(
     'mosquitto: a stored message whose PUBACK was lost is not stored twice',
     async () => {
       const broker = await startMosquitto({ extraLines: ['max_inflight_messages 100'] });

@@ -2,6 +2,11 @@
  * The submitter's contract against an in-memory chain that behaves like a member's validator from
  * the outside (keeps bodies, refuses duplicates and committed batches, loses submissions, goes down,
  * replays final blocks). The real thing, over libp2p and processes, is in test/e2e.
+ *
+ * Where a test is about the submitter not sending a second copy, the chain is told to accept
+ * duplicates (`refusesDuplicates = false`) and counts the copies, so that a submitter bug shows on
+ * chain instead of being hidden by the validator's own check. Time is a clock the test moves where
+ * the result depends on it, and waits are on events (`until`, `passes`), never fixed sleeps.
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -56,7 +61,11 @@ class MemoryChain implements ChainClient {
   confirmBodies = true;
   /** Submissions silently lost (accepted, then never proposed): a crashed primary's mempool. */
   loseNext = 0;
+  /** Off: a chain that takes every copy it is given (to count the submitter's copies on chain). */
+  refusesDuplicates = true;
   submissions = 0;
+  /** Event id → how many times a batch holding it was submitted. */
+  readonly copies = new Map<string, number>();
   /** Transaction id → its event ids. */
   readonly events = new Map<string, string[]>();
   /** Transaction ids whose bodies were kept. */
@@ -71,16 +80,17 @@ class MemoryChain implements ChainClient {
       const d = decodeBatchTx(tx);
       if (!d.ok) return { accepted: false, reason: 'invalid', detail: d.message, bodiesKept: false };
       const id = Buffer.from(d.batch.txId).toString('hex');
-      this.events.set(
-        id,
-        d.batch.ids.map((x) => Buffer.from(x).toString('hex')),
-      );
+      const ids = d.batch.ids.map((x) => Buffer.from(x).toString('hex'));
+      this.events.set(id, ids);
+      for (const e of ids) this.copies.set(e, (this.copies.get(e) ?? 0) + 1);
       if (!this.keepBodies || bodies.length !== d.batch.envelopes.length)
         return { accepted: false, reason: 'body_store_full', bodiesKept: false };
       const bodiesKept = this.confirmBodies;
       if (bodiesKept) this.kept.add(id);
-      if (this.#where.has(id)) return { accepted: false, reason: 'committed', bodiesKept };
-      if (this.mempool.includes(id)) return { accepted: false, reason: 'duplicate', bodiesKept };
+      if (this.refusesDuplicates) {
+        if (this.#where.has(id)) return { accepted: false, reason: 'committed', bodiesKept };
+        if (this.mempool.includes(id)) return { accepted: false, reason: 'duplicate', bodiesKept };
+      }
       if (this.loseNext > 0) {
         this.loseNext -= 1;
         return { accepted: true, bodiesKept };
@@ -103,7 +113,7 @@ class MemoryChain implements ChainClient {
       certificate: {},
     };
     txIds.forEach((id, index) => {
-      this.#where.set(id, { height: b.height, blockHash: b.blockHash, index });
+      if (!this.#where.has(id)) this.#where.set(id, { height: b.height, blockHash: b.blockHash, index });
     });
     this.blocks.push(b);
     for (const s of this.#subs) s(b);
@@ -141,6 +151,25 @@ async function until(check: () => boolean, what: string, timeoutMs = 5_000): Pro
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** A clock the test moves; `reads` counts the submitter's looks at it (each pass of its loop reads it). */
+function manualClock(startMs = 0) {
+  const clock = {
+    nowMs: startMs,
+    reads: 0,
+    read: () => {
+      clock.reads++;
+      return clock.nowMs;
+    },
+  };
+  return clock;
+}
+
+/** Waits until the submitter has looked at the clock `n` more times: a few passes of its loop. */
+async function passes(clock: ReturnType<typeof manualClock>, n = 6): Promise<void> {
+  const from = clock.reads;
+  await until(() => clock.reads >= from + n, `${n} reads of the clock`);
 }
 
 function setup(opts: Partial<ConstructorParameters<typeof Submitter>[0]> = {}, path?: string) {
@@ -199,57 +228,85 @@ describe('submitter', () => {
   });
 
   it('keeps everything through a chain outage and drains the backlog at the configured rate', async () => {
+    const clock = manualClock();
+    const rate = 2_000;
+    const bucket = 100; // submitBatchMax: the token bucket's size
     const { outbox, chain, s } = setup({
-      drainEventsPerSecond: 2_000,
-      submitBatchMax: 100,
+      drainEventsPerSecond: rate,
+      submitBatchMax: bucket,
       windowEvents: 5_000,
+      nowMs: clock.read,
     });
     chain.down = true;
     s.start();
     outbox.append(drafts(1_000), signer, perEvent);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(s.stats().errors).toBeGreaterThan(0);
+    await until(() => s.stats().errors > 0, 'a failed submission');
     expect(outbox.stats().pending).toBe(1_000);
     chain.down = false;
-    const t0 = Date.now();
-    await until(() => chain.mempool.length === 1_000, 'backlog submitted');
-    const seconds = (Date.now() - t0) / 1000;
-    // 1,000 events at 2,000/s with a 100-event bucket: about 0.45 s; never faster than the limit allows.
-    expect(seconds).toBeGreaterThan(0.35);
+    // The clock moves 50 ms at a time: never more than the bucket plus the rate allows, and the
+    // backlog keeps pace with the limit (it is the limit, not the chain, that paces it).
+    const startMs = clock.nowMs;
+    while (chain.mempool.length < 1_000) {
+      clock.nowMs += 50;
+      const allowed = Math.min(1_000, bucket + (rate * (clock.nowMs - startMs)) / 1000);
+      await until(() => chain.mempool.length >= allowed - bucket, `${allowed - bucket} submitted`);
+      await passes(clock);
+      expect(chain.mempool.length, `at +${clock.nowMs - startMs} ms`).toBeLessThanOrEqual(allowed);
+      expect(clock.nowMs - startMs, 'the backlog drained').toBeLessThan(2_000);
+    }
+    // 1,000 events at 2,000/s with a 100-event bucket: not before 450 ms of the clock.
+    expect(clock.nowMs - startMs).toBeGreaterThanOrEqual(450);
     chain.commit(1_000);
     await until(() => outbox.stats().pending === 0, 'backlog final');
     expect(new Set(chain.onChain()).size).toBe(1_000);
   });
 
   it('submits again what was lost and never gets a second copy on chain', async () => {
-    const { outbox, chain, s } = setup({ resubmitAfterMs: 100 });
+    const clock = manualClock();
+    const { outbox, chain, s } = setup({ resubmitAfterMs: 100, nowMs: clock.read });
+    // This chain takes whatever it is given: only the submitter can keep copies off it.
+    chain.refusesDuplicates = false;
     chain.loseNext = 10;
     outbox.append(drafts(50), signer, perEvent);
     s.start();
     await until(() => chain.mempool.length === 40, 'the survivors submitted');
     chain.commit();
-    await until(() => chain.mempool.length === 10, 'the lost ones submitted again');
+    await until(() => outbox.stats().pending === 10, 'the survivors final');
+    // Nothing more is sent before resubmitAfterMs has passed without progress.
+    await passes(clock);
+    expect(chain.submissions).toBe(50);
+    clock.nowMs += 100;
+    await until(() => chain.submissions > 50, 'a resubmission');
+    await passes(clock);
+    expect(chain.mempool.length, 'only the lost ones submitted again').toBe(10);
     chain.commit();
     await until(() => outbox.stats().pending === 0, 'all final');
-    expect(chain.onChain()).toHaveLength(50);
-    expect(new Set(chain.onChain()).size).toBe(50);
-    expect(s.stats().resubmitted).toBeGreaterThan(0);
+    await passes(clock);
+    const ids = outbox
+      .last(50)
+      .reverse()
+      .map((e) => e.event.id);
+    // Every event on chain once (this chain does not enforce seq order: the lost ten come last).
+    expect(chain.onChain().toSorted(), 'every event on chain once').toEqual(ids.toSorted());
+    // The lost ten went twice, the others once: nothing final was sent again.
+    expect(ids.map((id) => chain.copies.get(id))).toEqual([...Array(10).fill(2), ...Array(40).fill(1)]);
+    expect(s.stats().resubmitted).toBe(10);
   });
 
   it('does not resubmit while its events keep becoming final, however long the oldest waited', async () => {
-    let now = 0;
+    const clock = manualClock();
     const { outbox, chain, s } = setup({
       resubmitAfterMs: 1_000,
       windowEvents: 100,
       submitBatchMax: 100,
-      nowMs: () => now,
+      nowMs: clock.read,
     });
     outbox.append(drafts(300), signer, perEvent);
     s.start();
     await until(() => chain.mempool.length === 100, 'a full window in flight');
     // A backlog: 20 final every 400 ms, so each event waits 2 s in flight for its turn.
     for (let round = 1; round <= 6; round++) {
-      now += 400;
+      clock.nowMs += 400;
       chain.commit(20);
       await until(() => s.stats().committed === 20 * round, `round ${round} final`);
       await until(() => s.stats().inFlight === 100, 'the window refilled');
@@ -258,7 +315,7 @@ describe('submitter', () => {
     // A stall: nothing final for longer than resubmitAfterMs. Now it submits again, then backs off:
     // the next round after 2 × resubmitAfterMs, the ones after that every 4 ×.
     const rounds = () => s.stats().resubmitted / 100;
-    now += 1_100;
+    clock.nowMs += 1_100;
     await until(() => rounds() === 1, 'a resubmission after the stall');
     await until(() => s.stats().inFlight === 100, 'the window resubmitted');
     for (const [stepMs, expected] of [
@@ -270,9 +327,9 @@ describe('submitter', () => {
       [100, 4],
     ] as const) {
       const before = rounds();
-      now += stepMs;
+      clock.nowMs += stepMs;
       if (expected > before) await until(() => rounds() === expected, `round ${expected}`);
-      else await new Promise((r) => setTimeout(r, 30)); // a few of the submitter's 5 ms ticks: none may resubmit
+      else await passes(clock); // a few passes of the submitter's loop: none may resubmit
       await until(() => s.stats().inFlight === 100, 'the window in flight');
       expect(rounds(), `after ${stepMs} ms more`).toBe(expected);
     }
@@ -281,6 +338,9 @@ describe('submitter', () => {
     await until(() => outbox.stats().pending === 0, 'all final');
     expect(new Set(chain.onChain()).size).toBe(300);
     expect(chain.onChain()).toHaveLength(300);
+    // Its count of resubmissions is what the chain received beyond one copy each.
+    const copies = [...chain.copies.values()].reduce((a, b) => a + b, 0);
+    expect(copies - 300).toBe(s.stats().resubmitted);
   });
 
   it('after a restart, marks what became final meanwhile and settles resubmitted final events', async () => {
@@ -302,6 +362,13 @@ describe('submitter', () => {
     await until(() => second.outbox.stats().pending === 0, 'all final');
     expect(new Set(first.chain.onChain()).size).toBe(20);
     expect(first.chain.onChain()).toHaveLength(20);
+    // What became final before or during the restart was not sent again; the 5 still pending were
+    // (the restarted gateway cannot know the chain still has them; the validator answers duplicate).
+    const ids = second.outbox
+      .last(20)
+      .reverse()
+      .map((e) => e.event.id);
+    expect(ids.map((id) => first.chain.copies.get(id))).toEqual([...Array(15).fill(1), ...Array(5).fill(2)]);
   });
 
   it('submits multi-event batches whole and marks every event of a final batch', async () => {

@@ -17,6 +17,7 @@ import { type DeviceConfig, loadConfig } from '../../src/gateway/config/config.t
 import { createNormaliser } from '../../src/normaliser/normaliser.ts';
 import { deviceMap, testContext } from '../drivers/helpers/context.ts';
 import { freePort, missing, startMosquitto, startPymodbus } from '../drivers/helpers/tools.ts';
+import { itUnless } from '../helpers/skip.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'masbc-outage-'));
 
@@ -39,7 +40,7 @@ function pipeline(device: DeviceConfig, clock?: () => number) {
 }
 
 describe('Modbus: one poll is applied as one read (issue 14, item 6)', () => {
-  it.skipIf(missing('pymodbus', 'apt-get install -y python3-pymodbus'))(
+  itUnless(missing('pymodbus', 'apt-get install -y python3-pymodbus'))(
     'after a PLC restart reset its counter, the parts carry the input register of the same poll',
     async () => {
       const port = await freePort();
@@ -236,7 +237,7 @@ describe('a lot change during an outage (issue 14, item 2)', () => {
     });
   }
 
-  it.skipIf(missing('mosquitto', 'apt-get install -y mosquitto'))(
+  itUnless(missing('mosquitto', 'apt-get install -y mosquitto'))(
     'MQTT (mosquitto): the parts counted while the broker was down are booked to no lot',
     async () => {
       let broker = await startMosquitto();

@@ -241,14 +241,38 @@ describe('outbox', () => {
     expect(r.stored.map((e) => e.env.kind)).toEqual(['gap', 'part_completed']);
   });
 
-  it('enforces the byte budget from the real database size', () => {
+  it('enforces the byte budget from the real database size, then appends the gap event once there is room', () => {
     const { o } = openOutbox({ maxBytes: 256 * 1024 });
     let dropped = 0;
-    for (let i = 0; i < 200 && dropped === 0; i++) dropped = o.append(drafts(i * 10, 10), signer).dropped;
+    let i = 0;
+    for (; i < 200 && dropped === 0; i++) dropped = o.append(drafts(i * 10, 10), signer).dropped;
     expect(dropped).toBe(10);
     const s = o.stats();
     expect(s.usedBytes).toBeLessThanOrEqual(256 * 1024);
     expect(s.rows).toBeGreaterThan(50);
+    // What the refused append held, and where it belongs in the chain.
+    const head = o.head.seq;
+    const first = (i - 1) * 10;
+    const gap = { droppedCount: 10, afterSeq: head, byKind: { part_completed: 10 } };
+    expect(s.pendingGap).toMatchObject({
+      ...gap,
+      firstSourceTimeMs: draft(first).sourceTimeMs,
+      lastSourceTimeMs: draft(first + 9).sourceTimeMs,
+    });
+    // Room again once the stored events are final and their bodies kept by the member.
+    for (let batches = o.pending({ eventsMax: 1_000 }); batches.length > 0; ) {
+      o.markCommitted(batches.map((b) => receipt(b)));
+      o.markBodiesKept(batches.map((b) => b.txId));
+      batches = o.pending({ eventsMax: 1_000 });
+    }
+    const r = o.append(drafts(5_000, 1), signer);
+    expect(r.dropped).toBe(0);
+    expect(r.stored.map((e) => [e.env.kind, e.env.seq])).toEqual([
+      ['gap', head + 1],
+      ['part_completed', head + 2],
+    ]);
+    expect(r.stored[0]!.body?.gap).toMatchObject(gap);
+    expect(o.stats()).toMatchObject({ pendingGap: null, gapsAppended: 1, droppedTotal: 10 });
   });
 
   it('refuses a store of the earlier event format, naming both formats, and leaves it as it was', () => {

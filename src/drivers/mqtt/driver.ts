@@ -198,7 +198,8 @@ export class MqttDriver extends DriverBase {
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const acknowledged = packet.qos > 0;
     if (acknowledged && this.#redelivery?.isRedelivery(packet.messageId, topic, payload)) {
-      // Handled in an earlier connection; its events are stored or queued: acknowledge when durable.
+      // Handled already (an earlier connection, or a broker's repeat in this resumed one); its events
+      // are stored or queued: acknowledge when durable.
       this.#redeliveriesSkipped++;
     } else {
       // Recorded BEFORE the readings are handed on: handing them on can fill the gateway's batch and

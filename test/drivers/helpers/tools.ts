@@ -1,6 +1,6 @@
 /**
  * External peers for interop tests: pymodbus (Debian python3-pymodbus), socat pty pairs, mosquitto.
- * A test that needs a missing tool is skipped with the reason printed (see `requireTool`).
+ * A test that needs a missing tool is skipped with the reason (`itUnless(missing(…))`).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,11 +22,9 @@ export const tools = {
   openssl: commandExists('openssl'),
 };
 
-/** Prints why a tool-dependent test is skipped; returns true when the tool is missing. */
-export function missing(tool: keyof typeof tools, install: string): boolean {
-  if (tools[tool]) return false;
-  console.warn(`SKIPPED: ${tool} is not installed (${install})`);
-  return true;
+/** Why a test that needs `tool` is skipped, or null when it is installed (for `itUnless`). */
+export function missing(tool: keyof typeof tools, install: string): string | null {
+  return tools[tool] ? null : `${tool} is not installed (${install})`;
 }
 
 /** Resolves with the first stdout/stderr line matching `pattern`, or rejects on exit or timeout. */
