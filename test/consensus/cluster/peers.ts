@@ -52,6 +52,11 @@ export class PeerProcess {
     return this.#child !== undefined;
   }
 
+  /** The process id while it runs (to read its memory, or to SIGSTOP it). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   /**
    * Spawns the process and resolves once it printed its ready line (or rejects if it exits).
    * `nodeArgs` (e.g. --cpu-prof) are kept for later restarts.
@@ -174,7 +179,13 @@ export interface Cluster {
 export async function startCluster(
   dir: string,
   n: number,
-  o: { viewChangeTimeoutMs: number; statusIntervalMs: number; nodeArgs?: (member: string) => string[] },
+  o: {
+    viewChangeTimeoutMs: number;
+    statusIntervalMs: number;
+    nodeArgs?: (member: string) => string[];
+    /** More `peer` options, e.g. transport timing (`--keepalive-ms`). */
+    peerArgs?: (member: string) => string[];
+  },
 ): Promise<Cluster> {
   const files = await initAlliance({ dir, validators: n, viewChangeTimeoutMs: o.viewChangeTimeoutMs });
   const peers = files.alliance.genesis.validators.map(
@@ -190,6 +201,7 @@ export async function startCluster(
         '0',
         '--status-interval-ms',
         String(o.statusIntervalMs),
+        ...(o.peerArgs?.(v.memberId) ?? []),
       ]),
   );
   await Promise.all(peers.map((p) => p.start(o.nodeArgs?.(p.member))));
