@@ -518,6 +518,7 @@ export class Libp2pTransport implements Transport {
       credit: 0,
       lastSentMs: Date.now(),
       lastReceivedMs: Date.now(),
+      pingSentMs: 0,
       pingDue: false,
       writing: false,
     };
@@ -591,6 +592,7 @@ export class Libp2pTransport implements Transport {
         }
         if (out.pingDue) {
           out.pingDue = false;
+          out.pingSentMs = Date.now();
           const ping = encodePing();
           parts.push(ping);
           bytes += ping.byteLength;
@@ -718,19 +720,34 @@ export class Libp2pTransport implements Transport {
     link.wake?.();
   }
 
-  /** Keepalive and dead-peer detection, for all peers, on one timer. */
+  /**
+   * Keepalive and dead-peer detection, for all peers, on one timer (every keepaliveIntervalMs / 2).
+   *
+   * Each end judges the other by what it receives. The listener sends nothing on its own (credit
+   * only as the handler consumes, in steps of W/4), so the dialler pings whenever it has heard
+   * nothing for keepaliveIntervalMs, however much it sends itself: every PING is answered with a
+   * CREDIT frame (returning whatever credit has been freed), so a live listener is heard from at
+   * least that often, idle or busy. The dialler also pings when it has sent nothing for that long,
+   * so the listener hears from a live dialler as often. A stream that heard nothing for
+   * silenceTimeoutMs is dropped: the peer stopped answering within silenceTimeoutMs +
+   * keepaliveIntervalMs / 2 of its last frame.
+   */
   #tick(): void {
     const now = Date.now();
     const { keepaliveIntervalMs, silenceTimeoutMs } = this.limits;
     for (const link of this.#links.values()) {
       const out = link.out;
       if (out && now - out.lastReceivedMs > silenceTimeoutMs) {
-        this.#drop(link, 'silent', `no frame on the outbound stream for ${now - out.lastReceivedMs} ms`);
+        this.#drop(link, 'silent', `no answer on the outbound stream for ${now - out.lastReceivedMs} ms`);
         continue;
       }
-      if (out && now - out.lastSentMs >= keepaliveIntervalMs) {
-        out.pingDue = true;
-        void this.#write(link, out);
+      if (out) {
+        const unheard = now - out.lastReceivedMs >= keepaliveIntervalMs;
+        const pingAgain = now - out.pingSentMs >= keepaliveIntervalMs;
+        if ((unheard && pingAgain) || now - out.lastSentMs >= keepaliveIntervalMs) {
+          out.pingDue = true;
+          void this.#write(link, out);
+        }
       }
       const inbound = link.in;
       if (inbound && now - inbound.lastReceivedMs > silenceTimeoutMs) {

@@ -48,7 +48,10 @@ export interface TransportLimits {
   dialTimeoutMs: number;
   redialMinMs: number;
   redialMaxMs: number;
-  /** A stream that sent nothing for this long sends a ping. */
+  /**
+   * The dialler of a message stream sends a PING when it has heard nothing from the listener for
+   * this long (a PING is always answered), or has sent it nothing for this long.
+   */
   keepaliveIntervalMs: number;
   /** A stream that received nothing for this long is dead: it is closed and the peer redialled. */
   silenceTimeoutMs: number;
@@ -110,8 +113,11 @@ function checkLimits(l: TransportLimits): void {
   need(l.redialMinMs <= l.redialMaxMs, 'redialMinMs must be <= redialMaxMs');
   need(l.staleQueuedMs > 0, 'staleQueuedMs must be > 0');
   need(l.quarantineMinMs <= l.quarantineMaxMs, 'quarantineMinMs must be <= quarantineMaxMs');
+  // The keepalive timer runs every keepaliveIntervalMs / 2, so a PING leaves at most 1.5 ×
+  // keepaliveIntervalMs after the last frame heard; its answer then has at least another
+  // 1.5 × keepaliveIntervalMs before the stream counts as silent.
   need(
-    l.silenceTimeoutMs >= 2 * l.keepaliveIntervalMs,
-    'silenceTimeoutMs must be >= 2 × keepaliveIntervalMs (a ping and its answer must fit)',
+    l.silenceTimeoutMs >= 3 * l.keepaliveIntervalMs,
+    'silenceTimeoutMs must be >= 3 × keepaliveIntervalMs (a ping and its answer must fit)',
   );
 }
