@@ -18,13 +18,16 @@
  *   timed from its submission to its block in the commits of the validator it was submitted to;
  *   above capacity this is the backlog's wait, reported as measured;
  * - time from kill -9 of the primary to the next commit (T = 2,000 ms, the genesis default);
- * - catch-up: a validator stopped while ~300 blocks commit, then restarted: certified blocks/s
- *   from its ready line until it reaches the others' height.
+ * - catch-up: a validator stopped while ~300 small blocks (20 events) commit, then restarted:
+ *   certified blocks/s from its restart until it reaches the others' height; and the same with ~40
+ *   full blocks (2,500 events each): events/s.
  *
  * Why processes and not one process hosting several validators: each validator is single-threaded
  * JavaScript, so one process would put the whole alliance on one of the two cores; separate
  * processes let the OS spread them over both, which is also what a deployment looks like. The
  * price is that n processes share 2 cores, which is exactly the constraint being measured.
+ *
+ * NODE_ARGS passes options to the validators' node (e.g. NODE_ARGS=--max-old-space-size=128).
  *
  * PROFILE=1 writes `node --cpu-prof` profiles of every validator to <tmpdir>/masbc-consensus-profiles-n<N>/
  * and prints where their CPU time went, by category (a validator killed with -9 writes none).
@@ -215,18 +218,29 @@ async function killPrimary(c: Cluster, gateways: Gateway[]): Promise<number> {
   return ms;
 }
 
-async function catchUp(c: Cluster, gateways: Gateway[], blocks: number): Promise<number> {
+/**
+ * A validator stopped while about `blocks` blocks of `eventsPerBlock` events commit, then restarted:
+ * certified blocks/s and events/s from its restart until it reaches the others' height.
+ */
+async function catchUp(
+  c: Cluster,
+  gateways: Gateway[],
+  blocks: number,
+  eventsPerBlock: number,
+): Promise<{ blocksPerS: number; eventsPerS: number }> {
   const lagging = c.peers[c.peers.length - 1]!;
   await lagging.stop();
   const up = c.peers.filter((p) => p !== lagging);
   const start = (await up[0]!.status()).committedHeight;
-  // Small submissions, one after another, so that each becomes (about) one block.
+  let events = 0;
+  // One submission at a time (batches of up to 100 events), so that each becomes (about) one block.
   while ((await up[0]!.status()).committedHeight < start + blocks) {
     const height = (await up[0]!.status()).committedHeight;
     const results = await up[height % up.length]!.submit(
-      gateways[height % gateways.length]!.events(20).bytes,
+      gateways[height % gateways.length]!.events(eventsPerBlock, Math.min(100, eventsPerBlock)).bytes,
     );
     if (results.some((r) => !r.accepted)) throw new Error(`refused: ${JSON.stringify(results)}`);
+    events += eventsPerBlock;
     await waitFor(async () => (await up[0]!.status()).committedHeight > height, 'a block', 10_000, 5);
   }
   const target = (await up[0]!.status()).committedHeight;
@@ -234,7 +248,15 @@ async function catchUp(c: Cluster, gateways: Gateway[], blocks: number): Promise
   await lagging.start();
   const t0 = Date.now();
   await waitFor(async () => (await lagging.status()).committedHeight >= target, 'catch-up', 120_000, 10);
-  return (behind * 1000) / (Date.now() - t0);
+  const s = (Date.now() - t0) / 1000;
+  return { blocksPerS: behind / s, eventsPerS: events / s };
+}
+
+/** Resident set of a process in MiB (0 if it is not running). */
+function rssMiB(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
 }
 
 /** The lagging validator's height: what it reported just before it stopped is not kept, so ask the store. */
@@ -312,7 +334,10 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
   const cluster = await startCluster(dir, n, {
     viewChangeTimeoutMs: T,
     statusIntervalMs: 1_000,
-    nodeArgs: () => (profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    nodeArgs: () => [
+      ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+      ...(process.env.NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+    ],
   });
   const figures: Figure[] = [];
   // Each figure also goes to stderr as soon as it is measured, so a long run that fails late keeps them.
@@ -337,6 +362,17 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
         unit: 'events/s',
         runs: tps,
         note: `${total} events per run`,
+      });
+    }
+    if (parts.has('throughput')) {
+      // Each validator's resident memory right after the sustained runs (VmRSS, /proc).
+      const rss = cluster.peers.map((p) => rssMiB(p.pid));
+      add({
+        name: `n=${n}: RSS per validator after the throughput runs`,
+        value: Math.max(...rss),
+        unit: 'MiB (largest)',
+        runs: rss,
+        note: 'one validator each',
       });
     }
     if (n === 4 && parts.has('per-event')) {
@@ -375,14 +411,26 @@ async function benchSize(n: number, profile: boolean): Promise<Figure[]> {
       });
     const catchups: number[] = [];
     for (let i = 0; i < runs; i++)
-      if (parts.has('catchup')) catchups.push(await catchUp(cluster, batchGateways, 300));
+      if (parts.has('catchup')) catchups.push((await catchUp(cluster, batchGateways, 300, 20)).blocksPerS);
     if (catchups.length > 0)
       add({
-        name: `n=${n}: catch-up`,
+        name: `n=${n}: catch-up, small blocks`,
         value: median(catchups),
         unit: 'certified blocks/s',
         runs: catchups,
         note: '~300 blocks of 20 events behind',
+      });
+    const catchupEvents: number[] = [];
+    for (let i = 0; i < runs; i++)
+      if (parts.has('catchup'))
+        catchupEvents.push((await catchUp(cluster, batchGateways, 40, 2_500)).eventsPerS);
+    if (catchupEvents.length > 0)
+      add({
+        name: `n=${n}: catch-up, full blocks`,
+        value: median(catchupEvents),
+        unit: 'events/s',
+        runs: catchupEvents,
+        note: '~40 blocks of 2,500 events (25 batches) behind',
       });
   } finally {
     await cluster.stopAll();

@@ -29,6 +29,7 @@ import { type ChainHead, emptyHead } from '../event/signer.ts';
 import { BatchVerifier, checkBody, checkLink } from '../event/verify.ts';
 import { loadConfig } from '../gateway/config/config.ts';
 import { BodyStore, bodyStorePath } from '../store/bodies.ts';
+import { formatValue } from './shared.ts';
 
 interface Where {
   data?: string;
@@ -196,7 +197,7 @@ export function registerChain(program: Command): void {
           }
           const b = e.body;
           const values = Object.entries(b.values)
-            .map(([k, v]) => `${k}=${v.v}${v.unit ?? ''}`)
+            .map(([k, v]) => formatValue(k, v))
             .join(' ');
           const where = e.height === null ? 'not final' : `block ${String(e.height).padStart(6)}`;
           console.log(

@@ -12,12 +12,7 @@ import type { Command } from 'commander';
 import { defaultGatewayFile, loadConfig } from '../gateway/config/config.ts';
 import { ownBatchVerifier } from '../gateway/identity.ts';
 import { type LotSummary, Outbox, outboxPath, type StoredEvent } from '../store/outbox.ts';
-
-/** `name=value unit`, or `name=null` (a missing value has no unit), then the quality when not good. */
-export function formatValue(name: string, v: { v: unknown; unit?: string | undefined; q: string }): string {
-  const unit = v.v !== null && v.unit ? ` ${v.unit}` : '';
-  return `${name}=${v.v === null ? 'null' : String(v.v)}${unit}${v.q === 'good' ? '' : ` (${v.q})`}`;
-}
+import { formatValue } from './shared.ts';
 
 interface OutboxOptions {
   config: string;

@@ -27,3 +27,9 @@ export function integer(min: number, max: number) {
     return v;
   };
 }
+
+/** `name=value unit`, or `name=null` (a missing value has no unit), then the quality when not good. */
+export function formatValue(name: string, v: { v: unknown; unit?: string | undefined; q: string }): string {
+  const unit = v.v !== null && v.unit ? ` ${v.unit}` : '';
+  return `${name}=${v.v === null ? 'null' : String(v.v)}${unit}${v.q === 'good' ? '' : ` (${v.q})`}`;
+}

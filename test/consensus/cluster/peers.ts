@@ -61,6 +61,11 @@ export class PeerProcess {
    * Spawns the process and resolves once it printed its ready line (or rejects if it exits).
    * `nodeArgs` (e.g. --cpu-prof) are kept for later restarts.
    */
+  /** The running process's id, if it runs. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   async start(nodeArgs?: string[]): Promise<void> {
     if (nodeArgs) this.#nodeArgs = nodeArgs;
     const child = spawn(
