@@ -52,11 +52,6 @@ export class PeerProcess {
     return this.#child !== undefined;
   }
 
-  /** The process id while it runs (to read its memory, or to SIGSTOP it). */
-  get pid(): number | undefined {
-    return this.#child?.pid;
-  }
-
   /**
    * Spawns the process and resolves once it printed its ready line (or rejects if it exits).
    * `nodeArgs` (e.g. --cpu-prof) are kept for later restarts.
