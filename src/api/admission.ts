@@ -24,6 +24,12 @@
  */
 import { isIP, type Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  type ChainClient,
+  decodeSubmission,
+  type SubmitBatch,
+  type SubmitVerdict,
+} from '../consensus/runtime/client.ts';
 import type { ValidatorApiLimits } from './limits.ts';
 
 export const apiRefusals = [
@@ -78,10 +84,12 @@ export class ApiBusyError extends Error {
 }
 
 /**
- * A budget of event-loop time: work runs one piece at a time, in arrival order, and only while
- * the budget is positive; each piece's duration is charged afterwards, and the budget refills at
- * `share` ms per ms up to `burstMs`. Over any stretch the work takes at most `share` of the time
- * plus one burst and one piece. At most `queueMax` pieces wait; beyond, refused.
+ * A budget of event-loop time: work runs one piece at a time, and only while the budget is
+ * positive; each piece's duration is charged afterwards, and the budget refills at `share` ms per
+ * ms up to `burstMs`. Over any stretch the work takes at most `share` of the time plus one burst
+ * and one piece. Waiting pieces are taken round-robin by client (`key`), in arrival order within
+ * one, so a client waits for at most one piece of each other client. At most `queueMax` wait;
+ * beyond, refused.
  */
 export class WorkBudget {
   readonly #share: number;
@@ -90,7 +98,9 @@ export class WorkBudget {
   #tokensMs: number;
   #lastMs = performance.now();
   #busy = false;
-  readonly #queue: (() => void)[] = [];
+  /** Waiting pieces by client, in round-robin order (a Map iterates in insertion order). */
+  readonly #queue = new Map<string, (() => void)[]>();
+  #waiting = 0;
   #timer: NodeJS.Timeout | undefined;
   waitedMs = 0;
   workMs = 0;
@@ -102,12 +112,15 @@ export class WorkBudget {
     this.#tokensMs = burstMs;
   }
 
-  async run<T>(work: () => Promise<T> | T): Promise<T> {
-    if (this.#queue.length >= this.#queueMax)
-      throw new ApiBusyError(503, 'submit_queue_full', `${this.#queue.length} submissions waiting`);
+  async run<T>(work: () => Promise<T> | T, key = ''): Promise<T> {
+    if (this.#waiting >= this.#queueMax)
+      throw new ApiBusyError(503, 'submit_queue_full', `${this.#waiting} submissions waiting`);
     const t0 = performance.now();
     await new Promise<void>((resolve) => {
-      this.#queue.push(resolve);
+      const mine = this.#queue.get(key);
+      if (mine) mine.push(resolve);
+      else this.#queue.set(key, [resolve]);
+      this.#waiting++;
       this.#pump();
     });
     const started = performance.now();
@@ -126,7 +139,9 @@ export class WorkBudget {
 
   stop(): void {
     clearTimeout(this.#timer);
-    for (const r of this.#queue.splice(0)) r();
+    for (const rs of this.#queue.values()) for (const r of rs) r();
+    this.#queue.clear();
+    this.#waiting = 0;
   }
 
   #refill(): void {
@@ -136,11 +151,17 @@ export class WorkBudget {
   }
 
   #pump(): void {
-    if (this.#busy || this.#timer || this.#queue.length === 0) return;
+    if (this.#busy || this.#timer || this.#waiting === 0) return;
     this.#refill();
     if (this.#tokensMs > 0) {
       this.#busy = true;
-      this.#queue.shift()!();
+      // The first client in line goes, then to the back of the line if it has more waiting.
+      const [key, rs] = this.#queue.entries().next().value!;
+      const next = rs.shift()!;
+      this.#queue.delete(key);
+      if (rs.length > 0) this.#queue.set(key, rs);
+      this.#waiting--;
+      next();
       return;
     }
     // Wait until the budget is positive again, leaving the loop to everything else meanwhile.
@@ -326,4 +347,36 @@ export class ClientGate {
     reply.raw.once('close', once);
     reply.raw.once('finish', once);
   }
+}
+
+/**
+ * POST /v1/batches past its slot: decodes the body, then submits its batches in order, in pieces
+ * of at most `submitPieceBytesMax` transaction bytes (a gateway's largest call is one piece), each
+ * within the work budget, so one request of many large forged batches cannot hold the event loop
+ * for longer than one piece.
+ */
+export async function submitInPieces(
+  budget: WorkBudget,
+  chain: ChainClient,
+  body: Uint8Array,
+  limits: Pick<ValidatorApiLimits, 'submitBatchesMax' | 'submitPieceBytesMax'>,
+  key: string,
+): Promise<{ verdicts: SubmitVerdict[] } | { status: 400 | 413; error: string }> {
+  const decoded = decodeSubmission(body);
+  if (!decoded.ok) return { status: decoded.error.startsWith('at most') ? 413 : 400, error: decoded.error };
+  if (decoded.batches.length > limits.submitBatchesMax)
+    return { status: 413, error: `at most ${limits.submitBatchesMax} batches per request` };
+  const pieces: SubmitBatch[][] = [];
+  let bytes = Infinity;
+  for (const b of decoded.batches) {
+    if (bytes + b.tx.byteLength > limits.submitPieceBytesMax) {
+      pieces.push([]);
+      bytes = 0;
+    }
+    pieces.at(-1)!.push(b);
+    bytes += b.tx.byteLength;
+  }
+  const verdicts: SubmitVerdict[] = [];
+  for (const piece of pieces) verdicts.push(...(await budget.run(() => chain.submit(piece), key)));
+  return { verdicts };
 }

@@ -5,7 +5,13 @@
  * how they relate.
  */
 import { submitBatchesMax } from '../consensus/runtime/client.ts';
-import { batchHeaderBytesMax, batchSignatureBytes, batchTxBytesMax, bodyBytesMax } from '../event/bounds.ts';
+import {
+  batchHeaderBytesMax,
+  batchSignatureBytes,
+  batchTxBytesMax,
+  bodyBytesMax,
+  envelopeBytesMax,
+} from '../event/bounds.ts';
 
 export interface ValidatorApiLimits {
   /** Largest POST /v1/batches body (binary: batches with their events' bodies), bytes. */
@@ -55,6 +61,8 @@ export interface ValidatorApiLimits {
   submitWorkShare: number;
   /** Work the submissions may do at once after an idle stretch, ms. */
   submitWorkBurstMs: number;
+  /** Transaction bytes checked in one piece of work (a gateway's largest call fits in one). */
+  submitPieceBytesMax: number;
 }
 
 /** Blocks per GET /v1/commits answer, at most. */
@@ -76,7 +84,7 @@ export const submissionEventsMax = 1_024;
  */
 export const submissionBytesMax = Math.max(
   submitBatchesMax * (4 + 1 + 2 + batchHeaderBytesMax + batchSignatureBytes + 2) +
-    submissionEventsMax * (2 + 512 + 4 + bodyBytesMax),
+    submissionEventsMax * (2 + envelopeBytesMax + 4 + bodyBytesMax),
   submitBatchesMax * (4 + batchTxBytesMax + 2),
 );
 
@@ -106,6 +114,9 @@ export const defaultValidatorApiLimits: Readonly<ValidatorApiLimits> = Object.fr
   submitsMax: 8,
   submitWorkShare: 0.5,
   submitWorkBurstMs: 100,
+  submitPieceBytesMax:
+    submissionEventsMax * (2 + envelopeBytesMax) +
+    submitBatchesMax * (3 + batchHeaderBytesMax + batchSignatureBytes),
 });
 
 export function apiLimits(overrides: Partial<ValidatorApiLimits> = {}): ValidatorApiLimits {

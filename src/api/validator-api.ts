@@ -45,13 +45,12 @@ import {
   type ChainClient,
   type CommittedBlockInfo,
   committedBlocksAfter,
-  decodeSubmission,
 } from '../consensus/runtime/client.ts';
 import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/node.ts';
 import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { fromHex } from '../crypto/hash.ts';
 import type { BodyStore } from '../store/bodies.ts';
-import { ClientGate } from './admission.ts';
+import { ClientGate, clientKey, submitInPieces } from './admission.ts';
 import { apiLimits, type ValidatorApiLimits } from './limits.ts';
 
 export type { ValidatorApiLimits } from './limits.ts';
@@ -121,15 +120,13 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     async (req, reply) => {
       if (!Buffer.isBuffer(req.body))
         return reply.code(415).send({ error: 'expected application/octet-stream (encodeSubmission)' });
-      const body = req.body;
-      const answer = await gate.budget.run(async () => {
-        const decoded = decodeSubmission(body);
-        if (!decoded.ok)
-          return { status: decoded.error.startsWith('at most') ? 413 : 400, error: decoded.error };
-        if (decoded.batches.length > limits.submitBatchesMax)
-          return { status: 413, error: `at most ${limits.submitBatchesMax} batches per request` };
-        return { verdicts: await chain.submit(decoded.batches) };
-      });
+      const answer = await submitInPieces(
+        gate.budget,
+        chain,
+        req.body,
+        limits,
+        clientKey(req.socket.remoteAddress),
+      );
       return 'verdicts' in answer ? answer : reply.code(answer.status).send({ error: answer.error });
     },
   );

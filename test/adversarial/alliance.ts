@@ -35,6 +35,8 @@ export interface Alliance {
   dir: string;
   /** The libp2p host and port of each validator. */
   p2p: { host: string; port: number }[];
+  /** Each member's test gateway, one per alliance: its events form one seq chain across tests. */
+  gateway(member: string): Gateway;
   stop(): Promise<void>;
 }
 
@@ -52,10 +54,16 @@ export async function startAlliance(peerArgs?: (member: string) => string[]): Pr
     'all validators connected',
     20_000,
   );
+  const gateways = new Map<string, Gateway>();
   return {
     cluster,
     dir,
     p2p,
+    gateway(member) {
+      const g = gateways.get(member) ?? new Gateway(cluster.files, member, 10);
+      gateways.set(member, g);
+      return g;
+    },
     async stop() {
       await cluster.stopAll();
       rmSync(dir, { recursive: true, force: true });
@@ -69,7 +77,7 @@ export async function startAlliance(peerArgs?: (member: string) => string[]): Pr
  * gateway's submitter does). Records each batch's latency, submission to commit seen on `peer`.
  */
 export async function legitimateClient(a: Alliance, peer: PeerProcess, everyMs = 300) {
-  const gateway = new Gateway(a.cluster.files, peer.member, 10);
+  const gateway = a.gateway(peer.member);
   const stream: CommitStream = await followCommits(peer);
   const sent: { ids: string[]; t0: number }[] = [];
   const errors: string[] = [];

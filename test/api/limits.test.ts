@@ -137,3 +137,18 @@ describe('WorkBudget', () => {
     budget.stop();
   });
 });
+
+describe('WorkBudget fairness', () => {
+  it('takes waiting clients round-robin: a client waits for at most one piece of another', async () => {
+    const budget = new WorkBudget(1, 1_000, 100);
+    const order: string[] = [];
+    const piece = (who: string) => () => {
+      order.push(who);
+    };
+    // The flooder queues ten pieces first; the client's one comes after, and runs second.
+    const runs = Array.from({ length: 10 }, () => budget.run(piece('flood'), '10.0.0.9'));
+    runs.push(budget.run(piece('client'), '10.0.0.1'));
+    await Promise.all(runs);
+    expect(order.indexOf('client')).toBeLessThanOrEqual(2);
+  });
+});
