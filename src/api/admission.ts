@@ -175,6 +175,9 @@ export class WorkBudget {
   }
 }
 
+/** Statuses that answer a request before its body is read (too large, wrong type, over a bound). */
+const refusedEarly = new Set([413, 415, 429, 503]);
+
 /** Per-address records kept before idle ones are swept. */
 const clientRecordsMax = 4_096;
 
@@ -221,6 +224,12 @@ export class ClientGate {
         this.#connections--;
         this.#forget(key, c);
       });
+    });
+    // A request refused before its body was read closes its connection: otherwise node would read
+    // and discard the rest of the body (up to the route's limit) to keep the connection alive,
+    // which a flooder could use to keep the event loop busy.
+    app.addHook('onSend', async (req, reply) => {
+      if (refusedEarly.has(reply.statusCode) && !req.raw.complete) reply.header('connection', 'close');
     });
     app.addHook('onRequest', async (req, reply) => {
       const key = clientKey(req.socket.remoteAddress);

@@ -24,11 +24,13 @@
  * A forged, replayed or unknown-key batch is refused with its reason and counted in the node's
  * status (`refusals`, `invalidTxs`).
  *
- * No authentication: bind it to loopback or a trusted interface. Bounds (`ValidatorApiLimits`): a
- * body above `bodyBytesMax` is refused (413); at most `submitBatchesMax` batches per request (413);
- * pages of at most `commitsPageMax` blocks; at most `commitWaitersMax` long-polls wait at once,
- * beyond that 503 (the client retries with backoff: each waiter holds a socket); `recentBlocksMax`
- * final blocks kept in memory for `/v1/commits`, older ones read from the store.
+ * No authentication: bind it to loopback or a trusted interface. Bounds (`ValidatorApiLimits`, all in
+ * limits.ts, enforced with admission.ts; docs/security.md): a body limit per route (413), /v1/batches
+ * binary only (415 before its body is read); at most `submitBatchesMax` batches per request (413);
+ * pages of at most `commitsPageMax` blocks; long-polls, submissions, requests and connections bounded
+ * per address (429) and in all (503); the checks of submitted batches within a share of the event
+ * loop; request, header and idle timeouts; `recentBlocksMax` final blocks kept in memory for
+ * `/v1/commits`, older ones read from the store.
  *
  * @example
  *   const api = buildValidatorApi({ node, chain: localChainClient(node, bodies), bodies });
