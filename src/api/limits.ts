@@ -20,6 +20,10 @@ export interface ValidatorApiLimits {
   jsonBodyBytesMax: number;
   /** Largest body of any other route, bytes. */
   otherBodyBytesMax: number;
+  /** Deepest nesting of a JSON body (json.ts; refused before parsing). */
+  jsonDepthMax: number;
+  /** Objects and arrays in one JSON body (json.ts; refused before parsing). */
+  jsonContainersMax: number;
   /** Batches per POST /v1/batches. */
   submitBatchesMax: number;
   /** Blocks per GET /v1/commits answer. */
@@ -95,6 +99,8 @@ export const defaultValidatorApiLimits: Readonly<ValidatorApiLimits> = Object.fr
   bodyBytesMax: submissionBytesMax,
   jsonBodyBytesMax: receiptsBodyBytesMax,
   otherBodyBytesMax: 16 * 1024,
+  jsonDepthMax: 16,
+  jsonContainersMax: 1_024,
   submitBatchesMax,
   commitsPageMax,
   commitsWaitMaxMs,

@@ -53,6 +53,7 @@ import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { fromHex } from '../crypto/hash.ts';
 import type { BodyStore } from '../store/bodies.ts';
 import { ClientGate, clientKey, submitInPieces } from './admission.ts';
+import { parseBoundedJson } from './json.ts';
 import { apiLimits, type ValidatorApiLimits } from './limits.ts';
 
 export type { ValidatorApiLimits } from './limits.ts';
@@ -94,6 +95,15 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
     done(null, body),
   );
+  // JSON within a bound on its shape, checked before anything is built (json.ts).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseBoundedJson(body as string, limits));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof NodeNotRunningError) return reply.code(503).send({ error: err.message });
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;

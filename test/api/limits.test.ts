@@ -7,6 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkBudget } from '../../src/api/admission.ts';
+import { JsonBodyError, parseBoundedJson } from '../../src/api/json.ts';
 import { defaultValidatorApiLimits, submissionBytesMax, submissionEventsMax } from '../../src/api/limits.ts';
 import { buildValidatorApi } from '../../src/api/validator-api.ts';
 import { localChainClient } from '../../src/consensus/runtime/client.ts';
@@ -77,6 +78,29 @@ describe('validator API bounds', () => {
       payload: nestedJson(200_000),
     });
     expect(nested.statusCode).toBe(400);
+    expect(nested.json().code).toBe('json_too_deep');
+    // Wide JSON within the byte bound is refused from one linear scan, before JSON.parse builds it.
+    const wide = await api.inject({
+      method: 'POST',
+      url: '/v1/receipts',
+      headers: { 'content-type': 'application/json' },
+      payload: deepJson(600 * 1024),
+    });
+    expect(wide.statusCode).toBe(400);
+    expect(wide.json().code).toBe('json_too_many_values');
+  });
+
+  it('parses legitimate JSON, brackets inside strings included', () => {
+    const bounds = { jsonDepthMax: 2, jsonContainersMax: 2 };
+    expect(parseBoundedJson(String.raw`{"ids": ["[[[{{{", "a\\", "b\"]"]}`, bounds)).toEqual({
+      ids: ['[[[{{{', 'a\\', 'b"]'],
+    });
+    expect(() => parseBoundedJson('[[[]]]', bounds)).toThrow(JsonBodyError);
+    expect(() => parseBoundedJson('[{},{}]', bounds)).toThrow(/more than 2/);
+    expect(() => parseBoundedJson('{"__proto__": {}}', { jsonDepthMax: 4, jsonContainersMax: 4 })).toThrow(
+      /__proto__/,
+    );
+    expect(() => parseBoundedJson('{"ids": [', bounds)).toThrow(JsonBodyError);
   });
 
   it('bounds long-polls per address; another address still gets one', async () => {
