@@ -24,64 +24,41 @@
  * A forged, replayed or unknown-key batch is refused with its reason and counted in the node's
  * status (`refusals`, `invalidTxs`).
  *
- * No authentication: bind it to loopback or a trusted interface. Bounds (`ValidatorApiLimits`): a
- * body above `bodyBytesMax` is refused (413); at most `submitBatchesMax` batches per request (413);
- * pages of at most `commitsPageMax` blocks; at most `commitWaitersMax` long-polls wait at once,
- * beyond that 503 (the client retries with backoff: each waiter holds a socket); `recentBlocksMax`
- * final blocks kept in memory for `/v1/commits`, older ones read from the store.
+ * No authentication: bind it to loopback or a trusted interface. Bounds (`ValidatorApiLimits`, all in
+ * limits.ts, enforced with admission.ts; docs/security.md): a body limit per route (413), /v1/batches
+ * binary only (415 before its body is read); at most `submitBatchesMax` batches per request (413);
+ * pages of at most `commitsPageMax` blocks; long-polls, submissions, requests and connections bounded
+ * per address (429) and in all (503); the checks of submitted batches within a share of the event
+ * loop; request, header and idle timeouts; `recentBlocksMax` final blocks kept in memory for
+ * `/v1/commits`, older ones read from the store.
  *
  * @example
  *   const api = buildValidatorApi({ node, chain: localChainClient(node, bodies), bodies });
  *   const url = await api.listen({ host: '127.0.0.1', port: 8181 });
  */
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { inclusionProofToJson } from '../consensus/runtime/block-store.ts';
 import {
   type ChainClient,
   type CommittedBlockInfo,
   committedBlocksAfter,
-  decodeSubmission,
-  submitBatchesMax,
 } from '../consensus/runtime/client.ts';
 import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/node.ts';
 import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { fromHex } from '../crypto/hash.ts';
 import type { BodyStore } from '../store/bodies.ts';
+import { ClientGate, clientKey, submitInPieces } from './admission.ts';
 import { type ConfigRoutesOptions, registerConfigRoutes } from './config-routes.ts';
+import { parseBoundedJson } from './json.ts';
+import { apiLimits, type ValidatorApiLimits } from './limits.ts';
 
-export interface ValidatorApiLimits {
-  /** Largest request body (batches with their bodies), bytes. */
-  bodyBytesMax: number;
-  /** Batches per POST /v1/batches. */
-  submitBatchesMax: number;
-  /** Blocks per GET /v1/commits answer. */
-  commitsPageMax: number;
-  /** Longest a GET /v1/commits waits for a new block. */
-  commitsWaitMaxMs: number;
-  /** GET /v1/commits requests waiting at once; beyond, 503. */
-  commitWaitersMax: number;
-  /** Ids per POST /v1/receipts. */
-  receiptIdsMax: number;
-  /** Final blocks kept in memory for GET /v1/commits (older ones come from the store). */
-  recentBlocksMax: number;
-}
-
-/** Blocks per GET /v1/commits answer, at most. */
-export const commitsPageMax = 256;
-/** Longest a GET /v1/commits waits for a new block. */
-export const commitsWaitMaxMs = 30_000;
-/** Ids per POST /v1/receipts, at most. */
-export const receiptIdsMax = 10_000;
-
-export const defaultValidatorApiLimits: Readonly<ValidatorApiLimits> = Object.freeze({
-  bodyBytesMax: 16 * 1024 * 1024,
-  submitBatchesMax,
-  commitsPageMax,
-  commitsWaitMaxMs,
-  commitWaitersMax: 1_024,
-  receiptIdsMax,
-  recentBlocksMax: 1_024,
-});
+export type { ValidatorApiLimits } from './limits.ts';
+export { commitsPageMax, commitsWaitMaxMs, defaultValidatorApiLimits, receiptIdsMax } from './limits.ts';
 
 export interface ValidatorApiOptions {
   node: ConsensusNode;
@@ -96,17 +73,40 @@ export interface ValidatorApiOptions {
 
 const hexId = /^[0-9a-f]{64}$/;
 
+/** Refuses a body that is not application/octet-stream before it is read (415). */
+async function octetStreamOnly(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/octet-stream')
+    return reply.code(415).send({ error: 'expected application/octet-stream (encodeSubmission)' });
+}
+
 export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance {
   const { node, chain, bodies } = options;
-  const limits = { ...defaultValidatorApiLimits, ...options.limits };
-  for (const [k, v] of Object.entries(limits)) {
-    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${k} must be a positive integer`);
-  }
+  const limits = apiLimits(options.limits);
   // forceCloseConnections: close() must not wait for idle keep-alive connections of clients.
-  const app = Fastify({ bodyLimit: limits.bodyBytesMax, logger: false, forceCloseConnections: true });
+  // Bodies: each route's own limit (limits.ts); the default is the small one of the other routes.
+  const app = Fastify({
+    bodyLimit: limits.otherBodyBytesMax,
+    logger: false,
+    forceCloseConnections: true,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.connectionTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+  });
+  const gate = new ClientGate(limits);
+  gate.attach(app);
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
     done(null, body),
   );
+  // JSON within a bound on its shape, checked before anything is built (json.ts).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseBoundedJson(body as string, limits));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (err instanceof NodeNotRunningError) return reply.code(503).send({ error: err.message });
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
@@ -122,22 +122,29 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     for (const w of [...waiters]) w();
   });
   app.addHook('onClose', async () => {
+    gate.stop();
     unsubscribe();
     for (const w of [...waiters]) w();
   });
 
-  app.post('/v1/batches', async (req, reply) => {
-    if (!Buffer.isBuffer(req.body))
-      return reply.code(415).send({ error: 'expected application/octet-stream (encodeSubmission)' });
-    const decoded = decodeSubmission(req.body);
-    if (!decoded.ok) {
-      const tooMany = decoded.error.startsWith('at most');
-      return reply.code(tooMany ? 413 : 400).send({ error: decoded.error });
-    }
-    if (decoded.batches.length > limits.submitBatchesMax)
-      return reply.code(413).send({ error: `at most ${limits.submitBatchesMax} batches per request` });
-    return { verdicts: await chain.submit(decoded.batches) };
-  });
+  // Binary only, refused before its body is read otherwise (no JSON parse of a large body); a slot
+  // per address and in all is taken first, and the checks run within the work budget (admission.ts).
+  app.post(
+    '/v1/batches',
+    { bodyLimit: limits.bodyBytesMax, onRequest: [octetStreamOnly, gate.submitSlot] },
+    async (req, reply) => {
+      if (!Buffer.isBuffer(req.body))
+        return reply.code(415).send({ error: 'expected application/octet-stream (encodeSubmission)' });
+      const answer = await submitInPieces(
+        gate.budget,
+        chain,
+        req.body,
+        limits,
+        clientKey(req.socket.remoteAddress),
+      );
+      return 'verdicts' in answer ? answer : reply.code(answer.status).send({ error: answer.error });
+    },
+  );
 
   app.get<{ Querystring: { after?: string; limit?: string; waitMs?: string } }>(
     '/v1/commits',
@@ -149,17 +156,19 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
         return reply.code(400).send({ error: 'after, limit and waitMs must be non-negative integers' });
       }
       if (node.store.height <= after && waitMs > 0) {
-        if (waiters.size >= limits.commitWaitersMax) {
-          return reply.code(503).send({ error: `more than ${limits.commitWaitersMax} requests waiting` });
-        }
+        // Bounded per address and in all (admission.ts); ends early if the client hangs up.
+        const release = gate.waiter(req);
         await new Promise<void>((resolve) => {
           const done = () => {
             clearTimeout(timer);
             waiters.delete(done);
+            req.raw.off('close', done);
+            release();
             resolve();
           };
           const timer = setTimeout(done, waitMs);
           waiters.add(done);
+          req.raw.once('close', done);
         });
       }
       const first = recent[0];
@@ -171,7 +180,7 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     },
   );
 
-  app.post('/v1/receipts', async (req, reply) => {
+  app.post('/v1/receipts', { bodyLimit: limits.jsonBodyBytesMax }, async (req, reply) => {
     const ids = (req.body as { ids?: unknown })?.ids;
     if (
       !Array.isArray(ids) ||
@@ -203,7 +212,7 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
 
   app.get('/v1/status', async () => node.status());
 
-  app.get('/v1/metrics', async () => ({ ...node.metrics(), bodies: bodies.stats() }));
+  app.get('/v1/metrics', async () => ({ ...node.metrics(), bodies: bodies.stats(), api: gate.metrics() }));
 
   app.get('/health', async (_req, reply) => {
     const s = node.status();

@@ -17,7 +17,8 @@
  *     --data data/alliance/data/member-1 --api-port 4100
  */
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { type AdmissionMode, admissionModes } from '../consensus/net/admission.ts';
 import type { ConsensusNode, NodeStatus } from '../consensus/runtime/node.ts';
 import { createLogger, type LogLevel } from '../log/logger.ts';
 import { startValidator } from '../validator/validator.ts';
@@ -40,6 +41,8 @@ export interface PeerOptions {
   opsPort?: number | false;
   statusEveryMs: number;
   statusIntervalMs?: number;
+  /** Who may start a libp2p handshake (docs/security.md); default 'open'. */
+  admission?: AdmissionMode;
   logLevel: LogLevel;
   stopWithStdin?: boolean;
   /** Disk budget of the member's body store, in MiB (default 8 GiB). */
@@ -100,6 +103,12 @@ export function registerPeer(program: Command): void {
       'days the bodies of equipment events (status, alarms, gaps) are kept (0: forever; default 365)',
       integer(0, 36_500),
     )
+    .addOption(
+      new Option(
+        '--admission <mode>',
+        "who may start a libp2p handshake: 'open' (any address, bounded per address) or 'genesis-only' (only the hosts of the genesis addrs; docs/security.md)",
+      ).choices(admissionModes),
+    )
     .option('--log-level <level>', 'trace | debug | info | warn | error', 'warn')
     .option('--stop-with-stdin', 'stop cleanly when standard input closes (used by `alliance up`)')
     .action(async (opts: PeerOptions & { ops?: boolean }) => {
@@ -151,6 +160,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       member: opts.member,
       api: { host: opts.apiHost ?? '127.0.0.1', port: opts.apiPort ?? 0 },
       timing: opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs },
+      admission: opts.admission,
       bodies: {
         maxBytes: opts.bodiesMaxMib === undefined ? undefined : opts.bodiesMaxMib * 1024 * 1024,
         retention: {

@@ -20,6 +20,7 @@ import { txIdOf } from '../consensus/app/tx.ts';
 import type { Timing } from '../consensus/core/config.ts';
 import { type Genesis, loadGenesis } from '../consensus/genesis/genesis.ts';
 import { loadValidatorIdentity } from '../consensus/genesis/identity.ts';
+import type { AdmissionMode } from '../consensus/net/admission.ts';
 import { Libp2pTransport } from '../consensus/net/libp2p.ts';
 import { ChainStore, chainStorePath } from '../consensus/runtime/block-store.ts';
 import { type ChainClient, localChainClient } from '../consensus/runtime/client.ts';
@@ -49,6 +50,12 @@ export interface ValidatorOptions {
   api?: { host: string; port: number } | undefined;
   /** Local timing of the node (T comes from the genesis). */
   timing?: Partial<Timing> | undefined;
+  /**
+   * Who may start a libp2p handshake (docs/security.md): 'open' (default) bounds strangers per
+   * address; 'genesis-only' refuses every address the genesis `addrs` do not list, before the
+   * handshake (for deployments where validators connect from the addresses the others dial).
+   */
+  admission?: AdmissionMode | undefined;
   /** The gateway hosting this validator, if any: a warning says so when the genesis has no key for it. */
   hostedBy?: { enterprise: string; gateway: string } | undefined;
   /** Receives the node's and transport's lines, bound to the member id. */
@@ -102,7 +109,13 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   for (const w of warnings) log.warn(w);
 
   const identity = await loadValidatorIdentity(opts.keyFile);
-  const transport = new Libp2pTransport({ genesis, self: member, identity, logger: log });
+  const transport = new Libp2pTransport({
+    genesis,
+    self: member,
+    identity,
+    logger: log,
+    ...(opts.admission ? { admission: opts.admission } : {}),
+  });
   const store = ChainStore.open({
     path: chainStorePath(opts.dataDir),
     chain: chainContext(genesis),

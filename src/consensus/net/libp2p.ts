@@ -10,7 +10,9 @@
  * canonical JSON), so peers of releases that cannot read each other never open a stream.
  *
  * Membership: a connection gater refuses any peer id that is not a validator in the genesis (or
- * is quarantined), both ways; every stream handler checks again. Each node dials every other
+ * is quarantined), both ways; every stream handler checks again. Before that, admission.ts bounds
+ * the connections still in their handshake per address, with a reserve for the validators' own
+ * addresses, so strangers cannot hold the slots a validator needs to reconnect. Each node dials every other
  * validator and redials with bounded, jittered exponential backoff, so a restarted peer is
  * reconnected from both sides and whichever connection comes first carries the streams.
  *
@@ -31,30 +33,15 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import type { Connection, PeerId, Stream, StreamMessageEvent } from '@libp2p/interface';
 import { tcp } from '@libp2p/tcp';
-import {
-  InvalidDataLengthError,
-  InvalidDataLengthLengthError,
-  InvalidMessageLengthError,
-  lpStream,
-} from '@libp2p/utils';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import type { Genesis } from '../genesis/genesis.ts';
 import type { ValidatorIdentity } from '../genesis/identity.ts';
-import {
-  MessageTooLargeError,
-  NotAPeerError,
-  type RemoteRequestFailure,
-  RequestError,
-  TransportStoppedError,
-} from './errors.ts';
+import { Admission, type AdmissionMode } from './admission.ts';
+import { MessageTooLargeError, NotAPeerError, TransportStoppedError } from './errors.ts';
 import {
   dataHeader,
-  decodeRequest,
-  decodeResponse,
   encodeCredit,
   encodePing,
-  encodeRequest,
-  encodeResponse,
   FrameDecoder,
   FrameError,
   frameHeaderBytes,
@@ -62,7 +49,8 @@ import {
 import { type TransportLimits, transportLimits } from './limits.ts';
 import { chunksOf, concat, creditCeiling, type InboundStream, Link, type OutboundStream } from './link.ts';
 import { Dispatcher, messageCost } from './queues.ts';
-import { deadline, raceAbort } from './signals.ts';
+import { deadline } from './signals.ts';
+import { errorText, SyncRequests, type TransportLogger } from './sync.ts';
 import type {
   MemberId,
   MessageHandler,
@@ -76,10 +64,7 @@ import type {
   TransportMetrics,
 } from './types.ts';
 
-export interface TransportLogger {
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-}
+export type { TransportLogger } from './sync.ts';
 
 export interface Libp2pTransportInit {
   genesis: Genesis;
@@ -89,6 +74,8 @@ export interface Libp2pTransportInit {
   /** Addresses to bind; default: the validator's `listen`, else its `addrs`. */
   listen?: string[];
   limits?: Partial<TransportLimits>;
+  /** Who may start a handshake (admission.ts); default 'open'. */
+  admission?: AdmissionMode;
   logger?: TransportLogger;
 }
 
@@ -96,10 +83,6 @@ export interface Libp2pTransportInit {
 export function protocolIds(genesis: Genesis): { msg: string; sync: string } {
   const base = `/masbc/${genesis.chainId}/${genesis.hash.slice(0, 16)}`;
   return { msg: `${base}/msg/2.0.0`, sync: `${base}/sync/2.0.0` };
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }
 
 const silentLogger: TransportLogger = { info() {}, warn() {} };
@@ -117,6 +100,8 @@ export class Libp2pTransport implements Transport {
   readonly #dispatcher: Dispatcher;
   readonly #stop = new AbortController();
   readonly #stateListeners: PeerStateListener[] = [];
+  readonly #admission: Admission;
+  readonly #sync: SyncRequests;
   #node: Libp2p | undefined;
   #phase: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   #requestHandler: RequestHandler | undefined;
@@ -141,6 +126,16 @@ export class Libp2pTransport implements Transport {
     this.#identity = init.identity;
     this.#listen = init.listen ?? me.listen ?? me.addrs;
     this.#log = init.logger ?? silentLogger;
+    this.#admission = new Admission(genesis, self, this.limits, init.admission);
+    this.#sync = new SyncRequests({
+      limits: this.limits,
+      protocol: this.protocols.sync,
+      node: () => (this.#phase === 'running' ? this.#node : undefined),
+      stopped: this.#stop.signal,
+      drop: (link, reason, detail) => this.#drop(link, reason, detail),
+      handler: () => this.#requestHandler,
+      log: this.#log,
+    });
     for (const v of genesis.others(self)) {
       const link = new Link(v, this.limits);
       this.#links.set(v.memberId, link);
@@ -172,10 +167,12 @@ export class Libp2pTransport implements Transport {
       return link !== undefined && !link.quarantined();
     };
     try {
+      await this.#admission.resolve();
       this.#node = await this.#createNode(accepts);
       await this.#node.start();
     } catch (err) {
       this.#phase = 'stopped';
+      this.#admission.stop();
       await this.#node?.stop();
       throw err;
     }
@@ -197,7 +194,9 @@ export class Libp2pTransport implements Transport {
       connectionGater: {
         denyDialPeer: (peerId) => !accepts(peerId),
         denyOutboundEncryptedConnection: (peerId) => !accepts(peerId),
-        denyInboundEncryptedConnection: (peerId) => {
+        denyInboundConnection: (maConn) => this.#admission.deny(maConn),
+        denyInboundEncryptedConnection: (peerId, maConn) => {
+          this.#admission.handshakeDone(maConn);
           if (accepts(peerId)) return false;
           this.#refusedConnections++;
           this.#log.warn('refused a connection', { peerId: peerId.toString() });
@@ -208,10 +207,14 @@ export class Libp2pTransport implements Transport {
         // Two connections per peer at most in steady state (simultaneous dials), plus headroom.
         maxConnections: 4 * n,
         dialTimeout: this.limits.dialTimeoutMs,
-        // Validators may share a host (tests, a demo); the default of 5 per second per host is
-        // below what n nodes redialling one restarted peer need.
-        inboundConnectionThreshold: Math.max(5, 4 * n),
-        maxIncomingPendingConnections: Math.max(10, 2 * n),
+        inboundUpgradeTimeout: this.limits.handshakeTimeoutMs,
+        // The validators' addresses bypass libp2p's own pending cap, per-host rate and maxConnections
+        // (several validators may share a host and all redial a restarted peer at once); admission.ts
+        // bounds them, and strangers, before any handshake. libp2p's pending cap is set to what
+        // admission allows in all, so it never refuses first.
+        allow: this.#admission.listedPrefixes(),
+        inboundConnectionThreshold: this.limits.strangerConnectsPerSecondMax,
+        maxIncomingPendingConnections: this.#admission.pendingMax(),
       },
       start: false,
     });
@@ -222,7 +225,10 @@ export class Libp2pTransport implements Transport {
     });
     await node.handle(
       this.protocols.sync,
-      (stream, connection) => void this.#onRequestStream(stream, connection),
+      (stream, connection) => {
+        const link = this.#accept(stream, connection);
+        if (link) void this.#sync.serve(link, stream);
+      },
       {
         maxInboundStreams: this.limits.requestsInFlightPerPeerMax + 1,
         maxOutboundStreams: this.limits.requestsInFlightPerPeerMax,
@@ -239,6 +245,7 @@ export class Libp2pTransport implements Transport {
     this.#phase = 'stopping';
     this.#stop.abort(new TransportStoppedError('transport stopped'));
     clearInterval(this.#housekeeping);
+    this.#admission.stop();
     this.#dispatcher.stop();
     for (const link of this.#links.values()) {
       link.wake?.();
@@ -298,143 +305,13 @@ export class Libp2pTransport implements Transport {
     return {
       refusedConnections: this.#refusedConnections,
       handlerErrors: this.#handlerErrors,
+      admission: this.#admission.metrics(),
       peers: Object.fromEntries([...this.#links].map(([id, link]) => [id, structuredClone(link.metrics)])),
     };
   }
 
-  async request(to: MemberId, request: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
-    const link = this.#link(to);
-    if (request.byteLength > this.limits.requestBytesMax) {
-      throw new MessageTooLargeError(
-        `request of ${request.byteLength} bytes exceeds ${this.limits.requestBytesMax}`,
-      );
-    }
-    if (this.#phase !== 'running') throw new RequestError('stopped', 'the transport is not running');
-    if (link.quarantined()) throw new RequestError('unavailable', `${to} is quarantined`);
-    if (link.requestsOutInFlight >= this.limits.requestsInFlightPerPeerMax) {
-      throw new RequestError('too-many-requests', `${link.requestsOutInFlight} requests to ${to} in flight`);
-    }
-    const maxResponseBytes = Math.min(
-      options.maxResponseBytes ?? this.limits.responseBytesMax,
-      this.limits.responseBytesMax,
-    );
-    const timeoutMs = options.timeoutMs ?? this.limits.requestTimeoutMs;
-    const timeout = deadline(timeoutMs, this.#stop.signal, options.signal);
-    const { signal } = timeout;
-    link.requestsOutInFlight++;
-    link.metrics.requestsOut++;
-    let stream: Stream | undefined;
-    try {
-      let connection: Connection;
-      try {
-        connection = await this.#node!.dial(link.dialAddrs, { signal });
-        stream = await connection.newStream(this.protocols.sync, { signal });
-      } catch (err) {
-        throw signal.aborted ? err : new RequestError('unavailable', errorText(err), { cause: err });
-      }
-      const lp = lpStream(stream, {
-        maxDataLength: maxResponseBytes + 1,
-        maxBufferSize: maxResponseBytes + frameHeaderBytes + 16,
-      });
-      await lp.write(encodeRequest(maxResponseBytes, request), { signal });
-      const frame = await lp.read({ signal });
-      const answer = decodeResponse(frame.subarray());
-      await stream.close({ signal });
-      if (typeof answer === 'string') throw new RequestError(answer, `${to} answered ${answer}`);
-      return answer;
-    } catch (err) {
-      link.metrics.requestsOutFailed++;
-      stream?.abort(err instanceof Error ? err : new Error(String(err)));
-      const interrupted = timeout.expired() ? 'timeout' : options.signal?.aborted ? 'aborted' : undefined;
-      throw this.#requestFailure(link, err, interrupted);
-    } finally {
-      timeout.clear();
-      link.requestsOutInFlight--;
-    }
-  }
-
-  #requestFailure(link: Link, err: unknown, interrupted: 'timeout' | 'aborted' | undefined): RequestError {
-    if (err instanceof RequestError) return err;
-    if (this.#stop.signal.aborted)
-      return new RequestError('stopped', 'the transport stopped', { cause: err });
-    if (interrupted === 'timeout')
-      return new RequestError('timeout', 'no complete answer in time', { cause: err });
-    if (interrupted === 'aborted') return new RequestError('aborted', 'the caller aborted', { cause: err });
-    if (err instanceof InvalidDataLengthError) {
-      this.#drop(link, 'oversize', 'sent a response larger than it was allowed');
-      return new RequestError('protocol', 'the response exceeded maxResponseBytes', { cause: err });
-    }
-    if (
-      err instanceof FrameError ||
-      err instanceof InvalidMessageLengthError ||
-      err instanceof InvalidDataLengthLengthError
-    ) {
-      this.#drop(link, 'malformed', `bad response: ${err.message}`);
-      return new RequestError('protocol', err.message, { cause: err });
-    }
-    return new RequestError('unavailable', errorText(err), { cause: err });
-  }
-
-  async #onRequestStream(stream: Stream, connection: Connection): Promise<void> {
-    const link = this.#accept(stream, connection);
-    if (!link) return;
-    link.metrics.requestsIn++;
-    const lp = lpStream(stream, { maxDataLength: this.limits.requestBytesMax + 4 });
-    // Everything below ends at the deadline, at stop, or as soon as the requester hangs up.
-    const timeout = deadline(this.limits.requestTimeoutMs, this.#stop.signal);
-    const hangUp = new AbortController();
-    const onClose = () => hangUp.abort(new Error('the requester closed the stream'));
-    stream.addEventListener('close', onClose, { once: true });
-    const signal = AbortSignal.any([timeout.signal, hangUp.signal]);
-    const busy = link.requestsInInFlight >= this.limits.requestsInFlightPerPeerMax;
-    if (!busy) link.requestsInInFlight++;
-    try {
-      if (busy) {
-        link.metrics.requestsInRefused++;
-        await lp.write(encodeResponse('busy'), { signal });
-      } else {
-        const frame = await lp.read({ signal });
-        const { maxResponseBytes, request } = decodeRequest(frame.subarray());
-        const limit = Math.min(maxResponseBytes, this.limits.responseBytesMax);
-        // Raced, so a handler that ignores its signal cannot hold a request slot past the end.
-        const answer = await raceAbort(this.#answer(link, request, limit, signal), signal);
-        await lp.write(encodeResponse(answer), { signal });
-      }
-      await stream.close({ signal });
-    } catch (err) {
-      if (err instanceof InvalidDataLengthError) {
-        this.#drop(link, 'oversize', 'sent a request above requestBytesMax');
-      } else if (
-        err instanceof FrameError ||
-        err instanceof InvalidMessageLengthError ||
-        err instanceof InvalidDataLengthLengthError
-      ) {
-        this.#drop(link, 'malformed', `bad request: ${err.message}`);
-      }
-      stream.abort(err instanceof Error ? err : new Error(String(err)));
-    } finally {
-      if (!busy) link.requestsInInFlight--;
-      stream.removeEventListener('close', onClose);
-      timeout.clear();
-    }
-  }
-
-  async #answer(
-    link: Link,
-    request: Uint8Array,
-    maxResponseBytes: number,
-    signal: AbortSignal,
-  ): Promise<Uint8Array | RemoteRequestFailure> {
-    const handler = this.#requestHandler;
-    if (!handler) return 'no-handler';
-    try {
-      const answer = await handler(request, { from: link.memberId, maxResponseBytes, signal });
-      return answer.byteLength > maxResponseBytes ? 'response-too-large' : answer;
-    } catch (err) {
-      if (signal.aborted) throw err;
-      this.#log.warn('request handler failed', { from: link.memberId, error: errorText(err) });
-      return 'handler-failed';
-    }
+  request(to: MemberId, request: Uint8Array, options: RequestOptions = {}): Promise<Uint8Array> {
+    return this.#sync.request(this.#link(to), request, options);
   }
 
   #link(memberId: MemberId): Link {
@@ -518,6 +395,7 @@ export class Libp2pTransport implements Transport {
       credit: 0,
       lastSentMs: Date.now(),
       lastReceivedMs: Date.now(),
+      pingSentMs: 0,
       pingDue: false,
       writing: false,
     };
@@ -591,6 +469,7 @@ export class Libp2pTransport implements Transport {
         }
         if (out.pingDue) {
           out.pingDue = false;
+          out.pingSentMs = Date.now();
           const ping = encodePing();
           parts.push(ping);
           bytes += ping.byteLength;
@@ -718,19 +597,34 @@ export class Libp2pTransport implements Transport {
     link.wake?.();
   }
 
-  /** Keepalive and dead-peer detection, for all peers, on one timer. */
+  /**
+   * Keepalive and dead-peer detection, for all peers, on one timer (every keepaliveIntervalMs / 2).
+   *
+   * Each end judges the other by what it receives. The listener sends nothing on its own (credit
+   * only as the handler consumes, in steps of W/4), so the dialler pings whenever it has heard
+   * nothing for keepaliveIntervalMs, however much it sends itself: every PING is answered with a
+   * CREDIT frame (returning whatever credit has been freed), so a live listener is heard from at
+   * least that often, idle or busy. The dialler also pings when it has sent nothing for that long,
+   * so the listener hears from a live dialler as often. A stream that heard nothing for
+   * silenceTimeoutMs is dropped: the peer stopped answering within silenceTimeoutMs +
+   * keepaliveIntervalMs / 2 of its last frame.
+   */
   #tick(): void {
     const now = Date.now();
     const { keepaliveIntervalMs, silenceTimeoutMs } = this.limits;
     for (const link of this.#links.values()) {
       const out = link.out;
       if (out && now - out.lastReceivedMs > silenceTimeoutMs) {
-        this.#drop(link, 'silent', `no frame on the outbound stream for ${now - out.lastReceivedMs} ms`);
+        this.#drop(link, 'silent', `no answer on the outbound stream for ${now - out.lastReceivedMs} ms`);
         continue;
       }
-      if (out && now - out.lastSentMs >= keepaliveIntervalMs) {
-        out.pingDue = true;
-        void this.#write(link, out);
+      if (out) {
+        const unheard = now - out.lastReceivedMs >= keepaliveIntervalMs;
+        const pingAgain = now - out.pingSentMs >= keepaliveIntervalMs;
+        if ((unheard && pingAgain) || now - out.lastSentMs >= keepaliveIntervalMs) {
+          out.pingDue = true;
+          void this.#write(link, out);
+        }
       }
       const inbound = link.in;
       if (inbound && now - inbound.lastReceivedMs > silenceTimeoutMs) {

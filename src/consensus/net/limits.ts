@@ -48,10 +48,23 @@ export interface TransportLimits {
   dialTimeoutMs: number;
   redialMinMs: number;
   redialMaxMs: number;
-  /** A stream that sent nothing for this long sends a ping. */
+  /**
+   * The dialler of a message stream sends a PING when it has heard nothing from the listener for
+   * this long (a PING is always answered), or has sent it nothing for this long.
+   */
   keepaliveIntervalMs: number;
   /** A stream that received nothing for this long is dead: it is closed and the peer redialled. */
   silenceTimeoutMs: number;
+  /** An inbound connection must complete its handshake (Noise, Yamux) within this (admission.ts). */
+  handshakeTimeoutMs: number;
+  /** Connections in their handshake per stranger's address (IPv6: per /64). */
+  pendingPerAddressMax: number;
+  /** Connections in their handshake from all strangers together. */
+  pendingStrangersMax: number;
+  /** Connections in their handshake per validator the genesis lists at an address (its reserve). */
+  pendingPerValidatorMax: number;
+  /** New connections per second from one stranger's address (libp2p's inboundConnectionThreshold). */
+  strangerConnectsPerSecondMax: number;
   /** First quarantine after a misbehaviour; doubles with each further one, up to the maximum. */
   quarantineMinMs: number;
   quarantineMaxMs: number;
@@ -80,6 +93,11 @@ export function transportLimits(genesis: Genesis, overrides: Partial<TransportLi
     silenceTimeoutMs: 15_000,
     quarantineMinMs: 2_000,
     quarantineMaxMs: 60_000,
+    handshakeTimeoutMs: 3_000,
+    pendingPerAddressMax: 2,
+    pendingStrangersMax: 16,
+    pendingPerValidatorMax: 4,
+    strangerConnectsPerSecondMax: 5,
     ...overrides,
   };
   checkLimits(limits);
@@ -111,7 +129,17 @@ function checkLimits(l: TransportLimits): void {
   need(l.staleQueuedMs > 0, 'staleQueuedMs must be > 0');
   need(l.quarantineMinMs <= l.quarantineMaxMs, 'quarantineMinMs must be <= quarantineMaxMs');
   need(
-    l.silenceTimeoutMs >= 2 * l.keepaliveIntervalMs,
-    'silenceTimeoutMs must be >= 2 × keepaliveIntervalMs (a ping and its answer must fit)',
+    l.pendingPerAddressMax <= l.pendingStrangersMax,
+    'pendingPerAddressMax must be <= pendingStrangersMax',
+  );
+  // A validator redials a lost peer after at least dialTimeoutMs: a handshake slow enough to be
+  // cut must not be the only way back, so the handshake must fit in the dial.
+  need(l.handshakeTimeoutMs <= l.dialTimeoutMs, 'handshakeTimeoutMs must be <= dialTimeoutMs');
+  // The keepalive timer runs every keepaliveIntervalMs / 2, so a PING leaves at most 1.5 ×
+  // keepaliveIntervalMs after the last frame heard; its answer then has at least another
+  // 1.5 × keepaliveIntervalMs before the stream counts as silent.
+  need(
+    l.silenceTimeoutMs >= 3 * l.keepaliveIntervalMs,
+    'silenceTimeoutMs must be >= 3 × keepaliveIntervalMs (a ping and its answer must fit)',
   );
 }

@@ -20,7 +20,10 @@ export interface OutboundStream {
   /** Bytes (message cost) the listener still lets us send. */
   credit: number;
   lastSentMs: number;
+  /** When the listener last sent us anything (a CREDIT frame: granted credit or a PING's answer). */
   lastReceivedMs: number;
+  /** When we last sent a PING (0: never). */
+  pingSentMs: number;
   pingDue: boolean;
   writing: boolean;
 }

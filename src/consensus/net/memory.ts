@@ -22,6 +22,7 @@
  *   await net.flush();
  */
 import type { Genesis } from '../genesis/genesis.ts';
+import { noAdmission } from './admission.ts';
 import { MessageTooLargeError, NotAPeerError, RequestError, TransportStoppedError } from './errors.ts';
 import { type TransportLimits, transportLimits } from './limits.ts';
 import { Dispatcher, messageCost, OutboundQueue } from './queues.ts';
@@ -317,6 +318,7 @@ export class MemoryTransport implements Transport {
     return {
       refusedConnections: 0,
       handlerErrors: this.#handlerErrors,
+      admission: noAdmission(),
       peers: Object.fromEntries(this.#others.map((m) => [m, structuredClone(this.#metrics.get(m)!)])),
     };
   }

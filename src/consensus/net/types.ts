@@ -9,6 +9,8 @@
  * itself decides on is counted.
  */
 
+import type { AdmissionMetrics } from './admission.ts';
+
 export type MemberId = string;
 
 /**
@@ -116,6 +118,8 @@ export interface TransportMetrics {
   refusedConnections: number;
   /** Messages whose handler threw or rejected. */
   handlerErrors: number;
+  /** Inbound connections before their handshake: strangers, refusals, pending (admission.ts). */
+  admission: AdmissionMetrics;
   peers: Record<MemberId, PeerMetrics>;
 }
 

@@ -179,7 +179,13 @@ export interface Cluster {
 export async function startCluster(
   dir: string,
   n: number,
-  o: { viewChangeTimeoutMs: number; statusIntervalMs: number; nodeArgs?: (member: string) => string[] },
+  o: {
+    viewChangeTimeoutMs: number;
+    statusIntervalMs: number;
+    nodeArgs?: (member: string) => string[];
+    /** More `peer` options, e.g. transport timing (`--keepalive-ms`). */
+    peerArgs?: (member: string) => string[];
+  },
 ): Promise<Cluster> {
   const files = await initAlliance({ dir, validators: n, viewChangeTimeoutMs: o.viewChangeTimeoutMs });
   const peers = files.alliance.genesis.validators.map(
@@ -195,6 +201,7 @@ export async function startCluster(
         '0',
         '--status-interval-ms',
         String(o.statusIntervalMs),
+        ...(o.peerArgs?.(v.memberId) ?? []),
       ]),
   );
   await Promise.all(peers.map((p) => p.start(o.nodeArgs?.(p.member))));

@@ -253,6 +253,36 @@ describe('libp2p transport over TCP', () => {
     await eventually(() => streams >= 2, 'redialled');
   });
 
+  it('never drops a healthy link, busy sending small messages or idle (issue 12)', async () => {
+    const { alliance } = await fixture(2);
+    // A short keepalive, so 8 s covers many silence periods (8 of them, 2 minutes at the defaults).
+    const limits = { ...testLimits, keepaliveIntervalMs: 100, silenceTimeoutMs: 1_000 };
+    const [m1, m2] = await mesh(alliance, limits);
+    const got = collector();
+    m2!.onMessage(got.handler);
+    // member-1 sends a small message every 20 ms, as the consensus heartbeat does: it always has
+    // sent something lately, and member-2 consumes far less than the W/4 after which it returns
+    // credit unasked, so nothing but the answers to member-1's PINGs comes back on that stream.
+    let sent = 0;
+    const beat = setInterval(() => {
+      m1!.send('member-2', utf8(`status ${sent++}`));
+    }, 20);
+    await new Promise((r) => setTimeout(r, 5_000));
+    clearInterval(beat);
+    await got.until(sent);
+    // Then idle: nothing to send either way.
+    await new Promise((r) => setTimeout(r, 3_000));
+    for (const t of [m1!, m2!]) {
+      const [peer] = t.peers();
+      expect(peer!.metrics.drops.silent, `${t.self}: ${peer!.lastDrop?.detail}`).toBe(0);
+      expect(peer!.metrics.connects).toBe(1);
+      expect(peer!.state).toBe('connected');
+    }
+    expect(got.received.map((r) => text(r.payload))).toEqual(
+      Array.from({ length: sent }, (_, i) => `status ${i}`),
+    );
+  });
+
   it('reportMisbehaviour drops and quarantines a peer, which reconnects when the quarantine ends', async () => {
     const { alliance } = await fixture();
     const ts = await mesh(alliance);
