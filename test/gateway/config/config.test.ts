@@ -117,7 +117,11 @@ describe('device map validation', () => {
       'dev.yaml:8:5: tags[0].length: a string tag needs its length in characters',
     ],
     // The first line the parser cannot read: the flow sequence opened on 'tags:' holds a block item.
-    ['YAML syntax error', good.replace('tags:\n', 'tags: [\n'), 'dev.yaml:8:3: YAML syntax: Block collections'],
+    [
+      'YAML syntax error',
+      good.replace('tags:\n', 'tags: [\n'),
+      'dev.yaml:8:3: YAML syntax: Block collections',
+    ],
     [
       'duplicate key',
       good.replace('station: ST-20', 'station: ST-20\nstation: ST-21'),
