@@ -1,0 +1,178 @@
+/**
+ * The producer of proof bundles (bundle.ts, docs/trace.md): a scope's events from the member's body
+ * store, each with its batch (header, signature, the path from its id to the batch's root) and the
+ * batch's place on the chain (the path from the transaction id to the block's txRoot, the block's
+ * header and commit certificate), as of the chain's tip.
+ *
+ * Only final events go in: an event is final when the block store's transaction index holds its
+ * batch at or below the tip read when the bundle is started (the chain store is the authority on
+ * heights, not the body store's mark). Each batch and block is read and proven once however many of
+ * the scope's events it holds. Bounded: at most `proofBundleLimits.eventsMax` events, else
+ * {@link ScopeTooLarge} (`too_many_events`).
+ *
+ * @example
+ *   const bundle = buildProofBundle(
+ *     { chain: node.store, bodies, chainId: genesis.chainId, genesisHash: genesis.hash },
+ *     { scope: { order: 'ORD-7' } },
+ *   );
+ *   verifyProofBundle(bundle, genesis.document).ok === true
+ */
+
+import { certificateToJson, headerToJson } from '../../consensus/core/forms.ts';
+import type { InclusionProof } from '../../consensus/runtime/block-store.ts';
+import { fromHex, toBase64Url, toHex } from '../../crypto/hash.ts';
+import { merklePaths } from '../../crypto/merkle.ts';
+import { decodeBatchTx } from '../../event/batch.ts';
+import type { DataClass } from '../../event/kinds.ts';
+import type { KeptEvent } from '../../store/bodies.ts';
+import {
+  type BundleEvent,
+  type BundleScope,
+  bundleScopeSchema,
+  type ProofBundle,
+  proofBundleFormat,
+  proofBundleLimits,
+} from './bundle.ts';
+import { type ScopeReader, selectScope } from './order-events.ts';
+
+/** What the producer reads: the validator's block store and its member's body store. */
+export interface ProofSource {
+  chain: {
+    readonly tip: { height: number; hash: Uint8Array };
+    txLocation(id: Uint8Array): { height: number; index: number } | undefined;
+    inclusionProof(id: Uint8Array): InclusionProof | undefined;
+  };
+  bodies: ScopeReader & { readonly member: string };
+  chainId: string;
+  /** The genesis hash, lower-case hex. */
+  genesisHash: string;
+}
+
+export interface ProofRequest {
+  scope: BundleScope;
+  /** Data classes to include for a lot or product scope (default process only; an order's are process). */
+  classes?: readonly DataClass[];
+}
+
+/** A request the producer cannot answer; `code` is stable. */
+export class ProofRequestError extends Error {
+  override name = 'ProofRequestError';
+  readonly code: 'bad_scope' | 'too_many_events' | 'store_inconsistent';
+  constructor(code: ProofRequestError['code'], message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+interface ProvenBatch {
+  position: number;
+  paths: Map<string, Uint8Array[]>;
+}
+
+/** Builds the proof bundle of a scope as of the chain's tip. Throws {@link ProofRequestError}. */
+export function buildProofBundle(source: ProofSource, request: ProofRequest): ProofBundle {
+  const scope = bundleScopeSchema.safeParse(request.scope);
+  if (!scope.success) throw new ProofRequestError('bad_scope', 'expected one of {order}, {lot}, {product}');
+  const tip = source.chain.tip;
+  let selection: ReturnType<typeof selectScope>;
+  try {
+    selection = selectScope(
+      source.bodies,
+      scope.data,
+      request.classes ?? ['process'],
+      proofBundleLimits.eventsMax,
+    );
+  } catch (err) {
+    if ((err as { code?: string }).code === 'too_many_events')
+      throw new ProofRequestError('too_many_events', (err as Error).message);
+    throw err;
+  }
+  if (selection.events.length + selection.lifecycle.length > proofBundleLimits.eventsMax) {
+    throw new ProofRequestError('too_many_events', `more than ${proofBundleLimits.eventsMax} events`);
+  }
+
+  const blocks = new Map<number, ProofBundle['blocks'][number]>();
+  const batches: ProofBundle['batches'] = [];
+  const proven = new Map<string, ProvenBatch | null>();
+
+  /** The batch of a transaction, proven once; null when it is not final as of `tip`. */
+  const batchOf = (txId: string): ProvenBatch | null => {
+    const known = proven.get(txId);
+    if (known !== undefined) return known;
+    const id = fromHex(txId);
+    const at = source.chain.txLocation(id);
+    if (!at || at.height > tip.height) {
+      proven.set(txId, null);
+      return null;
+    }
+    const proof = source.chain.inclusionProof(id);
+    const decoded = proof && decodeBatchTx(proof.tx);
+    if (!proof || !decoded?.ok) {
+      throw new ProofRequestError('store_inconsistent', `transaction ${txId} is indexed but is not a batch`);
+    }
+    const b = decoded.batch;
+    const { paths } = merklePaths(b.ids);
+    if (!blocks.has(proof.height)) {
+      blocks.set(proof.height, {
+        header: headerToJson(proof.header),
+        certificate: certificateToJson(proof.certificate),
+      });
+    }
+    batches.push({
+      header: b.header,
+      signature: toBase64Url(b.signature),
+      height: proof.height,
+      index: proof.index,
+      path: proof.path.map(toBase64Url),
+    });
+    const entry: ProvenBatch = {
+      position: batches.length - 1,
+      paths: new Map(b.ids.map((eventId, i) => [toHex(eventId), paths[i]!])),
+    };
+    proven.set(txId, entry);
+    return entry;
+  };
+
+  const prove = (kept: KeptEvent[]): BundleEvent[] => {
+    const out: { event: BundleEvent; height: number; index: number; seq: number }[] = [];
+    for (const e of kept) {
+      const batch = batchOf(e.txId);
+      if (!batch) continue;
+      const path = batch.paths.get(e.id);
+      if (!path) {
+        throw new ProofRequestError('store_inconsistent', `event ${e.id} is not in its batch ${e.txId}`);
+      }
+      const b = batches[batch.position]!;
+      out.push({
+        event: {
+          id: e.id,
+          envelope: e.env,
+          body: e.body as Record<string, unknown>,
+          batch: batch.position,
+          path: path.map(toBase64Url),
+        },
+        height: b.height,
+        index: b.index,
+        seq: e.env.seq,
+      });
+    }
+    // Chain order: block, transaction, then seq.
+    out.sort((x, y) => x.height - y.height || x.index - y.index || x.seq - y.seq);
+    return out.map((o) => o.event);
+  };
+
+  const events = prove(selection.events);
+  const lifecycle = prove(selection.lifecycle);
+  return {
+    format: proofBundleFormat,
+    chainId: source.chainId,
+    genesisHash: source.genesisHash,
+    member: source.bodies.member,
+    scope: scope.data,
+    asOf: { height: tip.height, blockHash: toBase64Url(tip.hash) },
+    blocks: [...blocks.entries()].sort(([a], [b]) => a - b).map(([, block]) => block),
+    batches,
+    events,
+    lifecycle,
+  };
+}
