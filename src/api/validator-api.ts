@@ -38,6 +38,7 @@
  *   const url = await api.listen({ host: '127.0.0.1', port: 8181 });
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { decodeTx } from '../consensus/app/tx.ts';
 import { inclusionProofToJson } from '../consensus/runtime/block-store.ts';
 import {
   type ChainClient,
@@ -49,7 +50,6 @@ import {
 import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/node.ts';
 import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { fromHex } from '../crypto/hash.ts';
-import { decodeTx } from '../consensus/app/tx.ts';
 import type { BodyStore } from '../store/bodies.ts';
 import { type AccessCounters, batchRefusal, installAccess, refuse } from './auth/policy.ts';
 import { type AccessSettings, accessOptionsOf, registerReadRoutes } from './routes/index.ts';
@@ -220,7 +220,11 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
 
   app.get('/v1/status', async () => node.status());
 
-  app.get('/v1/metrics', async () => ({ ...node.metrics(), bodies: bodies.stats(), access: counters.snapshot() }));
+  app.get('/v1/metrics', async () => ({
+    ...node.metrics(),
+    bodies: bodies.stats(),
+    access: counters.snapshot(),
+  }));
 
   registerReadRoutes(app, { node, bodies, chain, access, counters, settings: options.access });
 

@@ -117,7 +117,8 @@ export async function issueCredential(
     throw new RangeError('only a customer credential names orders');
   if (req.role === 'gateway' && !(req.gateway && identifier.test(req.gateway)))
     throw new RangeError('a gateway credential names its gateway id (--gateway)');
-  if (req.role !== 'gateway' && req.gateway) throw new RangeError('only a gateway credential names a gateway');
+  if (req.role !== 'gateway' && req.gateway)
+    throw new RangeError('only a gateway credential names a gateway');
   const nowS = Math.floor((req.nowMs ?? Date.now()) / 1000);
   const expS = nowS + Math.max(1, Math.floor(req.ttlMs / 1000));
   const jti = req.jti ?? randomUUID();
@@ -157,7 +158,12 @@ function publicKeyOf(record: PublicKeyRecord): KeyObject {
   const jwk =
     record.alg === 'ed25519'
       ? { kty: 'OKP', crv: 'Ed25519', x: record.publicKey }
-      : { kty: 'EC', crv: 'P-256', x: toBase64Url(raw.subarray(1, 33)), y: toBase64Url(raw.subarray(33, 65)) };
+      : {
+          kty: 'EC',
+          crv: 'P-256',
+          x: toBase64Url(raw.subarray(1, 33)),
+          y: toBase64Url(raw.subarray(33, 65)),
+        };
   key = createPublicKey({ key: jwk, format: 'jwk' });
   if (publicKeys.size >= publicKeyCacheMax) publicKeys.delete(publicKeys.keys().next().value!);
   publicKeys.set(cacheKey, key);
@@ -202,7 +208,8 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
     });
     claims = claimsSchema.parse(payload);
   } catch (err) {
-    if (err instanceof joseErrors.JWTExpired) return refuse('credential_expired', 'the credential has expired');
+    if (err instanceof joseErrors.JWTExpired)
+      return refuse('credential_expired', 'the credential has expired');
     if (err instanceof joseErrors.JWTClaimValidationFailed) {
       if (err.claim === 'aud')
         return refuse('credential_wrong_audience', `the credential is not for chain ${options.chainId}`);
@@ -210,7 +217,10 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
         return refuse('credential_not_yet_valid', 'the credential is not valid yet');
       return refuse('credential_malformed', `the credential's ${err.claim} claim is not acceptable`);
     }
-    if (err instanceof joseErrors.JWSSignatureVerificationFailed || err instanceof joseErrors.JOSEAlgNotAllowed)
+    if (
+      err instanceof joseErrors.JWSSignatureVerificationFailed ||
+      err instanceof joseErrors.JOSEAlgNotAllowed
+    )
       return refuse('credential_forged', `the credential is not signed by ${unverified.iss}'s identity root`);
     return refuse('credential_malformed', `the credential does not verify (${(err as Error).name})`);
   }

@@ -129,13 +129,18 @@ export async function routeDecision(
       message: `${route} needs a credential: Authorization: Bearer <token> (masbc-edge credential issue)`,
     };
   const m = bearer.exec(authorization);
-  if (!m) return { status: 401, code: 'credential_malformed', message: 'expected Authorization: Bearer <token>' };
+  if (!m)
+    return { status: 401, code: 'credential_malformed', message: 'expected Authorization: Bearer <token>' };
   const verdict = await verifyCredential(m[1]!, options.verify);
   if (!verdict.ok) return { status: 401, code: verdict.code, message: verdict.message };
   const p = verdict.principal;
   const issuer = rule[p.role as CredentialRole];
   if (!issuer)
-    return { status: 403, code: 'role_not_allowed', message: `a ${p.role} credential does not give access to ${route}` };
+    return {
+      status: 403,
+      code: 'role_not_allowed',
+      message: `a ${p.role} credential does not give access to ${route}`,
+    };
   if (issuer === 'own' && p.member !== options.member)
     return {
       status: 403,
@@ -166,7 +171,12 @@ export function installAccess(app: FastifyInstance, options: AccessOptions): Acc
     const method = req.method === 'HEAD' ? 'GET' : req.method;
     const route = `${method} ${url}`;
     const rule = routeAccess[route];
-    if (!rule) return refuse(reply, counters, { status: 403, code: 'role_not_allowed', message: `${route} has no access rule` });
+    if (!rule)
+      return refuse(reply, counters, {
+        status: 403,
+        code: 'role_not_allowed',
+        message: `${route} has no access rule`,
+      });
     const d = await routeDecision(rule, route, req.headers.authorization, options);
     if ('status' in d) return refuse(reply, counters, d);
     req.principal = d.principal;
@@ -176,7 +186,10 @@ export function installAccess(app: FastifyInstance, options: AccessOptions): Acc
 }
 
 /** A gateway credential submits only its own member's batches, under its own gateway id. */
-export function batchRefusal(p: Principal, header: Pick<BatchHeader, 'enterprise' | 'gateway'>): Refusal | null {
+export function batchRefusal(
+  p: Principal,
+  header: Pick<BatchHeader, 'enterprise' | 'gateway'>,
+): Refusal | null {
   if (p.role !== 'gateway')
     return { status: 403, code: 'role_not_allowed', message: 'only a gateway credential submits batches' };
   if (header.enterprise !== p.member)

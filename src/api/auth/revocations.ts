@@ -22,7 +22,9 @@ export const revocationsFile = 'revoked-credentials.json';
 
 const fileSchema = z.strictObject({
   version: z.literal(1),
-  revoked: z.array(z.strictObject({ jti: z.string().min(1).max(128), expMs: z.number().int() })).max(revokedMax),
+  revoked: z
+    .array(z.strictObject({ jti: z.string().min(1).max(128), expMs: z.number().int() }))
+    .max(revokedMax),
 });
 
 export class RevocationError extends Error {

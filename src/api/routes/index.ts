@@ -12,7 +12,7 @@ import type { AccessCounters, AccessOptions } from '../auth/policy.ts';
 import type { RevocationList } from '../auth/revocations.ts';
 import { type Office, registerOrders } from './orders.ts';
 import { registerTally } from './tally.ts';
-import { type BundleProducer, registerTrace } from './trace.ts';
+import { registerTrace } from './trace.ts';
 
 export interface AccessSettings {
   /** A member's identity root; default: the genesis's (`genesis.identityRoot`). */
@@ -21,8 +21,6 @@ export interface AccessSettings {
   revocations?: RevocationList | undefined;
   /** The member's office signer: orders and lot bindings. Without it, the order routes answer 503. */
   office?: Office | undefined;
-  /** Builds a trace's proof bundle. */
-  bundle?: BundleProducer | undefined;
 }
 
 export function accessOptionsOf(
@@ -31,10 +29,8 @@ export function accessOptionsOf(
   settings: AccessSettings | undefined,
 ): AccessOptions {
   const member = bodies.member;
-  const genesis = node.genesis as typeof node.genesis & {
-    identityRoot?: (m: string) => PublicKeyRecord | undefined;
-  };
-  const identityRoot = settings?.identityRoot ?? ((m: string) => genesis.identityRoot?.(m));
+  const genesis = node.genesis;
+  const identityRoot = settings?.identityRoot ?? ((m: string) => genesis.identityRoot(m));
   const revocations = settings?.revocations;
   return {
     member,
@@ -58,7 +54,7 @@ export interface ReadRouteDeps {
 export function registerReadRoutes(app: FastifyInstance, deps: ReadRouteDeps): void {
   const { node, bodies, counters } = deps;
   const member = deps.access.member;
-  registerTrace(app, { node, bodies, counters, member, bundle: deps.settings?.bundle });
+  registerTrace(app, { node, bodies, counters, member });
   registerOrders(app, { bodies, counters, office: deps.settings?.office });
   registerTally(app, node);
 }

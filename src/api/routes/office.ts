@@ -22,7 +22,7 @@ import type { Signer } from '../../crypto/keys.ts';
 import type { EventValue } from '../../event/draft.ts';
 import { encodeBody } from '../../event/event.ts';
 import type { EventKind } from '../../event/kinds.ts';
-import { type ChainHead, emptyHead, EventSigner } from '../../event/signer.ts';
+import { type ChainHead, EventSigner, emptyHead } from '../../event/signer.ts';
 
 /** Longest an office operation waits for its batch to be final. */
 export const officeCommitWaitMs = 30_000;
@@ -124,7 +124,9 @@ export class Office {
       });
     });
     try {
-      const [verdict] = await this.#chain.submit([{ tx: batch.tx, bodies: events.map((e) => encodeBody(e.body!)) }]);
+      const [verdict] = await this.#chain.submit([
+        { tx: batch.tx, bodies: events.map((e) => encodeBody(e.body!)) },
+      ]);
       if (!verdict?.accepted && verdict?.reason !== 'duplicate' && verdict?.reason !== 'committed')
         throw new OfficeError(
           'office_refused',

@@ -16,6 +16,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { BodyStore } from '../../store/bodies.ts';
 import { type AccessCounters, orderRefusal, refuse } from '../auth/policy.ts';
+import { ScopeTooLarge } from '../proof/order-events.ts';
 import { type Office, OfficeError } from './office.ts';
 import { boundLots, orderEvents, orderLotsMax, orderSummary } from './scope.ts';
 
@@ -88,7 +89,7 @@ export function registerOrders(app: FastifyInstance, deps: OrderDeps): void {
     if (deps.office) return deps.office;
     reply.code(503).send({
       code: 'no_office',
-      error: "this validator holds no office signer (peer --office-key): it records no orders",
+      error: 'this validator holds no office signer (peer --office-key): it records no orders',
     });
     return undefined;
   };
@@ -101,6 +102,7 @@ export function registerOrders(app: FastifyInstance, deps: OrderDeps): void {
   };
   const officeFailure = (reply: import('fastify').FastifyReply, err: unknown) => {
     if (err instanceof OfficeError) return reply.code(503).send({ code: err.code, error: err.message });
+    if (err instanceof ScopeTooLarge) return conflict(reply, 'order_too_large', err.message);
     throw err;
   };
 
@@ -113,15 +115,25 @@ export function registerOrders(app: FastifyInstance, deps: OrderDeps): void {
       return bad(reply, `customer: 1 to ${textMax} characters`);
     if (typeof product !== 'string' || product.length < 1 || product.length > textMax)
       return bad(reply, `product: 1 to ${textMax} characters`);
-    if (!Number.isSafeInteger(quantity) || (quantity as number) < 1 || (quantity as number) > orderQuantityMax)
+    if (
+      !Number.isSafeInteger(quantity) ||
+      (quantity as number) < 1 ||
+      (quantity as number) > orderQuantityMax
+    )
       return bad(reply, `quantity: an integer from 1 to ${orderQuantityMax}`);
     const office = officeOr503(reply);
     if (!office) return reply;
     return serial(async () => {
-      if (orderView(bodies, order)) return conflict(reply, 'order_exists', `order ${order} is already registered`);
+      if (orderView(bodies, order))
+        return conflict(reply, 'order_exists', `order ${order} is already registered`);
       try {
         const { ids } = await office.record([
-          { kind: 'order_accepted', order, product, values: { customer: good(customer), quantity: good(quantity as number) } },
+          {
+            kind: 'order_accepted',
+            order,
+            product,
+            values: { customer: good(customer), quantity: good(quantity as number) },
+          },
         ]);
         return reply.code(201).send({ order, state: 'accepted', eventIds: ids });
       } catch (err) {
@@ -162,7 +174,8 @@ export function registerOrders(app: FastifyInstance, deps: OrderDeps): void {
 
   app.post<{ Params: { id: string } }>('/v1/orders/:id/state', async (req, reply) => {
     const state = ((req.body ?? {}) as { state?: unknown }).state;
-    if (state !== 'in_production' && state !== 'closed') return bad(reply, 'state: "in_production" or "closed"');
+    if (state !== 'in_production' && state !== 'closed')
+      return bad(reply, 'state: "in_production" or "closed"');
     const office = officeOr503(reply);
     if (!office) return reply;
     const order = req.params.id;
@@ -183,11 +196,12 @@ export function registerOrders(app: FastifyInstance, deps: OrderDeps): void {
         const eventIds: string[] = [];
         const toBind = [...tagged].slice(0, orderLotsMax - view.lots.length);
         if (toBind.length > 0) {
-          const bound = await office.record(toBind.map((lot) => ({ kind: 'lot_bound' as const, order, lot, values: {} })));
+          const bound = await office.record(
+            toBind.map((lot) => ({ kind: 'lot_bound' as const, order, lot, values: {} })),
+          );
           eventIds.push(...bound.ids);
         }
-        const { events, truncated } = orderEvents(bodies, order);
-        if (truncated) return conflict(reply, 'order_too_large', 'the order has more events than one close covers');
+        const { events } = orderEvents(bodies, order);
         const summary = orderSummary(events.map((e) => e.id));
         const closed = await office.record([
           {

@@ -16,9 +16,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { decodeTx } from '../../consensus/app/tx.ts';
+import { blockHash } from '../../consensus/core/signing.ts';
 import type { ConsensusNode } from '../../consensus/runtime/node.ts';
 import { toHex } from '../../crypto/hash.ts';
-import { blockHash } from '../../consensus/core/signing.ts';
 
 export const tallyCellsMax = 1_000_000;
 export const tallyRangeMaxMs = 100 * 366 * 86_400_000;
@@ -159,7 +159,8 @@ export function registerTally(app: FastifyInstance, node: ConsensusNode): void {
         await advance(counts, at);
       }
     } catch (err) {
-      if (err instanceof TallyTooLarge) return reply.code(503).send({ code: 'tally_too_large', error: err.message });
+      if (err instanceof TallyTooLarge)
+        return reply.code(503).send({ code: 'tally_too_large', error: err.message });
       throw err;
     }
     const head = at === 0 ? null : node.store.blockAt(at);

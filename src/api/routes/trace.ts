@@ -4,13 +4,15 @@
  * long polling.
  *
  *   GET /v1/events/<id>                       {id, height, env, body}
- *   GET /v1/trace?order=…|lot=…|product=…     {scope, asOfHeight, events: [{id, height, env, body}],
- *       [&after=H&waitMs=W]                    lifeCycle, truncated, bundle?}
+ *   GET /v1/trace?order=…|lot=…|product=…     the scope's proof bundle (src/api/proof/, docs/trace.md):
+ *       [&after=H&waitMs=W]                    every event with its body, envelope, batch signature,
+ *                                              both Merkle paths, block header and certificate
  *
- * With `after`, only events committed above height H are listed; when there are none yet, the
- * request waits up to `waitMs` (≤ `traceWaitMaxMs`) for the next final block. At most
- * `traceWaitersMax` requests wait at once (beyond, 503). With a proof-bundle producer (`bundle`
- * option), the answer carries the scope's proof bundle (src/api/proof/).
+ * With `after`, the answer waits (up to `waitMs` ≤ `traceWaitMaxMs`) until the scope holds an event
+ * final above height H, then gives the whole bundle again (so it stays checkable as a whole, and a
+ * closed order's completeness with it); at the deadline it answers the bundle as it is. At most
+ * `traceWaitersMax` requests wait at once (beyond, 503). A scope above the bundle limit is refused
+ * (413 `too_many_events`) rather than cut short.
  *
  * A customer: `order` must be one its credential names; a `lot` must be bound to one of them; a
  * `product` lists only its orders' events. It never sees equipment-class events. Each refusal is the
@@ -21,53 +23,59 @@ import type { ConsensusNode } from '../../consensus/runtime/node.ts';
 import type { BodyStore, KeptEvent } from '../../store/bodies.ts';
 import type { Principal } from '../auth/credentials.ts';
 import { type AccessCounters, bodyRefusal, orderRefusal, type Refusal, refuse } from '../auth/policy.ts';
-import { byHeight, orderEvents, ordersOfEvent, ordersOfLot, scopeEventsMax } from './scope.ts';
+import type { BundleEvent, BundleScope, ProofBundle } from '../proof/bundle.ts';
+import { buildProofBundle, ProofRequestError } from '../proof/produce.ts';
+import { ordersOfEvent, ordersOfLot } from './scope.ts';
 
 export const traceWaitMaxMs = 30_000;
 export const traceWaitersMax = 256;
 const scopeCharsMax = 128;
 
-export type TraceScope = { order: string } | { lot: string } | { product: string };
-
-/** What a scope's proof bundle is built from (the proofs helper's producer plugs in here). */
-export type BundleProducer = (scope: TraceScope, events: readonly KeptEvent[], lifeCycle: readonly KeptEvent[]) =>
-  | unknown
-  | Promise<unknown>;
+export type TraceScope = BundleScope;
 
 export interface TraceDeps {
   node: ConsensusNode;
   bodies: BodyStore;
   counters: AccessCounters;
   member: string;
-  bundle?: BundleProducer | undefined;
 }
 
 const view = (e: KeptEvent) => ({ id: e.id, height: e.height, env: e.env, body: e.body });
 
-/** The events of `scope` that `p` may read, committed, by height; a refusal if the scope is not its. */
-export function traceEvents(
-  deps: Pick<TraceDeps, 'bodies' | 'member'>,
+/**
+ * The scope's proof bundle as `p` may read it: a refusal when the scope is not its (the same
+ * whether it exists or not); for a customer, equipment data left out and, for a product, only the
+ * events of its own orders.
+ */
+export function traceBundle(
+  deps: Pick<TraceDeps, 'node' | 'bodies' | 'member'>,
   p: Principal,
   scope: TraceScope,
-): { events: KeptEvent[]; lifeCycle: KeptEvent[]; truncated: boolean } | Refusal {
-  const { bodies, member } = deps;
+): ProofBundle | Refusal {
+  const { node, bodies, member } = deps;
   if ('order' in scope) {
     const r = orderRefusal(p, scope.order);
     if (r) return r;
-    return orderEvents(bodies, scope.order);
+  } else if (
+    'lot' in scope &&
+    p.role === 'customer' &&
+    !ordersOfLot(bodies, scope.lot).some((o) => p.orders.includes(o))
+  )
+    return { status: 403, code: 'not_your_order', message: 'your credential does not cover this lot' };
+  const bundle = buildProofBundle(
+    { chain: node.store, bodies, chainId: node.genesis.chainId, genesisHash: node.genesis.hash },
+    { scope, classes: p.role === 'reader' ? ['process', 'equipment'] : ['process'] },
+  );
+  if (p.role === 'customer' && 'product' in scope) {
+    bundle.events = bundle.events.filter((e) => {
+      const kept = bodies.get(e.id);
+      return (
+        kept !== undefined &&
+        !bodyRefusal(p, member, e.envelope.enterprise, kept.env.dataClass, ordersOfEvent(bodies, kept))
+      );
+    });
   }
-  let list: KeptEvent[];
-  if ('lot' in scope) {
-    if (p.role === 'customer' && !ordersOfLot(bodies, scope.lot).some((o) => p.orders.includes(o)))
-      return { status: 403, code: 'not_your_order', message: 'your credential does not cover this lot' };
-    list = bodies.byLot(scope.lot, scopeEventsMax);
-  } else list = bodies.byProduct(scope.product, scopeEventsMax);
-  const truncated = list.length >= scopeEventsMax;
-  const events = list
-    .filter((e) => e.height !== null)
-    .filter((e) => p.role === 'reader' || !bodyRefusal(p, member, e.env.enterprise, e.env.dataClass, ordersOfEvent(bodies, e)))
-    .sort(byHeight);
-  return { events, lifeCycle: [], truncated };
+  return bundle;
 }
 
 export function registerTrace(app: FastifyInstance, deps: TraceDeps): void {
@@ -85,11 +93,17 @@ export function registerTrace(app: FastifyInstance, deps: TraceDeps): void {
     const p = req.principal!;
     const id = req.params.id;
     // The same refusal for an event that does not exist and one the caller may not read.
-    const hidden = { status: 403 as const, code: 'not_your_order' as const, message: 'your credential does not cover this event' };
-    if (!/^[0-9a-f]{64}$/.test(id)) return reply.code(400).send({ code: 'bad_query', error: 'expected a hex event id' });
+    const hidden = {
+      status: 403 as const,
+      code: 'not_your_order' as const,
+      message: 'your credential does not cover this event',
+    };
+    if (!/^[0-9a-f]{64}$/.test(id))
+      return reply.code(400).send({ code: 'bad_query', error: 'expected a hex event id' });
     const e = bodies.get(id);
     if (!e || e.height === null) {
-      if (p.role === 'reader') return reply.code(404).send({ code: 'not_found', error: 'no committed event with this id here' });
+      if (p.role === 'reader')
+        return reply.code(404).send({ code: 'not_found', error: 'no committed event with this id here' });
       return refuse(reply, counters, hidden);
     }
     const r = bodyRefusal(p, member, e.env.enterprise, e.env.dataClass, ordersOfEvent(bodies, e));
@@ -104,7 +118,13 @@ export function registerTrace(app: FastifyInstance, deps: TraceDeps): void {
     const waitMs = q.waitMs === undefined ? 0 : /^\d{1,9}$/.test(q.waitMs) ? Number(q.waitMs) : Number.NaN;
     const key = given[0];
     const value = key ? q[key]! : '';
-    if (given.length !== 1 || value.length < 1 || value.length > scopeCharsMax || Number.isNaN(after) || Number.isNaN(waitMs))
+    if (
+      given.length !== 1 ||
+      value.length < 1 ||
+      value.length > scopeCharsMax ||
+      Number.isNaN(after) ||
+      Number.isNaN(waitMs)
+    )
       return reply.code(400).send({
         code: 'bad_query',
         error: `expected exactly one of order, lot or product (1 to ${scopeCharsMax} characters), and after/waitMs as non-negative integers`,
@@ -113,23 +133,21 @@ export function registerTrace(app: FastifyInstance, deps: TraceDeps): void {
     const p = req.principal!;
     const deadline = Date.now() + Math.min(waitMs, traceWaitMaxMs);
     for (;;) {
-      const asOfHeight = node.store.height;
-      const got = traceEvents(deps, p, scope);
-      if ('status' in got) return refuse(reply, counters, got);
-      const events = got.events.filter((e) => (e.height ?? 0) > after);
-      const lifeCycle = got.lifeCycle.filter((e) => (e.height ?? 0) > after);
-      const remaining = deadline - Date.now();
-      if (events.length > 0 || lifeCycle.length > 0 || remaining <= 0) {
-        const bundle = deps.bundle ? await deps.bundle(scope, events, lifeCycle) : undefined;
-        return {
-          scope,
-          asOfHeight,
-          truncated: got.truncated,
-          events: events.map(view),
-          lifeCycle: lifeCycle.map(view),
-          ...(bundle === undefined ? {} : { bundle }),
-        };
+      let bundle: ProofBundle | Refusal;
+      try {
+        bundle = traceBundle(deps, p, scope);
+      } catch (err) {
+        if (err instanceof ProofRequestError)
+          return reply
+            .code(err.code === 'too_many_events' ? 413 : 500)
+            .send({ code: err.code, error: err.message });
+        throw err;
       }
+      if ('status' in bundle) return refuse(reply, counters, bundle);
+      const fresh = (e: BundleEvent) => bundle.batches[e.batch]!.height > after;
+      const remaining = deadline - Date.now();
+      if (after === 0 || bundle.events.some(fresh) || bundle.lifecycle.some(fresh) || remaining <= 0)
+        return bundle;
       if (waiters.size >= traceWaitersMax)
         return reply.code(503).send({ code: 'busy', error: `more than ${traceWaitersMax} traces waiting` });
       await new Promise<void>((resolve) => {
