@@ -9,7 +9,12 @@
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { type CredentialRole, credentialRoles, issueCredential, unverifiedJtiOf } from '../api/auth/credentials.ts';
+import {
+  type CredentialRole,
+  credentialRoles,
+  issueCredential,
+  unverifiedJtiOf,
+} from '../api/auth/credentials.ts';
 import { revokeCredential } from '../api/auth/revocations.ts';
 import { loadGenesis } from '../consensus/genesis/genesis.ts';
 import { loadKeyFile } from '../crypto/keys.ts';
@@ -31,19 +36,23 @@ interface IssueOptions {
 }
 
 /** Issues a credential as the CLI does; returns the token and its id. */
-export async function issueFromFiles(o: Omit<IssueOptions, 'json'>): Promise<{ token: string; jti: string; expMs: number; member: string }> {
+export async function issueFromFiles(
+  o: Omit<IssueOptions, 'json'>,
+): Promise<{ token: string; jti: string; expMs: number; member: string }> {
   if (!(credentialRoles as readonly string[]).includes(o.role))
     throw new Error(`unknown role "${o.role}": use ${credentialRoles.join(', ')}`);
   const keyFile = o.identityRoot ?? (o.memberDir ? join(o.memberDir, 'identity-root.key') : undefined);
-  if (!keyFile) throw new Error('give --identity-root <file> or --member-dir <folder holding identity-root.key>');
+  if (!keyFile)
+    throw new Error('give --identity-root <file> or --member-dir <folder holding identity-root.key>');
   const genesis = loadGenesis(o.genesis);
   const root = loadKeyFile(keyFile);
-  const member =
-    o.member ?? genesis.validators.find((v) => v.identityRoot?.keyId === root.keyId)?.memberId;
+  const member = o.member ?? genesis.validators.find((v) => v.identityRoot?.keyId === root.keyId)?.memberId;
   if (!member) throw new Error(`${keyFile} is the identity root of no member of ${o.genesis}`);
   const listed = genesis.requireIdentityRoot(member);
   if (listed.keyId !== root.keyId)
-    throw new Error(`${keyFile} is not ${member}'s identity root in ${o.genesis} (keyId ${root.keyId}, genesis ${listed.keyId})`);
+    throw new Error(
+      `${keyFile} is not ${member}'s identity root in ${o.genesis} (keyId ${root.keyId}, genesis ${listed.keyId})`,
+    );
   const issued = await issueCredential(root, {
     member,
     chainId: genesis.chainId,
@@ -57,7 +66,9 @@ export async function issueFromFiles(o: Omit<IssueOptions, 'json'>): Promise<{ t
 }
 
 export function registerCredential(program: Command): void {
-  const cmd = program.command('credential').description("Issue and revoke credentials with a member's identity root");
+  const cmd = program
+    .command('credential')
+    .description("Issue and revoke credentials with a member's identity root");
   cmd
     .command('issue')
     .description('Print a new credential (a JWT signed by the identity root) on standard output')
@@ -67,20 +78,36 @@ export function registerCredential(program: Command): void {
     .option('--member <id>', 'member id (default: the one whose identity root the key is)')
     .requiredOption('--role <role>', `${credentialRoles.join(' | ')}`)
     .requiredOption('--subject <name>', 'who holds it: a person, a system, a customer, a gateway')
-    .option('--order <id>', 'customer: an order it may follow (repeat for more)', (v: string, acc: string[]) => [...acc, v], [])
+    .option(
+      '--order <id>',
+      'customer: an order it may follow (repeat for more)',
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
     .option('--gateway <id>', 'gateway: its gateway id')
     .option('--days <n>', 'days it is valid (at most 366)', integer(1, 366), 30)
     .option('--json', 'print {token, jti, exp, member} as JSON instead of the bare token')
     .action(async (o: IssueOptions) => {
       const r = await issueFromFiles(o);
       if (o.json)
-        console.log(JSON.stringify({ token: r.token, jti: r.jti, exp: new Date(r.expMs).toISOString(), member: r.member }));
+        console.log(
+          JSON.stringify({
+            token: r.token,
+            jti: r.jti,
+            exp: new Date(r.expMs).toISOString(),
+            member: r.member,
+          }),
+        );
       else console.log(r.token);
-      console.error(`issued ${o.role} credential ${r.jti} of ${r.member} for ${o.subject}, valid until ${new Date(r.expMs).toISOString()}`);
+      console.error(
+        `issued ${o.role} credential ${r.jti} of ${r.member} for ${o.subject}, valid until ${new Date(r.expMs).toISOString()}`,
+      );
     });
   cmd
     .command('revoke <jti-or-token>')
-    .description("Add a credential to the member's revocation list (its API refuses it from the next request)")
+    .description(
+      "Add a credential to the member's revocation list (its API refuses it from the next request)",
+    )
     .requiredOption('--data <dir>', "the member validator's data folder")
     .action((what: string, o: { data: string }) => {
       const fromToken = what.includes('.') ? unverifiedJtiOf(what) : undefined;

@@ -16,7 +16,11 @@ export interface TokenRequest {
   jti?: string;
 }
 
-export async function tokenFor(alliance: LocalAlliance, member: string, req: TokenRequest = {}): Promise<string> {
+export async function tokenFor(
+  alliance: LocalAlliance,
+  member: string,
+  req: TokenRequest = {},
+): Promise<string> {
   const file = alliance.identityRootFiles.get(member);
   if (!file) throw new Error(`no identity root for ${member}`);
   const role = req.role ?? 'reader';

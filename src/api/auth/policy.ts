@@ -44,7 +44,7 @@ export interface RouteRule {
   anonymous?: true;
   reader?: Issuer;
   customer?: 'own';
-  gateway?: 'own';
+  gateway?: Issuer;
   /** What the route does, for docs/api.md. */
   what: string;
 }
@@ -55,9 +55,12 @@ export interface RouteRule {
  */
 export const routeAccess: Readonly<Record<string, RouteRule>> = Object.freeze({
   'GET /health': { anonymous: true, what: 'liveness and quorum (no data)' },
-  'POST /v1/batches': { gateway: 'own', what: "submit the member's own gateway's signed batches" },
-  'GET /v1/commits': { reader: 'any', gateway: 'own', what: 'final blocks (envelopes only)' },
-  'POST /v1/receipts': { reader: 'any', gateway: 'own', what: 'where transactions are final' },
+  'POST /v1/batches': {
+    gateway: 'any',
+    what: "submit a gateway's own signed batches (with bodies only at its own member's validator)",
+  },
+  'GET /v1/commits': { reader: 'any', gateway: 'any', what: 'final blocks (envelopes only)' },
+  'POST /v1/receipts': { reader: 'any', gateway: 'any', what: 'where transactions are final' },
   'GET /v1/blocks/:height': { reader: 'any', gateway: 'own', what: 'a certified block (envelopes only)' },
   'GET /v1/proofs/:id': { reader: 'any', gateway: 'own', what: "a transaction's inclusion proof" },
   'GET /v1/status': { reader: 'own', what: "the node's status" },
