@@ -224,6 +224,8 @@ export async function verifyCredential(token: string, options: VerifyOptions): P
       return refuse('credential_forged', `the credential is not signed by ${unverified.iss}'s identity root`);
     return refuse('credential_malformed', `the credential does not verify (${(err as Error).name})`);
   }
+  if (claims.iat > nowS + clockToleranceS)
+    return refuse('credential_not_yet_valid', 'the credential is issued in the future');
   if ((claims.exp - claims.iat) * 1000 > credentialLifetimeMaxMs + clockToleranceS * 1000)
     return refuse('credential_malformed', 'the credential lives longer than a credential may');
   if (claims.role === 'customer' && !claims.orders)
