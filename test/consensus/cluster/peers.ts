@@ -180,21 +180,31 @@ export class PeerProcess {
    */
   async submit(txs: readonly Uint8Array[], bodies?: readonly (readonly string[])[]): Promise<SubmitAnswer[]> {
     const answers: SubmitAnswer[] = [];
-    for (let i = 0; i < txs.length; i += submitBatchesMax) {
-      const part = txs.slice(i, i + submitBatchesMax);
-      // The credential of the gateway whose batches these are (a test submits one gateway's at a time).
-      const header = part.map((tx) => decodeTx(tx)).find((d) => d.ok)?.batch.header;
-      const token = await credentialOf(
-        this.genesisFile,
-        header?.enterprise ?? this.member,
-        'gateway',
-        header?.gateway ?? 'gw-1',
-      );
+    // One request per run of batches of one gateway, with that gateway's credential (a batch that
+    // does not decode goes with the run it is in: the validator refuses it on its own).
+    const whose = (tx: Uint8Array) => {
+      const d = decodeTx(tx);
+      return d.ok ? `${d.batch.header.enterprise}/${d.batch.header.gateway}` : undefined;
+    };
+    for (let i = 0; i < txs.length; ) {
+      let owner = whose(txs[i]!);
+      let end = i + 1;
+      while (end < txs.length && end - i < submitBatchesMax) {
+        const w = whose(txs[end]!);
+        if (w !== undefined && owner !== undefined && w !== owner) break;
+        owner ??= w;
+        end++;
+      }
+      const part = txs.slice(i, end);
+      const first = i;
+      i = end;
+      const [enterprise, gateway] = owner ? owner.split('/') : [this.member, 'gw-1'];
+      const token = await credentialOf(this.genesisFile, enterprise!, 'gateway', gateway);
       const res = await fetch(`${this.url}/v1/batches`, {
         method: 'POST',
         headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${token}` },
         body: encodeSubmission(
-          part.map((tx, j) => ({ tx, bodies: bodies?.[i + j] ?? [] })),
+          part.map((tx, j) => ({ tx, bodies: bodies?.[first + j] ?? [] })),
         ) as Uint8Array<ArrayBuffer>,
       });
       const json = (await res.json()) as { verdicts?: SubmitVerdict[]; error?: string };
