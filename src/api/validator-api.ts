@@ -52,6 +52,7 @@ import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { fromHex } from '../crypto/hash.ts';
 import type { BodyStore } from '../store/bodies.ts';
 import { type AccessCounters, batchRefusal, installAccess, refuse } from './auth/policy.ts';
+import { type ConfigRoutesOptions, registerConfigRoutes } from './config-routes.ts';
 import { type AccessSettings, accessOptionsOf, registerReadRoutes } from './routes/index.ts';
 
 export interface ValidatorApiLimits {
@@ -99,6 +100,8 @@ export interface ValidatorApiOptions {
   access?: AccessSettings;
   /** PEM certificate and key: serve HTTPS. */
   tls?: { cert: Buffer | string; key: Buffer | string };
+  /** The committed gateway key registry, for GET /v1/config/<member> (config-routes.ts). */
+  registry?: ConfigRoutesOptions['registry'];
 }
 
 const hexId = /^[0-9a-f]{64}$/;
@@ -217,6 +220,8 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     const proof = node.store.inclusionProof(fromHex(req.params.id));
     return proof ? inclusionProofToJson(proof) : reply.code(404).send({ error: 'not committed' });
   });
+
+  registerConfigRoutes(app, { node, registry: options.registry }); // POST /v1/config, GET /v1/config/<member>
 
   app.get('/v1/status', async () => node.status());
 

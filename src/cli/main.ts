@@ -11,6 +11,7 @@ import { registerAlliance } from './alliance.ts';
 import { registerChain } from './chain.ts';
 import { registerCredential } from './credential.ts';
 import { registerDemo } from './demo.ts';
+import { registerGatewayKeys } from './gateway-keys.ts';
 import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
 import { registerOutbox } from './outbox.ts';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerPeer(program);
   registerAlliance(program);
   registerCredential(program);
+  registerGatewayKeys(program);
   return program;
 }
 

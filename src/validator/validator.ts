@@ -106,12 +106,12 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   const warnings: string[] = [];
   if (genesis.gateways.length === 0)
     warnings.push(
-      `${opts.genesisFile} registers no gateway keys (gateways:): every event will be refused as unknown_key`,
+      `${opts.genesisFile} registers no gateway keys (gateways:): every event will be refused as unknown_key until its member registers its gateway's key (masbc-edge gateway register)`,
     );
   const host = opts.hostedBy;
   if (host && !genesis.gateways.some((g) => g.memberId === host.enterprise && g.gateway === host.gateway))
     warnings.push(
-      `the genesis registers no key for this gateway (${host.enterprise}/${host.gateway}): the alliance will refuse its events (unknown_key)`,
+      `the genesis registers no key for this gateway (${host.enterprise}/${host.gateway}): the alliance will refuse its events (unknown_key) unless its member registers its key (masbc-edge gateway register)`,
     );
   for (const w of warnings) log.warn(w);
 
@@ -136,9 +136,11 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   }
   let node: ConsensusNode;
   let replayedBlocks: number;
+  let registry: ReturnType<typeof openLedger>['ledger']['registry'];
   try {
     const opened = openLedger(genesis, store);
     replayedBlocks = opened.replayedBlocks;
+    registry = opened.ledger.registry;
     node = new ConsensusNode({
       genesis,
       self: member,
@@ -185,6 +187,7 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
         bodies,
         tls,
         access: { revocations: new RevocationList(opts.dataDir), office },
+        registry,
       })
     : null;
   let apiUrl: string | null = null;

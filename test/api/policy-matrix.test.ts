@@ -164,6 +164,15 @@ function requestFor(route: string): {
         payload: Buffer.alloc(0),
         headers: { 'content-type': 'application/octet-stream' },
       };
+    case '/v1/config':
+      return {
+        method,
+        url: path,
+        payload: Buffer.from('x'),
+        headers: { 'content-type': 'application/octet-stream' },
+      };
+    case '/v1/config/:member':
+      return { method, url: '/v1/config/member-1' };
     case '/v1/commits':
       return { method, url: '/v1/commits?after=0&limit=1' };
     case '/v1/receipts':

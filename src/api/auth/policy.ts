@@ -63,6 +63,11 @@ export const routeAccess: Readonly<Record<string, RouteRule>> = Object.freeze({
   'POST /v1/receipts': { reader: 'any', gateway: 'any', what: 'where transactions are final' },
   'GET /v1/blocks/:height': { reader: 'any', gateway: 'any', what: 'a certified block (envelopes only)' },
   'GET /v1/proofs/:id': { reader: 'any', gateway: 'any', what: "a transaction's inclusion proof" },
+  'POST /v1/config': {
+    reader: 'any',
+    what: "submit a configuration transaction (it carries its member's identity root's signature)",
+  },
+  'GET /v1/config/:member': { reader: 'any', gateway: 'any', what: "a member's gateway keys on the chain" },
   'GET /v1/status': { reader: 'own', what: "the node's status" },
   'GET /v1/metrics': { reader: 'own', what: "the node's counters" },
   'GET /v1/tally': { reader: 'any', what: 'output per member, kind and period, from envelopes' },
