@@ -33,7 +33,7 @@ import {
   proofBundleFormat,
   proofBundleLimits,
 } from './bundle.ts';
-import { type ScopeReader, selectScope } from './order-events.ts';
+import { type ScopeReader, ScopeTooLarge, selectScope } from './order-events.ts';
 
 /** What the producer reads: the validator's block store and its member's body store. */
 export interface ProofSource {
@@ -73,7 +73,6 @@ interface ProvenBatch {
 export function buildProofBundle(source: ProofSource, request: ProofRequest): ProofBundle {
   const scope = bundleScopeSchema.safeParse(request.scope);
   if (!scope.success) throw new ProofRequestError('bad_scope', 'expected one of {order}, {lot}, {product}');
-  const tip = source.chain.tip;
   let selection: ReturnType<typeof selectScope>;
   try {
     selection = selectScope(
@@ -83,14 +82,26 @@ export function buildProofBundle(source: ProofSource, request: ProofRequest): Pr
       proofBundleLimits.eventsMax,
     );
   } catch (err) {
-    if ((err as { code?: string }).code === 'too_many_events')
-      throw new ProofRequestError('too_many_events', (err as Error).message);
+    if (err instanceof ScopeTooLarge) throw new ProofRequestError('too_many_events', err.message);
     throw err;
   }
-  if (selection.events.length + selection.lifecycle.length > proofBundleLimits.eventsMax) {
+  return buildProofBundleOf(source, scope.data, selection);
+}
+
+/**
+ * Builds the bundle of events already selected (and filtered by what the reader may see, as the
+ * trace API does): those of them final as of the chain's tip, each with its proofs. For an order
+ * scope, `events` must be the order's whole selection (order-events.ts) for completeness to hold.
+ */
+export function buildProofBundleOf(
+  source: ProofSource,
+  scope: BundleScope,
+  kept: { events: readonly KeptEvent[]; lifecycle: readonly KeptEvent[] },
+): ProofBundle {
+  if (kept.events.length + kept.lifecycle.length > proofBundleLimits.eventsMax) {
     throw new ProofRequestError('too_many_events', `more than ${proofBundleLimits.eventsMax} events`);
   }
-
+  const tip = source.chain.tip;
   const blocks = new Map<number, ProofBundle['blocks'][number]>();
   const batches: ProofBundle['batches'] = [];
   const proven = new Map<string, ProvenBatch | null>();
@@ -133,9 +144,9 @@ export function buildProofBundle(source: ProofSource, request: ProofRequest): Pr
     return entry;
   };
 
-  const prove = (kept: KeptEvent[]): BundleEvent[] => {
+  const prove = (list: readonly KeptEvent[]): BundleEvent[] => {
     const out: { event: BundleEvent; height: number; index: number; seq: number }[] = [];
-    for (const e of kept) {
+    for (const e of list) {
       const batch = batchOf(e.txId);
       if (!batch) continue;
       const path = batch.paths.get(e.id);
@@ -161,14 +172,14 @@ export function buildProofBundle(source: ProofSource, request: ProofRequest): Pr
     return out.map((o) => o.event);
   };
 
-  const events = prove(selection.events);
-  const lifecycle = prove(selection.lifecycle);
+  const events = prove(kept.events);
+  const lifecycle = prove(kept.lifecycle);
   return {
     format: proofBundleFormat,
     chainId: source.chainId,
     genesisHash: source.genesisHash,
     member: source.bodies.member,
-    scope: scope.data,
+    scope,
     asOf: { height: tip.height, blockHash: toBase64Url(tip.hash) },
     blocks: [...blocks.entries()].sort(([a], [b]) => a - b).map(([, block]) => block),
     batches,
