@@ -18,6 +18,7 @@ import { registerRun } from './run.ts';
 import { registerSchema } from './schema.ts';
 import { registerSimulate } from './simulate.ts';
 import { registerValidate } from './validate.ts';
+import { registerVerify } from './verify.ts';
 
 export function buildProgram(): Command {
   const program = new Command('masbc-edge')
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerSimulate(program);
   registerPeer(program);
   registerAlliance(program);
+  registerVerify(program);
   return program;
 }
 

@@ -38,6 +38,8 @@ export const proofBundleLimits = Object.freeze({
   pathNodesMax: 40,
   /** Characters of a scope value (an order, lot or product id). */
   scopeCharsMax: 256,
+  /** Bytes of a bundle read from a file (`masbc-edge verify`). */
+  fileBytesMax: 256 * 1024 * 1024,
 });
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex digits');
