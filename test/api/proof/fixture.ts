@@ -114,3 +114,27 @@ export function statusDraft(order: string, lot?: string): EventDraft {
     values: { state: { v: 'running', q: 'good' } },
   };
 }
+
+/** An office draft of the order's life cycle or a lot binding (signed by a gateway key of the member). */
+export function officeDraft(
+  kind: 'order_accepted' | 'order_in_production' | 'order_closed' | 'lot_bound',
+  order: string,
+  o: { lot?: string; values?: EventDraft['values'] } = {},
+): EventDraft {
+  t += 1000;
+  return {
+    kind,
+    dataClass: 'process',
+    station: 'office',
+    device: 'office',
+    sourceTimeMs: t,
+    order,
+    ...(o.lot ? { lot: o.lot } : {}),
+    values: o.values ?? {},
+  };
+}
+
+/** The order_closed values of a summary. */
+export function closedValues(s: { eventCount: number; eventsRoot: string }): EventDraft['values'] {
+  return { eventCount: { v: s.eventCount, q: 'good' }, eventsRoot: { v: s.eventsRoot, q: 'good' } };
+}
