@@ -273,17 +273,24 @@ $('credential').addEventListener('input', () => {
 });
 $('order-switch').addEventListener('change', () => begin(state.token, $('order-switch').value));
 
-const hash = new URLSearchParams(location.hash.slice(1));
-const fromLink = hash.get('token');
-const wanted = hash.get('order');
-if (fromLink) {
-  // Keep the credential out of the address bar (and of anything copied from it).
-  history.replaceState(
-    null,
-    '',
-    `${location.pathname}${wanted ? `#order=${encodeURIComponent(wanted)}` : ''}`,
-  );
+/** Reads `#token=…&order=…` (a link from the supplier, or an edited address). */
+function fromAddress() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const fromLink = hash.get('token');
+  const wanted = hash.get('order');
+  if (fromLink) {
+    // Keep the credential out of the address bar (and of anything copied from it).
+    history.replaceState(
+      null,
+      '',
+      `${location.pathname}${wanted ? `#order=${encodeURIComponent(wanted)}` : ''}`,
+    );
+  }
+  const token = fromLink ?? state.token ?? sessionStorage.getItem(tokenKey);
+  showMessage('');
+  if (token) begin(token, wanted);
+  else showLogin(wanted);
 }
-const token = fromLink ?? sessionStorage.getItem(tokenKey);
-if (token) begin(token, wanted);
-else showLogin(wanted);
+
+window.addEventListener('hashchange', fromAddress);
+fromAddress();
