@@ -3,7 +3,9 @@
  * files (src/consensus/genesis/members.ts; docs/deploy.md walks through it).
  *
  * - `member`, on each member's own machine: writes its member file (validator public key, peer id,
- *   addresses, its gateways' public keys) from its private key, which never leaves the machine.
+ *   addresses, identity root public key, its gateways' public keys) from its private keys, which never
+ *   leave the machine. The identity root (`identity-root.key` next to the validator key unless
+ *   `--identity-root` names it) is created there if missing.
  * - `genesis`, anywhere: assembles the genesis from every member's file, in the order given.
  * - `inspect`: what a genesis holds and its hash, for members to compare before they start.
  *
@@ -16,15 +18,17 @@
  *   masbc-edge alliance inspect --genesis genesis.json
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { encodeGenesis, loadGenesis } from '../consensus/genesis/genesis.ts';
 import {
   assembleGenesis,
   encodeMemberFile,
+  identityRootFileName,
   loadMemberFile,
   memberFileFor,
 } from '../consensus/genesis/members.ts';
+import { generateKey, writeKeyFile } from '../crypto/keys.ts';
 import { integer } from './shared.ts';
 
 /** The libp2p port the docs, the compose example and the Dockerfile use for a member's validator. */
@@ -55,6 +59,10 @@ export function registerAllianceFiles(alliance: Command): void {
       collect,
     )
     .option(
+      '--identity-root <file>',
+      `this member's identity root key (created if missing; default: ${identityRootFileName} next to --key)`,
+    )
+    .option(
       '--gateway <id=pubfile>',
       'a gateway of this member and its public key file (<key>.pub; repeatable)',
       collect,
@@ -67,6 +75,7 @@ export function registerAllianceFiles(alliance: Command): void {
         addr?: string[];
         listen?: string[];
         gateway?: string[];
+        identityRoot?: string;
         out: string;
       }) => {
         if (!opts.addr?.length)
@@ -76,9 +85,15 @@ export function registerAllianceFiles(alliance: Command): void {
           if (i <= 0) throw new Error(`--gateway expects <id>=<public key file>, got "${spec}"`);
           return { gateway: spec.slice(0, i), publicKeyFile: spec.slice(i + 1) };
         });
+        const identityRootFile = opts.identityRoot ?? join(dirname(opts.key), identityRootFileName);
+        if (!existsSync(identityRootFile)) {
+          writeKeyFile(identityRootFile, generateKey('ed25519'));
+          console.log(`created ${identityRootFile}: this member's identity root (keep it on this machine)`);
+        }
         const file = await memberFileFor({
           memberId: opts.id,
           keyFile: opts.key,
+          identityRootFile,
           addrs: opts.addr,
           listen: opts.listen,
           gateways,
@@ -86,7 +101,8 @@ export function registerAllianceFiles(alliance: Command): void {
         writeNew(opts.out, encodeMemberFile(file));
         console.log(
           `wrote ${opts.out}: member ${file.memberId}, key ${file.publicKey.keyId}, peer id ${file.peerId}, ` +
-            `${file.gateways.length} gateway key(s). It holds public values only: send it to the alliance.`,
+            `identity root ${file.identityRoot?.keyId}, ${file.gateways.length} gateway key(s). ` +
+            'It holds public values only: send it to the alliance.',
         );
       },
     );
@@ -146,7 +162,7 @@ function printGenesis(genesis: ReturnType<typeof loadGenesis>): void {
   );
   for (const v of genesis.validators)
     console.log(
-      `  validator ${v.memberId}: key ${v.publicKey.keyId}, peer id ${v.peerId}, ${v.addrs.join(' ')}`,
+      `  validator ${v.memberId}: key ${v.publicKey.keyId}, peer id ${v.peerId}, ${v.addrs.join(' ')}; identity root ${v.identityRoot?.keyId ?? 'none'}`,
     );
   for (const g of genesis.gateways)
     console.log(`  gateway ${g.memberId}/${g.gateway}: key ${g.publicKey.keyId}`);

@@ -3,7 +3,8 @@
  *
  * - `init` writes (once; an existing alliance is reused after its keys are checked) member keys and
  *   the genesis with `createLocalAlliance`, with one test gateway per member (`gw-1`) registered in
- *   its `gateways:` list, the keys every validator accepts events from (docs/ledger.md). Keys and
+ *   its `gateways:` list, the keys every validator accepts events from (docs/ledger.md), and each
+ *   member's identity root (`keys/<member>/identity-root.key`, its public key in the genesis). Keys and
  *   data go to --dir (default data/alliance, which git ignores), never into the repository.
  * - `up` does `init` if needed and starts one `masbc-edge peer` OS process per member, prefixes
  *   their output with the member id, and on Ctrl-C stops them all: SIGTERM, then SIGKILL for any
@@ -57,6 +58,7 @@ export function registerAlliance(program: Command): void {
       `genesis ${files.alliance.genesisFile} (chain ${files.alliance.genesis.chainId}, ${files.alliance.genesis.n} validators, hash ${files.alliance.genesis.hash.slice(0, 16)})`,
     );
     for (const [member, g] of files.gateways) console.log(`gateway ${member}/${g.gateway}: key ${g.keyFile}`);
+    for (const [member, file] of files.identityRoots) console.log(`identity root ${member}: key ${file}`);
   });
   common(
     alliance.command('up').description('Start every validator as its own process; Ctrl-C stops them all'),

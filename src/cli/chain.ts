@@ -19,10 +19,17 @@
  */
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { gatewayRegistryOf, txIdOf } from '../consensus/app/index.ts';
+import {
+  configSignatureProblem,
+  decodeConfigTx,
+  gatewayRegistryOf,
+  isConfigTx,
+  registryBounds,
+  txIdOf,
+} from '../consensus/app/index.ts';
 import { type Genesis, loadGenesis } from '../consensus/genesis/genesis.ts';
 import { ChainStore, chainStorePath } from '../consensus/runtime/block-store.ts';
-import { ledgerStateFromRows } from '../consensus/runtime/ledger.ts';
+import { ledgerStateFromRows, registryFromRows } from '../consensus/runtime/ledger.ts';
 import { chainContext } from '../consensus/runtime/node.ts';
 import { EventRejected } from '../event/errors.ts';
 import { type ChainHead, emptyHead } from '../event/signer.ts';
@@ -68,7 +75,8 @@ function openBodies(data: string): BodyStore | undefined {
 
 /** The ledger state saved with the blocks (checked: a damaged row throws ChainCorruptionError). */
 function savedLedgerState(genesis: Genesis, store: ChainStore) {
-  return ledgerStateFromRows(store.loadAppState(), new Set(gatewayRegistryOf(genesis).chains()));
+  const saved = store.loadAppState();
+  return ledgerStateFromRows(saved, new Set(registryFromRows(genesis, saved.rows).chains()));
 }
 
 function whereOptions(cmd: Command): Command {
@@ -102,15 +110,40 @@ export function registerChain(program: Command): void {
               }
             },
           });
-          const verifier = new BatchVerifier(gatewayRegistryOf(genesis));
+          // The registry as the chain makes it: the genesis's keys, then each configuration
+          // transaction at its height; a batch is checked against the registry as of its block's parent.
+          const registry = gatewayRegistryOf(genesis, registryBounds);
+          const verifier = new BatchVerifier(registry);
           const heads = new Map<string, ChainHead>();
           let count = 0;
           let batches = 0;
+          let configs = 0;
           for (let h = 1; h <= height; h++) {
             const cb = store.blockAt(h)!;
+            const changes = [];
             for (const [i, tx] of cb.block.txs.entries()) {
+              if (isConfigTx(tx)) {
+                const d = decodeConfigTx(tx);
+                const problem = !d.ok
+                  ? { code: d.code, message: d.message }
+                  : (configSignatureProblem(genesis, d.config) ?? registry.problem(d.config.payload));
+                if (problem) {
+                  console.error(`block ${h} tx ${i}: ${problem.code}: ${problem.message}`);
+                  process.exitCode = 1;
+                  return;
+                }
+                changes.push((d as Extract<typeof d, { ok: true }>).config.payload);
+                configs++;
+                continue;
+              }
               try {
                 const b = verifier.verify(tx);
+                const unauthorized = registry.authorize(
+                  b.header.keyId,
+                  `${b.header.enterprise}/${b.header.gateway}`,
+                );
+                if (unauthorized)
+                  throw new EventRejected('unknown_key', `${unauthorized.code}: ${unauthorized.message}`);
                 const key = `${b.header.enterprise}/${b.header.gateway}`;
                 checkLink(heads.get(key) ?? emptyHead, b.header);
                 heads.set(key, {
@@ -126,6 +159,8 @@ export function registerChain(program: Command): void {
                 return;
               }
             }
+            // In block order, after the block's batches: a change takes effect from the next block.
+            for (const p of changes) registry.apply(p, h);
           }
           const saved = savedLedgerState(genesis, store);
           let stateNote = `ledger state saved at height ${saved.height} matches`;
@@ -148,6 +183,7 @@ export function registerChain(program: Command): void {
           }
           console.log(
             `chain ${genesis.chainId} verified: ${height} blocks with valid certificates, ${batches} signed batches of ${count} events, ` +
+              `${configs} configuration transactions (${registry.activeCount} gateway keys active), ` +
               `${heads.size} gateway chains gap-free and in order, ${stateNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
           );
           for (const [gw, head] of [...heads].sort()) console.log(`  ${gw}: seq 1..${head.seq}`);
@@ -250,6 +286,7 @@ function checkOwnBodies(
   let missing = 0;
   for (let h = 1; h <= height; h++) {
     for (const tx of store.blockAt(h)!.block.txs) {
+      if (isConfigTx(tx)) continue;
       const b = verifier.verify(tx);
       if (b.header.enterprise !== bodies.member) continue;
       const txId = Buffer.from(b.txId).toString('hex');

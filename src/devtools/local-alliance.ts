@@ -16,6 +16,7 @@ import {
   validatorsMax,
 } from '../consensus/genesis/genesis.ts';
 import { loadValidatorIdentity } from '../consensus/genesis/identity.ts';
+import { identityRootFileName } from '../consensus/genesis/members.ts';
 import {
   generateKey,
   type KeyAlgorithm,
@@ -25,7 +26,10 @@ import {
 } from '../crypto/keys.ts';
 
 export interface LocalAllianceOptions {
-  /** Data folder (never inside the repository): `genesis.json` and `keys/<member>.key` go here. */
+  /**
+   * Data folder (never inside the repository): `genesis.json`, `keys/<member>.key` and each member's
+   * identity root `keys/<member>/identity-root.key` go here.
+   */
   dir: string;
   /** A count (members are named member-1 … member-N) or the member ids. */
   members: number | readonly string[];
@@ -60,6 +64,13 @@ export interface LocalAlliance {
   keyFiles: ReadonlyMap<string, string>;
   /** `<member>/<gateway>` → the gateway's private key file (empty without `gateways`). */
   gatewayKeyFiles: ReadonlyMap<string, string>;
+  /** memberId → its identity root private key file (`keys/<member>/identity-root.key`). */
+  identityRootFiles: ReadonlyMap<string, string>;
+}
+
+/** Where a local alliance keeps `memberId`'s identity root private key. */
+export function identityRootFileFor(dir: string, memberId: string): string {
+  return join(dir, 'keys', memberId, identityRootFileName);
 }
 
 export class GenesisMismatchError extends Error {
@@ -81,6 +92,7 @@ export async function createLocalAlliance(options: LocalAllianceOptions): Promis
   }
   const genesisFile = join(options.dir, 'genesis.json');
   const keyFiles = new Map(members.map((m) => [m, join(options.dir, 'keys', `${m}.key`)]));
+  const identityRootFiles = new Map(members.map((m) => [m, identityRootFileFor(options.dir, m)]));
   const gatewayKeyFiles = new Map<string, string>();
   const wanted = options.gateways ?? 0;
   for (const m of members) {
@@ -102,7 +114,8 @@ export async function createLocalAlliance(options: LocalAllianceOptions): Promis
     const genesis = loadGenesis(genesisFile);
     await checkKeysMatch(genesis, keyFiles, genesisFile);
     checkGatewayKeysMatch(genesis, gatewayKeyFiles, genesisFile);
-    return { genesis, genesisFile, keyFiles, gatewayKeyFiles };
+    checkIdentityRootsMatch(genesis, identityRootFiles, genesisFile);
+    return { genesis, genesisFile, keyFiles, gatewayKeyFiles, identityRootFiles };
   }
   const host = options.host ?? '127.0.0.1';
   const ports =
@@ -115,11 +128,15 @@ export async function createLocalAlliance(options: LocalAllianceOptions): Promis
     const keyFile = keyFiles.get(memberId)!;
     if (!existsSync(keyFile)) writeKeyFile(keyFile, generateKey(options.alg ?? 'ed25519'));
     const identity = await loadValidatorIdentity(keyFile, { separateKey: 'create' });
+    const rootFile = identityRootFiles.get(memberId)!;
+    // Always Ed25519, whatever `alg`: it signs EdDSA credentials.
+    if (!existsSync(rootFile)) writeKeyFile(rootFile, generateKey('ed25519'));
     validators.push({
       memberId,
       publicKey: publicKeyRecord(loadKeyFile(keyFile)),
       peerId: identity.peerId.toString(),
       addrs: [`/${ipProto}/${host}/tcp/${ports[i]}`],
+      identityRoot: publicKeyRecord(loadKeyFile(rootFile)),
     });
   }
   const gateways = [];
@@ -142,7 +159,17 @@ export async function createLocalAlliance(options: LocalAllianceOptions): Promis
   );
   mkdirSync(options.dir, { recursive: true });
   writeFileSync(genesisFile, encodeGenesis(genesis), { flag: 'wx' });
-  return { genesis, genesisFile, keyFiles, gatewayKeyFiles };
+  return { genesis, genesisFile, keyFiles, gatewayKeyFiles, identityRootFiles };
+}
+
+function checkIdentityRootsMatch(genesis: Genesis, files: Map<string, string>, genesisFile: string) {
+  for (const [memberId, file] of files) {
+    const keyId = existsSync(file) ? loadKeyFile(file).keyId : undefined;
+    if (genesis.identityRoot(memberId)?.keyId !== keyId || keyId === undefined)
+      throw new GenesisMismatchError(
+        `${genesisFile} does not list ${file} as the identity root of "${memberId}"`,
+      );
+  }
 }
 
 function checkGatewayKeysMatch(genesis: Genesis, gatewayKeyFiles: Map<string, string>, genesisFile: string) {
@@ -192,6 +219,8 @@ export interface AllianceFiles {
   alliance: LocalAlliance;
   /** memberId → that member's test gateway (`testGatewayId`, registered in the genesis) and its key file. */
   gateways: Map<string, { gateway: string; keyFile: string }>;
+  /** memberId → its identity root private key file. */
+  identityRoots: ReadonlyMap<string, string>;
 }
 
 /** Creates (or reopens) the alliance's keys and genesis, with one test gateway per member registered in it. */
@@ -216,7 +245,7 @@ export async function initAlliance(o: {
   } catch (err) {
     if (!(err instanceof GenesisMismatchError)) throw err;
     throw new GenesisMismatchError(
-      `${err.message} (an alliance made by an older version, without gateways in its genesis? remove ${o.dir} and run again)`,
+      `${err.message} (an alliance made by an older version, without gateways or identity roots in its genesis? remove ${o.dir} and run again)`,
     );
   }
   const gateways = new Map<string, { gateway: string; keyFile: string }>();
@@ -224,5 +253,5 @@ export async function initAlliance(o: {
     const keyFile = alliance.gatewayKeyFiles.get(`${v.memberId}/${testGatewayId}`)!;
     gateways.set(v.memberId, { gateway: testGatewayId, keyFile });
   }
-  return { alliance, gateways };
+  return { alliance, gateways, identityRoots: alliance.identityRootFiles };
 }

@@ -1,7 +1,8 @@
 /**
  * The ledger application on the IPBFT chain (docs/ledger.md): transactions are gateway-signed
- * batches of event envelopes (src/event/batch.ts), checked by every validator against the genesis's
- * gateway key registry, and each gateway's events go on the ledger exactly once, in seq order,
+ * batches of event envelopes (src/event/batch.ts), checked by every validator against the gateway
+ * key registry (the genesis's, changed by members' configuration transactions: config-tx.ts,
+ * registry.ts), and each gateway's events go on the ledger exactly once, in seq order,
  * linked by prev. Bodies never go on the chain.
  *
  * @example
@@ -11,6 +12,19 @@
  *   // In the runtime: `openLedger(genesis, store)` (src/consensus/runtime/ledger.ts) does this and
  *   // keeps the heads in the block store, saved with the blocks.
  */
+
+export { ConfigPool, configPendingMax } from './config-pool.ts';
+export {
+  type ConfigPayload,
+  type ConfigTx,
+  configTxId,
+  configTxTag,
+  decodeConfigTx,
+  isConfigTx,
+  type RegisterGatewayKey,
+  type RevokeGatewayKey,
+  signConfigTx,
+} from './config-tx.ts';
 export {
   defaultLedgerLimits,
   Ledger,
@@ -23,7 +37,19 @@ export {
   refusalCode,
 } from './ledger.ts';
 export type { PoolLimits } from './pool.ts';
-export { type GatewayEntry, GatewayRegistry, gatewayRegistryOf } from './registry.ts';
+export {
+  type ConfigProblem,
+  type ConfigRefusalCode,
+  configRefusalCodes,
+  configSignatureProblem,
+  type GatewayEntry,
+  GatewayRegistry,
+  gatewayRegistryOf,
+  isRegistryRow,
+  type RegisteredKey,
+  type RegistryRow,
+  registryBounds,
+} from './registry.ts';
 export {
   applyBlock,
   decodeLedgerState,

@@ -17,14 +17,26 @@
  * with the block so the state can be loaded back (`state` option) without replaying the chain.
  */
 
-import { toHex } from '../../crypto/hash.ts';
+import { fromBase64Url, toHex } from '../../crypto/hash.ts';
 import type { SignatureVerifier } from '../../crypto/keys.ts';
 import { batchTxBytesMax } from '../../event/bounds.ts';
 import type { ChainContext, OrderHooks, TxHooks } from '../core/config.ts';
 import { blockHash } from '../core/signing.ts';
 import type { Block, CertifiedBlock } from '../core/types.ts';
+import { ConfigPool } from './config-pool.ts';
+import { type ConfigPayload, type ConfigTx, decodeConfigTx, isConfigTx } from './config-tx.ts';
 import { OrderedPool, type PoolLimits } from './pool.ts';
-import { type GatewayEntry, gatewayRegistryOf } from './registry.ts';
+import {
+  type ConfigProblem,
+  configRefusalCodes,
+  configSignatureProblem,
+  type GatewayEntry,
+  type GatewayRegistry,
+  gatewayRegistryOf,
+  type RegistryGenesis,
+  type RegistryRow,
+  registryBounds,
+} from './registry.ts';
 import {
   assertFollows,
   emptyGatewayHead,
@@ -36,7 +48,7 @@ import {
   type LedgerState,
   linkProblem,
 } from './state.ts';
-import { type BatchTx, type GatewayKeyLookup, TxChecker, type TxCheckerStats, txIdOf } from './tx.ts';
+import { type BatchTx, chainKeyOf, TxChecker, type TxCheckerStats, txIdOf } from './tx.ts';
 
 export interface LedgerLimits extends PoolLimits {
   /** Transaction verdicts remembered; ≥ 2 × the core's mempoolTxsMax keeps every pending one. */
@@ -50,8 +62,16 @@ export const defaultLedgerLimits: Readonly<LedgerLimits> = Object.freeze({
 });
 
 export interface LedgerOptions {
-  /** Gateway keys (`gatewayRegistryOf(genesis)`). Must be the same at every validator: it is in the genesis. */
-  registry: GatewayKeyLookup;
+  /**
+   * Gateway keys as of `state` (`gatewayRegistryOf(genesis)`, with the rows saved by the block store
+   * loaded over it). The ledger works on a copy; configuration transactions change it.
+   */
+  registry: GatewayRegistry;
+  /**
+   * The genesis's chain id and validators (with their identity roots): what configuration
+   * transactions are checked against. Without it every configuration transaction is refused.
+   */
+  genesis?: Pick<RegistryGenesis, 'chainId' | 'validators'>;
   /** What block 1 points to; the state at height 0. */
   genesisHash: Uint8Array;
   /** The committed state as of the block store's tip (default: the genesis state, for an empty store). */
@@ -73,6 +93,8 @@ export interface LedgerMetrics {
   blockBatchesChecked: number;
   blocksRefused: number;
   checker: TxCheckerStats;
+  /** The committed gateway key registry: keys (revoked included), active ones, configuration txs pending. */
+  registry: { keys: number; active: number; configPending: number };
 }
 
 /** Stable refusal codes: EventRejected's (src/event/verify.ts) and the pool's. */
@@ -90,6 +112,8 @@ export const ledgerRefusalCodes = [
   'body_on_chain',
   'pending_full',
   'held_full',
+  'revoked_key',
+  ...configRefusalCodes,
 ] as const;
 export type LedgerRefusalCode = (typeof ledgerRefusalCodes)[number];
 
@@ -129,8 +153,31 @@ export interface LedgerApplication extends Omit<TxHooks, 'isCommitted'> {
   onCommitted(block: CertifiedBlock): void;
 }
 
+/** Bindings learned from configuration transactions not yet committed (registry.ts); oldest forgotten. */
+export const candidateKeysMax = 1_024;
+/** Configuration transaction verdicts remembered (they are few and small). */
+const configVerdictsMax = 1_024;
+
 export class Ledger {
   readonly #checker: TxChecker;
+  /** The committed registry (as of `#height`). */
+  readonly #registry: GatewayRegistry;
+  readonly #genesis: Pick<RegistryGenesis, 'chainId' | 'validators'> | undefined;
+  /** keyId → chain → key, from register transactions that passed checkTx (see `checkTx`). */
+  readonly #candidates = new Map<
+    string,
+    Map<
+      string,
+      { alg: GatewayEntry['publicKey']['alg']; publicKey: Uint8Array; enterprise: string; gateway: string }
+    >
+  >();
+  readonly #configVerdicts = new Map<
+    string,
+    { ok: true; config: ConfigTx } | ({ ok: false } & ConfigProblem)
+  >();
+  readonly #configs = new ConfigPool();
+  /** The registry changed since the last `refresh`: pooled batches of revoked keys are dropped then. */
+  #registryMoved = false;
   readonly #pool: OrderedPool;
   readonly #heads: Map<string, GatewayHead>;
   #height: number;
@@ -152,8 +199,10 @@ export class Ledger {
     if (limits.heldPerGatewayMax >= limits.pendingPerGatewayMax)
       throw new RangeError('heldPerGatewayMax must be < pendingPerGatewayMax');
     this.#verdictsMax = limits.verdictsMax;
+    this.#registry = o.registry.clone();
+    this.#genesis = o.genesis;
     this.#checker = new TxChecker({
-      registry: o.registry,
+      registry: { get: (keyId, enterprise, gateway) => this.#keyFor(keyId, enterprise, gateway) },
       verifier: o.verifier,
       verdictsMax: limits.verdictsMax,
     });
@@ -170,18 +219,29 @@ export class Ledger {
    * `batchTxBytesMax`): such a chain would refuse full batches forever.
    */
   static forGenesis(
-    genesis: {
-      readonly gateways: readonly GatewayEntry[];
+    genesis: RegistryGenesis & {
       readonly hashBytes: Uint8Array;
       readonly chainLimits: { readonly txBytesMax: number };
     },
-    options: Omit<LedgerOptions, 'registry' | 'genesisHash'> = {},
+    options: Omit<LedgerOptions, 'registry' | 'genesisHash' | 'genesis'> & {
+      registry?: GatewayRegistry;
+    } = {},
   ): Ledger {
     if (genesis.chainLimits.txBytesMax < batchTxBytesMax)
       throw new RangeError(
         `the genesis's txBytesMax (${genesis.chainLimits.txBytesMax}) is below the largest batch a gateway may sign (${batchTxBytesMax} bytes)`,
       );
-    return new Ledger({ ...options, registry: gatewayRegistryOf(genesis), genesisHash: genesis.hashBytes });
+    return new Ledger({
+      ...options,
+      registry: options.registry ?? gatewayRegistryOf(genesis, registryBounds),
+      genesis,
+      genesisHash: genesis.hashBytes,
+    });
+  }
+
+  /** The committed gateway key registry (read it, do not change it). */
+  get registry(): GatewayRegistry {
+    return this.#registry;
   }
 
   /** The committed state as of the last applied block (a copy). */
@@ -203,7 +263,27 @@ export class Ledger {
    * block). Throws LedgerInvariantError if the block does not follow the state or breaks the rule.
    */
   apply(block: Block): HeadUpdate[] {
+    return this.applyRows(block).heads;
+  }
+
+  /**
+   * {@link apply}, with the registry rows the block's configuration transactions changed (persist
+   * them with the block too; `openLedger` in the runtime does).
+   */
+  applyRows(block: Block): { heads: HeadUpdate[]; registry: RegistryRow[] } {
     assertFollows({ height: this.#height, blockHash: this.#blockHash, heads: this.#heads }, block);
+    const registry: RegistryRow[] = [];
+    for (const [i, tx] of block.txs.entries()) {
+      if (!isConfigTx(tx)) continue;
+      const d = decodeConfigTx(tx);
+      const problem = d.ok ? this.#registry.problem(d.config.payload) : { code: d.code, message: d.message };
+      if (problem)
+        throw new LedgerInvariantError(
+          `block ${block.header.height} transaction ${i}: ${problem.code}: ${problem.message}`,
+        );
+      registry.push(...this.#registry.apply((d as { config: ConfigTx }).config.payload, block.header.height));
+      this.#registryMoved = true;
+    }
     const changes = headUpdates(
       (c) => this.head(c),
       block,
@@ -217,7 +297,7 @@ export class Ledger {
     }
     this.#height = block.header.height;
     this.#blockHash = toHex(blockHash(block.header));
-    return updates;
+    return { heads: updates, registry };
   }
 
   /**
@@ -225,11 +305,72 @@ export class Ledger {
    * reached, not again when the same bytes come back (the verdict is cached).
    */
   checkTx(tx: Uint8Array): string | null {
+    if (isConfigTx(tx)) {
+      const v = this.#checkConfig(tx);
+      return v.ok ? null : `${v.code}: ${v.message}`;
+    }
     const hits = this.#checker.verdictHits;
     const v = this.#checker.check(tx);
-    if (v.ok) return null;
-    if (this.#checker.verdictHits === hits) this.#count(v.code);
-    return `${v.code}: ${v.message}`;
+    if (!v.ok) {
+      if (this.#checker.verdictHits === hits) this.#count(v.code);
+      return `${v.code}: ${v.message}`;
+    }
+    // Revocation is for good: a key revoked on the committed chain is revoked in every block above it.
+    const key = this.#registry.get(v.batch.keyId);
+    if (key && key.revokedAt !== null) {
+      this.#count('revoked_key');
+      return `revoked_key: key ${key.keyId} of ${v.batch.chain} was revoked at height ${key.revokedAt}`;
+    }
+    return null;
+  }
+
+  /**
+   * The pure checks of a configuration transaction (decoding, chain id, the member's identity root,
+   * its signature), remembered by id. A register that passes teaches `#keyFor` its binding, so a
+   * batch signed by the new key is judged on its signature by a validator that has not applied the
+   * block registering it yet (the block is then among the ancestors `checkBlock` folds in).
+   */
+  #checkConfig(tx: Uint8Array): { ok: true; config: ConfigTx } | ({ ok: false } & ConfigProblem) {
+    const d = decodeConfigTx(tx);
+    if (!d.ok) {
+      this.#count(d.code);
+      return { ok: false, code: d.code, message: d.message };
+    }
+    const known = this.#configVerdicts.get(d.config.id);
+    if (known) return known;
+    const problem = this.#genesis
+      ? configSignatureProblem({ ...this.#genesis, gateways: [] }, d.config)
+      : { code: 'config_no_identity_root' as const, message: 'this ledger has no genesis identity roots' };
+    const v = problem ? { ok: false as const, ...problem } : { ok: true as const, config: d.config };
+    if (this.#configVerdicts.size >= configVerdictsMax)
+      this.#configVerdicts.delete(this.#configVerdicts.keys().next().value!);
+    this.#configVerdicts.set(d.config.id, v);
+    if (!v.ok) this.#count(v.code);
+    else if (v.config.payload.op === 'register') this.#learn(v.config.payload);
+    return v;
+  }
+
+  #learn(p: ConfigPayload & { op: 'register' }): void {
+    let byChain = this.#candidates.get(p.key.keyId);
+    if (!byChain) {
+      if (this.#candidates.size >= candidateKeysMax)
+        this.#candidates.delete(this.#candidates.keys().next().value!);
+      byChain = new Map();
+      this.#candidates.set(p.key.keyId, byChain);
+    }
+    byChain.set(chainKeyOf(p.member, p.gateway), {
+      alg: p.key.alg,
+      publicKey: fromBase64Url(p.key.publicKey),
+      enterprise: p.member,
+      gateway: p.gateway,
+    });
+  }
+
+  /** The key a batch's signature is checked with: the committed binding, else one a pending registration makes. */
+  #keyFor(keyId: string, enterprise?: string, gateway?: string) {
+    const committed = this.#registry.get(keyId);
+    if (committed || enterprise === undefined || gateway === undefined) return committed;
+    return this.#candidates.get(keyId)?.get(chainKeyOf(enterprise, gateway));
   }
 
   /** The core's hooks. `isCommitted` answers from the block store (its index of event ids). */
@@ -258,21 +399,95 @@ export class Ledger {
     return {
       checkBlock: (txs, chain) => this.checkBlock(txs, chain),
       admit: (id, tx, nowMs) => {
+        if (isConfigTx(tx)) {
+          const v = this.#checkConfig(tx);
+          if (!v.ok) throw new Error('bug: admit of a configuration transaction checkTx did not accept');
+          const problem = this.#configs.admit(
+            toHex(id),
+            id,
+            v.config.payload,
+            tx.byteLength,
+            this.#registry,
+            nowMs,
+          );
+          if (!problem) return null;
+          this.#count(problem.code);
+          return `${problem.code}: ${problem.message}`;
+        }
         const e = this.#checker.batchOf(tx);
         if (!e) throw new Error('bug: admit of a transaction checkTx did not accept');
+        // Only keys registered on the committed chain: a pending registration is not one yet.
+        const unauthorized = this.#registry.authorize(e.keyId, e.chain);
+        if (unauthorized) {
+          this.#count(unauthorized.code);
+          return `${unauthorized.code}: ${unauthorized.message}`;
+        }
         const refused = this.#pool.admit(id, e, nowMs);
         if (refused !== null) this.#count(refused.slice(0, refused.indexOf(':')));
         return refused;
       },
-      removed: (id) => this.#pool.removed(toHex(id)),
+      removed: (id) => {
+        const key = toHex(id);
+        if (!this.#configs.removed(key)) this.#pool.removed(key);
+      },
       refresh: (appliedHeight, nowMs) => {
         this.#assertApplied(appliedHeight);
-        return this.#pool.refresh(nowMs);
+        const stale = this.#configs.refresh(this.#registry, nowMs);
+        if (this.#registryMoved) {
+          this.#registryMoved = false;
+          stale.push(
+            ...this.#pool.dropWhere((keyId, chain) => this.#registry.authorize(keyId, chain) !== null),
+          );
+        }
+        stale.push(...this.#pool.refresh(nowMs));
+        return stale;
       },
-      readiness: () => this.#pool.readiness(),
-      isReady: (id) => this.#pool.isReady(toHex(id)),
-      select: (chain, budget) => this.#pool.select(this.#headsAt(chain), budget),
+      readiness: () => {
+        const a = this.#pool.readiness();
+        const b = this.#configs.readiness();
+        const oldest = [a.oldestMs, b.oldestMs].filter((x): x is number => x !== null);
+        return { count: a.count + b.count, oldestMs: oldest.length ? Math.min(...oldest) : null };
+      },
+      isReady: (id) => {
+        const key = toHex(id);
+        return this.#configs.isReady(key) || this.#pool.isReady(key);
+      },
+      select: (chain, budget) => {
+        const view = this.#registryAt(chain);
+        const height = chain.appliedHeight + chain.ancestors.length + 1;
+        const configs = this.#configs.select(view, height, budget);
+        const rest = {
+          txsMax: budget.txsMax - configs.ids.length,
+          bytesMax: budget.bytesMax - configs.bytes,
+        };
+        // Batches are judged by the registry as of the parent: this block's own changes apply after it.
+        const batches = this.#pool.select(
+          this.#headsAt(chain),
+          rest,
+          (keyId, c) => view.authorize(keyId, c) === null,
+        );
+        return [...configs.ids, ...batches];
+      },
     };
+  }
+
+  /**
+   * The registry as of the end of `chain` (committed, then the ancestors' configuration
+   * transactions). The committed one itself when no ancestor changes it (the usual case).
+   */
+  #registryAt(chain: ChainContext): GatewayRegistry {
+    let view: GatewayRegistry | undefined;
+    for (const [k, b] of chain.ancestors.entries()) {
+      for (const tx of b.txs) {
+        if (!isConfigTx(tx)) continue;
+        const d = decodeConfigTx(tx);
+        if (!d.ok) continue; // an ancestor was checked (or certified): cannot happen
+        view ??= this.#registry.clone();
+        if (view.problem(d.config.payload) === null)
+          view.apply(d.config.payload, chain.appliedHeight + k + 1);
+      }
+    }
+    return view ?? this.#registry;
   }
 
   /**
@@ -283,9 +498,26 @@ export class Ledger {
     const headAt = this.#headsAt(chain);
     const local = new Map<string, GatewayHead>();
     this.#blockBatchesChecked += txs.length;
+    const view = this.#registryAt(chain);
+    const height = chain.appliedHeight + chain.ancestors.length + 1;
+    let scratch: GatewayRegistry | undefined;
     for (const [i, tx] of txs.entries()) {
+      if (isConfigTx(tx)) {
+        // Signature and genesis checks passed in checkTx; here the sequence and the registry's
+        // rules, in block order, against the parent's registry and the block's earlier changes.
+        const d = decodeConfigTx(tx);
+        if (!d.ok) return this.#refuseBlock(d.code, `transaction ${i}: ${d.message}`);
+        scratch ??= view.clone();
+        const problem = scratch.problem(d.config.payload);
+        if (problem) return this.#refuseBlock(problem.code, `transaction ${i}: ${problem.message}`);
+        scratch.apply(d.config.payload, height);
+        continue;
+      }
       const b = this.#checker.batchOf(tx);
       if (!b) return this.#refuseBlock('malformed', `transaction ${i} is not a batch`);
+      const unauthorized = view.authorize(b.keyId, b.chain);
+      if (unauthorized)
+        return this.#refuseBlock(unauthorized.code, `transaction ${i}: ${unauthorized.message}`);
       const problem = linkProblem(local.get(b.chain) ?? headAt(b.chain), b);
       if (problem)
         return this.#refuseBlock(problem.code, `transaction ${i} (${b.chain}): ${problem.message}`);
@@ -305,6 +537,11 @@ export class Ledger {
       blockBatchesChecked: this.#blockBatchesChecked,
       blocksRefused: this.#blocksRefused,
       checker: this.#checker.stats(),
+      registry: {
+        keys: this.#registry.size,
+        active: this.#registry.activeCount,
+        configPending: this.#configs.size,
+      },
     };
   }
 
@@ -336,7 +573,7 @@ export class Ledger {
     if (!d) {
       d = new Map();
       for (const tx of block.txs) {
-        const b = this.#checker.batchOf(tx);
+        const b = isConfigTx(tx) ? undefined : this.#checker.batchOf(tx);
         if (b) d.set(b.chain, { seq: b.lastSeq, id: b.lastId });
       }
       this.#deltas.set(block, d);

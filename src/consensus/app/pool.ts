@@ -33,6 +33,8 @@ interface Entry {
   lastSeq: number;
   prev: string;
   lastId: string;
+  /** The batch's signing key (a revocation makes it unusable). */
+  keyId: string;
   bytes: number;
   /** Arrival counter: FIFO order across gateways. */
   order: number;
@@ -150,6 +152,7 @@ export class OrderedPool {
       lastSeq: e.lastSeq,
       prev: e.prev,
       lastId: e.lastId,
+      keyId: e.keyId,
       bytes: e.bytes,
       order: this.#arrivals++,
       readySinceMs: null,
@@ -250,11 +253,20 @@ export class OrderedPool {
    * gateways, merged by arrival, so a gateway's backlog cannot push later gateways' batches out
    * further than their turn. Within `budget`; a gateway whose next batch does not fit stops there.
    */
-  select(head: (chain: string) => GatewayHead, budget: BlockBudget): Uint8Array[] {
+  select(
+    head: (chain: string) => GatewayHead,
+    budget: BlockBudget,
+    usable: (keyId: string, chain: string) => boolean = () => true,
+  ): Uint8Array[] {
     const heap = new EntryHeap();
+    // A batch whose key may not sign in this block (revoked in an ancestor) stops its gateway there.
+    const next = (chain: Chain, seq: number, prev: string) => {
+      const e = this.#pick(chain, seq, prev);
+      return e && usable(e.keyId, chain.key) ? e : undefined;
+    };
     for (const chain of this.#chains.values()) {
       const h = head(chain.key);
-      const e = this.#pick(chain, h.seq + 1, h.id);
+      const e = next(chain, h.seq + 1, h.id);
       if (e) heap.push(e);
     }
     const out: Uint8Array[] = [];
@@ -264,10 +276,25 @@ export class OrderedPool {
       if (bytes + e.bytes > budget.bytesMax) continue;
       out.push(e.id);
       bytes += e.bytes;
-      const next = this.#pick(e.chain, e.lastSeq + 1, e.lastId);
-      if (next) heap.push(next);
+      const after = next(e.chain, e.lastSeq + 1, e.lastId);
+      if (after) heap.push(after);
     }
     return out;
+  }
+
+  /**
+   * Drops every pooled batch signed by a key for which `unusable` holds (revoked: it can never
+   * become valid) and returns their ids, for the core to drop too. O(pooled batches).
+   */
+  dropWhere(unusable: (keyId: string, chain: string) => boolean): Uint8Array[] {
+    const dropped: Uint8Array[] = [];
+    for (const e of [...this.#entries.values()]) {
+      if (!unusable(e.keyId, e.chain.key)) continue;
+      this.#drop(e);
+      this.#dirty.add(e.chain);
+      dropped.push(e.id);
+    }
+    return dropped;
   }
 
   /** The first-arrived pending batch of `chain` starting at `seq` and linking to `prev`. */

@@ -22,6 +22,7 @@ import { fromHex, toHex, zeroHashHex } from '../../crypto/hash.ts';
 import type { EventRejectionCode } from '../../event/errors.ts';
 import { blockHash } from '../core/signing.ts';
 import type { Block } from '../core/types.ts';
+import { isConfigTx } from './config-tx.ts';
 import { type BatchTx, parseBatchTx } from './tx.ts';
 
 /** A gateway chain's last event on the ledger. */
@@ -87,7 +88,7 @@ export function linkProblem(
 
 /**
  * The heads a block leaves behind, in the order the block first touches each chain, given the heads
- * before it. Throws LedgerInvariantError if an event breaks the rule or is not an event.
+ * before it (configuration transactions move no head). Throws LedgerInvariantError if an event breaks the rule or is not an event.
  */
 export function headUpdates(
   headBefore: (chain: string) => GatewayHead,
@@ -96,6 +97,7 @@ export function headUpdates(
 ): Map<string, GatewayHead> {
   const after = new Map<string, GatewayHead>();
   for (const [i, tx] of block.txs.entries()) {
+    if (isConfigTx(tx)) continue; // the registry's (registry.ts), not a gateway chain's
     const b = batchOf(tx);
     const where = `block ${block.header.height} transaction ${i}`;
     if (!b) throw new LedgerInvariantError(`${where} is not a batch`);

@@ -6,8 +6,10 @@
  * `TxChecker.check` is the consensus validity of one transaction (docs/ledger.md, "Validity"): what
  * the batch says about itself (`decodeBatchTx`: framing, shapes, canonical envelopes, their seq/prev
  * chain, the root), a registered key of the header's gateway, and the one signature. It is a pure
- * function of the bytes and the genesis key registry; its caches only remember results of pure
- * functions, so they can make a check faster but never change a verdict:
+ * function of the bytes and the key bindings (a key id's member, gateway and public key, which never
+ * change once made: registry.ts); its caches only remember results of pure functions, so they can
+ * make a check faster but never change a verdict (an unknown key is not remembered: it may be
+ * registered later):
  *
  * - the structural scan of a transaction object (its id and ordering fields), by the object itself
  *   (a WeakMap: gone with the bytes), since the core asks for the id of the same bytes several times;
@@ -37,11 +39,17 @@ import {
 } from '../../event/batch.ts';
 import { batchSignatureBytes } from '../../event/bounds.ts';
 import type { EventRejectionCode } from '../../event/errors.ts';
+import { configTxId, isConfigTx } from './config-tx.ts';
 
-/** What a gateway key registry answers (src/event/verify.ts `KeyRegistry`). */
+/**
+ * What a gateway key registry answers (src/event/verify.ts `KeyRegistry`). The ledger also passes
+ * the chain a batch claims, to find a binding made by a configuration transaction not yet committed.
+ */
 export interface GatewayKeyLookup {
   get(
     keyId: string,
+    enterprise?: string,
+    gateway?: string,
   ): { alg: KeyAlgorithm; publicKey: Uint8Array; enterprise: string; gateway: string } | undefined;
 }
 
@@ -62,6 +70,8 @@ export interface BatchTx {
   prev: string;
   /** Id of its last event: the `prev` of the gateway's next batch. */
   lastId: string;
+  /** The signing key's id (its registration decides whether the batch may go in a block). */
+  keyId: string;
   count: number;
   /** The transaction's length. */
   bytes: number;
@@ -162,6 +172,7 @@ function scanOfBatch(b: DecodedBatch): Scan {
         lastSeq: h.firstSeq + h.count - 1,
         prev: h.prev,
         lastId: Buffer.from(b.ids[b.ids.length - 1]!).toString('hex'),
+        keyId: h.keyId,
         count: h.count,
         bytes: b.bytes,
       },
@@ -178,6 +189,17 @@ function scanOfBatch(b: DecodedBatch): Scan {
 function scan(tx: Uint8Array): Scan {
   let s = scans.get(tx);
   if (s) return s;
+  if (isConfigTx(tx)) {
+    // Not a batch: a configuration transaction (config-tx.ts), with an id of its own.
+    const txId = configTxId(tx);
+    s = {
+      txId,
+      idHex: Buffer.from(txId).toString('hex'),
+      result: { ok: false, code: 'malformed', message: 'a configuration transaction, not a batch' },
+    };
+    scans.set(tx, s);
+    return s;
+  }
   const key = framingKey(tx);
   s = scanOfCopy(tx, key);
   if (s) {
@@ -269,7 +291,8 @@ export class TxChecker {
       return hit;
     }
     const verdict = this.#verify(s);
-    this.#verdicts.set(s.idHex, verdict);
+    // An unknown key may be registered later (a configuration transaction): not remembered.
+    if (verdict.ok || verdict.code !== 'unknown_key') this.#verdicts.set(s.idHex, verdict);
     return verdict;
   }
 
@@ -294,7 +317,7 @@ export class TxChecker {
   #verify(s: Scan): TxVerdict {
     const r = s.result;
     if (!r.ok) return { ok: false, code: r.code, message: r.message };
-    const key = this.#registry.get(r.keyId);
+    const key = this.#registry.get(r.keyId, r.enterprise, r.gateway);
     if (!key) return { ok: false, code: 'unknown_key', message: `key ${r.keyId} is not registered` };
     if (key.enterprise !== r.enterprise || key.gateway !== r.gateway) {
       return {

@@ -55,6 +55,8 @@ export const gatewayKeysMax = 4096;
 const addrsPerValidatorMax = 8;
 /** Largest message the transport will ever carry (the codec's own ceiling). */
 export const messageBytesCeiling = 64 * 1024 * 1024;
+/** The one algorithm of identity roots: credentials are JWS with EdDSA over Ed25519. */
+export const identityRootAlg = 'ed25519';
 
 const memberIdPattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** As gateway ids in the gateway configuration (src/config/common.ts `identifier`): no `/`. */
@@ -90,6 +92,11 @@ const validatorSchema = z.strictObject({
     .max(addrsPerValidatorMax)
     .optional()
     .describe('Multiaddrs this validator binds (default: addrs), e.g. /ip4/0.0.0.0/tcp/4001.'),
+  identityRoot: publicKeySchema
+    .optional()
+    .describe(
+      "The member's identity root (Ed25519): signs its credentials and its gateway registrations. Its private key (`identity-root.key`) stays in the member's folder. Without it the member can issue no credentials and register no gateways.",
+    ),
 });
 
 const gatewaySchema = z.strictObject({
@@ -205,6 +212,22 @@ export const genesisSchema = z
     doc.validators.forEach((v, i) => {
       validatorKeys.set(v.publicKey.keyId, i);
     });
+    const rootKeys = new Map<string, number>();
+    doc.validators.forEach((v, i) => {
+      if (!v.identityRoot) return;
+      const issueAt = (field: string, message: string) =>
+        issue(['validators', i, 'identityRoot', field], message);
+      if (v.identityRoot.alg !== identityRootAlg) {
+        issueAt('alg', `an identity root is an ${identityRootAlg} key (it signs EdDSA credentials)`);
+      }
+      checkKey(v.identityRoot, issueAt);
+      const j = rootKeys.get(v.identityRoot.keyId);
+      if (j !== undefined) issueAt('keyId', `identity root is also validators[${j}]'s`);
+      rootKeys.set(v.identityRoot.keyId, i);
+      const k = validatorKeys.get(v.identityRoot.keyId);
+      if (k !== undefined)
+        issueAt('keyId', `key is validators[${k}]'s signing key: an identity root is a key of its own`);
+    });
     const gatewayKeys = new Map<string, number>();
     doc.gateways?.forEach((g, i) => {
       const at = (...rest: PropertyKey[]) => ['gateways', i, ...rest];
@@ -218,6 +241,12 @@ export const genesisSchema = z
       const v = validatorKeys.get(g.publicKey.keyId);
       if (v !== undefined)
         issue(at('publicKey', 'keyId'), `key is validators[${v}]'s: a gateway signs with a key of its own`);
+      const r = rootKeys.get(g.publicKey.keyId);
+      if (r !== undefined)
+        issue(
+          at('publicKey', 'keyId'),
+          `key is validators[${r}]'s identity root: a gateway signs with a key of its own`,
+        );
     });
     doc.validators.forEach((v, i) => {
       const at = (...rest: PropertyKey[]) => ['validators', i, ...rest];
@@ -398,6 +427,22 @@ export class Genesis {
     return this.#index.get(memberId) ?? -1;
   }
 
+  /**
+   * The member's identity root (its `identityRoot` in the genesis): the key its credentials and
+   * gateway registrations are signed with. `undefined` for an unknown member or one whose genesis
+   * entry has none (see {@link MissingIdentityRootError}).
+   */
+  identityRoot(memberId: string): PublicKeyRecord | undefined {
+    return this.#byMemberId.get(memberId)?.identityRoot;
+  }
+
+  /** {@link identityRoot}, or a {@link MissingIdentityRootError} that says what the member cannot do. */
+  requireIdentityRoot(memberId: string): PublicKeyRecord {
+    const root = this.identityRoot(memberId);
+    if (!root) throw new MissingIdentityRootError(memberId, this.#byMemberId.has(memberId));
+    return root;
+  }
+
   /** Registered gateway keys, in genesis order (empty if the genesis lists none). */
   get gateways(): readonly GatewayRegistration[] {
     return this.document.gateways ?? [];
@@ -406,6 +451,21 @@ export class Genesis {
   /** Every validator but `memberId`. */
   others(memberId: string): Validator[] {
     return this.validators.filter((v) => v.memberId !== memberId);
+  }
+}
+
+/** A member without an identity root in the genesis (or not a member at all). Stable code. */
+export class MissingIdentityRootError extends Error {
+  override name = 'MissingIdentityRootError';
+  readonly code = 'identity_root_missing';
+  readonly memberId: string;
+  constructor(memberId: string, known: boolean) {
+    super(
+      known
+        ? `member "${memberId}" has no identityRoot in the genesis: it can issue no credentials and register no gateways (a genesis with its identity root is needed; docs/deploy.md)`
+        : `"${memberId}" is not a member of this alliance (no validator of the genesis has that memberId)`,
+    );
+    this.memberId = memberId;
   }
 }
 

@@ -3,7 +3,9 @@
  *
  * Each member generates its keys on its own machine (`masbc-edge keygen`) and writes its **member
  * file** (`masbc-edge alliance member`): its member id, its validator's public key and libp2p peer id,
- * the addresses the other validators dial, and the public keys of its gateways (their `.pub` files).
+ * the addresses the other validators dial, its identity root's public key (`identity-root.key`, which
+ * signs its credentials and gateway registrations), and the public keys of its gateways (their `.pub`
+ * files).
  * Only public values: the file can be mailed. One member (or each of them: the result is the same)
  * assembles the genesis from every member's file (`masbc-edge alliance genesis --member a.pub.json
  * …`), in the order given, which fixes the replica order. No tool needs another member's private key.
@@ -32,6 +34,8 @@ import {
 import { loadValidatorIdentity } from './identity.ts';
 
 export const memberFileVersion = 1;
+/** The file name of a member's identity root private key, in the member's own folder (next to its validator key). */
+export const identityRootFileName = 'identity-root.key';
 /** What a member file says it is (a genesis or a key file passed by mistake is refused by name). */
 export const memberFileKind = 'masbc-edge member';
 /** Gateways one member file may register (the genesis bounds all of them together). */
@@ -51,6 +55,7 @@ export const memberFileSchema = z.strictObject({
   peerId: z.string().min(1),
   addrs: z.array(z.string()).min(1).max(8),
   listen: z.array(z.string()).min(1).max(8).optional(),
+  identityRoot: publicKey.optional(),
   gateways: z
     .array(z.strictObject({ gateway: z.string().min(1).max(64), publicKey }))
     .max(memberGatewaysMax)
@@ -67,6 +72,11 @@ export interface MemberFileInput {
   addrs: string[];
   /** What this validator binds, when not its addrs (e.g. /ip4/0.0.0.0/tcp/4001 behind NAT). */
   listen?: string[] | undefined;
+  /**
+   * This member's identity root private key (`identity-root.key`, on this machine); only its public
+   * half goes into the file. Without it the member can issue no credentials and register no gateways.
+   */
+  identityRootFile?: string | undefined;
   /** This member's gateways and their public key files (`<key>.pub`, written by keygen). */
   gateways?: { gateway: string; publicKeyFile: string }[];
 }
@@ -91,6 +101,7 @@ export async function memberFileFor(input: MemberFileInput): Promise<MemberFile>
     peerId: identity.peerId.toString(),
     addrs: input.addrs,
     ...(input.listen?.length ? { listen: input.listen } : {}),
+    ...(input.identityRootFile ? { identityRoot: publicKeyRecord(loadKeyFile(input.identityRootFile)) } : {}),
     gateways,
   };
   // Checked as the genesis will check it, so a mistake is found on this machine, not at assembly.
@@ -144,6 +155,7 @@ export function assembleGenesis(o: AssembleOptions): Genesis {
       peerId: m.peerId,
       addrs: m.addrs,
       ...(m.listen ? { listen: m.listen } : {}),
+      ...(m.identityRoot ? { identityRoot: m.identityRoot } : {}),
     })),
     gateways: o.members.flatMap((m) =>
       m.gateways.map((g) => ({ memberId: m.memberId, gateway: g.gateway, publicKey: g.publicKey })),

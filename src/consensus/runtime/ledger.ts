@@ -8,7 +8,10 @@
  * it), builds the Ledger from them, and applies any stored block above their height, so the state
  * always ends at the store's tip: a store written before the state was kept (no rows) is replayed
  * from the genesis, and the replayed state is saved at once. Gateway keys come from the genesis's
- * `gateways:` registry, the same at every validator.
+ * `gateways:` registry and the configuration transactions on the chain (app/registry.ts): each key a
+ * configuration transaction registered or revoked, and each member's configuration sequence, is a
+ * row too (`#key:<keyId>`, `#seq:<member>`), saved with the block that changed it, so the registry
+ * survives restarts and block-sync catch-up exactly as the heads do.
  *
  * @example
  *   const store = ChainStore.open({ path: chainStorePath(dataDir), chain: chainContext(genesis), txId: txIdOf });
@@ -18,7 +21,7 @@
 import { encodeCanonical } from '../../crypto/canonical.ts';
 import { toHex } from '../../crypto/hash.ts';
 import { Ledger, type LedgerOptions } from '../app/ledger.ts';
-import { gatewayRegistryOf } from '../app/registry.ts';
+import { type GatewayRegistry, gatewayRegistryOf, isRegistryRow, registryBounds } from '../app/registry.ts';
 import type { GatewayHead, HeadUpdate, LedgerState } from '../app/state.ts';
 import type { Genesis } from '../genesis/genesis.ts';
 import type { Application, AppStateRow } from './application.ts';
@@ -35,6 +38,11 @@ export interface OpenedLedger {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const hexId = /^[0-9a-f]{64}$/;
 
+/** The rows a committed block changed: its gateway heads and its registry changes. */
+function rowsOf(changed: ReturnType<Ledger['applyRows']>): AppStateRow[] {
+  return [...changed.heads.map(headRow), ...changed.registry.map(registryRow)];
+}
+
 /** A head's row: key = the gateway chain (`member/gateway`), data = canonical JSON `{"id","seq"}`. */
 export function headRow(u: HeadUpdate): AppStateRow {
   return { key: u.chain, data: encodeCanonical({ id: u.id, seq: u.seq }) };
@@ -50,6 +58,7 @@ export function ledgerStateFromRows(
 ): LedgerState {
   const heads = new Map<string, GatewayHead>();
   for (const [chain, data] of saved.rows) {
+    if (isRegistryRow(chain)) continue; // the registry's (registryFromRows)
     const fail = (why: string) => new ChainCorruptionError('app_state', chain, why);
     if (!chains.has(chain)) throw fail('not a gateway registered in the genesis');
     let v: { id?: unknown; seq?: unknown };
@@ -76,6 +85,29 @@ export function ledgerStateFromRows(
 }
 
 /**
+ * The gateway key registry as saved with the blocks: the genesis's, with the rows of every key and
+ * member sequence a configuration transaction changed loaded over it. ChainCorruptionError for a row
+ * that is not one.
+ */
+export function registryFromRows(genesis: Genesis, rows: ReadonlyMap<string, Uint8Array>): GatewayRegistry {
+  const registry = gatewayRegistryOf(genesis, registryBounds);
+  for (const [key, data] of rows) {
+    if (!isRegistryRow(key)) continue;
+    try {
+      registry.loadRow(key, utf8.decode(data));
+    } catch (err) {
+      throw new ChainCorruptionError('app_state', key, `not a registry row (${(err as Error).message})`);
+    }
+  }
+  return registry;
+}
+
+/** A registry row as the block store keeps it. */
+function registryRow(r: { key: string; data: string }): AppStateRow {
+  return { key: r.key, data: new TextEncoder().encode(r.data) };
+}
+
+/**
  * The ledger as of the store's tip: stored state, then any stored block above it (the replayed
  * heads are saved before this returns). Throws ChainCorruptionError for a damaged state row, and
  * LedgerInvariantError if a stored block breaks the ordering rule (more than f faulty validators).
@@ -85,18 +117,16 @@ export function openLedger(
   store: ChainStore,
   options: Omit<LedgerOptions, 'registry' | 'genesisHash' | 'state'> = {},
 ): OpenedLedger {
-  const registry = gatewayRegistryOf(genesis);
-  const state = ledgerStateFromRows(store.loadAppState(), new Set(registry.chains()));
-  const ledger = Ledger.forGenesis(genesis, { ...options, state });
+  const saved = store.loadAppState();
+  const registry = registryFromRows(genesis, saved.rows);
+  const state = ledgerStateFromRows(saved, new Set(registry.chains()));
+  const ledger = Ledger.forGenesis(genesis, { ...options, state, registry });
   const replayed = new Map<string, Uint8Array>();
   let replayedBlocks = 0;
   for (let h = state.height + 1; h <= store.height; h++) {
     const cb = store.blockAt(h);
     if (!cb) throw new ChainCorruptionError('blocks', `height ${h}`, 'missing below the tip');
-    for (const u of ledger.apply(cb.block)) {
-      const row = headRow(u);
-      replayed.set(row.key, row.data);
-    }
+    for (const row of rowsOf(ledger.applyRows(cb.block))) replayed.set(row.key, row.data);
     replayedBlocks++;
   }
   if (replayedBlocks > 0) store.save({ records: [], committed: [], appState: replayed });
@@ -105,7 +135,7 @@ export function openLedger(
     txId: hooks.txId,
     checkTx: hooks.checkTx,
     order: hooks.order,
-    onCommitted: (cb) => ledger.apply(cb.block).map(headRow),
+    onCommitted: (cb) => rowsOf(ledger.applyRows(cb.block)),
     stateHeight: () => ledger.height,
     verdictsMax: ledger.verdictsMax,
     metrics: () => ledger.metrics(),

@@ -74,7 +74,8 @@ describe('the ordering rule (checkBlock)', () => {
     for (const [expected, list, chain] of cases) expect(code(ledger.checkBlock(list, chain))).toBe(expected);
     fork.head = { seq: 1, id: a1!.id };
     const forked = txs(fork.sign(1));
-    const freg = new Ledger({ registry: registryOf(fork), genesisHash });
+    // Both keys registered to acme/gw-1: checkBlock checks each batch's key as well as its links.
+    const freg = new Ledger({ registry: registryOf(a, fork), genesisHash });
     freg.apply(chainOf(txs([a1!]))[0]!);
     expect(freg.checkTx(forked[0]!)).toBeNull();
     expect(freg.checkBlock(forked, onTip)).toBeNull();

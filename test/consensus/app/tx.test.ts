@@ -112,6 +112,7 @@ describe('batch transactions', () => {
           lastSeq: b.header.firstSeq + b.header.count - 1,
           prev: b.header.prev,
           lastId: b.id,
+          keyId: b.header.keyId,
           count: b.header.count,
           bytes: b.tx.byteLength,
         },

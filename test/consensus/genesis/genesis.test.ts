@@ -108,9 +108,16 @@ describe('genesis', () => {
       'params: { viewChangeTimeoutMs: 2000 }',
       'validators:',
       ...doc.validators.flatMap(
-        (v: { memberId: string; publicKey: Record<string, string>; peerId: string; addrs: string[] }) => [
+        (v: {
+          memberId: string;
+          publicKey: Record<string, string>;
+          identityRoot: Record<string, string>;
+          peerId: string;
+          addrs: string[];
+        }) => [
           `  - memberId: ${v.memberId}`,
           `    publicKey: { alg: ${v.publicKey.alg}, keyId: "${v.publicKey.keyId}", publicKey: "${v.publicKey.publicKey}" }`,
+          `    identityRoot: { alg: ${v.identityRoot.alg}, keyId: "${v.identityRoot.keyId}", publicKey: "${v.identityRoot.publicKey}" }`,
           `    peerId: ${v.peerId}`,
           `    addrs: [${v.addrs.join(', ')}]`,
         ],
