@@ -47,6 +47,7 @@ import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/no
 import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { fromHex } from '../crypto/hash.ts';
 import type { BodyStore } from '../store/bodies.ts';
+import { type ConfigRoutesOptions, registerConfigRoutes } from './config-routes.ts';
 
 export interface ValidatorApiLimits {
   /** Largest request body (batches with their bodies), bytes. */
@@ -89,6 +90,8 @@ export interface ValidatorApiOptions {
   /** The member's body store (its counters are in /v1/metrics). */
   bodies: BodyStore;
   limits?: Partial<ValidatorApiLimits>;
+  /** The committed gateway key registry, for GET /v1/config/<member> (config-routes.ts). */
+  registry?: ConfigRoutesOptions['registry'];
 }
 
 const hexId = /^[0-9a-f]{64}$/;
@@ -195,6 +198,8 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     const proof = node.store.inclusionProof(fromHex(req.params.id));
     return proof ? inclusionProofToJson(proof) : reply.code(404).send({ error: 'not committed' });
   });
+
+  registerConfigRoutes(app, { node, registry: options.registry }); // POST /v1/config, GET /v1/config/<member>
 
   app.get('/v1/status', async () => node.status());
 

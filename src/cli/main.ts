@@ -10,6 +10,7 @@ import { ConfigError } from '../gateway/config/config.ts';
 import { registerAlliance } from './alliance.ts';
 import { registerChain } from './chain.ts';
 import { registerDemo } from './demo.ts';
+import { registerGatewayKeys } from './gateway-keys.ts';
 import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
 import { registerOutbox } from './outbox.ts';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerPeer(program);
   registerAlliance(program);
   registerVerify(program);
+  registerGatewayKeys(program);
   return program;
 }
 

@@ -92,12 +92,12 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   const warnings: string[] = [];
   if (genesis.gateways.length === 0)
     warnings.push(
-      `${opts.genesisFile} registers no gateway keys (gateways:): every event will be refused as unknown_key`,
+      `${opts.genesisFile} registers no gateway keys (gateways:): every event will be refused as unknown_key until its member registers its gateway's key (masbc-edge gateway register)`,
     );
   const host = opts.hostedBy;
   if (host && !genesis.gateways.some((g) => g.memberId === host.enterprise && g.gateway === host.gateway))
     warnings.push(
-      `the genesis registers no key for this gateway (${host.enterprise}/${host.gateway}): the alliance will refuse its events (unknown_key)`,
+      `the genesis registers no key for this gateway (${host.enterprise}/${host.gateway}): the alliance will refuse its events (unknown_key) unless its member registers its key (masbc-edge gateway register)`,
     );
   for (const w of warnings) log.warn(w);
 
@@ -122,9 +122,11 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   }
   let node: ConsensusNode;
   let replayedBlocks: number;
+  let registry: ReturnType<typeof openLedger>['ledger']['registry'];
   try {
     const opened = openLedger(genesis, store);
     replayedBlocks = opened.replayedBlocks;
+    registry = opened.ledger.registry;
     node = new ConsensusNode({
       genesis,
       self: member,
@@ -163,7 +165,7 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   await node.start();
   if (replayedBlocks > 0) log.info('ledger state rebuilt from stored blocks', { blocks: replayedBlocks });
   const client = localChainClient(node, bodies);
-  const api = opts.api ? buildValidatorApi({ node, chain: client, bodies }) : null;
+  const api = opts.api ? buildValidatorApi({ node, chain: client, bodies, registry }) : null;
   let apiUrl: string | null = null;
   if (api && opts.api) {
     try {

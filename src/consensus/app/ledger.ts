@@ -200,7 +200,8 @@ export class Ledger {
       throw new RangeError('heldPerGatewayMax must be < pendingPerGatewayMax');
     this.#verdictsMax = limits.verdictsMax;
     this.#registry = o.registry.clone();
-    this.#genesis = o.genesis;
+    // Copied field by field: a Genesis keeps chainId in a getter, which a spread would lose.
+    this.#genesis = o.genesis && { chainId: o.genesis.chainId, validators: o.genesis.validators };
     this.#checker = new TxChecker({
       registry: { get: (keyId, enterprise, gateway) => this.#keyFor(keyId, enterprise, gateway) },
       verifier: o.verifier,
@@ -339,7 +340,10 @@ export class Ledger {
     const known = this.#configVerdicts.get(d.config.id);
     if (known) return known;
     const problem = this.#genesis
-      ? configSignatureProblem({ ...this.#genesis, gateways: [] }, d.config)
+      ? configSignatureProblem(
+          { chainId: this.#genesis.chainId, validators: this.#genesis.validators, gateways: [] },
+          d.config,
+        )
       : { code: 'config_no_identity_root' as const, message: 'this ledger has no genesis identity roots' };
     const v = problem ? { ok: false as const, ...problem } : { ok: true as const, config: d.config };
     if (this.#configVerdicts.size >= configVerdictsMax)

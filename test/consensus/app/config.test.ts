@@ -20,7 +20,8 @@ import { blockHash } from '../../../src/consensus/core/signing.ts';
 import type { Block } from '../../../src/consensus/core/types.ts';
 import { gatewayKeysMax } from '../../../src/consensus/genesis/genesis.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
-import { generateKey, publicKeyRecord } from '../../../src/crypto/keys.ts';
+import { generateKey, loadKeyFile, publicKeyRecord } from '../../../src/crypto/keys.ts';
+import { allianceFixture } from '../net/helpers.ts';
 import { blockOf, genesisHash, TestGateway } from './fixtures.ts';
 
 const chainId = 'ledger-test';
@@ -374,6 +375,38 @@ describe('bounds and determinism', () => {
       genesisHash,
     });
     expect(() => fresh.apply(blockOf(1, genesisHash, [s.register(2)]))).toThrow(/config_seq_gap/);
+  });
+});
+
+describe('a ledger for a real genesis', () => {
+  it("checks configuration transactions against the genesis's chain id and identity roots", async () => {
+    const f = await allianceFixture({ members: ['acme', 'bolt', 'cast', 'dyna'] });
+    try {
+      const g = f.alliance.genesis;
+      const ledger = Ledger.forGenesis(g);
+      const line = new TestGateway('acme', 'gw-9');
+      const payload = {
+        v: 1 as const,
+        chainId: g.chainId,
+        member: 'acme',
+        seq: 1,
+        op: 'register' as const,
+        gateway: 'gw-9',
+        key: publicKeyRecord(line.key),
+      };
+      expect(
+        ledger.checkTx(signConfigTx(payload, loadKeyFile(f.alliance.identityRootFiles.get('acme')!))),
+      ).toBeNull();
+      expect(
+        code(ledger.checkTx(signConfigTx(payload, loadKeyFile(f.alliance.identityRootFiles.get('bolt')!)))),
+      ).toBe('config_bad_signature');
+      // The member's validator key is not its identity root.
+      expect(code(ledger.checkTx(signConfigTx(payload, loadKeyFile(f.alliance.keyFiles.get('acme')!))))).toBe(
+        'config_bad_signature',
+      );
+    } finally {
+      f.cleanup();
+    }
   });
 });
 
