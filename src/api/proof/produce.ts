@@ -18,7 +18,10 @@
  *   verifyProofBundle(bundle, genesis.document).ok === true
  */
 
+import { configTxId, decodeConfigTx, isConfigTx } from '../../consensus/app/config-tx.ts';
+import { registryKeyRowPrefix } from '../../consensus/app/registry.ts';
 import { certificateToJson, headerToJson } from '../../consensus/core/forms.ts';
+import type { CertifiedBlock } from '../../consensus/core/types.ts';
 import type { InclusionProof } from '../../consensus/runtime/block-store.ts';
 import { fromHex, toBase64Url, toHex } from '../../crypto/hash.ts';
 import { merklePaths } from '../../crypto/merkle.ts';
@@ -41,7 +44,12 @@ export interface ProofSource {
     readonly tip: { height: number; hash: Uint8Array };
     txLocation(id: Uint8Array): { height: number; index: number } | undefined;
     inclusionProof(id: Uint8Array): InclusionProof | undefined;
+    blockAt(height: number): CertifiedBlock | undefined;
+    /** The ledger's state rows: the gateway registry's `#key:<keyId>` rows say where a key was registered. */
+    loadAppState(): { rows: ReadonlyMap<string, Uint8Array> };
   };
+  /** Keys the genesis registers (`gateways[].publicKey.keyId`): they need no registration proof. */
+  genesisKeyIds: ReadonlySet<string>;
   bodies: ScopeReader & { readonly member: string };
   chainId: string;
   /** The genesis hash, lower-case hex. */
@@ -174,6 +182,14 @@ export function buildProofBundleOf(
 
   const events = prove(kept.events);
   const lifecycle = prove(kept.lifecycle);
+  const registrations = proveRegistrations(source, batches, tip.height, (height, proof) => {
+    if (!blocks.has(height)) {
+      blocks.set(height, {
+        header: headerToJson(proof.header),
+        certificate: certificateToJson(proof.certificate),
+      });
+    }
+  });
   return {
     format: proofBundleFormat,
     chainId: source.chainId,
@@ -185,5 +201,57 @@ export function buildProofBundleOf(
     batches,
     events,
     lifecycle,
+    registrations,
   };
+}
+
+/**
+ * The configuration transactions that registered (and revoked) the batches' keys that are not in the
+ * genesis, each with its inclusion proof; `addBlock` adds the block it sits in to the bundle.
+ */
+function proveRegistrations(
+  source: ProofSource,
+  batches: ProofBundle['batches'],
+  tipHeight: number,
+  addBlock: (height: number, proof: InclusionProof) => void,
+): ProofBundle['registrations'] {
+  const keyIds = [...new Set(batches.map((b) => b.header.keyId))].filter((k) => !source.genesisKeyIds.has(k));
+  if (keyIds.length === 0) return [];
+  const rows = source.chain.loadAppState().rows;
+  const out: ProofBundle['registrations'] = [];
+  for (const keyId of keyIds) {
+    const row = rows.get(`${registryKeyRowPrefix}${keyId}`);
+    if (!row)
+      throw new ProofRequestError(
+        'store_inconsistent',
+        `key ${keyId} signed a final batch but is not registered`,
+      );
+    const { since, revokedAt } = JSON.parse(new TextDecoder().decode(row)) as {
+      since: number;
+      revokedAt: number | null;
+    };
+    for (const [height, op] of [
+      [since, 'register'],
+      [revokedAt, 'revoke'],
+    ] as const) {
+      if (height === null || height > tipHeight) continue;
+      const tx = source.chain.blockAt(height)?.block.txs.find((t) => {
+        if (!isConfigTx(t)) return false;
+        const d = decodeConfigTx(t);
+        if (!d.ok || d.config.payload.op !== op) return false;
+        const p = d.config.payload;
+        return (p.op === 'register' ? p.key.keyId : p.keyId) === keyId;
+      });
+      const proof = tx && source.chain.inclusionProof(configTxId(tx));
+      if (!tx || !proof) {
+        throw new ProofRequestError(
+          'store_inconsistent',
+          `the ${op} of key ${keyId} is not in block ${height}`,
+        );
+      }
+      addBlock(height, proof);
+      out.push({ tx: toBase64Url(tx), height, index: proof.index, path: proof.path.map(toBase64Url) });
+    }
+  }
+  return out;
 }
