@@ -20,6 +20,7 @@ import { registerRun } from './run.ts';
 import { registerSchema } from './schema.ts';
 import { registerSimulate } from './simulate.ts';
 import { registerValidate } from './validate.ts';
+import { registerVerify } from './verify.ts';
 
 export function buildProgram(): Command {
   const program = new Command('masbc-edge')
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerPeer(program);
   registerAlliance(program);
   registerCredential(program);
+  registerVerify(program);
   registerGatewayKeys(program);
   return program;
 }

@@ -55,6 +55,14 @@ export interface RouteRule {
  */
 export const routeAccess: Readonly<Record<string, RouteRule>> = Object.freeze({
   'GET /health': { anonymous: true, what: 'liveness and quorum (no data)' },
+  // The customer's trace page (src/api/trace-page.ts): static files and the genesis, no private data.
+  'GET /trace': { anonymous: true, what: "the customer's trace page" },
+  'GET /trace/': { anonymous: true, what: "the customer's trace page" },
+  'GET /trace/app.js': { anonymous: true, what: "the trace page's script" },
+  'GET /trace/style.css': { anonymous: true, what: "the trace page's style" },
+  'GET /trace/genesis.json': { anonymous: true, what: 'the genesis the page verifies against (public)' },
+  'GET /trace/favicon.ico': { anonymous: true, what: 'no icon (204)' },
+  'GET /trace/verifier.js': { anonymous: true, what: 'the proof verifier bundled for the browser' },
   'POST /v1/batches': {
     gateway: 'any',
     what: "submit a gateway's own signed batches (with bodies only at its own member's validator)",

@@ -15,7 +15,12 @@
  *     blocks:  [{ header, certificate }],                                  // distinct heights
  *     batches: [{ header, signature, height, index, path }],               // tx id → block txRoot
  *     events:  [{ id, envelope, body, batch, path }],                      // event id → batch root
- *     lifecycle: [ same as events ] }                                     // order_* events (order scope)
+ *     lifecycle: [ same as events ],                                      // order_* events (order scope)
+ *     registrations: [{ tx, height, index, path }] }                      // configuration transactions
+ *
+ * `registrations` carries, for each batch key that is not in the genesis, the configuration
+ * transaction that registered it on the chain (signed by the member's identity root) and, when it was
+ * revoked, the one that revoked it, each proven like a batch (its id's path to the block's txRoot).
  *
  * An event's position in its batch is `envelope.seq − header.firstSeq` (a batch's seqs run without a
  * gap, which every validator checked before committing it).
@@ -38,6 +43,8 @@ export const proofBundleLimits = Object.freeze({
   pathNodesMax: 40,
   /** Characters of a scope value (an order, lot or product id). */
   scopeCharsMax: 256,
+  /** Bytes of a bundle read from a file (`masbc-edge verify`). */
+  fileBytesMax: 256 * 1024 * 1024,
 });
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex digits');
@@ -102,11 +109,24 @@ export const proofBundleSchema = z.strictObject({
   events: z.array(bundleEventSchema).max(proofBundleLimits.eventsMax),
   /** The order's life-cycle events (order_accepted, order_in_production, order_closed). */
   lifecycle: z.array(bundleEventSchema).max(proofBundleLimits.eventsMax),
+  /** Configuration transactions registering (or revoking) the batches' keys not in the genesis. */
+  registrations: z
+    .array(
+      z.strictObject({
+        /** The transaction's bytes (src/consensus/app/config-tx.ts). */
+        tx: b64u.max(4096),
+        height: count,
+        index: count,
+        path,
+      }),
+    )
+    .max(proofBundleLimits.eventsMax),
 });
 
 export type ProofBundle = z.output<typeof proofBundleSchema>;
 export type BundleEvent = ProofBundle['events'][number];
 export type BundleBatch = ProofBundle['batches'][number];
+export type BundleRegistration = ProofBundle['registrations'][number];
 
 /** Life-cycle kinds of an order (contract of issue 11, §3): proven like events, listed apart. */
 export const orderLifecycleKinds: readonly string[] = [

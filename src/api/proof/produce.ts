@@ -18,7 +18,10 @@
  *   verifyProofBundle(bundle, genesis.document).ok === true
  */
 
+import { configTxId, decodeConfigTx, isConfigTx } from '../../consensus/app/config-tx.ts';
+import { registryKeyRowPrefix } from '../../consensus/app/registry.ts';
 import { certificateToJson, headerToJson } from '../../consensus/core/forms.ts';
+import type { CertifiedBlock } from '../../consensus/core/types.ts';
 import type { InclusionProof } from '../../consensus/runtime/block-store.ts';
 import { fromHex, toBase64Url, toHex } from '../../crypto/hash.ts';
 import { merklePaths } from '../../crypto/merkle.ts';
@@ -33,7 +36,7 @@ import {
   proofBundleFormat,
   proofBundleLimits,
 } from './bundle.ts';
-import { type ScopeReader, selectScope } from './order-events.ts';
+import { type ScopeReader, ScopeTooLarge, selectScope } from './order-events.ts';
 
 /** What the producer reads: the validator's block store and its member's body store. */
 export interface ProofSource {
@@ -41,7 +44,12 @@ export interface ProofSource {
     readonly tip: { height: number; hash: Uint8Array };
     txLocation(id: Uint8Array): { height: number; index: number } | undefined;
     inclusionProof(id: Uint8Array): InclusionProof | undefined;
+    blockAt(height: number): CertifiedBlock | undefined;
+    /** The ledger's state rows: the gateway registry's `#key:<keyId>` rows say where a key was registered. */
+    loadAppState(): { rows: ReadonlyMap<string, Uint8Array> };
   };
+  /** Keys the genesis registers (`gateways[].publicKey.keyId`): they need no registration proof. */
+  genesisKeyIds: ReadonlySet<string>;
   bodies: ScopeReader & { readonly member: string };
   chainId: string;
   /** The genesis hash, lower-case hex. */
@@ -73,7 +81,6 @@ interface ProvenBatch {
 export function buildProofBundle(source: ProofSource, request: ProofRequest): ProofBundle {
   const scope = bundleScopeSchema.safeParse(request.scope);
   if (!scope.success) throw new ProofRequestError('bad_scope', 'expected one of {order}, {lot}, {product}');
-  const tip = source.chain.tip;
   let selection: ReturnType<typeof selectScope>;
   try {
     selection = selectScope(
@@ -83,14 +90,26 @@ export function buildProofBundle(source: ProofSource, request: ProofRequest): Pr
       proofBundleLimits.eventsMax,
     );
   } catch (err) {
-    if ((err as { code?: string }).code === 'too_many_events')
-      throw new ProofRequestError('too_many_events', (err as Error).message);
+    if (err instanceof ScopeTooLarge) throw new ProofRequestError('too_many_events', err.message);
     throw err;
   }
-  if (selection.events.length + selection.lifecycle.length > proofBundleLimits.eventsMax) {
+  return buildProofBundleOf(source, scope.data, selection);
+}
+
+/**
+ * Builds the bundle of events already selected (and filtered by what the reader may see, as the
+ * trace API does): those of them final as of the chain's tip, each with its proofs. For an order
+ * scope, `events` must be the order's whole selection (order-events.ts) for completeness to hold.
+ */
+export function buildProofBundleOf(
+  source: ProofSource,
+  scope: BundleScope,
+  kept: { events: readonly KeptEvent[]; lifecycle: readonly KeptEvent[] },
+): ProofBundle {
+  if (kept.events.length + kept.lifecycle.length > proofBundleLimits.eventsMax) {
     throw new ProofRequestError('too_many_events', `more than ${proofBundleLimits.eventsMax} events`);
   }
-
+  const tip = source.chain.tip;
   const blocks = new Map<number, ProofBundle['blocks'][number]>();
   const batches: ProofBundle['batches'] = [];
   const proven = new Map<string, ProvenBatch | null>();
@@ -133,9 +152,9 @@ export function buildProofBundle(source: ProofSource, request: ProofRequest): Pr
     return entry;
   };
 
-  const prove = (kept: KeptEvent[]): BundleEvent[] => {
+  const prove = (list: readonly KeptEvent[]): BundleEvent[] => {
     const out: { event: BundleEvent; height: number; index: number; seq: number }[] = [];
-    for (const e of kept) {
+    for (const e of list) {
       const batch = batchOf(e.txId);
       if (!batch) continue;
       const path = batch.paths.get(e.id);
@@ -161,18 +180,78 @@ export function buildProofBundle(source: ProofSource, request: ProofRequest): Pr
     return out.map((o) => o.event);
   };
 
-  const events = prove(selection.events);
-  const lifecycle = prove(selection.lifecycle);
+  const events = prove(kept.events);
+  const lifecycle = prove(kept.lifecycle);
+  const registrations = proveRegistrations(source, batches, tip.height, (height, proof) => {
+    if (!blocks.has(height)) {
+      blocks.set(height, {
+        header: headerToJson(proof.header),
+        certificate: certificateToJson(proof.certificate),
+      });
+    }
+  });
   return {
     format: proofBundleFormat,
     chainId: source.chainId,
     genesisHash: source.genesisHash,
     member: source.bodies.member,
-    scope: scope.data,
+    scope,
     asOf: { height: tip.height, blockHash: toBase64Url(tip.hash) },
     blocks: [...blocks.entries()].sort(([a], [b]) => a - b).map(([, block]) => block),
     batches,
     events,
     lifecycle,
+    registrations,
   };
+}
+
+/**
+ * The configuration transactions that registered (and revoked) the batches' keys that are not in the
+ * genesis, each with its inclusion proof; `addBlock` adds the block it sits in to the bundle.
+ */
+function proveRegistrations(
+  source: ProofSource,
+  batches: ProofBundle['batches'],
+  tipHeight: number,
+  addBlock: (height: number, proof: InclusionProof) => void,
+): ProofBundle['registrations'] {
+  const keyIds = [...new Set(batches.map((b) => b.header.keyId))].filter((k) => !source.genesisKeyIds.has(k));
+  if (keyIds.length === 0) return [];
+  const rows = source.chain.loadAppState().rows;
+  const out: ProofBundle['registrations'] = [];
+  for (const keyId of keyIds) {
+    const row = rows.get(`${registryKeyRowPrefix}${keyId}`);
+    if (!row)
+      throw new ProofRequestError(
+        'store_inconsistent',
+        `key ${keyId} signed a final batch but is not registered`,
+      );
+    const { since, revokedAt } = JSON.parse(new TextDecoder().decode(row)) as {
+      since: number;
+      revokedAt: number | null;
+    };
+    for (const [height, op] of [
+      [since, 'register'],
+      [revokedAt, 'revoke'],
+    ] as const) {
+      if (height === null || height > tipHeight) continue;
+      const tx = source.chain.blockAt(height)?.block.txs.find((t) => {
+        if (!isConfigTx(t)) return false;
+        const d = decodeConfigTx(t);
+        if (!d.ok || d.config.payload.op !== op) return false;
+        const p = d.config.payload;
+        return (p.op === 'register' ? p.key.keyId : p.keyId) === keyId;
+      });
+      const proof = tx && source.chain.inclusionProof(configTxId(tx));
+      if (!tx || !proof) {
+        throw new ProofRequestError(
+          'store_inconsistent',
+          `the ${op} of key ${keyId} is not in block ${height}`,
+        );
+      }
+      addBlock(height, proof);
+      out.push({ tx: toBase64Url(tx), height, index: proof.index, path: proof.path.map(toBase64Url) });
+    }
+  }
+  return out;
 }

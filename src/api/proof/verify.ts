@@ -29,6 +29,7 @@
  *   if (!r.ok) console.error(`${r.first.code}: ${r.first.detail}`);
  */
 
+import { configSigningBytes, configTxId, decodeConfigTx } from '../../consensus/app/config-tx.ts';
 import { blockHash } from '../../consensus/core/signing.ts';
 import type { BlockHeader, ChainLimits, CommitCertificate } from '../../consensus/core/types.ts';
 import { type VerifyContext, verifyCommitCertificate, verifyHeader } from '../../consensus/core/verify.ts';
@@ -55,6 +56,7 @@ export const verifyErrorCodes = [
   'block_hash',
   'block_header',
   'above_as_of',
+  'registration',
   'gateway_key',
   'batch_signature',
   'tx_path',
@@ -81,7 +83,7 @@ export interface BrokenLink {
 export interface GenesisDocumentLike {
   chainId: string;
   params: { limits: ChainLimits };
-  validators: readonly { memberId: string; publicKey: PublicKeyRecord }[];
+  validators: readonly { memberId: string; publicKey: PublicKeyRecord; identityRoot?: PublicKeyRecord }[];
   gateways?: readonly { memberId: string; gateway: string; publicKey: PublicKeyRecord }[];
 }
 
@@ -167,6 +169,10 @@ interface GatewayKey {
   publicKey: Uint8Array;
   memberId: string;
   gateway: string;
+  /** Height of the block that registered it (0: the genesis); valid from the next block. */
+  since: number;
+  /** Height of the block that revoked it: batches in later blocks are not its. */
+  revokedAt: number | null;
 }
 
 /** Checks a proof bundle against a genesis document. Never throws on bad input. */
@@ -232,6 +238,8 @@ class BundleVerifier {
         publicKey: fromBase64Url(g.publicKey.publicKey),
         memberId: g.memberId,
         gateway: g.gateway,
+        since: 0,
+        revokedAt: null,
       });
     }
     for (const b of bundle.blocks) {
@@ -242,6 +250,7 @@ class BundleVerifier {
 
   run(): BundleVerification {
     const b = this.#bundle;
+    const registrationBad = this.#applyRegistrations();
     const seen = new Set<string>();
     const boundLots = this.#boundLots();
     const check = (e: BundleEvent, lifecycle: boolean): EventVerdict => {
@@ -259,6 +268,7 @@ class BundleVerifier {
     ].find(([v]) => !v.ok);
     const closedAt = b.lifecycle.findIndex((e, i) => e.envelope.kind === 'order_closed' && lifecycle[i]!.ok);
     const summary = this.#summary(closedAt >= 0);
+    if (registrationBad) return { ok: false, first: registrationBad.link, events, lifecycle, summary };
     if (firstBad) {
       const [v, e] = firstBad;
       return {
@@ -275,6 +285,65 @@ class BundleVerifier {
       summary.complete = true;
     }
     return { ok: true, summary, events, lifecycle };
+  }
+
+  /**
+   * Learns the gateway keys the bundle's configuration transactions register (and revoke): each must
+   * be in a certified block of the bundle and signed by the identity root the genesis gives its
+   * member. Returns the first that is not.
+   */
+  #applyRegistrations(): Broken | null {
+    for (const r of this.#bundle.registrations) {
+      const bytes = fromBase64Url(r.tx);
+      const d = decodeConfigTx(bytes);
+      if (!d.ok) return new Broken('registration', `configuration transaction: ${d.message}`, r.height);
+      const p = d.config.payload;
+      const what = `the ${p.op} of a key of ${p.member}/${p.gateway} (block ${r.height})`;
+      const root = this.#genesis.validators.find((v) => v.memberId === p.member)?.identityRoot;
+      if (p.chainId !== this.#genesis.chainId)
+        return new Broken('registration', `${what} is for chain ${p.chainId}`, r.height);
+      if (
+        !root ||
+        !this.#ctx.verifier.verify(
+          root.alg,
+          fromBase64Url(root.publicKey),
+          configSigningBytes(d.config.payloadBytes),
+          d.config.signature,
+        )
+      ) {
+        return new Broken(
+          'registration',
+          `${what} is not signed by the identity root the genesis gives ${p.member}`,
+          r.height,
+        );
+      }
+      const block = this.#block(r.height);
+      if (block instanceof Broken) return block;
+      const root2 = this.#root(configTxId(bytes), r.index, block.header.txCount, r.path);
+      if (!root2 || !bytesEqual(root2, block.header.txRoot)) {
+        return new Broken(
+          'tx_path',
+          `${what} is not in block ${r.height} (its path does not lead to txRoot)`,
+          r.height,
+        );
+      }
+      if (p.op === 'register') {
+        if (!this.#keys.has(p.key.keyId)) {
+          this.#keys.set(p.key.keyId, {
+            alg: p.key.alg,
+            publicKey: fromBase64Url(p.key.publicKey),
+            memberId: p.member,
+            gateway: p.gateway,
+            since: r.height,
+            revokedAt: null,
+          });
+        }
+      } else {
+        const key = this.#keys.get(p.keyId);
+        if (key && key.memberId === p.member) key.revokedAt = Math.min(key.revokedAt ?? r.height, r.height);
+      }
+    }
+    return null;
   }
 
   /** Lots the bundle's (order scope) lot_bound events bind to the order. */
@@ -426,7 +495,14 @@ class BundleVerifier {
       if (!key || key.memberId !== h.enterprise || key.gateway !== h.gateway) {
         return new Broken(
           'gateway_key',
-          `${where}: key ${h.keyId} is not one the genesis assigns to gateway ${h.gateway} of ${h.enterprise}`,
+          `${where}: key ${h.keyId} is not one the genesis, or a registration in the bundle, gives gateway ${h.gateway} of ${h.enterprise}`,
+          batch.height,
+        );
+      }
+      if (batch.height <= key.since || (key.revokedAt !== null && batch.height > key.revokedAt)) {
+        return new Broken(
+          'gateway_key',
+          `${where}: key ${h.keyId} was not registered at block ${batch.height} (registered at ${key.since}, revoked at ${key.revokedAt ?? 'never'})`,
           batch.height,
         );
       }

@@ -10,6 +10,7 @@ import type { PublicKeyRecord } from '../../crypto/keys.ts';
 import type { BodyStore } from '../../store/bodies.ts';
 import type { AccessCounters, AccessOptions } from '../auth/policy.ts';
 import type { RevocationList } from '../auth/revocations.ts';
+import { tracePage } from '../trace-page.ts';
 import { type Office, registerOrders } from './orders.ts';
 import { registerTally } from './tally.ts';
 import { registerTrace } from './trace.ts';
@@ -57,4 +58,5 @@ export function registerReadRoutes(app: FastifyInstance, deps: ReadRouteDeps): v
   registerTrace(app, { node, bodies, counters, member });
   registerOrders(app, { bodies, counters, office: deps.settings?.office });
   registerTally(app, node);
+  app.register(tracePage, { genesis: node.genesis.document });
 }

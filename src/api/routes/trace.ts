@@ -23,8 +23,8 @@ import type { ConsensusNode } from '../../consensus/runtime/node.ts';
 import type { BodyStore, KeptEvent } from '../../store/bodies.ts';
 import type { Principal } from '../auth/credentials.ts';
 import { type AccessCounters, bodyRefusal, orderRefusal, type Refusal, refuse } from '../auth/policy.ts';
-import type { BundleEvent, BundleScope, ProofBundle } from '../proof/bundle.ts';
-import { buildProofBundle, ProofRequestError } from '../proof/produce.ts';
+import { type BundleEvent, type BundleScope, type ProofBundle, proofBundleLimits } from '../proof/bundle.ts';
+import { buildProofBundle, buildProofBundleOf, ProofRequestError } from '../proof/produce.ts';
 import { ordersOfEvent, ordersOfLot } from './scope.ts';
 
 export const traceWaitMaxMs = 30_000;
@@ -62,19 +62,24 @@ export function traceBundle(
     !ordersOfLot(bodies, scope.lot).some((o) => p.orders.includes(o))
   )
     return { status: 403, code: 'not_your_order', message: 'your credential does not cover this lot' };
-  const bundle = buildProofBundle(
-    { chain: node.store, bodies, chainId: node.genesis.chainId, genesisHash: node.genesis.hash },
-    { scope, classes: p.role === 'reader' ? ['process', 'equipment'] : ['process'] },
-  );
+  const source = {
+    chain: node.store,
+    bodies,
+    chainId: node.genesis.chainId,
+    genesisHash: node.genesis.hash,
+    genesisKeyIds: new Set(node.genesis.gateways.map((g) => g.publicKey.keyId)),
+  };
   if (p.role === 'customer' && 'product' in scope) {
-    bundle.events = bundle.events.filter((e) => {
-      const kept = bodies.get(e.id);
-      return (
-        kept !== undefined &&
-        !bodyRefusal(p, member, e.envelope.enterprise, kept.env.dataClass, ordersOfEvent(bodies, kept))
-      );
-    });
+    // Only the product's events that belong to the customer's orders (process data only).
+    const events = bodies
+      .byProduct(scope.product, proofBundleLimits.eventsMax + 1)
+      .filter((e) => !bodyRefusal(p, member, e.env.enterprise, e.env.dataClass, ordersOfEvent(bodies, e)));
+    return buildProofBundleOf(source, scope, { events, lifecycle: [] });
   }
+  const bundle = buildProofBundle(source, {
+    scope,
+    classes: p.role === 'reader' ? ['process', 'equipment'] : ['process'],
+  });
   return bundle;
 }
 

@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import type { ProofBundle } from '../../../src/api/proof/bundle.ts';
 import { buildProofBundle, type ProofRequest } from '../../../src/api/proof/index.ts';
-import { loadKeyFile } from '../../../src/crypto/keys.ts';
+import { configTxId } from '../../../src/consensus/app/config-tx.ts';
+import { loadKeyFile, type Signer } from '../../../src/crypto/keys.ts';
 import { createLocalAlliance } from '../../../src/devtools/local-alliance.ts';
 import type { EventDraft } from '../../../src/event/draft.ts';
 import { encodeBody } from '../../../src/event/event.ts';
@@ -18,8 +19,14 @@ import { type RunningValidator, startValidator } from '../../../src/validator/va
 export interface TraceFixture {
   validator: RunningValidator;
   genesisFile: string;
-  /** Signs the drafts as one batch of gateway `gw-<n>` and waits until it is final. */
-  commit(gateway: 1 | 2, drafts: EventDraft[]): Promise<string>;
+  /** Signs the drafts as one batch of gateway `gw-<n>` (or one added) and waits until it is final. */
+  commit(gateway: 1 | 2 | string, drafts: EventDraft[]): Promise<string>;
+  /** A signer for another gateway of acme (its key registered on the chain or not). */
+  addGateway(gateway: string, key: Signer): void;
+  /** Submits a configuration transaction and waits until it is final; returns its height. */
+  commitConfig(tx: Uint8Array): Promise<number>;
+  /** acme's identity root (signs configuration transactions). */
+  identityRoot(): Signer;
   bundle(request: ProofRequest): ProofBundle;
   stop(): Promise<void>;
 }
@@ -32,10 +39,15 @@ export async function startTraceFixture(dir: string): Promise<TraceFixture> {
     dataDir: join(dir, 'data'),
     log: silentLogger,
   });
-  const signers = new Map<number, { signer: EventSigner; head: ChainHead }>();
+  const signers = new Map<string, { signer: EventSigner; head: ChainHead }>();
+  const addGateway = (gateway: string, key: Signer) =>
+    signers.set(gateway, {
+      signer: new EventSigner({ enterprise: 'acme', site: 'plant1', line: gateway, gateway }, key),
+      head: emptyHead,
+    });
   for (const n of [1, 2]) {
     const key = loadKeyFile(alliance.gatewayKeyFiles.get(`acme/gw-${n}`)!);
-    signers.set(n, {
+    signers.set(String(n), {
       signer: new EventSigner(
         { enterprise: 'acme', site: 'plant1', line: `line${n}`, gateway: `gw-${n}` },
         key,
@@ -46,8 +58,21 @@ export async function startTraceFixture(dir: string): Promise<TraceFixture> {
   return {
     validator,
     genesisFile: alliance.genesisFile,
+    addGateway,
+    identityRoot: () => loadKeyFile(alliance.identityRootFiles.get('acme')!),
+    async commitConfig(tx) {
+      const [r] = validator.node.submit([tx]);
+      if (!r?.accepted) throw new Error(`configuration refused: ${JSON.stringify(r)}`);
+      const id = configTxId(tx);
+      for (let i = 0; i < 600; i++) {
+        const at = validator.node.store.txLocation(id);
+        if (at) return at.height;
+        await new Promise((done) => setTimeout(done, 50));
+      }
+      throw new Error('configuration transaction not final after 30 s');
+    },
     async commit(gateway, drafts) {
-      const s = signers.get(gateway)!;
+      const s = signers.get(String(gateway))!;
       const { batch, events, head } = s.signer.sign(drafts, s.head);
       s.head = head;
       const [verdict] = await validator.client.submit([
@@ -69,6 +94,7 @@ export async function startTraceFixture(dir: string): Promise<TraceFixture> {
           bodies: validator.bodies,
           chainId: validator.genesis.chainId,
           genesisHash: validator.genesis.hash,
+          genesisKeyIds: new Set(validator.genesis.gateways.map((g) => g.publicKey.keyId)),
         },
         request,
       );
@@ -113,4 +139,28 @@ export function statusDraft(order: string, lot?: string): EventDraft {
     ...(lot ? { lot } : {}),
     values: { state: { v: 'running', q: 'good' } },
   };
+}
+
+/** An office draft of the order's life cycle or a lot binding (signed by a gateway key of the member). */
+export function officeDraft(
+  kind: 'order_accepted' | 'order_in_production' | 'order_closed' | 'lot_bound',
+  order: string,
+  o: { lot?: string; values?: EventDraft['values'] } = {},
+): EventDraft {
+  t += 1000;
+  return {
+    kind,
+    dataClass: 'process',
+    station: 'office',
+    device: 'office',
+    sourceTimeMs: t,
+    order,
+    ...(o.lot ? { lot: o.lot } : {}),
+    values: o.values ?? {},
+  };
+}
+
+/** The order_closed values of a summary. */
+export function closedValues(s: { eventCount: number; eventsRoot: string }): EventDraft['values'] {
+  return { eventCount: { v: s.eventCount, q: 'good' }, eventsRoot: { v: s.eventsRoot, q: 'good' } };
 }
