@@ -341,7 +341,7 @@ describe("a customer follows its order from acme's press, and proves what it see
     );
     expect(new Set(tallies).size).toBe(1);
     expect(tallies[0]).toMatch(new RegExp(`^acme\\t\\S+\\tpart_completed\\t${parts.length}$`, 'm'));
-  }, 300_000);
+  }, 480_000);
 });
 
 function flipChar(s: string): string {
