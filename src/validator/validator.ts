@@ -16,6 +16,7 @@
  */
 
 import { type ApiTlsFiles, checkApiBinding, loadTls } from '../api/auth/binding.ts';
+import { AccessCounters } from '../api/auth/policy.ts';
 import { RevocationList } from '../api/auth/revocations.ts';
 import { Office } from '../api/routes/office.ts';
 import { buildValidatorApi } from '../api/validator-api.ts';
@@ -80,6 +81,8 @@ export interface RunningValidator {
   peerId: string;
   /** The libp2p addresses it listens on. */
   listen: string[];
+  /** The API's authorisation counters (allowed, refused by code). */
+  access: AccessCounters;
   /** URL of its HTTP API, or null without one. */
   apiUrl: string | null;
   /** Blocks whose ledger state was rebuilt at start-up (0 after a clean stop). */
@@ -179,6 +182,7 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   await node.start();
   if (replayedBlocks > 0) log.info('ledger state rebuilt from stored blocks', { blocks: replayedBlocks });
   const client = localChainClient(node, bodies);
+  const access = new AccessCounters();
   const office = officeKey ? new Office({ node, chain: client, member, signer: officeKey }) : undefined;
   const api = opts.api
     ? buildValidatorApi({
@@ -186,7 +190,7 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
         chain: client,
         bodies,
         tls,
-        access: { revocations: new RevocationList(opts.dataDir), office },
+        access: { revocations: new RevocationList(opts.dataDir), office, counters: access },
         registry,
       })
     : null;
@@ -212,6 +216,7 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
     peerId,
     listen,
     apiUrl,
+    access,
     replayedBlocks,
     warnings,
     stopped: node.closed,

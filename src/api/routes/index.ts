@@ -20,6 +20,8 @@ export interface AccessSettings {
   identityRoot?: ((member: string) => PublicKeyRecord | undefined) | undefined;
   /** This member's revoked credentials (its data folder's list). */
   revocations?: RevocationList | undefined;
+  /** Where refusals are counted (default: a new set, in GET /v1/metrics as `access`). */
+  counters?: AccessCounters | undefined;
   /** The member's office signer: orders and lot bindings. Without it, the order routes answer 503. */
   office?: Office | undefined;
 }
@@ -35,6 +37,7 @@ export function accessOptionsOf(
   const revocations = settings?.revocations;
   return {
     member,
+    ...(settings?.counters ? { counters: settings.counters } : {}),
     verify: {
       chainId: genesis.chainId,
       identityRoot,
