@@ -12,7 +12,7 @@
  *   revokeCredential(dataDir, { jti, expMs });
  *   const list = new RevocationList(dataDir); list.has(jti);
  */
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { credentialLifetimeMaxMs } from './credentials.ts';
@@ -61,6 +61,7 @@ export function revokeCredential(
     );
   list.set(entry.jti, entry.expMs ?? nowMs + credentialLifetimeMaxMs);
   const doc = { version: 1, revoked: [...list].map(([jti, expMs]) => ({ jti, expMs })) };
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(`${path}.tmp`, `${JSON.stringify(doc, null, 1)}\n`, { mode: 0o600 });
   renameSync(`${path}.tmp`, path);
   return { entries: list.size };
