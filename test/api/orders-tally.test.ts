@@ -172,6 +172,42 @@ describe('orders', () => {
   });
 });
 
+describe('a live trace', () => {
+  it('long-polls: answers when an event of the scope becomes final above the given height, or at the deadline', async () => {
+    const api = apis.get('member-1')!;
+    const headers = bearer(await tokenFor(alliance.alliance, 'member-1'));
+    const before = await produce('member-1/gw-1', [
+      { kind: 'part_completed', lot: 'LOT-LIVE', atMs: day + 20 },
+    ]);
+    const first = (await api.inject({ url: '/v1/trace?lot=LOT-LIVE', headers })).json();
+    expect(first.events.map((e: { id: string }) => e.id)).toEqual(before);
+    const after = first.asOf.height;
+    // Nothing new: the answer comes at the deadline, as it is.
+    const started = Date.now();
+    const quiet = (
+      await api.inject({ url: `/v1/trace?lot=LOT-LIVE&after=${after}&waitMs=300`, headers })
+    ).json();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(quiet.events).toHaveLength(1);
+    // A new event while the request waits: it answers with it, before its deadline.
+    let answeredAtMs = 0;
+    const waiting = api
+      .inject({ url: `/v1/trace?lot=LOT-LIVE&after=${after}&waitMs=25000`, headers })
+      .then((r) => {
+        answeredAtMs = Date.now();
+        return r;
+      });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(answeredAtMs).toBe(0);
+    const next = await produce('member-1/gw-1', [
+      { kind: 'part_completed', lot: 'LOT-LIVE', atMs: day + 21 },
+    ]);
+    const live = (await waiting).json();
+    expect(live.events.map((e: { id: string }) => e.id)).toEqual([...before, ...next]);
+    expect(answeredAtMs - started).toBeLessThan(20_000);
+  });
+});
+
 describe('the tally', () => {
   it('counts per member, kind and period from envelopes, identical byte for byte at all four validators', async () => {
     await produce('member-2/gw-2', [
@@ -208,8 +244,8 @@ describe('the tally', () => {
     expect(row('member-2', '2026-12', 'part_completed')).toBe(2);
     expect(row('member-2', '2026-11', 'lot_started')).toBe(1);
     expect(row('member-3', '2026-12', 'part_completed')).toBe(1);
-    // member-1: 2 part_completed in December (LOT-2, LOT-9 … and LOT-1) counted from envelopes.
-    expect(row('member-1', '2026-12', 'part_completed')).toBe(3);
+    // member-1: LOT-1, LOT-2, LOT-9 and the live trace's two, counted from envelopes.
+    expect(row('member-1', '2026-12', 'part_completed')).toBe(5);
     expect(row('member-1', '2026-12', 'equipment_status')).toBe(1);
     // By day; a range that excludes November; and as of an earlier height, the earlier counts.
     const byDay = (
