@@ -369,6 +369,10 @@ describe('what a customer may read', () => {
   });
 
   it('bad queries get 400 with a code', async () => {
+    const refused = async () =>
+      (await api.inject({ url: '/v1/metrics', headers: bearer(tokens['reader (own)']!) })).json().access
+        .refused.bad_query as number;
+    const before = await refused();
     for (const url of [
       '/v1/trace',
       '/v1/trace?order=A&lot=B',
@@ -378,6 +382,7 @@ describe('what a customer may read', () => {
       const r = await api.inject({ url, headers: customer() });
       expect([r.statusCode, r.json().code], url).toEqual([400, 'bad_query']);
     }
+    expect((await refused()) - before).toBe(4);
   });
 });
 

@@ -96,6 +96,9 @@ export const refusalCodes = [
   'not_your_order',
   'equipment_data',
   'other_member_body',
+  // Bad input (400): counted with the refusals.
+  'bad_query',
+  'bad_order',
 ] as const;
 export type RefusalCode = (typeof refusalCodes)[number];
 
@@ -117,7 +120,7 @@ export interface AccessOptions {
 }
 
 export interface Refusal {
-  status: 401 | 403;
+  status: 400 | 401 | 403;
   code: CredentialCode | RefusalCode;
   message: string;
 }

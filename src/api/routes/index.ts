@@ -60,6 +60,6 @@ export function registerReadRoutes(app: FastifyInstance, deps: ReadRouteDeps): v
   const member = deps.access.member;
   registerTrace(app, { node, bodies, counters, member });
   registerOrders(app, { bodies, counters, office: deps.settings?.office });
-  registerTally(app, node);
+  registerTally(app, node, counters);
   app.register(tracePage, { genesis: node.genesis.document });
 }

@@ -82,7 +82,7 @@ export interface OrderDeps {
 export function registerOrders(app: FastifyInstance, deps: OrderDeps): void {
   const { bodies, counters } = deps;
   const bad = (reply: import('fastify').FastifyReply, error: string) =>
-    reply.code(400).send({ code: 'bad_order', error });
+    refuse(reply, counters, { status: 400, code: 'bad_order', message: error });
   const conflict = (reply: import('fastify').FastifyReply, code: string, error: string) =>
     reply.code(409).send({ code, error });
   const officeOr503 = (reply: import('fastify').FastifyReply) => {

@@ -19,6 +19,7 @@ import { decodeTx } from '../../consensus/app/tx.ts';
 import { blockHash } from '../../consensus/core/signing.ts';
 import type { ConsensusNode } from '../../consensus/runtime/node.ts';
 import { toHex } from '../../crypto/hash.ts';
+import { type AccessCounters, refuse } from '../auth/policy.ts';
 
 export const tallyCellsMax = 1_000_000;
 export const tallyRangeMaxMs = 100 * 366 * 86_400_000;
@@ -107,7 +108,7 @@ export function parseInstant(text: string | undefined): number | undefined {
 }
 
 /** Registers GET /v1/tally. */
-export function registerTally(app: FastifyInstance, node: ConsensusNode): void {
+export function registerTally(app: FastifyInstance, node: ConsensusNode, counters: AccessCounters): void {
   const live = new DayCounts();
   let catchingUp: Promise<void> | null = null;
 
@@ -138,9 +139,10 @@ export function registerTally(app: FastifyInstance, node: ConsensusNode): void {
       !tallyPeriods.includes(period) ||
       !(at >= 0 && at <= tip)
     ) {
-      return reply.code(400).send({
+      return refuse(reply, counters, {
+        status: 400,
         code: 'bad_query',
-        error: `expected from and to (ISO dates or ms, from < to, at most ${tallyRangeMaxMs / dayMs / 366} years), period day|month|all, at ≤ ${tip}`,
+        message: `expected from and to (ISO dates or ms, from < to, at most ${tallyRangeMaxMs / dayMs / 366} years), period day|month|all, at ≤ ${tip}`,
       });
     }
     let counts = live;

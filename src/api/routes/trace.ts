@@ -104,7 +104,7 @@ export function registerTrace(app: FastifyInstance, deps: TraceDeps): void {
       message: 'your credential does not cover this event',
     };
     if (!/^[0-9a-f]{64}$/.test(id))
-      return reply.code(400).send({ code: 'bad_query', error: 'expected a hex event id' });
+      return refuse(reply, counters, { status: 400, code: 'bad_query', message: 'expected a hex event id' });
     const e = bodies.get(id);
     if (!e || e.height === null) {
       if (p.role === 'reader')
@@ -130,9 +130,10 @@ export function registerTrace(app: FastifyInstance, deps: TraceDeps): void {
       Number.isNaN(after) ||
       Number.isNaN(waitMs)
     )
-      return reply.code(400).send({
+      return refuse(reply, counters, {
+        status: 400,
         code: 'bad_query',
-        error: `expected exactly one of order, lot or product (1 to ${scopeCharsMax} characters), and after/waitMs as non-negative integers`,
+        message: `expected exactly one of order, lot or product (1 to ${scopeCharsMax} characters), and after/waitMs as non-negative integers`,
       });
     const scope = { [key!]: value } as TraceScope;
     const p = req.principal!;
