@@ -15,8 +15,9 @@
  * seq order, each linking to the one before.
  */
 
+import { isConfigTx } from '../../src/consensus/app/config-tx.ts';
 import { Ledger, type LedgerLimits } from '../../src/consensus/app/ledger.ts';
-import type { GatewayRegistry } from '../../src/consensus/app/registry.ts';
+import type { GatewayRegistry, RegistryGenesis } from '../../src/consensus/app/registry.ts';
 import { chainKeyOf, txIdOf } from '../../src/consensus/app/tx.ts';
 import type { LocalLimits, Timing } from '../../src/consensus/core/config.ts';
 import {
@@ -43,13 +44,14 @@ import type {
 import { type VerifyContext, verifyCertifiedBlock } from '../../src/consensus/core/verify.ts';
 import { decodeMessage, encodeCertifiedBlock, encodeMessage } from '../../src/consensus/wire/codec.ts';
 import { syncResponseBytesTarget } from '../../src/consensus/wire/limits.ts';
-import { sha256, zeroHashHex } from '../../src/crypto/hash.ts';
+import { sha256 } from '../../src/crypto/hash.ts';
 import type { Signer } from '../../src/crypto/keys.ts';
 import { decodeBatchTx } from '../../src/event/batch.ts';
 import { BatchVerifier } from '../../src/event/verify.ts';
 import type { SimGateway } from './gateways.ts';
 import { Heap } from './heap.ts';
 import { simKeys, simVerifier } from './keys.ts';
+import { checkLedgerBlock } from './ledger-checker.ts';
 import type { Rng } from './rng.ts';
 
 export class SimulationError extends Error {
@@ -121,7 +123,14 @@ export interface ClusterOptions {
   network?: Partial<NetworkConditions>;
   realKeys?: boolean;
   /** Run the ledger application with these gateways' keys (default: opaque transactions). */
-  ledger?: { registry: GatewayRegistry; limits?: Partial<LedgerLimits> };
+  ledger?: {
+    registry: GatewayRegistry;
+    limits?: Partial<LedgerLimits>;
+    /** Identity roots for configuration transactions (a gateway registered during the run). */
+    genesis?: Pick<RegistryGenesis, 'chainId' | 'validators'>;
+    /** Every gateway's key, for the checker's signature checks (default `registry`). */
+    allKeys?: GatewayRegistry;
+  };
   /** Replicas that will lose their state: counted as faulty from the start. */
   faulty?: number[];
   /** Chance that an honest replica crashes right after sending a vote, restarting 1–50 ms later. */
@@ -148,6 +157,8 @@ interface Host {
   ledger: Ledger | null;
   /** Ledger checker: each gateway's last event on this replica's chain (independent of the ledger). */
   heads: Map<string, { seq: number; id: string }>;
+  /** Ledger checker: height of the block registering a gateway not in the genesis, per chain. */
+  registeredAt: Map<string, number>;
 }
 
 type EventBody =
@@ -178,7 +189,9 @@ export class Cluster {
   readonly n: number;
   /** Ledger mode: the gateways (set by the scenario), for the byzantine primaries' attacks. */
   gateways: SimGateway[] = [];
-  readonly #ledger?: { registry: GatewayRegistry; limits?: Partial<LedgerLimits> };
+  readonly #ledger?: NonNullable<ClusterOptions['ledger']>;
+  /** Ledger mode: chains whose key is not in the genesis (registered by a configuration transaction). */
+  readonly #lateChains = new Set<string>();
   /** The reference verifier of committed batches (caches verified signatures by transaction id). */
   readonly #eventVerifier?: BatchVerifier;
   readonly rng: Rng;
@@ -233,7 +246,13 @@ export class Cluster {
     this.#timing = o.timing ?? {};
     this.#local = o.local ?? {};
     this.#ledger = o.ledger;
-    if (o.ledger) this.#eventVerifier = new BatchVerifier(o.ledger.registry, { verifier: simVerifier });
+    if (o.ledger) {
+      this.#eventVerifier = new BatchVerifier(o.ledger.allKeys ?? o.ledger.registry, {
+        verifier: simVerifier,
+      });
+      const genesisChains = new Set(o.ledger.registry.chains());
+      for (const c of o.ledger.allKeys?.chains() ?? []) if (!genesisChains.has(c)) this.#lateChains.add(c);
+    }
     this.net = {
       lossP: 0,
       duplicateP: 0,
@@ -258,6 +277,7 @@ export class Cluster {
       oldestPrepared: new Map(),
       ledger: null,
       heads: new Map(),
+      registeredAt: new Map(),
     }));
     this.#quorum = quorumSize(o.n);
     this.crashAfterVoteP = o.crashAfterVoteP ?? 0;
@@ -319,6 +339,7 @@ export class Cluster {
       h.store = [];
       h.txIndex = new Set();
       h.heads = new Map();
+      h.registeredAt = new Map();
       h.lostState = true;
     }
     this.#trace?.(`${this.nowMs} start ${i}${lose ? ' (state lost)' : ''}`);
@@ -328,6 +349,7 @@ export class Cluster {
       // The runtime keeps the ledger state with the blocks; rebuilding it from the store is the same.
       const ledger = new Ledger({
         registry: this.#ledger.registry,
+        genesis: this.#ledger.genesis,
         genesisHash,
         verifier: simVerifier,
         limits: this.#ledger.limits,
@@ -433,7 +455,8 @@ export class Cluster {
       const c = this.certifiable.get(height);
       if (c !== undefined && c !== key) fail(`AGREEMENT VIOLATED: committed ${key}, but ${c} is certifiable`);
     }
-    if (this.#ledger && this.counted(h)) this.#checkLedger(h, cb, fail);
+    if (this.#ledger && this.counted(h))
+      checkLedgerBlock(this.#eventVerifier!, this.#lateChains, h, cb, fail);
     for (const tx of cb.block.txs) {
       const k = this.txKeyOf(tx);
       if (h.txIndex.has(k)) fail('a transaction was committed twice');
@@ -446,35 +469,6 @@ export class Cluster {
     this.#trace?.(
       `${this.nowMs} ${h.index} commit ${height} ${key.slice(0, 8)} (${cb.block.txs.length} txs)`,
     );
-  }
-
-  /**
-   * The ledger checker, independent of src/consensus/app: every batch verifies with the reference
-   * BatchVerifier (src/event/verify.ts), and continues its gateway's chain on this replica (first seq
-   * = head seq + 1, prev = the head's id; the batch itself runs on without a gap).
-   */
-  #checkLedger(h: Host, cb: CertifiedBlock, fail: (why: string) => never): void {
-    for (const [i, tx] of cb.block.txs.entries()) {
-      let header: { enterprise: string; gateway: string; firstSeq: number; count: number; prev: string };
-      let lastId: string;
-      try {
-        const b = this.#eventVerifier!.verify(tx);
-        header = b.header;
-        lastId = Buffer.from(b.ids[b.ids.length - 1]!).toString('hex');
-      } catch (err) {
-        fail(
-          `LEDGER: committed transaction ${i} of block ${cb.block.header.height} does not verify: ${(err as Error).message}`,
-        );
-      }
-      const chain = chainKeyOf(header.enterprise, header.gateway);
-      const head = h.heads.get(chain) ?? { seq: 0, id: zeroHashHex };
-      if (header.firstSeq !== head.seq + 1 || header.prev !== head.id) {
-        fail(
-          `LEDGER ORDER VIOLATED: ${chain} seq ${header.firstSeq} (prev ${header.prev.slice(0, 8)}) after seq ${head.seq} (${head.id.slice(0, 8)})`,
-        );
-      }
-      h.heads.set(chain, { seq: header.firstSeq + header.count - 1, id: lastId });
-    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -561,7 +555,10 @@ export class Cluster {
     } else if ((ledgerBehaviors as readonly string[]).includes(behavior) && m.type === 'pre-prepare') {
       send(to, this.#ledgerAttack(h, m, behavior as (typeof ledgerBehaviors)[number]));
     } else if (behavior === 'forge-events' && m.type === 'txs' && m.txs.length > 0) {
-      send(to, { type: 'txs', txs: m.txs.map((tx) => (this.rng.chance(0.5) ? forgedTwin(tx) : tx)) });
+      send(to, {
+        type: 'txs',
+        txs: m.txs.map((tx) => (this.rng.chance(0.5) && !isConfigTx(tx) ? forgedTwin(tx) : tx)),
+      });
     } else if (
       behavior === 'conflicting-votes' &&
       (m.type === 'prepare' || m.type === 'commit') &&
@@ -617,6 +614,7 @@ export class Cluster {
   ): Message {
     const txs = [...m.block.txs];
     const info = txs.map((tx) => {
+      if (isConfigTx(tx)) return { chain: '#config', seq: 0 };
       const d = decodeBatchTx(tx);
       if (!d.ok) throw new Error(`bug: a proposal of a ledger primary holds a non-batch: ${d.message}`);
       return {
@@ -662,12 +660,14 @@ export class Cluster {
         if (committed.length > 0) txs.splice(this.rng.int(0, txs.length), 0, this.rng.pick(committed));
         break;
       }
-      case 'forge-events':
-        if (txs.length > 0) {
-          const i = this.rng.int(0, txs.length - 1);
+      case 'forge-events': {
+        const batches = txs.flatMap((tx, i) => (isConfigTx(tx) ? [] : [i]));
+        if (batches.length > 0) {
+          const i = this.rng.pick(batches);
           txs[i] = forgedTwin(txs[i]!);
         }
         break;
+      }
     }
     return this.#resigned(h, m, txs);
   }

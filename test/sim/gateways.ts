@@ -57,6 +57,11 @@ export class SimGateway {
   readonly events: SimEvent[] = [];
   /** A second batch for some seq, if equivocating. */
   fork: SimEvent | null = null;
+  /**
+   * A gateway added during the run: its key is not in the genesis, and this configuration
+   * transaction (signed by its member's identity root) registers it; submitted with its batches.
+   */
+  registration: { tx: Uint8Array; key: string } | null = null;
   /** The first seq of the batch never submitted, if lossy. */
   lostSeq: number | null = null;
   readonly #rng: Rng;

@@ -16,8 +16,12 @@
  * be on every correct replica's chain.
  */
 
+import { signConfigTx } from '../../src/consensus/app/config-tx.ts';
+import { txIdOf } from '../../src/consensus/app/tx.ts';
 import type { Timing } from '../../src/consensus/core/config.ts';
+import { keyOf } from '../../src/consensus/core/io.ts';
 import { faultsTolerated } from '../../src/consensus/core/quorum.ts';
+import { publicKeyRecord } from '../../src/crypto/keys.ts';
 import { type Behavior, behaviors, Cluster, ledgerBehaviors, SimulationError, txKey } from './cluster.ts';
 import { registryOf, type SimEvent, SimGateway } from './gateways.ts';
 import { simKeys } from './keys.ts';
@@ -135,6 +139,35 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     const held = lr.pick([2, 8, 64]);
     ledgerLimits = { heldPerGatewayMax: held, pendingPerGatewayMax: held + lr.pick([1, 16, 4096]) };
   }
+  // Half the ledger seeds with two or more gateways add the last one during the run: its member
+  // registers its key by a configuration transaction, signed by the member's identity root. Drawn
+  // from a stream of its own, so every other draw of the seed stays what it was.
+  const cr = new Rng((o.seed ^ 0xc0f16) >>> 0);
+  const roots = ledgerMode ? simKeys(cr.fork(), n).signers : [];
+  const configGenesis = {
+    chainId: 'sim',
+    validators: roots.map((r, i) => ({
+      memberId: `m${i}`,
+      publicKey: publicKeyRecord(r),
+      identityRoot: publicKeyRecord(r),
+    })),
+  };
+  const late = gateways.length >= 2 && cr.chance(0.5) ? gateways[gateways.length - 1]! : undefined;
+  if (late) {
+    const tx = signConfigTx(
+      {
+        v: 1,
+        chainId: 'sim',
+        member: late.enterprise,
+        seq: 1,
+        op: 'register',
+        gateway: late.gateway,
+        key: publicKeyRecord(late.signer),
+      },
+      roots[late.home]!,
+    );
+    late.registration = { tx, key: keyOf(txIdOf(tx)) };
+  }
   const desc = [
     `seed=${o.seed} n=${n}`,
     `byzantine=${byzHosts.map((i) => `${i}:${hostBehaviors[i]}`).join(',') || '-'}`,
@@ -151,6 +184,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
       `${g.faults.duplicateP ? ` dup${g.faults.duplicateP}` : ''}${g.faults.shuffleP ? ' shuffle' : ''}` +
       `${g.faults.lateP ? ` late${g.faults.lateP}` : ''}${g.faults.lossy ? ' lossy' : ''}${g.faults.equivocating ? ' equivocating' : ''}`;
     desc.push(`ledger gateways=[${gateways.map(f).join('; ')}] limits=${JSON.stringify(ledgerLimits)}`);
+    if (late) desc.push(`registered during the run: ${late.chain}`);
   }
   const cluster: Cluster = new Cluster({
     n,
@@ -162,7 +196,14 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     local,
     network,
     realKeys: o.realKeys,
-    ledger: ledgerMode ? { registry: registryOf(gateways), limits: ledgerLimits } : undefined,
+    ledger: ledgerMode
+      ? {
+          registry: registryOf(gateways.filter((g) => g !== late)),
+          allKeys: registryOf(gateways),
+          genesis: configGenesis,
+          limits: ledgerLimits,
+        }
+      : undefined,
     faulty: lostHosts,
     crashAfterVoteP,
     trace: o.trace,
@@ -249,7 +290,10 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     let missing: string[] | null = null;
     const done = () => {
       if (!ledgerMode) return correct.every((h) => keys.every((k) => h.txIndex.has(k)));
-      missing ??= gateways.flatMap((g) => g.mustCommit().map((e) => e.key));
+      missing ??= [
+        ...(late?.registration ? [late.registration.key] : []),
+        ...gateways.flatMap((g) => g.mustCommit().map((e) => e.key)),
+      ];
       while (missing.length > 0 && correct.every((h) => h.txIndex.has(missing![missing!.length - 1]!)))
         missing.pop();
       return missing.length === 0;
@@ -312,6 +356,9 @@ function runGateway(cluster: Cluster, g: SimGateway, r: Rng, chaosMs: number): {
   };
   const submit = (e: SimEvent, to: number) => {
     if (e.seq === g.lostSeq) return;
+    // Until its registration is committed there, the validator refuses its batches (unknown_key).
+    if (g.registration && !cluster.hosts[to]!.txIndex.has(g.registration.key))
+      cluster.submit(to, g.registration.tx);
     cluster.submit(to, e.tx);
   };
   const send = (e: SimEvent) => {
@@ -344,6 +391,7 @@ function runGateway(cluster: Cluster, g: SimGateway, r: Rng, chaosMs: number): {
   const resubmit = () => {
     const to = target(round++ % 2 === 0);
     const host = cluster.hosts[to]!;
+    if (g.registration && !host.txIndex.has(g.registration.key)) cluster.submit(to, g.registration.tx);
     for (const e of g.unsent((key) => host.txIndex.has(key), 16)) cluster.submit(to, e.tx);
     cluster.at(cluster.nowMs + period, resubmit);
   };

@@ -5,8 +5,9 @@
  * primary proposes ready ones first in a block, in sequence order, each checked against the registry
  * as of the block being built and the ones before it.
  *
- * Bound: `configPendingMax` transactions in all (a member changes its gateways a few times a year);
- * beyond it a new one is refused (`config_pending_full`), what is pending stays.
+ * Bounds: `configPendingMax` transactions in all and `configPendingPerMemberMax` of one member (a
+ * member changes its gateways a few times a year); beyond either a new one is refused
+ * (`config_pending_full`), what is pending stays.
  */
 import type { BlockBudget } from '../core/config.ts';
 import type { ConfigPayload } from './config-tx.ts';
@@ -14,6 +15,8 @@ import type { ConfigProblem, GatewayRegistry } from './registry.ts';
 
 /** Pending configuration transactions, all members together. */
 export const configPendingMax = 64;
+/** Of those, one member's: so no member can crowd the others' changes out. */
+export const configPendingPerMemberMax = 8;
 
 interface Entry {
   key: string;
@@ -49,6 +52,13 @@ export class ConfigPool {
       return {
         code: 'config_pending_full',
         message: `${this.#entries.size} configuration transactions pending`,
+      };
+    let own = 0;
+    for (const e of this.#entries.values()) if (e.payload.member === payload.member) own++;
+    if (own >= configPendingPerMemberMax)
+      return {
+        code: 'config_pending_full',
+        message: `${own} configuration transactions of ${payload.member} pending`,
       };
     const last = committed.sequence(payload.member);
     if (payload.seq <= last)

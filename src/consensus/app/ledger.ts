@@ -176,6 +176,8 @@ export class Ledger {
     { ok: true; config: ConfigTx } | ({ ok: false } & ConfigProblem)
   >();
   readonly #configs = new ConfigPool();
+  /** Checks configuration signatures as the checker checks batches' (the simulator passes its own). */
+  readonly #verifier: SignatureVerifier | undefined;
   /** The registry changed since the last `refresh`: pooled batches of revoked keys are dropped then. */
   #registryMoved = false;
   readonly #pool: OrderedPool;
@@ -200,6 +202,7 @@ export class Ledger {
       throw new RangeError('heldPerGatewayMax must be < pendingPerGatewayMax');
     this.#verdictsMax = limits.verdictsMax;
     this.#registry = o.registry.clone();
+    this.#verifier = o.verifier;
     // Copied field by field: a Genesis keeps chainId in a getter, which a spread would lose.
     this.#genesis = o.genesis && { chainId: o.genesis.chainId, validators: o.genesis.validators };
     this.#checker = new TxChecker({
@@ -343,6 +346,7 @@ export class Ledger {
       ? configSignatureProblem(
           { chainId: this.#genesis.chainId, validators: this.#genesis.validators, gateways: [] },
           d.config,
+          this.#verifier,
         )
       : { code: 'config_no_identity_root' as const, message: 'this ledger has no genesis identity roots' };
     const v = problem ? { ok: false as const, ...problem } : { ok: true as const, config: d.config };

@@ -4,9 +4,8 @@
  * Ledger's hooks exactly as the core calls them.
  */
 import { describe, expect, it } from 'vitest';
-import { configPendingMax } from '../../../src/consensus/app/config-pool.ts';
+import { configPendingMax, configPendingPerMemberMax } from '../../../src/consensus/app/config-pool.ts';
 import {
-  type ConfigPayload,
   configTxId,
   decodeConfigTx,
   encodeConfigTx,
@@ -323,21 +322,22 @@ describe('bounds and determinism', () => {
     );
   });
 
-  it('pending configuration transactions are bounded; a second one for a pending seq is refused', () => {
+  it('pending configuration transactions are bounded, per member and in all; a second one for a pending seq is refused', () => {
     const { ledger, order, register } = setup();
     const first = register(1);
     expect(order.admit(txIdOf(first), first, 0)).toBeNull();
     const twin = register(1, new TestGateway('acme', 'gw-8'));
     expect(code(order.admit(txIdOf(twin), twin, 0))).toBe('config_replay');
-    for (let s = 2; s <= configPendingMax; s++) {
+    for (let s = 2; s <= configPendingPerMemberMax; s++) {
       const tx = register(s, new TestGateway('acme', `gw-${s + 10}`));
       expect(order.admit(txIdOf(tx), tx, 0)).toBeNull();
     }
-    const over = register(configPendingMax + 1, new TestGateway('acme', 'gw-over'));
+    const over = register(configPendingPerMemberMax + 1, new TestGateway('acme', 'gw-over'));
     expect(code(order.admit(txIdOf(over), over, 0))).toBe('config_pending_full');
-    expect(ledger.metrics().registry.configPending).toBe(configPendingMax);
+    expect(ledger.metrics().registry.configPending).toBe(configPendingPerMemberMax);
     // All of them fit one block, in sequence order, as a primary proposes them.
-    expect(order.select(tipOf(ledger), budget)).toHaveLength(configPendingMax);
+    expect(order.select(tipOf(ledger), budget)).toHaveLength(configPendingPerMemberMax);
+    expect(configPendingMax).toBeGreaterThanOrEqual(configPendingPerMemberMax);
   });
 
   it('validators applying the same blocks hold the same registry; its rows load back to it', () => {
@@ -409,6 +409,3 @@ describe('a ledger for a real genesis', () => {
     }
   });
 });
-
-/** The payload type is exported for the CLI and the verifier. */
-export type { ConfigPayload };
