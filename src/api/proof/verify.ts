@@ -203,7 +203,16 @@ export function verifyProofBundle(
       ...none,
     };
   }
-  return new BundleVerifier(bundle, genesis, options).run();
+  try {
+    return new BundleVerifier(bundle, genesis, options).run();
+  } catch (err) {
+    // Every check returns its verdict; this is for input no check foresaw, never a crash.
+    return {
+      ok: false,
+      first: { code: 'malformed', detail: `unreadable bundle: ${(err as Error).message}` },
+      ...none,
+    };
+  }
 }
 
 class BundleVerifier {
