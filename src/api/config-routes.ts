@@ -32,12 +32,10 @@ export function registerConfigRoutes(app: FastifyInstance, o: ConfigRoutesOption
   app.post('/v1/config', async (req, reply) => {
     const body = req.body;
     if (!Buffer.isBuffer(body) || !isConfigTx(body))
-      return reply
-        .code(400)
-        .send({
-          error: 'expected one configuration transaction as application/octet-stream',
-          code: 'config_malformed',
-        });
+      return reply.code(400).send({
+        error: 'expected one configuration transaction as application/octet-stream',
+        code: 'config_malformed',
+      });
     const [r] = o.node.submit([new Uint8Array(body)]);
     if (!r) throw new Error('bug: no verdict');
     if (r.accepted) return reply.code(202).send({ id: toHex(r.id) });

@@ -24,7 +24,10 @@
  * A forged, replayed or unknown-key batch is refused with its reason and counted in the node's
  * status (`refusals`, `invalidTxs`).
  *
- * No authentication: bind it to loopback or a trusted interface. Bounds (`ValidatorApiLimits`): a
+ * Every route but /health needs a credential and is authorised by the one policy
+ * (src/api/auth/policy.ts; docs/api.md has the matrix); the read side (events, trace, orders, tally)
+ * is registered by src/api/routes/. With `tls` it serves HTTPS; src/api/auth/binding.ts refuses a
+ * non-loopback address without it. Bounds (`ValidatorApiLimits`): a
  * body above `bodyBytesMax` is refused (413); at most `submitBatchesMax` batches per request (413);
  * pages of at most `commitsPageMax` blocks; at most `commitWaitersMax` long-polls wait at once,
  * beyond that 503 (the client retries with backoff: each waiter holds a socket); `recentBlocksMax`
@@ -35,6 +38,7 @@
  *   const url = await api.listen({ host: '127.0.0.1', port: 8181 });
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { decodeTx } from '../consensus/app/tx.ts';
 import { inclusionProofToJson } from '../consensus/runtime/block-store.ts';
 import {
   type ChainClient,
@@ -47,7 +51,9 @@ import { type ConsensusNode, NodeNotRunningError } from '../consensus/runtime/no
 import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { fromHex } from '../crypto/hash.ts';
 import type { BodyStore } from '../store/bodies.ts';
+import { type AccessCounters, batchRefusal, installAccess, refuse } from './auth/policy.ts';
 import { type ConfigRoutesOptions, registerConfigRoutes } from './config-routes.ts';
+import { type AccessSettings, accessOptionsOf, registerReadRoutes } from './routes/index.ts';
 
 export interface ValidatorApiLimits {
   /** Largest request body (batches with their bodies), bytes. */
@@ -90,6 +96,10 @@ export interface ValidatorApiOptions {
   /** The member's body store (its counters are in /v1/metrics). */
   bodies: BodyStore;
   limits?: Partial<ValidatorApiLimits>;
+  /** Identities, revocations, orders (src/api/routes/index.ts); default: the genesis's identity roots only. */
+  access?: AccessSettings;
+  /** PEM certificate and key: serve HTTPS. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
   /** The committed gateway key registry, for GET /v1/config/<member> (config-routes.ts). */
   registry?: ConfigRoutesOptions['registry'];
 }
@@ -103,7 +113,14 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${k} must be a positive integer`);
   }
   // forceCloseConnections: close() must not wait for idle keep-alive connections of clients.
-  const app = Fastify({ bodyLimit: limits.bodyBytesMax, logger: false, forceCloseConnections: true });
+  const app = Fastify({
+    bodyLimit: limits.bodyBytesMax,
+    logger: false,
+    forceCloseConnections: true,
+    ...(options.tls ? { https: options.tls } : {}),
+  }) as unknown as FastifyInstance;
+  const access = accessOptionsOf(node, bodies, options.access);
+  const counters: AccessCounters = installAccess(app, access);
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
     done(null, body),
   );
@@ -136,6 +153,11 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     }
     if (decoded.batches.length > limits.submitBatchesMax)
       return reply.code(413).send({ error: `at most ${limits.submitBatchesMax} batches per request` });
+    for (const b of decoded.batches) {
+      const d = decodeTx(b.tx); // memoised: the chain's own check reuses it
+      const refusal = d.ok ? batchRefusal(req.principal!, d.batch.header) : null;
+      if (refusal) return refuse(reply, counters, refusal);
+    }
     return { verdicts: await chain.submit(decoded.batches) };
   });
 
@@ -203,7 +225,13 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
 
   app.get('/v1/status', async () => node.status());
 
-  app.get('/v1/metrics', async () => ({ ...node.metrics(), bodies: bodies.stats() }));
+  app.get('/v1/metrics', async () => ({
+    ...node.metrics(),
+    bodies: bodies.stats(),
+    access: counters.snapshot(),
+  }));
+
+  registerReadRoutes(app, { node, bodies, chain, access, counters, settings: options.access });
 
   app.get('/health', async (_req, reply) => {
     const s = node.status();

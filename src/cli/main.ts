@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../gateway/config/config.ts';
 import { registerAlliance } from './alliance.ts';
 import { registerChain } from './chain.ts';
+import { registerCredential } from './credential.ts';
 import { registerDemo } from './demo.ts';
 import { registerGatewayKeys } from './gateway-keys.ts';
 import { registerHealth } from './health.ts';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerSimulate(program);
   registerPeer(program);
   registerAlliance(program);
+  registerCredential(program);
   registerVerify(program);
   registerGatewayKeys(program);
   return program;
