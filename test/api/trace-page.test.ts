@@ -1,23 +1,20 @@
 /**
- * The customer's trace page in headless Chromium, against real bundles: a real validator's stores,
- * the real producer, the page plugin (src/api/trace-page.ts) and, standing in for the trace API until
- * it is merged, a small /v1/trace route that checks an EdDSA JWT (jose) naming the customer's orders.
- * The customer logs in by link and by pasting its credential, sees its order's parts and events each
- * verified in the browser, sees a new event arrive, sees an event whose body was edited in the
- * member's database flagged, and cannot see another order. Nothing is loaded from another origin.
+ * The customer's trace page in headless Chromium, against a real validator's API: its stores, the
+ * real producer behind GET /v1/trace, the credentials and policy of the member's API, and the page
+ * plugin (src/api/trace-page.ts) registered on it. The customer logs in by link and by pasting a
+ * credential issued with acme's identity root, sees its order's parts and events each verified in the
+ * browser, sees a new event arrive, sees an event whose body was edited in the member's database
+ * flagged, and cannot see another order. Nothing is loaded from another origin.
  *
  * Chromium is Debian's, driven by playwright-core; where it cannot be launched the test is skipped
  * with the reason printed, and with MASBC_REQUIRE_CHROMIUM=1 (CI) that is a failure instead.
  */
-
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tracePage } from '../../src/api/trace-page.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { tokenFor } from './credentials-fixture.ts';
 import { partDraft, startTraceFixture, statusDraft, type TraceFixture } from './proof/fixture.ts';
 
 const chromiumPath = process.env.MASBC_CHROMIUM ?? '/usr/bin/chromium';
@@ -41,20 +38,11 @@ declare const document: {
 let browser: Browser | null = null;
 let skipReason: string | null = null;
 let fx: TraceFixture;
-let app: FastifyInstance;
 let url: string;
 let dir: string;
-let keys: Awaited<ReturnType<typeof generateKeyPair>>;
 
-async function credential(orders: string[]): Promise<string> {
-  return new SignJWT({ role: 'customer', orders })
-    .setProtectedHeader({ alg: 'EdDSA' })
-    .setIssuer('acme')
-    .setSubject('customer-1')
-    .setJti(crypto.randomUUID())
-    .setExpirationTime('1h')
-    .sign(keys.privateKey);
-}
+const credential = (orders: string[]) =>
+  tokenFor(fx.alliance, 'acme', { role: 'customer', subject: 'customer-1', orders });
 
 beforeAll(async () => {
   try {
@@ -65,7 +53,8 @@ beforeAll(async () => {
     return;
   }
   dir = tempDir('trace-page');
-  fx = await startTraceFixture(dir);
+  fx = await startTraceFixture(dir, { api: true });
+  url = fx.validator.apiUrl!.replace(/\/$/, '');
   await fx.commit(1, [
     { ...partDraft({ order: 'ORD-P', lot: 'LOT-1', product: 'SN-1' }), step: 'turning' },
     { ...partDraft({ order: 'ORD-P', lot: 'LOT-1', product: 'SN-2' }), step: 'turning' },
@@ -75,32 +64,10 @@ beforeAll(async () => {
   await fx.commit(2, [
     { ...partDraft({ order: 'ORD-P', lot: 'LOT-1', product: 'SN-1', diameter: 25.004 }), step: 'grinding' },
   ]);
-
-  keys = await generateKeyPair('EdDSA', { extractable: true });
-  app = Fastify({ logger: false, forceCloseConnections: true });
-  await app.register(tracePage, { genesis: fx.validator.genesis.document });
-  // Stand-in for the trace API (access-work's /v1/trace): a customer reads its own orders only.
-  app.get<{ Querystring: { order?: string } }>('/v1/trace', async (req, reply) => {
-    const auth = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    if (!auth) return reply.code(401).send({ error: 'credential required' });
-    let orders: unknown;
-    try {
-      orders = (await jwtVerify(auth[1]!, keys.publicKey, { issuer: 'acme' })).payload.orders;
-    } catch {
-      return reply.code(401).send({ error: 'credential refused' });
-    }
-    const order = req.query.order ?? '';
-    if (!Array.isArray(orders) || !orders.includes(order)) {
-      return reply.code(403).send({ error: 'not an order of this credential' });
-    }
-    return { bundle: fx.bundle({ scope: { order } }) };
-  });
-  url = await app.listen({ host: '127.0.0.1', port: 0 });
 }, 180_000);
 
 afterAll(async () => {
   await browser?.close();
-  await app?.close();
   await fx?.stop();
 }, 60_000);
 
@@ -202,7 +169,7 @@ describe('the trace page in headless Chromium', () => {
       timeout: seenMs,
     });
     expect(await page.textContent('#message')).toMatch(
-      /refused to show order ORD-Q: not an order of this credential/,
+      /refused to show order ORD-Q: your credential does not cover order "ORD-Q"/,
     );
     expect(await page.$$('#timeline tbody tr')).toHaveLength(0);
     expect(await page.isVisible('#trace')).toBe(false);
