@@ -4,12 +4,14 @@
  * plugin (src/api/trace-page.ts) registered on it. The customer logs in by link and by pasting a
  * credential issued with acme's identity root, sees its order's parts and events each verified in the
  * browser, sees a new event arrive, sees an event whose body was edited in the member's database
- * flagged, and cannot see another order. Nothing is loaded from another origin.
+ * flagged, and cannot see another order. Nothing is loaded from another origin. A screenshot of the
+ * page with the tampered event is saved to test-artifacts/trace-page.png (git-ignored).
  *
  * Chromium is Debian's, driven by playwright-core; where it cannot be launched the test is skipped
  * with the reason printed, and with MASBC_REQUIRE_CHROMIUM=1 (CI) that is a failure instead.
  */
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +19,7 @@ import { tempDir } from '../helpers/tmp.ts';
 import { tokenFor } from './credentials-fixture.ts';
 import { partDraft, startTraceFixture, statusDraft, type TraceFixture } from './proof/fixture.ts';
 
+const artifacts = resolve(import.meta.dirname, '../../test-artifacts');
 const chromiumPath = process.env.MASBC_CHROMIUM ?? '/usr/bin/chromium';
 const chromiumArgs = [
   '--no-sandbox',
@@ -112,6 +115,7 @@ describe('the trace page in headless Chromium', () => {
       { timeout: seenMs },
     );
     expect(await page.textContent('#order')).toBe('ORD-P');
+    expect(await page.isVisible('#login')).toBe(false);
     expect(await page.getAttribute('#proof', 'data-proof')).toBe('ok');
     expect(await page.textContent('#proof')).toBe('all 3 events verified');
     const products = await page.$$eval('#products tbody tr', (rows) =>
@@ -162,6 +166,8 @@ describe('the trace page in headless Chromium', () => {
     expect(await page.textContent('#products tbody tr[data-product="SN-2"] td:last-child')).toBe(
       '✗ 1 tampered',
     );
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, 'trace-page.png'), fullPage: true });
 
     // Another order: the server refuses, the page says so and shows nothing of it.
     await page.goto(`${url}/trace#token=${await credential(['ORD-P'])}&order=ORD-Q`);
