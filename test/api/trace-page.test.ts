@@ -15,9 +15,17 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { orderSummary, selectScope } from '../../src/api/proof/order-events.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { tokenFor } from './credentials-fixture.ts';
-import { partDraft, startTraceFixture, statusDraft, type TraceFixture } from './proof/fixture.ts';
+import {
+  closedValues,
+  officeDraft,
+  partDraft,
+  startTraceFixture,
+  statusDraft,
+  type TraceFixture,
+} from './proof/fixture.ts';
 
 const artifacts = resolve(import.meta.dirname, '../../test-artifacts');
 const chromiumPath = process.env.MASBC_CHROMIUM ?? '/usr/bin/chromium';
@@ -146,6 +154,19 @@ describe('the trace page in headless Chromium', () => {
       },
     );
 
+    // Closed (gw-2 stands for acme's office signer): the page shows the order complete.
+    const kept = selectScope(fx.validator.bodies, { order: 'ORD-P' }, ['process'], 100).events;
+    const summary = orderSummary(kept.filter((e) => e.height !== null).map((e) => e.id));
+    expect(summary.eventCount).toBe(4);
+    await fx.commit(2, [officeDraft('order_closed', 'ORD-P', { values: closedValues(summary) })]);
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === 'closed', undefined, {
+      timeout: seenMs,
+    });
+    expect(await page.textContent('#completeness')).toBe(
+      'Closed with 4 events: complete, nothing was withheld.',
+    );
+    expect(await page.textContent('#proof')).toBe('all 5 events verified');
+
     // Tampered: a body edited in the member's database is flagged, the others stay verified.
     const victim = fx.bundle({ scope: { order: 'ORD-P' } }).events.find((e) => e.body.product === 'SN-2')!;
     const db = new Database(join(dir, 'data', 'bodies.db'));
@@ -163,6 +184,9 @@ describe('the trace page in headless Chromium', () => {
     );
     expect((await page.evaluate(rowsVerified)).filter((v) => v === 'no')).toHaveLength(1);
     expect(await page.getAttribute('#proof', 'data-proof')).toBe('bad');
+    expect(await page.textContent('#completeness')).toMatch(
+      /completeness is not proven while an event fails/,
+    );
     expect(await page.textContent('#products tbody tr[data-product="SN-2"] td:last-child')).toBe(
       '✗ 1 tampered',
     );
