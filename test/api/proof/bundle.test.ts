@@ -4,6 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ProofBundle, proofBundleSchema } from '../../../src/api/proof/bundle.ts';
+import { ScopeTooLarge, selectScope } from '../../../src/api/proof/order-events.ts';
+import { ProofRequestError } from '../../../src/api/proof/produce.ts';
 import {
   type BundleVerification,
   type VerifyErrorCode,
@@ -87,6 +89,14 @@ describe('proof bundles from a real validator', () => {
     const none = fx.bundle({ scope: { order: 'ORD-404' } });
     expect(none.events).toEqual([]);
     expect(verify(none).ok).toBe(true);
+  });
+
+  it('a scope above the limit is refused, not cut short; a bad scope is refused', () => {
+    expect(() => selectScope(fx.validator.bodies, { order: 'ORD-1' }, ['process'], 3)).toThrow(ScopeTooLarge);
+    expect(selectScope(fx.validator.bodies, { order: 'ORD-1' }, ['process'], 4).events).toHaveLength(4);
+    const bad = () => fx.bundle({ scope: { order: '' } });
+    expect(bad).toThrow(ProofRequestError);
+    expect(bad).toThrow(expect.objectContaining({ code: 'bad_scope' }));
   });
 
   it('a flipped byte of a body value or its salt breaks the body commitment', () => {
