@@ -8,6 +8,7 @@ import { ScopeTooLarge, selectScope } from '../../../src/api/proof/order-events.
 import { ProofRequestError } from '../../../src/api/proof/produce.ts';
 import {
   type BundleVerification,
+  VerifyCache,
   type VerifyErrorCode,
   verifyProofBundle,
 } from '../../../src/api/proof/verify.ts';
@@ -180,6 +181,26 @@ describe('proof bundles from a real validator', () => {
     expectBroken(g, 'wrong_genesis');
     expectBroken({ ...copy(), format: 'something/else' }, 'malformed');
     expectBroken('not a bundle', 'malformed');
+  });
+
+  it('a cache shared across bundles (a page that polls) skips only the signature checks it already made', () => {
+    const cache = new VerifyCache();
+    const withCache = (b: unknown) => {
+      const r = verifyProofBundle(b, genesis(), { verifier: nodeVerifier, cache });
+      return r.ok ? 'ok' : r.first.code;
+    };
+    expect(withCache(bundle)).toBe('ok');
+    const c = copy();
+    const cert = c.blocks[0]!.certificate as { commits: { signature: string }[] };
+    cert.commits[0]!.signature = flipB64(cert.commits[0]!.signature, 9);
+    expect(withCache(c)).toBe('certificate');
+    const s = copy();
+    s.batches[0]!.signature = flipB64(s.batches[0]!.signature, 5);
+    expect(withCache(s)).toBe('batch_signature');
+    const k = copy();
+    k.batches.find((x) => x.header.gateway === 'gw-2')!.header.gateway = 'gw-1';
+    expect(withCache(k)).toBe('gateway_key');
+    expect(withCache(bundle)).toBe('ok');
   });
 
   it('reports the first broken link and a verdict per event', () => {
