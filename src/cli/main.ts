@@ -14,11 +14,14 @@ import { registerDemo } from './demo.ts';
 import { registerGatewayKeys } from './gateway-keys.ts';
 import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
+import { registerOrders } from './orders.ts';
 import { registerOutbox } from './outbox.ts';
 import { registerPeer } from './peer.ts';
 import { registerRun } from './run.ts';
 import { registerSchema } from './schema.ts';
 import { registerSimulate } from './simulate.ts';
+import { registerTally } from './tally.ts';
+import { registerTrace } from './trace.ts';
 import { registerValidate } from './validate.ts';
 import { registerVerify } from './verify.ts';
 
@@ -43,6 +46,9 @@ export function buildProgram(): Command {
   registerPeer(program);
   registerAlliance(program);
   registerCredential(program);
+  registerOrders(program);
+  registerTrace(program);
+  registerTally(program);
   registerVerify(program);
   registerGatewayKeys(program);
   return program;
