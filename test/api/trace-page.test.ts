@@ -1,25 +1,33 @@
 /**
- * The customer's trace page in headless Chromium, against real bundles: a real validator's stores,
- * the real producer, the page plugin (src/api/trace-page.ts) and, standing in for the trace API until
- * it is merged, a small /v1/trace route that checks an EdDSA JWT (jose) naming the customer's orders.
- * The customer logs in by link and by pasting its credential, sees its order's parts and events each
- * verified in the browser, sees a new event arrive, sees an event whose body was edited in the
- * member's database flagged, and cannot see another order. Nothing is loaded from another origin.
+ * The customer's trace page in headless Chromium, against a real validator's API: its stores, the
+ * real producer behind GET /v1/trace, the credentials and policy of the member's API, and the page
+ * plugin (src/api/trace-page.ts) registered on it. The customer logs in by link and by pasting a
+ * credential issued with acme's identity root, sees its order's parts and events each verified in the
+ * browser, sees a new event arrive, sees an event whose body was edited in the member's database
+ * flagged, and cannot see another order. Nothing is loaded from another origin. A screenshot of the
+ * page with the tampered event is saved to test-artifacts/trace-page.png (git-ignored).
  *
  * Chromium is Debian's, driven by playwright-core; where it cannot be launched the test is skipped
  * with the reason printed, and with MASBC_REQUIRE_CHROMIUM=1 (CI) that is a failure instead.
  */
-
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tracePage } from '../../src/api/trace-page.ts';
+import { orderSummary, selectScope } from '../../src/api/proof/order-events.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { partDraft, startTraceFixture, statusDraft, type TraceFixture } from './proof/fixture.ts';
+import { tokenFor } from './credentials-fixture.ts';
+import {
+  closedValues,
+  officeDraft,
+  partDraft,
+  startTraceFixture,
+  statusDraft,
+  type TraceFixture,
+} from './proof/fixture.ts';
 
+const artifacts = resolve(import.meta.dirname, '../../test-artifacts');
 const chromiumPath = process.env.MASBC_CHROMIUM ?? '/usr/bin/chromium';
 const chromiumArgs = [
   '--no-sandbox',
@@ -41,20 +49,11 @@ declare const document: {
 let browser: Browser | null = null;
 let skipReason: string | null = null;
 let fx: TraceFixture;
-let app: FastifyInstance;
 let url: string;
 let dir: string;
-let keys: Awaited<ReturnType<typeof generateKeyPair>>;
 
-async function credential(orders: string[]): Promise<string> {
-  return new SignJWT({ role: 'customer', orders })
-    .setProtectedHeader({ alg: 'EdDSA' })
-    .setIssuer('acme')
-    .setSubject('customer-1')
-    .setJti(crypto.randomUUID())
-    .setExpirationTime('1h')
-    .sign(keys.privateKey);
-}
+const credential = (orders: string[]) =>
+  tokenFor(fx.alliance, 'acme', { role: 'customer', subject: 'customer-1', orders });
 
 beforeAll(async () => {
   try {
@@ -65,7 +64,8 @@ beforeAll(async () => {
     return;
   }
   dir = tempDir('trace-page');
-  fx = await startTraceFixture(dir);
+  fx = await startTraceFixture(dir, { api: true });
+  url = fx.validator.apiUrl!.replace(/\/$/, '');
   await fx.commit(1, [
     { ...partDraft({ order: 'ORD-P', lot: 'LOT-1', product: 'SN-1' }), step: 'turning' },
     { ...partDraft({ order: 'ORD-P', lot: 'LOT-1', product: 'SN-2' }), step: 'turning' },
@@ -75,32 +75,10 @@ beforeAll(async () => {
   await fx.commit(2, [
     { ...partDraft({ order: 'ORD-P', lot: 'LOT-1', product: 'SN-1', diameter: 25.004 }), step: 'grinding' },
   ]);
-
-  keys = await generateKeyPair('EdDSA', { extractable: true });
-  app = Fastify({ logger: false, forceCloseConnections: true });
-  await app.register(tracePage, { genesis: fx.validator.genesis.document });
-  // Stand-in for the trace API (access-work's /v1/trace): a customer reads its own orders only.
-  app.get<{ Querystring: { order?: string } }>('/v1/trace', async (req, reply) => {
-    const auth = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    if (!auth) return reply.code(401).send({ error: 'credential required' });
-    let orders: unknown;
-    try {
-      orders = (await jwtVerify(auth[1]!, keys.publicKey, { issuer: 'acme' })).payload.orders;
-    } catch {
-      return reply.code(401).send({ error: 'credential refused' });
-    }
-    const order = req.query.order ?? '';
-    if (!Array.isArray(orders) || !orders.includes(order)) {
-      return reply.code(403).send({ error: 'not an order of this credential' });
-    }
-    return { bundle: fx.bundle({ scope: { order } }) };
-  });
-  url = await app.listen({ host: '127.0.0.1', port: 0 });
 }, 180_000);
 
 afterAll(async () => {
   await browser?.close();
-  await app?.close();
   await fx?.stop();
 }, 60_000);
 
@@ -145,6 +123,7 @@ describe('the trace page in headless Chromium', () => {
       { timeout: seenMs },
     );
     expect(await page.textContent('#order')).toBe('ORD-P');
+    expect(await page.isVisible('#login')).toBe(false);
     expect(await page.getAttribute('#proof', 'data-proof')).toBe('ok');
     expect(await page.textContent('#proof')).toBe('all 3 events verified');
     const products = await page.$$eval('#products tbody tr', (rows) =>
@@ -175,6 +154,19 @@ describe('the trace page in headless Chromium', () => {
       },
     );
 
+    // Closed (gw-2 stands for acme's office signer): the page shows the order complete.
+    const kept = selectScope(fx.validator.bodies, { order: 'ORD-P' }, ['process'], 100).events;
+    const summary = orderSummary(kept.filter((e) => e.height !== null).map((e) => e.id));
+    expect(summary.eventCount).toBe(4);
+    await fx.commit(2, [officeDraft('order_closed', 'ORD-P', { values: closedValues(summary) })]);
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === 'closed', undefined, {
+      timeout: seenMs,
+    });
+    expect(await page.textContent('#completeness')).toBe(
+      'Closed with 4 events: complete, nothing was withheld.',
+    );
+    expect(await page.textContent('#proof')).toBe('all 5 events verified');
+
     // Tampered: a body edited in the member's database is flagged, the others stay verified.
     const victim = fx.bundle({ scope: { order: 'ORD-P' } }).events.find((e) => e.body.product === 'SN-2')!;
     const db = new Database(join(dir, 'data', 'bodies.db'));
@@ -192,9 +184,14 @@ describe('the trace page in headless Chromium', () => {
     );
     expect((await page.evaluate(rowsVerified)).filter((v) => v === 'no')).toHaveLength(1);
     expect(await page.getAttribute('#proof', 'data-proof')).toBe('bad');
+    expect(await page.textContent('#completeness')).toMatch(
+      /completeness is not proven while an event fails/,
+    );
     expect(await page.textContent('#products tbody tr[data-product="SN-2"] td:last-child')).toBe(
       '✗ 1 tampered',
     );
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: join(artifacts, 'trace-page.png'), fullPage: true });
 
     // Another order: the server refuses, the page says so and shows nothing of it.
     await page.goto(`${url}/trace#token=${await credential(['ORD-P'])}&order=ORD-Q`);
@@ -202,7 +199,7 @@ describe('the trace page in headless Chromium', () => {
       timeout: seenMs,
     });
     expect(await page.textContent('#message')).toMatch(
-      /refused to show order ORD-Q: not an order of this credential/,
+      /refused to show order ORD-Q: your credential does not cover order "ORD-Q"/,
     );
     expect(await page.$$('#timeline tbody tr')).toHaveLength(0);
     expect(await page.isVisible('#trace')).toBe(false);

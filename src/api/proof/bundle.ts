@@ -94,18 +94,22 @@ export const proofBundleSchema = z.strictObject({
   /** The chain's tip when the bundle was made: no block in it is higher. */
   asOf: z.strictObject({ height: count, blockHash: b64u }),
   /** Block headers and certificates in their JSON form (wire/json.ts reads them strictly). */
-  blocks: z.array(z.strictObject({ header: z.unknown(), certificate: z.unknown() })),
-  batches: z.array(
-    z.strictObject({
-      header: batchHeaderSchema,
-      signature: b64u,
-      /** Height of the block holding the batch (its transaction), and its index there. */
-      height: count,
-      index: count,
-      /** Audit path from the transaction id to the block's txRoot. */
-      path,
-    }),
-  ),
+  blocks: z
+    .array(z.strictObject({ header: z.unknown(), certificate: z.unknown() }))
+    .max(2 * proofBundleLimits.eventsMax),
+  batches: z
+    .array(
+      z.strictObject({
+        header: batchHeaderSchema,
+        signature: b64u,
+        /** Height of the block holding the batch (its transaction), and its index there. */
+        height: count,
+        index: count,
+        /** Audit path from the transaction id to the block's txRoot. */
+        path,
+      }),
+    )
+    .max(proofBundleLimits.eventsMax),
   events: z.array(bundleEventSchema).max(proofBundleLimits.eventsMax),
   /** The order's life-cycle events (order_accepted, order_in_production, order_closed). */
   lifecycle: z.array(bundleEventSchema).max(proofBundleLimits.eventsMax),

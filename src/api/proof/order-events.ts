@@ -32,6 +32,12 @@ export interface ScopeSelection {
   boundLots: string[];
 }
 
+/**
+ * Rows one body-store query may return, per event of the limit: a scope's rows include events it
+ * leaves out (equipment data, life-cycle events), so the row bound is looser than the event bound.
+ */
+export const scopeRowsPerEvent = 4;
+
 /** The scope has more than `limit` events: refused rather than cut short. */
 export class ScopeTooLarge extends Error {
   override name = 'ScopeTooLarge';
@@ -53,15 +59,19 @@ export function selectScope(
   const lifecycle: KeptEvent[] = [];
   const boundLots: string[] = [];
   const tooMany = () => new ScopeTooLarge(`more than ${limit} events in this scope`);
+  const rowsMax = limit * scopeRowsPerEvent;
+  /** One query's rows, refused past the row bound (asking for one more tells "exactly" from "more"). */
+  const rows = (found: KeptEvent[]) => {
+    if (found.length > rowsMax) throw new ScopeTooLarge(`more than ${rowsMax} stored events in this scope`);
+    return found;
+  };
   const add = (e: KeptEvent, allowed: readonly DataClass[]) => {
     if (!allowed.includes(e.env.dataClass) || events.has(e.id)) return;
     if (events.size >= limit) throw tooMany();
     events.set(e.id, e);
   };
-  // Asking for one more than the limit tells "exactly the limit" from "more".
   if ('order' in scope) {
-    const named = bodies.byOrder(scope.order, limit + 1);
-    if (named.length > limit) throw tooMany();
+    const named = rows(bodies.byOrder(scope.order, rowsMax + 1));
     for (const e of named) {
       if (isLifecycleKind(e.env.kind)) {
         lifecycle.push(e);
@@ -77,14 +87,13 @@ export function selectScope(
       add(e, ['process']);
     }
     for (const lot of boundLots) {
-      const ofLot = bodies.byLot(lot, limit + 1);
-      if (ofLot.length > limit) throw tooMany();
-      for (const e of ofLot) if (!isLifecycleKind(e.env.kind)) add(e, ['process']);
+      for (const e of rows(bodies.byLot(lot, rowsMax + 1)))
+        if (!isLifecycleKind(e.env.kind)) add(e, ['process']);
     }
   } else {
-    const found =
-      'lot' in scope ? bodies.byLot(scope.lot, limit + 1) : bodies.byProduct(scope.product, limit + 1);
-    if (found.length > limit) throw tooMany();
+    const found = rows(
+      'lot' in scope ? bodies.byLot(scope.lot, rowsMax + 1) : bodies.byProduct(scope.product, rowsMax + 1),
+    );
     for (const e of found) add(e, classes);
   }
   return { events: [...events.values()], lifecycle, boundLots };

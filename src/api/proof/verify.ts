@@ -135,7 +135,11 @@ export type BundleVerification =
 
 const cacheEntriesMax = 4096;
 
-/** Verified block certificates (by block hash) and batch signatures (by transaction id); bounded. */
+/**
+ * Verified block certificates (by genesis, block hash and certificate) and batch signatures (by
+ * genesis, transaction id and key); bounded, oldest forgotten first. Only signature checks are skipped for
+ * what it holds: every other link of every bundle is checked each time.
+ */
 export class VerifyCache {
   readonly #seen = new Set<string>();
   has(key: string): boolean {
@@ -203,7 +207,16 @@ export function verifyProofBundle(
       ...none,
     };
   }
-  return new BundleVerifier(bundle, genesis, options).run();
+  try {
+    return new BundleVerifier(bundle, genesis, options).run();
+  } catch (err) {
+    // Every check returns its verdict; this is for input no check foresaw, never a crash.
+    return {
+      ok: false,
+      first: { code: 'malformed', detail: `unreadable bundle: ${(err as Error).message}` },
+      ...none,
+    };
+  }
 }
 
 class BundleVerifier {
@@ -453,8 +466,9 @@ class BundleVerifier {
       return new Broken('certificate', `block ${height}: ${certificate.error.detail}`, height);
     const cert = certificate.value;
     const hash = blockHash(header.value);
-    const key = toBase64Url(hash);
-    if (!this.#cache.has(`block:${key}`)) {
+    // The same certificate of the same block, already checked against this genesis.
+    const cacheKey = `${this.#bundle.genesisHash}:block:${toBase64Url(hash)}:${toBase64Url(sha256(encodeCanonical(raw.certificate)))}`;
+    if (!this.#cache.has(cacheKey)) {
       const bad = verifyCommitCertificate(this.#ctx, cert);
       if (bad) return new Broken('certificate', `block ${height}: ${bad.detail}`, height);
     }
@@ -463,7 +477,7 @@ class BundleVerifier {
     }
     const headerBad = verifyHeader(this.#ctx, header.value);
     if (headerBad) return new Broken('block_header', `block ${height}: ${headerBad.detail}`, height);
-    this.#cache.add(`block:${key}`);
+    this.#cache.add(cacheKey);
     if (height > this.#bundle.asOf.height) {
       return new Broken(
         'above_as_of',
@@ -489,26 +503,28 @@ class BundleVerifier {
     const headerBytes = batchHeaderBytes(h);
     const signature = fromBase64Url(batch.signature);
     const txId = batchTxIdOf(headerBytes, signature);
-    const cacheKey = `batch:${toHex(txId)}`;
-    if (!this.#cache.has(cacheKey)) {
-      const key = this.#keys.get(h.keyId);
-      if (!key || key.memberId !== h.enterprise || key.gateway !== h.gateway) {
-        return new Broken(
-          'gateway_key',
-          `${where}: key ${h.keyId} is not one the genesis, or a registration in the bundle, gives gateway ${h.gateway} of ${h.enterprise}`,
-          batch.height,
-        );
-      }
-      if (batch.height <= key.since || (key.revokedAt !== null && batch.height > key.revokedAt)) {
-        return new Broken(
-          'gateway_key',
-          `${where}: key ${h.keyId} was not registered at block ${batch.height} (registered at ${key.since}, revoked at ${key.revokedAt ?? 'never'})`,
-          batch.height,
-        );
-      }
-      if (!this.#ctx.verifier.verify(key.alg, key.publicKey, batchSigningBytesOf(headerBytes), signature)) {
-        return new Broken('batch_signature', `${where}: the signature does not verify`, batch.height);
-      }
+    const key = this.#keys.get(h.keyId);
+    if (!key || key.memberId !== h.enterprise || key.gateway !== h.gateway) {
+      return new Broken(
+        'gateway_key',
+        `${where}: key ${h.keyId} is not one the genesis, or a registration in the bundle, gives gateway ${h.gateway} of ${h.enterprise}`,
+        batch.height,
+      );
+    }
+    if (batch.height <= key.since || (key.revokedAt !== null && batch.height > key.revokedAt)) {
+      return new Broken(
+        'gateway_key',
+        `${where}: key ${h.keyId} was not registered at block ${batch.height} (registered at ${key.since}, revoked at ${key.revokedAt ?? 'never'})`,
+        batch.height,
+      );
+    }
+    // The transaction id covers the header and the signature: with the key, all a signature check reads.
+    const cacheKey = `${this.#bundle.genesisHash}:batch:${toHex(txId)}:${toBase64Url(key.publicKey)}`;
+    if (
+      !this.#cache.has(cacheKey) &&
+      !this.#ctx.verifier.verify(key.alg, key.publicKey, batchSigningBytesOf(headerBytes), signature)
+    ) {
+      return new Broken('batch_signature', `${where}: the signature does not verify`, batch.height);
     }
     const root = this.#root(txId, batch.index, block.header.txCount, batch.path);
     if (!root || !bytesEqual(root, block.header.txRoot)) {

@@ -3,11 +3,17 @@
 // credential. The page asks the member's API for the order's trace with its proof bundle
 // (GET /v1/trace?order=…, Authorization: Bearer), checks every event in this browser against the
 // alliance's genesis with the same verifier as `masbc-edge verify`, shows products, a timeline and
-// each event's verdict, and asks again every few seconds. Everything is written with textContent:
-// nothing from the server is ever parsed as HTML.
+// each event's verdict, and follows the order live: each next request long-polls (`after` the height
+// it has, `waitMs`), so the server answers as soon as a new event of the order is final, or at the
+// deadline with the trace as it is. Everything is written with textContent: nothing from the server
+// is ever parsed as HTML.
 import { VerifyCache, verifyProofBundle } from '/trace/verifier.js';
 
-const pollMs = 2000;
+/** Retry after an error; and the least time between two requests (a server that does not wait). */
+const retryMs = 2000;
+const gapMs = 500;
+/** How long the server may hold a request for a new event (it checks the trace again at the end). */
+const waitMs = 10_000;
 const tokenKey = 'masbc-trace-credential';
 const $ = (id) => document.getElementById(id);
 
@@ -18,6 +24,7 @@ const state = {
   genesis: null,
   cache: new VerifyCache(),
   timer: null,
+  after: 0,
   shown: null,
   generation: 0,
 };
@@ -88,6 +95,7 @@ async function begin(token, wanted) {
   }
   state.generation++;
   state.shown = null;
+  state.after = 0;
   clearTimeout(state.timer);
   await poll(state.generation);
 }
@@ -95,8 +103,10 @@ async function begin(token, wanted) {
 async function poll(generation) {
   if (generation !== state.generation) return;
   let again = true;
+  let delayMs = retryMs;
   try {
-    const res = await fetch(`/v1/trace?order=${encodeURIComponent(state.order)}`, {
+    const follow = state.after > 0 ? `&after=${state.after}&waitMs=${waitMs}` : '';
+    const res = await fetch(`/v1/trace?order=${encodeURIComponent(state.order)}${follow}`, {
       headers: { authorization: `Bearer ${state.token}` },
       cache: 'no-store',
     });
@@ -120,6 +130,8 @@ async function poll(generation) {
     const bundle = body.bundle ?? body;
     const key = text;
     $('live').textContent = `live · checked ${new Date().toLocaleTimeString()}`;
+    delayMs = gapMs;
+    state.after = Number.isSafeInteger(bundle?.asOf?.height) ? bundle.asOf.height : 0;
     if (key === state.shown) return;
     const verdict = verifyProofBundle(bundle, state.genesis, { cache: state.cache });
     render(bundle, verdict);
@@ -129,7 +141,7 @@ async function poll(generation) {
     $('live').textContent = `offline (${err.message}); retrying`;
   } finally {
     if (again && generation === state.generation) {
-      state.timer = setTimeout(() => poll(generation), pollMs);
+      state.timer = setTimeout(() => poll(generation), delayMs);
     }
   }
 }

@@ -1,13 +1,16 @@
 /**
  * The verifier's browser bundle holds no node: import, and the browser twins of src/crypto give the
- * same answers as the node modules they replace; the pure batch id and signing bytes are batch.ts's.
+ * same answers as the node modules they replace; the pure batch id and signing bytes are batch.ts's;
+ * docs/trace.md explains every verifier code.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { batchHeaderBytes, batchSigningBytesOf, batchTxIdOf } from '../../../src/api/proof/batch-id.ts';
 import * as twin from '../../../src/api/proof/browser/hash.ts';
 import { keyIdOf as twinKeyIdOf } from '../../../src/api/proof/browser/keys.ts';
 import { browserVerifierBundle } from '../../../src/api/proof/browser-build.ts';
+import { verifyErrorCodes } from '../../../src/api/proof/verify.ts';
 import * as real from '../../../src/crypto/hash.ts';
 import { generateKey, keyIdOf } from '../../../src/crypto/keys.ts';
 import { batchSigningBytes, batchTxId, encodeBatchHeader } from '../../../src/event/batch.ts';
@@ -59,5 +62,12 @@ describe('the browser bundle of the verifier', () => {
     const signature = batch.tx.subarray(3 + headerBytes.byteLength, 3 + headerBytes.byteLength + 64);
     expect(real.toHex(batchTxIdOf(headerBytes, signature))).toBe(batch.txId);
     expect(batchTxIdOf(headerBytes, signature)).toEqual(new Uint8Array(batchTxId(headerBytes, signature)));
+  });
+});
+
+describe('docs/trace.md', () => {
+  it('explains every code the verifier can answer', () => {
+    const doc = readFileSync(new URL('../../../docs/trace.md', import.meta.url), 'utf8');
+    for (const code of verifyErrorCodes) expect(doc, code).toContain(`| \`${code}\` |`);
   });
 });

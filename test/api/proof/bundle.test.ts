@@ -4,8 +4,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ProofBundle, proofBundleSchema } from '../../../src/api/proof/bundle.ts';
+import { ScopeTooLarge, selectScope } from '../../../src/api/proof/order-events.ts';
+import { ProofRequestError } from '../../../src/api/proof/produce.ts';
 import {
   type BundleVerification,
+  VerifyCache,
   type VerifyErrorCode,
   verifyProofBundle,
 } from '../../../src/api/proof/verify.ts';
@@ -89,6 +92,14 @@ describe('proof bundles from a real validator', () => {
     expect(verify(none).ok).toBe(true);
   });
 
+  it('a scope above the limit is refused, not cut short; a bad scope is refused', () => {
+    expect(() => selectScope(fx.validator.bodies, { order: 'ORD-1' }, ['process'], 3)).toThrow(ScopeTooLarge);
+    expect(selectScope(fx.validator.bodies, { order: 'ORD-1' }, ['process'], 4).events).toHaveLength(4);
+    const bad = () => fx.bundle({ scope: { order: '' } });
+    expect(bad).toThrow(ProofRequestError);
+    expect(bad).toThrow(expect.objectContaining({ code: 'bad_scope' }));
+  });
+
   it('a flipped byte of a body value or its salt breaks the body commitment', () => {
     const b = copy();
     (b.events[1]!.body.values as Record<string, { v: number }>).diameter!.v += 0.001;
@@ -170,6 +181,26 @@ describe('proof bundles from a real validator', () => {
     expectBroken(g, 'wrong_genesis');
     expectBroken({ ...copy(), format: 'something/else' }, 'malformed');
     expectBroken('not a bundle', 'malformed');
+  });
+
+  it('a cache shared across bundles (a page that polls) skips only the signature checks it already made', () => {
+    const cache = new VerifyCache();
+    const withCache = (b: unknown) => {
+      const r = verifyProofBundle(b, genesis(), { verifier: nodeVerifier, cache });
+      return r.ok ? 'ok' : r.first.code;
+    };
+    expect(withCache(bundle)).toBe('ok');
+    const c = copy();
+    const cert = c.blocks[0]!.certificate as { commits: { signature: string }[] };
+    cert.commits[0]!.signature = flipB64(cert.commits[0]!.signature, 9);
+    expect(withCache(c)).toBe('certificate');
+    const s = copy();
+    s.batches[0]!.signature = flipB64(s.batches[0]!.signature, 5);
+    expect(withCache(s)).toBe('batch_signature');
+    const k = copy();
+    k.batches.find((x) => x.header.gateway === 'gw-2')!.header.gateway = 'gw-1';
+    expect(withCache(k)).toBe('gateway_key');
+    expect(withCache(bundle)).toBe('ok');
   });
 
   it('reports the first broken link and a verdict per event', () => {

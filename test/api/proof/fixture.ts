@@ -8,7 +8,7 @@ import type { ProofBundle } from '../../../src/api/proof/bundle.ts';
 import { buildProofBundle, type ProofRequest } from '../../../src/api/proof/index.ts';
 import { configTxId } from '../../../src/consensus/app/config-tx.ts';
 import { loadKeyFile, type Signer } from '../../../src/crypto/keys.ts';
-import { createLocalAlliance } from '../../../src/devtools/local-alliance.ts';
+import { createLocalAlliance, type LocalAlliance } from '../../../src/devtools/local-alliance.ts';
 import type { EventDraft } from '../../../src/event/draft.ts';
 import { encodeBody } from '../../../src/event/event.ts';
 import type { ChainHead } from '../../../src/event/signer.ts';
@@ -18,6 +18,7 @@ import { type RunningValidator, startValidator } from '../../../src/validator/va
 
 export interface TraceFixture {
   validator: RunningValidator;
+  alliance: LocalAlliance;
   genesisFile: string;
   /** Signs the drafts as one batch of gateway `gw-<n>` (or one added) and waits until it is final. */
   commit(gateway: 1 | 2 | string, drafts: EventDraft[]): Promise<string>;
@@ -31,13 +32,15 @@ export interface TraceFixture {
   stop(): Promise<void>;
 }
 
-export async function startTraceFixture(dir: string): Promise<TraceFixture> {
+/** With `api`, the validator also serves its HTTP API (credentials required) on a free loopback port. */
+export async function startTraceFixture(dir: string, options: { api?: boolean } = {}): Promise<TraceFixture> {
   const alliance = await createLocalAlliance({ dir: join(dir, 'alliance'), members: ['acme'], gateways: 2 });
   const validator = await startValidator({
     genesisFile: alliance.genesisFile,
     keyFile: alliance.keyFiles.get('acme')!,
     dataDir: join(dir, 'data'),
     log: silentLogger,
+    ...(options.api ? { api: { host: '127.0.0.1', port: 0 } } : {}),
   });
   const signers = new Map<string, { signer: EventSigner; head: ChainHead }>();
   const addGateway = (gateway: string, key: Signer) =>
@@ -57,6 +60,7 @@ export async function startTraceFixture(dir: string): Promise<TraceFixture> {
   }
   return {
     validator,
+    alliance,
     genesisFile: alliance.genesisFile,
     addGateway,
     identityRoot: () => loadKeyFile(alliance.identityRootFiles.get('acme')!),
