@@ -30,6 +30,10 @@ const suites: Record<string, { title: string; run: () => Promise<Figure[]> }> = 
     title: 'libp2p transport between two validators (tcp + noise + yamux, loopback)',
     run: () => benchNet(),
   },
+  proof: {
+    title: 'Proof bundles: build and verify',
+    run: async () => (await import('./proof.ts')).benchProof(),
+  },
 };
 
 const wanted = process.argv.slice(2);

@@ -364,17 +364,24 @@ export class ClientGate {
  * within the work budget, so one request of many large forged batches cannot hold the event loop
  * for longer than one piece.
  */
-export async function submitInPieces(
+export async function submitInPieces<R = never>(
   budget: WorkBudget,
   chain: ChainClient,
   body: Uint8Array,
   limits: Pick<ValidatorApiLimits, 'submitBatchesMax' | 'submitPieceBytesMax'>,
   key: string,
-): Promise<{ verdicts: SubmitVerdict[] } | { status: 400 | 413; error: string }> {
+  /** The caller's screen (the authorisation policy): a refusal of any batch refuses the request. */
+  screen?: (batch: SubmitBatch) => R | null,
+): Promise<{ verdicts: SubmitVerdict[] } | { status: 400 | 413; error: string } | { refused: R }> {
   const decoded = decodeSubmission(body);
   if (!decoded.ok) return { status: decoded.error.startsWith('at most') ? 413 : 400, error: decoded.error };
   if (decoded.batches.length > limits.submitBatchesMax)
     return { status: 413, error: `at most ${limits.submitBatchesMax} batches per request` };
+  if (screen)
+    for (const b of decoded.batches) {
+      const refused = screen(b);
+      if (refused) return { refused };
+    }
   const pieces: SubmitBatch[][] = [];
   let bytes = Infinity;
   for (const b of decoded.batches) {

@@ -24,13 +24,16 @@
  * A forged, replayed or unknown-key batch is refused with its reason and counted in the node's
  * status (`refusals`, `invalidTxs`).
  *
- * No authentication: bind it to loopback or a trusted interface. Bounds (`ValidatorApiLimits`, all in
- * limits.ts, enforced with admission.ts; docs/security.md): a body limit per route (413), /v1/batches
- * binary only (415 before its body is read); at most `submitBatchesMax` batches per request (413);
- * pages of at most `commitsPageMax` blocks; long-polls, submissions, requests and connections bounded
- * per address (429) and in all (503); the checks of submitted batches within a share of the event
- * loop; request, header and idle timeouts; `recentBlocksMax` final blocks kept in memory for
- * `/v1/commits`, older ones read from the store.
+ * Every route but /health needs a credential and is authorised by the one policy
+ * (src/api/auth/policy.ts; docs/api.md has the matrix); the read side (events, trace, orders, tally)
+ * is registered by src/api/routes/. With `tls` it serves HTTPS; src/api/auth/binding.ts refuses a
+ * non-loopback address without it. Bounds (`ValidatorApiLimits`, all in limits.ts, enforced with
+ * admission.ts; docs/security.md): a body limit per route (413), /v1/batches binary only (415 before
+ * its body is read); at most `submitBatchesMax` batches per request (413); pages of at most
+ * `commitsPageMax` blocks; long-polls, submissions, requests and connections bounded per address
+ * (429) and in all (503); the checks of submitted batches within a share of the event loop; request,
+ * header and idle timeouts; `recentBlocksMax` final blocks kept in memory for `/v1/commits`, older
+ * ones read from the store.
  *
  * @example
  *   const api = buildValidatorApi({ node, chain: localChainClient(node, bodies), bodies });
@@ -42,6 +45,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
+import { decodeTx } from '../consensus/app/tx.ts';
 import { inclusionProofToJson } from '../consensus/runtime/block-store.ts';
 import {
   type ChainClient,
@@ -53,9 +57,11 @@ import { certifiedBlockToJson } from '../consensus/wire/json.ts';
 import { fromHex } from '../crypto/hash.ts';
 import type { BodyStore } from '../store/bodies.ts';
 import { ClientGate, clientKey, submitInPieces } from './admission.ts';
+import { type AccessCounters, batchRefusal, installAccess, refuse } from './auth/policy.ts';
 import { type ConfigRoutesOptions, registerConfigRoutes } from './config-routes.ts';
 import { parseBoundedJson } from './json.ts';
 import { apiLimits, type ValidatorApiLimits } from './limits.ts';
+import { type AccessSettings, accessOptionsOf, registerReadRoutes } from './routes/index.ts';
 
 export type { ValidatorApiLimits } from './limits.ts';
 export { commitsPageMax, commitsWaitMaxMs, defaultValidatorApiLimits, receiptIdsMax } from './limits.ts';
@@ -67,6 +73,10 @@ export interface ValidatorApiOptions {
   /** The member's body store (its counters are in /v1/metrics). */
   bodies: BodyStore;
   limits?: Partial<ValidatorApiLimits>;
+  /** Identities, revocations, orders (src/api/routes/index.ts); default: the genesis's identity roots only. */
+  access?: AccessSettings;
+  /** PEM certificate and key: serve HTTPS. */
+  tls?: { cert: Buffer | string; key: Buffer | string };
   /** The committed gateway key registry, for GET /v1/config/<member> (config-routes.ts). */
   registry?: ConfigRoutesOptions['registry'];
 }
@@ -92,9 +102,12 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     requestTimeout: limits.requestTimeoutMs,
     connectionTimeout: limits.connectionTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
-  });
+    ...(options.tls ? { https: options.tls } : {}),
+  }) as unknown as FastifyInstance;
   const gate = new ClientGate(limits);
   gate.attach(app);
+  const access = accessOptionsOf(node, bodies, options.access);
+  const counters: AccessCounters = installAccess(app, access);
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
     done(null, body),
   );
@@ -129,6 +142,7 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
 
   // Binary only, refused before its body is read otherwise (no JSON parse of a large body); a slot
   // per address and in all is taken first, and the checks run within the work budget (admission.ts).
+  // The policy screens every batch (a gateway submits its own member's batches, under its own id).
   app.post(
     '/v1/batches',
     { bodyLimit: limits.bodyBytesMax, onRequest: [octetStreamOnly, gate.submitSlot] },
@@ -141,7 +155,12 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
         req.body,
         limits,
         clientKey(req.socket.remoteAddress),
+        (b) => {
+          const d = decodeTx(b.tx); // memoised: the chain's own check reuses it
+          return d.ok ? batchRefusal(req.principal!, d.batch.header) : null;
+        },
       );
+      if ('refused' in answer) return refuse(reply, counters, answer.refused);
       return 'verdicts' in answer ? answer : reply.code(answer.status).send({ error: answer.error });
     },
   );
@@ -212,7 +231,14 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
 
   app.get('/v1/status', async () => node.status());
 
-  app.get('/v1/metrics', async () => ({ ...node.metrics(), bodies: bodies.stats(), api: gate.metrics() }));
+  app.get('/v1/metrics', async () => ({
+    ...node.metrics(),
+    bodies: bodies.stats(),
+    api: gate.metrics(),
+    access: counters.snapshot(),
+  }));
+
+  registerReadRoutes(app, { node, bodies, chain, access, counters, settings: options.access });
 
   app.get('/health', async (_req, reply) => {
     const s = node.status();

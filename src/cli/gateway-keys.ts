@@ -17,7 +17,9 @@
  *   masbc-edge gateway revoke … --gateway gw-line3 --key-id 3f1c…
  *   masbc-edge gateway keys --genesis … --member acme --validator http://127.0.0.1:8080
  */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { issueCredential } from '../api/auth/credentials.ts';
 import { type ConfigPayload, signConfigTx } from '../consensus/app/config-tx.ts';
 import { type Genesis, loadGenesis } from '../consensus/genesis/genesis.ts';
 import { loadPublicKeyFile } from '../consensus/genesis/members.ts';
@@ -61,10 +63,29 @@ function memberOf(genesis: Genesis, file: string): { member: string; root: Retur
   return { member: v.memberId, root };
 }
 
+/** The credential every API call carries (docs/api.md): minted from the identity root, or given. */
+let authorization: string | undefined;
+
+/** A short-lived reader credential of `member`, signed by its identity root (which this CLI holds). */
+async function authenticateAs(genesis: Genesis, member: string, root: ReturnType<typeof loadKeyFile>) {
+  const { token } = await issueCredential(root, {
+    member,
+    chainId: genesis.chainId,
+    role: 'reader',
+    subject: 'masbc-edge gateway',
+    ttlMs: 15 * 60_000,
+  });
+  authorization = `Bearer ${token}`;
+}
+
 async function call<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T }> {
   let res: Response;
   try {
-    res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+    res = await fetch(url, {
+      ...init,
+      headers: { ...(init?.headers as Record<string, string>), ...(authorization ? { authorization } : {}) },
+      signal: AbortSignal.timeout(10_000),
+    });
   } catch (err) {
     throw new Error(`cannot reach the validator at ${url}: ${(err as Error).message}`);
   }
@@ -149,6 +170,7 @@ export function registerGatewayKeys(program: Command): void {
     .action(async (o: Common & { gateway: string; key: string }) => {
       const genesis = loadGenesis(o.genesis);
       const { member, root } = memberOf(genesis, o.identityRoot);
+      await authenticateAs(genesis, member, root);
       const key = loadPublicKeyFile(o.key);
       const reg = await registryAt(o.validator, member);
       const held = reg.keys.find((k) => k.keyId === key.keyId);
@@ -183,6 +205,7 @@ export function registerGatewayKeys(program: Command): void {
       if (!keyId) throw new Error('give --key-id <hex> or --key <pubfile>: which key to revoke');
       const genesis = loadGenesis(o.genesis);
       const { member, root } = memberOf(genesis, o.identityRoot);
+      await authenticateAs(genesis, member, root);
       const reg = await registryAt(o.validator, member);
       const held = reg.keys.find((k) => k.keyId === keyId && k.gateway === o.gateway);
       if (!held)
@@ -210,7 +233,9 @@ export function registerGatewayKeys(program: Command): void {
     .description("A member's gateway keys on the chain, and its configuration sequence")
     .requiredOption('--member <id>', 'member id')
     .requiredOption('--validator <url>', 'a validator API')
-    .action(async (o: { member: string; validator: string }) => {
+    .requiredOption('--credential <file>', 'a reader credential (masbc-edge credential issue --role reader)')
+    .action(async (o: { member: string; validator: string; credential: string }) => {
+      authorization = `Bearer ${readFileSync(o.credential, 'utf8').trim()}`;
       const reg = await registryAt(o.validator, o.member);
       console.log(`${reg.member} at height ${reg.height}: configuration sequence ${reg.sequence}`);
       for (const k of reg.keys)

@@ -9,16 +9,21 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../gateway/config/config.ts';
 import { registerAlliance } from './alliance.ts';
 import { registerChain } from './chain.ts';
+import { registerCredential } from './credential.ts';
 import { registerDemo } from './demo.ts';
 import { registerGatewayKeys } from './gateway-keys.ts';
 import { registerHealth } from './health.ts';
 import { registerKeygen } from './keygen.ts';
+import { registerOrders } from './orders.ts';
 import { registerOutbox } from './outbox.ts';
 import { registerPeer } from './peer.ts';
 import { registerRun } from './run.ts';
 import { registerSchema } from './schema.ts';
 import { registerSimulate } from './simulate.ts';
+import { registerTally } from './tally.ts';
+import { registerTrace } from './trace.ts';
 import { registerValidate } from './validate.ts';
+import { registerVerify } from './verify.ts';
 
 export function buildProgram(): Command {
   const program = new Command('masbc-edge')
@@ -40,6 +45,11 @@ export function buildProgram(): Command {
   registerSimulate(program);
   registerPeer(program);
   registerAlliance(program);
+  registerCredential(program);
+  registerOrders(program);
+  registerTrace(program);
+  registerTally(program);
+  registerVerify(program);
   registerGatewayKeys(program);
   return program;
 }

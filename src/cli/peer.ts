@@ -35,6 +35,11 @@ export interface PeerOptions {
   apiHost?: string;
   /** Its port (default 0: any free port, printed in the ready line). */
   apiPort?: number;
+  /** PEM certificate and key of the API: serve HTTPS (required off loopback). */
+  apiCert?: string;
+  apiKey?: string;
+  /** The member's office signer key (gateway `office`): the API records orders. */
+  officeKey?: string;
   /** Address of the status page, /metrics, /health and /ready (default 127.0.0.1). */
   opsHost?: string;
   /** Its port (default 0: any free port, printed in the ready line); false: no such server. */
@@ -66,6 +71,12 @@ export function registerPeer(program: Command): void {
       '--api-port <port>',
       'port of the validator HTTP API (default 0: any free port)',
       integer(0, 65535),
+    )
+    .option('--api-cert <file>', 'PEM certificate of the API: serve HTTPS (required off loopback)')
+    .option('--api-key <file>', 'PEM private key of --api-cert')
+    .option(
+      '--office-key <file>',
+      "the member's office signer key (gateway `office`): the API records orders",
     )
     .option(
       '--ops-host <host>',
@@ -158,7 +169,12 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       keyFile: opts.key,
       dataDir: opts.data,
       member: opts.member,
-      api: { host: opts.apiHost ?? '127.0.0.1', port: opts.apiPort ?? 0 },
+      api: {
+        host: opts.apiHost ?? '127.0.0.1',
+        port: opts.apiPort ?? 0,
+        tls: opts.apiCert && opts.apiKey ? { certFile: opts.apiCert, keyFile: opts.apiKey } : undefined,
+      },
+      officeKeyFile: opts.officeKey,
       timing: opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs },
       admission: opts.admission,
       bodies: {

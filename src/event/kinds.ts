@@ -10,6 +10,11 @@ export const eventKinds = [
   'equipment_status',
   'alarm',
   'gap',
+  // An order's life cycle and its lots (docs/api.md "Orders"), signed by the member's office signer.
+  'order_accepted',
+  'order_in_production',
+  'order_closed',
+  'lot_bound',
 ] as const;
 export type EventKind = (typeof eventKinds)[number];
 
@@ -32,4 +37,8 @@ export const defaultDataClass: Record<EventKind, DataClass> = {
   equipment_status: 'equipment',
   alarm: 'equipment',
   gap: 'equipment',
+  order_accepted: 'process',
+  order_in_production: 'process',
+  order_closed: 'process',
+  lot_bound: 'process',
 };

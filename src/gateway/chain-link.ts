@@ -8,6 +8,7 @@
  *   block final only once it checked it against the genesis;
  * - `none`: no chain; events stay in the outbox.
  */
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { loadGenesis } from '../consensus/genesis/genesis.ts';
 import type { ChainClient } from '../consensus/runtime/client.ts';
@@ -55,8 +56,10 @@ export async function openChainLink(config: LoadedConfig, log: Logger): Promise<
   if (chain.role === 'none') return null;
   if (chain.role === 'client') {
     const genesis = loadGenesis(resolve(dirname(resolve(config.gatewayFile)), chain.genesis!));
+    const credentialFile = resolve(config.paths.dataDir, chain.credentialFile!);
     const client = httpChainClient({
       baseUrl: chain.validatorUrl!,
+      credential: () => readFileSync(credentialFile, 'utf8').trim(),
       verify: chainContext(genesis),
       onError: (err) => log.warn('validator unreachable; retrying', { err: err.message }),
     });

@@ -23,6 +23,12 @@ import {
 export interface HttpChainOptions {
   /** e.g. http://10.0.0.5:8181 */
   baseUrl: string;
+  /**
+   * The gateway's credential (a `gateway` JWT its member issued, `masbc-edge credential issue --role
+   * gateway`), sent as `Authorization: Bearer …` on every request; read again on each request when
+   * a function, so a renewed credential file takes effect without a restart.
+   */
+  credential?: string | (() => string) | undefined;
   /** The alliance's validators, from the genesis: what a final block must be certified by. */
   verify: ChainContext;
   requestTimeoutMs?: number;
@@ -40,9 +46,15 @@ export function httpChainClient(options: HttpChainOptions): ChainClient {
 
   async function call<T>(path: string, init: RequestInit = {}, extraMs = 0, stop?: AbortSignal): Promise<T> {
     const timeout = AbortSignal.timeout(timeoutMs + extraMs);
+    const c = options.credential;
+    const token = typeof c === 'function' ? c() : c;
     const res = await fetch(`${base}${path}`, {
       ...init,
-      headers: { 'content-type': 'application/json', ...init.headers },
+      headers: {
+        'content-type': 'application/json',
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...init.headers,
+      },
       signal: stop ? AbortSignal.any([timeout, stop]) : timeout,
     });
     if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${path}: HTTP ${res.status} ${await res.text()}`);

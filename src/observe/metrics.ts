@@ -344,6 +344,12 @@ export function createMetrics(observer: Observer): Metrics {
   counter('masbc_consensus_refusals_total', 'Client transactions refused, by reason.', (o) =>
     byKey(status(o)?.refusals, 'reason'),
   );
+  counter('masbc_api_requests_allowed_total', "Requests the API's authorisation policy let through.", (o) =>
+    one(o.validator?.access?.allowed),
+  );
+  counter('masbc_api_refusals_total', 'Requests the API refused (401 and 403), by code.', (o) =>
+    byKey(o.validator?.access?.refused, 'code'),
+  );
   counter(
     'masbc_consensus_invalid_transactions_total',
     "Invalid transactions refused, by the ledger's code.",

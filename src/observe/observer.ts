@@ -54,6 +54,14 @@ export interface ObservedValidator {
   readonly member: string;
   readonly genesis: { quorum: number; n: number; chainId: string };
   readonly node: { metrics(): NodeMetrics };
+  /** The API's authorisation counters (src/api/auth/policy.ts), when it serves an API. */
+  readonly access?: { snapshot(): AccessSnapshot } | null;
+}
+
+/** Requests let through and refused (by code) by the API's authorisation policy. */
+export interface AccessSnapshot {
+  allowed: number;
+  refused: Record<string, number>;
 }
 
 /** Counts in fixed buckets (a Prometheus histogram's data): constant memory. */
@@ -101,7 +109,13 @@ export interface Observation {
     /** The oldest event not yet final: its seq and when the gateway signed it. */
     oldestPending: { seq: number; gatewayTimeMs: number } | null;
   } | null;
-  validator: { member: string; chainId: string; quorum: number; metrics: NodeMetrics } | null;
+  validator: {
+    member: string;
+    chainId: string;
+    quorum: number;
+    metrics: NodeMetrics;
+    access: AccessSnapshot | null;
+  } | null;
   process: ProcessFigures;
   disk: { path: string; freeBytes: number; totalBytes: number } | null;
 }
@@ -301,6 +315,7 @@ export class Observer {
             chainId: v.genesis.chainId,
             quorum: v.genesis.quorum,
             metrics: v.node.metrics(),
+            access: v.access?.snapshot() ?? null,
           }
         : null,
       process: this.#process(false),

@@ -15,6 +15,10 @@
  *   await v.stop();
  */
 
+import { type ApiTlsFiles, checkApiBinding, loadTls } from '../api/auth/binding.ts';
+import { AccessCounters } from '../api/auth/policy.ts';
+import { RevocationList } from '../api/auth/revocations.ts';
+import { Office } from '../api/routes/office.ts';
 import { buildValidatorApi } from '../api/validator-api.ts';
 import { txIdOf } from '../consensus/app/tx.ts';
 import type { Timing } from '../consensus/core/config.ts';
@@ -46,8 +50,16 @@ export interface ValidatorOptions {
   bodies?: { maxBytes?: number | undefined; retention?: Partial<BodyRetention> | undefined } | undefined;
   /** Member id in the genesis; default: the validator whose key `keyFile` holds. */
   member?: string | undefined;
-  /** Where to serve the validator HTTP API; absent: no API. Port 0 takes any free port. */
-  api?: { host: string; port: number } | undefined;
+  /**
+   * Where to serve the validator HTTP API; absent: no API. Port 0 takes any free port. With `tls` it
+   * serves HTTPS; a non-loopback host without it is refused (src/api/auth/binding.ts).
+   */
+  api?: { host: string; port: number; tls?: ApiTlsFiles | undefined } | undefined;
+  /**
+   * The member's office signer key (a gateway key registered as gateway `office`): lets the API
+   * record orders and lot bindings (src/api/routes/office.ts). Absent: the order routes answer 503.
+   */
+  officeKeyFile?: string | undefined;
   /** Local timing of the node (T comes from the genesis). */
   timing?: Partial<Timing> | undefined;
   /**
@@ -76,6 +88,8 @@ export interface RunningValidator {
   peerId: string;
   /** The libp2p addresses it listens on. */
   listen: string[];
+  /** The API's authorisation counters (allowed, refused by code). */
+  access: AccessCounters;
   /** URL of its HTTP API, or null without one. */
   apiUrl: string | null;
   /** Blocks whose ledger state was rebuilt at start-up (0 after a clean stop). */
@@ -88,6 +102,9 @@ export interface RunningValidator {
 }
 
 export async function startValidator(opts: ValidatorOptions): Promise<RunningValidator> {
+  if (opts.api) checkApiBinding(opts.api.host, opts.api.tls);
+  const tls = opts.api?.tls ? loadTls(opts.api.tls) : undefined;
+  const officeKey = opts.officeKeyFile ? loadKeyFile(opts.officeKeyFile) : undefined;
   const genesis = loadGenesis(opts.genesisFile);
   const signer = loadKeyFile(opts.keyFile);
   const member = opts.member ?? genesis.byKeyId(signer.keyId)?.memberId;
@@ -178,7 +195,18 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
   await node.start();
   if (replayedBlocks > 0) log.info('ledger state rebuilt from stored blocks', { blocks: replayedBlocks });
   const client = localChainClient(node, bodies);
-  const api = opts.api ? buildValidatorApi({ node, chain: client, bodies, registry }) : null;
+  const access = new AccessCounters();
+  const office = officeKey ? new Office({ node, chain: client, member, signer: officeKey }) : undefined;
+  const api = opts.api
+    ? buildValidatorApi({
+        node,
+        chain: client,
+        bodies,
+        tls,
+        access: { revocations: new RevocationList(opts.dataDir), office, counters: access },
+        registry,
+      })
+    : null;
   let apiUrl: string | null = null;
   if (api && opts.api) {
     try {
@@ -201,11 +229,13 @@ export async function startValidator(opts: ValidatorOptions): Promise<RunningVal
     peerId,
     listen,
     apiUrl,
+    access,
     replayedBlocks,
     warnings,
     stopped: node.closed,
     async stop() {
       await api?.close();
+      office?.close();
       await node.stop();
     },
   };

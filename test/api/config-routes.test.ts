@@ -11,13 +11,17 @@ import { localChainClient } from '../../src/consensus/runtime/client.ts';
 import { registryFromRows } from '../../src/consensus/runtime/ledger.ts';
 import { generateKey, loadKeyFile, publicKeyRecord } from '../../src/crypto/keys.ts';
 import { type MemoryAlliance, memoryAlliance, until } from '../consensus/runtime/cluster-fixture.ts';
+import { bearer, tokenFor } from './credentials-fixture.ts';
 
 let alliance: MemoryAlliance;
+/** A reader credential of member-1 (every API route but /health needs one: docs/api.md). */
+let reader: Record<string, string> = {};
 let api: FastifyInstance;
 
 beforeAll(async () => {
   alliance = await memoryAlliance(4, { gateways: 1 });
   for (const m of alliance.members) await alliance.start(m);
+  reader = bearer(await tokenFor(alliance.alliance, 'member-1'));
   const node = alliance.nodes.get('member-1')!;
   const bodies = alliance.bodies.get('member-1')!;
   // The registry as this validator's store holds it (what `startValidator` passes is the ledger's own).
@@ -39,7 +43,7 @@ const post = (tx: Uint8Array | string, type = 'application/octet-stream') =>
   api.inject({
     method: 'POST',
     url: '/v1/config',
-    headers: { 'content-type': type },
+    headers: { 'content-type': type, ...reader },
     payload: Buffer.from(tx),
   });
 
@@ -81,7 +85,7 @@ describe('configuration routes', () => {
       JSON.stringify(registryFromRows(genesis, alliance.nodes.get(m)!.store.loadAppState().rows).rows()),
     );
     expect(new Set(rows).size).toBe(1);
-    const listed = await api.inject({ method: 'GET', url: '/v1/config/member-1' });
+    const listed = await api.inject({ method: 'GET', url: '/v1/config/member-1', headers: reader });
     expect(listed.json()).toMatchObject({
       member: 'member-1',
       sequence: 1,
@@ -98,7 +102,9 @@ describe('configuration routes', () => {
     expect([resigned.statusCode, resigned.json().code]).toEqual([409, 'config_replay']);
     const taken = await post(signConfigTx({ ...payload, seq: 2, gateway: 'gw-line8' }, root));
     expect([taken.statusCode, taken.json().code]).toEqual([422, 'config_key_taken']);
-    expect((await api.inject({ method: 'GET', url: '/v1/config/NOT A MEMBER' })).statusCode).toBe(400);
+    expect(
+      (await api.inject({ method: 'GET', url: '/v1/config/NOT A MEMBER', headers: reader })).statusCode,
+    ).toBe(400);
     const counted = (alliance.nodes.get('member-1')!.metrics().app as { refusals: Record<string, number> })
       .refusals;
     expect(counted).toMatchObject({ config_bad_signature: 1, config_replay: 1, config_key_taken: 1 });

@@ -30,6 +30,7 @@ import { Outbox } from '../../src/store/outbox.ts';
 import { type MemoryAlliance, memoryAlliance, until } from '../consensus/runtime/cluster-fixture.ts';
 import { signEvents, strangerGateway } from '../consensus/runtime/events-fixture.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { bearer, tokenFor } from './credentials-fixture.ts';
 
 let alliance: MemoryAlliance;
 const apis: FastifyInstance[] = [];
@@ -52,15 +53,34 @@ afterAll(async () => {
   await alliance?.stopAll();
 });
 
-async function post(url: string, batches: SubmitBatch[]): Promise<SubmitVerdict[]> {
-  const res = await fetch(`${url}/v1/batches`, {
+/** A gateway credential for the gateway whose batch this is (issued by its member). */
+async function gatewayToken(tx: Uint8Array): Promise<string> {
+  const d = decodeBatchTx(tx);
+  if (!d.ok) return tokenFor(alliance.alliance, 'member-1', { role: 'gateway', gateway: 'gw-1' });
+  return tokenFor(alliance.alliance, d.batch.header.enterprise, {
+    role: 'gateway',
+    gateway: d.batch.header.gateway,
+  });
+}
+
+async function submit(url: string, batches: SubmitBatch[], token?: string): Promise<Response> {
+  return fetch(`${url}/v1/batches`, {
     method: 'POST',
-    headers: { 'content-type': 'application/octet-stream' },
+    headers: {
+      'content-type': 'application/octet-stream',
+      ...bearer(token ?? (await gatewayToken(batches[0]!.tx))),
+    },
     body: encodeSubmission(batches) as Uint8Array<ArrayBuffer>,
   });
-  expect(res.status).toBe(200);
+}
+
+async function post(url: string, batches: SubmitBatch[], token?: string): Promise<SubmitVerdict[]> {
+  const res = await submit(url, batches, token);
+  if (res.status !== 200) throw new Error(`HTTP ${res.status} ${await res.text()}`);
   return ((await res.json()) as { verdicts: SubmitVerdict[] }).verdicts;
 }
+
+const reader = (member: string) => tokenFor(alliance.alliance, member);
 
 const committedEverywhere = (txId: string) =>
   alliance.members.every((m) => alliance.nodes.get(m)!.store.hasTx(Buffer.from(txId, 'hex')));
@@ -86,6 +106,7 @@ describe('validator HTTP API', () => {
     outbox.append(drafts, gw.signer, { batchEventsMax: 64 });
     const chain = httpChainClient({
       baseUrl: urls[0]!,
+      credential: await tokenFor(alliance.alliance, 'member-1', { role: 'gateway', gateway: 'gw-1' }),
       verify: chainContext(alliance.alliance.genesis),
       pollWaitMs: 500,
     });
@@ -138,21 +159,36 @@ describe('validator HTTP API', () => {
     forgedTx[forgedTx.length - 8] = forgedTx[forgedTx.length - 8]! ^ 1; // a source-time digit
     const forged = { tx: forgedTx, bodies: batches[1]!.bodies };
     const unknown = signEvents(strangerGateway(), 1).batches[0]!; // claims member-1's gw-stranger
-    const [f, r] = await post(urls[1]!, [forged, batches[0]!]);
+    const [f, r] = await post(urls[1]!, [forged, batches[0]!], await gatewayToken(batches[0]!.tx));
     expect(f).toMatchObject({ accepted: false, reason: 'invalid', bodiesKept: false });
     expect(f!.accepted === false && f!.detail).toMatch(/^root_mismatch/);
     expect(r).toMatchObject({ accepted: false, reason: 'committed', bodiesKept: true });
     const [u] = await post(urls[0]!, [unknown]);
     expect(u).toMatchObject({ accepted: false, reason: 'invalid', bodiesKept: false });
     expect(u!.accepted === false && u!.detail).toMatch(/^unknown_key/);
-    // member-2's batch with its bodies, sent to every other member's validator: refused, not kept.
-    const next = signEvents(gw, 1).batches[0]!;
-    for (const url of [urls[0]!, urls[2]!, urls[3]!]) {
+    // member-2's batch with its bodies, sent to every other member's validator: a gateway credential
+    // of that member cannot submit it (403); with member-2's own, the bodies are refused, not kept.
+    const nextSigned = signEvents(gw, 1);
+    const next = nextSigned.batches[0]!;
+    for (const [i, url] of [
+      [0, urls[0]!],
+      [2, urls[2]!],
+      [3, urls[3]!],
+    ] as const) {
+      const own = await tokenFor(alliance.alliance, `member-${i + 1}`, {
+        role: 'gateway',
+        gateway: `gw-${i + 1}`,
+      });
+      const asOwn = await submit(url, [next], own);
+      expect(asOwn.status).toBe(403);
+      expect(((await asOwn.json()) as { code: string }).code).toBe('other_member_batch');
       const [v] = await post(url, [next]);
       expect(v).toMatchObject({ accepted: false, reason: 'foreign_body', bodiesKept: false });
     }
-    for (const m of ['member-1', 'member-3', 'member-4'])
+    for (const m of ['member-1', 'member-3', 'member-4']) {
       expect(alliance.bodies.get(m)!.stats().refused.foreign_body).toBeGreaterThanOrEqual(1);
+      expect(alliance.bodies.get(m)!.byTx(nextSigned.txIds[0]!)).toEqual([]);
+    }
     expect(alliance.nodes.get('member-2')!.status().invalidTxs.root_mismatch).toBeGreaterThanOrEqual(1);
     expect(alliance.nodes.get('member-1')!.status().invalidTxs.unknown_key).toBeGreaterThanOrEqual(1);
     const health = await fetch(`${urls[2]}/health`);
@@ -175,24 +211,30 @@ describe('validator HTTP API', () => {
     const ctx = chainContext(alliance.alliance.genesis);
     const limits = alliance.alliance.genesis.chainLimits;
     const at = node.store.txLocation(Buffer.from(txIds[2]!, 'hex'))!;
-    const block = await (await fetch(`${urls[2]}/v1/blocks/${at.height}`)).json();
+    // Any member's reader may read blocks and proofs (to verify): here member-1's at member-3's API.
+    const other = bearer(await reader('member-1'));
+    const block = await (await fetch(`${urls[2]}/v1/blocks/${at.height}`, { headers: other })).json();
     const decoded = certifiedBlockFromJson(block, limits);
     expect(decoded.ok && verifyCertifiedBlock(ctx, limits, decoded.value)).toBeNull();
     // What a block holds: envelopes only, never a body (the lot is in the bodies alone).
     expect(JSON.stringify(block)).not.toContain('LOT-');
     for (const id of [txIds[0]!, txIds[2]!]) {
-      const proof = inclusionProofFromJson(await (await fetch(`${urls[2]}/v1/proofs/${id}`)).json(), limits);
+      const proof = inclusionProofFromJson(
+        await (await fetch(`${urls[2]}/v1/proofs/${id}`, { headers: other })).json(),
+        limits,
+      );
       expect(verifyInclusionProof(ctx, proof)).toBeNull();
       expect(toHex(node.txId(proof.tx))).toBe(id);
       proof.index = (proof.index + 1) % Math.max(2, proof.txCount);
       expect(verifyInclusionProof(ctx, proof)).not.toBeNull();
     }
     const api = apis[2]!;
-    expect((await api.inject({ url: `/v1/proofs/${'0'.repeat(64)}` })).statusCode).toBe(404);
-    expect((await api.inject({ url: '/v1/proofs/xyz' })).statusCode).toBe(400);
-    expect((await api.inject({ url: `/v1/blocks/${node.store.height + 1}` })).statusCode).toBe(404);
-    expect((await api.inject({ url: '/v1/blocks/0' })).statusCode).toBe(400);
-    const metrics = (await api.inject({ url: '/v1/metrics' })).json();
+    const headers = bearer(await reader('member-3'));
+    expect((await api.inject({ url: `/v1/proofs/${'0'.repeat(64)}`, headers })).statusCode).toBe(404);
+    expect((await api.inject({ url: '/v1/proofs/xyz', headers })).statusCode).toBe(400);
+    expect((await api.inject({ url: `/v1/blocks/${node.store.height + 1}`, headers })).statusCode).toBe(404);
+    expect((await api.inject({ url: '/v1/blocks/0', headers })).statusCode).toBe(400);
+    const metrics = (await api.inject({ url: '/v1/metrics', headers })).json();
     expect(metrics.status.committedHeight).toBe(metrics.app.height);
     expect(metrics.app.refusals.malformed).toBeGreaterThanOrEqual(1);
     expect(metrics.bodies.bodies).toBeGreaterThanOrEqual(12);
@@ -216,10 +258,11 @@ describe('validator HTTP API', () => {
         'a quiet alliance',
       );
       const after = node.store.height;
+      const headers = bearer(await reader('member-4'));
       // Two requests wait for the next block; only one may: the other is refused at once.
       let firstDone = '';
       const poll = (name: string) =>
-        api.inject({ url: `/v1/commits?after=${after}&waitMs=20000` }).then((r) => {
+        api.inject({ url: `/v1/commits?after=${after}&waitMs=20000`, headers }).then((r) => {
           firstDone ||= name;
           return r;
         });
@@ -237,12 +280,15 @@ describe('validator HTTP API', () => {
       expect(blocks[0]!.height).toBe(after + 1);
       expect(blocks[0]!.txIds).toContain(txIds[0]);
       await until(() => node.store.hasTx(Buffer.from(txIds[0]!, 'hex')), 'the batch final');
-      const page = (await api.inject({ url: `/v1/commits?after=0&limit=2` })).json() as {
+      const page = (await api.inject({ url: `/v1/commits?after=0&limit=2`, headers })).json() as {
         blocks: CommittedBlockInfo[];
       };
       expect(page.blocks.map((x) => x.height)).toEqual([1, 2]);
 
-      const binary = { 'content-type': 'application/octet-stream' };
+      const binary = {
+        'content-type': 'application/octet-stream',
+        ...bearer(await tokenFor(alliance.alliance, 'member-4', { role: 'gateway', gateway: 'gw-4' })),
+      };
       const big = await api.inject({
         method: 'POST',
         url: '/v1/batches',
@@ -268,7 +314,7 @@ describe('validator HTTP API', () => {
       const typed = await api.inject({
         method: 'POST',
         url: '/v1/batches',
-        headers: { 'content-type': 'text/plain' },
+        headers: { ...binary, 'content-type': 'text/plain' },
         payload: 'a',
       });
       expect(typed.statusCode).toBe(415);
@@ -278,9 +324,15 @@ describe('validator HTTP API', () => {
   });
 
   it('answers bad requests with 400 and a reason', async () => {
-    const c = await apis[0]!.inject({ method: 'GET', url: '/v1/commits?after=-1' });
+    const headers = bearer(await reader('member-1'));
+    const c = await apis[0]!.inject({ method: 'GET', url: '/v1/commits?after=-1', headers });
     expect(c.statusCode).toBe(400);
-    const r = await apis[0]!.inject({ method: 'POST', url: '/v1/receipts', payload: { ids: ['xyz'] } });
+    const r = await apis[0]!.inject({
+      method: 'POST',
+      url: '/v1/receipts',
+      payload: { ids: ['xyz'] },
+      headers,
+    });
     expect(r.statusCode).toBe(400);
     expect(r.json().error).toMatch(/hex transaction ids/);
   });

@@ -12,6 +12,7 @@ import { loadKeyFile } from '../../src/crypto/keys.ts';
 import { createLocalAlliance } from '../../src/devtools/local-alliance.ts';
 import { encodeBody } from '../../src/event/event.ts';
 import { EventSigner, emptyHead } from '../../src/event/signer.ts';
+import { bearer, tokenFor } from '../api/credentials-fixture.ts';
 import { runCli } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
@@ -61,16 +62,21 @@ describe('masbc-edge chain lot and chain verify', () => {
     }));
     const { batch, events } = signer.sign(drafts, emptyHead);
     try {
+      const gw = bearer(await tokenFor(acme, 'acme', { role: 'gateway', gateway: chainKey.split('/')[1]! }));
       const res = await fetch(`${api}/v1/batches`, {
         method: 'POST',
-        headers: { 'content-type': 'application/octet-stream' },
+        headers: { 'content-type': 'application/octet-stream', ...gw },
         body: encodeSubmission([
           { tx: batch.tx, bodies: events.map((e) => encodeBody(e.body!)) },
         ]) as Uint8Array<ArrayBuffer>,
       });
       expect(await res.json()).toEqual({ verdicts: [{ accepted: true, bodiesKept: true }] });
       for (let i = 0; i < 200; i++) {
-        const s = (await (await fetch(`${api}/v1/status`)).json()) as { committedHeight: number };
+        const s = (await (
+          await fetch(`${api}/v1/status`, { headers: bearer(await tokenFor(acme, 'acme')) })
+        ).json()) as {
+          committedHeight: number;
+        };
         if (s.committedHeight >= 1) break;
         await new Promise((r) => setTimeout(r, 50));
       }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startPeer } from '../../src/cli/peer.ts';
 import { createLocalAlliance } from '../../src/devtools/local-alliance.ts';
+import { bearer, tokenFor } from '../api/credentials-fixture.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 const stops: (() => Promise<void>)[] = [];
@@ -40,7 +41,8 @@ async function peerWith(options: {
   }
   const api = /http:\/\/127\.0\.0\.1:\d+/.exec(lines.join('\n'))?.[0];
   if (!api) throw new Error(`no API address in the ready line: ${lines.join(' | ')}`);
-  const metrics = (await (await fetch(`${api}/v1/metrics`)).json()) as {
+  const headers = bearer(await tokenFor(alliance, 'acme'));
+  const metrics = (await (await fetch(`${api}/v1/metrics`, { headers })).json()) as {
     bodies: { maxBytes: number; retention: { process: number; equipment: number } };
   };
   return metrics.bodies;

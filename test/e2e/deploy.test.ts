@@ -184,11 +184,31 @@ describe('docs/deploy.md, end to end', () => {
         `port: ${sims.endpoints.modbusTcpPort}`,
       ),
     );
+    // acme issues the line gateway's credential with its identity root (in acme's folder only).
+    const credential = await ok([
+      'credential',
+      'issue',
+      '--genesis',
+      join(machine('acme'), 'etc', 'genesis.json'),
+      '--identity-root',
+      join(machine('acme'), 'peer', 'keys', 'identity-root.key'),
+      '--role',
+      'gateway',
+      '--subject',
+      'line 1 gateway',
+      '--gateway',
+      'gw-line1',
+    ]);
+    mkdirSync(join(gatewayPc, 'data'), { recursive: true });
+    writeFileSync(join(gatewayPc, 'data', 'gateway.jwt'), credential, { mode: 0o600 });
     const gatewayYaml = join(etc, 'gateway.yaml');
     writeFileSync(
       gatewayYaml,
       readFileSync('config/gateway.yaml', 'utf8')
-        .replace(/^ {2}role: none$/m, `  role: client\n  validatorUrl: ${acmeApi}\n  genesis: genesis.json`)
+        .replace(
+          /^ {2}role: none$/m,
+          `  role: client\n  validatorUrl: ${acmeApi}\n  genesis: genesis.json\n  credentialFile: gateway.jwt`,
+        )
         .replace(/^ {2}port: 8090$/m, `  port: ${gatewayOps}`),
     );
     const env = { MASBC_DATA_DIR: join(gatewayPc, 'data') };

@@ -11,14 +11,14 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeSubmission, type SubmitVerdict } from '../../src/consensus/runtime/client.ts';
 import type { NodeMetrics, NodeStatus } from '../../src/consensus/runtime/node.ts';
-import { loadKeyFile } from '../../src/crypto/keys.ts';
+import { generateKey, loadKeyFile } from '../../src/crypto/keys.ts';
 import { createLocalAlliance, type LocalAlliance } from '../../src/devtools/local-alliance.ts';
 import { encodeBody } from '../../src/event/event.ts';
 import { EventSigner, emptyHead } from '../../src/event/signer.ts';
 import { openChainLink } from '../../src/gateway/chain-link.ts';
 import { loadConfig } from '../../src/gateway/config/config.ts';
 import { type Logger, silentLogger } from '../../src/log/logger.ts';
-import { signEvents, strangerGateway } from '../consensus/runtime/events-fixture.ts';
+import { bearer, tokenFor } from '../api/credentials-fixture.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 /** A logger keeping its warnings. */
@@ -94,20 +94,43 @@ describe.each([
         emptyHead,
       );
       const mine = { tx: batch.tx, bodies: events.map((e) => encodeBody(e.body!)) };
-      const stranger = signEvents(strangerGateway(), 1).batches[0]!;
-      const res = await fetch(`${url}/v1/batches`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/octet-stream' },
-        body: encodeSubmission([mine, stranger]) as Uint8Array<ArrayBuffer>,
-      });
-      const { verdicts } = (await res.json()) as { verdicts: SubmitVerdict[] };
-      expect(verdicts[0]).toEqual({ accepted: true, bodiesKept: true });
-      expect(verdicts[1]).toMatchObject({ accepted: false, bodiesKept: false });
-      expect(verdicts[1]!.accepted === false && verdicts[1]!.detail).toMatch(/^unknown_key/);
-      const status = (await (await fetch(`${url}/v1/status`)).json()) as NodeStatus;
+      // A gateway of acme whose key the genesis does not register.
+      const stranger = new EventSigner(
+        { enterprise: 'acme', site: 'plant1', line: 'line1', gateway: 'gw-stranger' },
+        generateKey(),
+      ).sign(
+        [
+          {
+            kind: 'part_completed',
+            dataClass: 'process',
+            station: 'S',
+            device: 'd',
+            sourceTimeMs: 1,
+            values: {},
+          },
+        ],
+        emptyHead,
+      );
+      const post = async (gateway: string, b: { tx: Uint8Array; bodies: string[] }) => {
+        const token = await tokenFor(alliance, 'acme', { role: 'gateway', gateway });
+        const res = await fetch(`${url}/v1/batches`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/octet-stream', ...bearer(token) },
+          body: encodeSubmission([b]) as Uint8Array<ArrayBuffer>,
+        });
+        return ((await res.json()) as { verdicts: SubmitVerdict[] }).verdicts[0]!;
+      };
+      expect(await post('gw-line1', mine)).toEqual({ accepted: true, bodiesKept: true });
+      const refused = await post('gw-stranger', { tx: stranger.batch.tx, bodies: [] });
+      expect(refused).toMatchObject({ accepted: false, bodiesKept: false });
+      expect(refused.accepted === false && refused.detail).toMatch(/^unknown_key/);
+      const reader = bearer(await tokenFor(alliance, 'acme'));
+      const status = (await (await fetch(`${url}/v1/status`, { headers: reader })).json()) as NodeStatus;
       expect(status).toMatchObject({ memberId: 'acme', state: 'running', mempoolTxs: 1 });
       expect(status.invalidTxs).toEqual({ unknown_key: 1 });
-      const metrics = (await (await fetch(`${url}/v1/metrics`)).json()) as NodeMetrics & {
+      const metrics = (await (
+        await fetch(`${url}/v1/metrics`, { headers: reader })
+      ).json()) as NodeMetrics & {
         bodies: { bodies: number };
       };
       expect(metrics.app).toMatchObject({ height: 0, pending: 1, ready: 1 });

@@ -123,6 +123,12 @@ export const chainSchema = z
       .url()
       .optional()
       .describe("Role client: the member validator's HTTP API, e.g. http://10.0.0.5:4100."),
+    credentialFile: z
+      .string()
+      .optional()
+      .describe(
+        "Role client: file holding this gateway's credential (`masbc-edge credential issue --role gateway`), relative to dataDir; sent with every request to the validator API.",
+      ),
     thread: z
       .boolean()
       .default(true)
@@ -138,6 +144,12 @@ export const chainSchema = z
       ctx.addIssue({ code: 'custom', path: ['genesis'], message: `role ${c.role} needs the genesis file` });
     if (c.role === 'client' && !c.validatorUrl)
       ctx.addIssue({ code: 'custom', path: ['validatorUrl'], message: 'role client needs validatorUrl' });
+    if (c.role === 'client' && !c.credentialFile)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['credentialFile'],
+        message: "role client needs credentialFile: the validator API takes only this gateway's credential",
+      });
   });
 
 export const apiSchema = z

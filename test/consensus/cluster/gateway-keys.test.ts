@@ -18,7 +18,14 @@ import { loadKeyFile } from '../../../src/crypto/keys.ts';
 import { encodeBody } from '../../../src/event/event.ts';
 import { type ChainHead, EventSigner, emptyHead } from '../../../src/event/signer.ts';
 import { runCli } from '../../helpers/cli.ts';
-import { type Cluster, type PeerProcess, partCompleted, startCluster, waitFor } from './peers.ts';
+import {
+  type Cluster,
+  credentialOf,
+  type PeerProcess,
+  partCompleted,
+  startCluster,
+  waitFor,
+} from './peers.ts';
 
 const T = 1_000;
 let dir: string;
@@ -52,16 +59,20 @@ class LineGateway {
   }
 }
 
+/** A reader credential of the peer's member (every API route but /health needs one: docs/api.md). */
+const reader = async (p: PeerProcess) => ({
+  authorization: `Bearer ${await credentialOf(p.genesisFile, p.member, 'reader')}`,
+});
 const committedAt = async (p: PeerProcess, id: string) => {
   const res = await fetch(`${p.url}/v1/receipts`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...(await reader(p)) },
     body: JSON.stringify({ ids: [id] }),
   });
   return ((await res.json()) as { receipts: ({ height: number } | null)[] }).receipts[0]?.height ?? null;
 };
 const registryOf = async (p: PeerProcess) =>
-  (await (await fetch(`${p.url}/v1/config/member-1`)).json()) as {
+  (await (await fetch(`${p.url}/v1/config/member-1`, { headers: await reader(p) })).json()) as {
     sequence: number;
     keys: { gateway: string; keyId: string; since: number; revokedAt: number | null }[];
   };
@@ -102,7 +113,7 @@ describe('gateways join and leave a running alliance without a new genesis', () 
     );
     const refused = await fetch(`${acme.url}/v1/config`, {
       method: 'POST',
-      headers: { 'content-type': 'application/octet-stream' },
+      headers: { 'content-type': 'application/octet-stream', ...(await reader(acme)) },
       body: forged as Uint8Array<ArrayBuffer>,
     });
     expect(refused.status).toBe(422);

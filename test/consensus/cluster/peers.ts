@@ -5,10 +5,12 @@
  * and sign real events with the test gateway keys the alliance's genesis registers.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { txIdOf } from '../../../src/consensus/app/tx.ts';
+import { type CredentialRole, issueCredential } from '../../../src/api/auth/credentials.ts';
+import { decodeTx, txIdOf } from '../../../src/consensus/app/tx.ts';
 import type { CertifiedBlock } from '../../../src/consensus/core/types.ts';
+import { loadGenesis } from '../../../src/consensus/genesis/genesis.ts';
 import { type InclusionProof, inclusionProofFromJson } from '../../../src/consensus/runtime/block-store.ts';
 import {
   type CommittedBlockInfo,
@@ -20,11 +22,44 @@ import type { NodeMetrics, NodeStatus } from '../../../src/consensus/runtime/nod
 import { certifiedBlockFromJson } from '../../../src/consensus/wire/json.ts';
 import { toHex } from '../../../src/crypto/hash.ts';
 import { loadKeyFile } from '../../../src/crypto/keys.ts';
-import { type AllianceFiles, initAlliance } from '../../../src/devtools/local-alliance.ts';
+import {
+  type AllianceFiles,
+  identityRootFileFor,
+  initAlliance,
+} from '../../../src/devtools/local-alliance.ts';
 import { encodeBody } from '../../../src/event/event.ts';
 import { type ChainHead, EventSigner, emptyHead } from '../../../src/event/signer.ts';
 
 const bin = resolve(import.meta.dirname, '../../../bin/masbc-edge.js');
+
+const tokens = new Map<string, Promise<string>>();
+/**
+ * A credential issued by `member`'s identity root (the local alliance keeps every member's folder
+ * next to the genesis, as the demo does): every API route but /health needs one.
+ */
+export function credentialOf(
+  genesisFile: string,
+  member: string,
+  role: CredentialRole,
+  gateway?: string,
+): Promise<string> {
+  const key = `${genesisFile}|${member}|${role}|${gateway ?? ''}`;
+  let t = tokens.get(key);
+  if (!t) {
+    const chainId = loadGenesis(genesisFile).chainId;
+    const root = loadKeyFile(identityRootFileFor(dirname(genesisFile), member));
+    t = issueCredential(root, {
+      member,
+      chainId,
+      role,
+      subject: `test-${role}`,
+      ...(gateway ? { gateway } : {}),
+      ttlMs: 86_400_000,
+    }).then((r) => r.token);
+    tokens.set(key, t);
+  }
+  return t;
+}
 
 export type SubmitAnswer =
   | { accepted: true; id: string }
@@ -34,6 +69,8 @@ export class PeerProcess {
   readonly member: string;
   /** The validator's data folder (its chain.db). */
   readonly dataDir: string;
+  /** The alliance genesis; the members' identity roots are in the folder next to it. */
+  readonly genesisFile: string;
   readonly #args: string[];
   #nodeArgs: string[] = [];
   #child: ChildProcess | undefined;
@@ -46,6 +83,7 @@ export class PeerProcess {
     this.member = member;
     this.#args = args;
     this.dataDir = args[args.indexOf('--data') + 1]!;
+    this.genesisFile = args[args.indexOf('--genesis') + 1]!;
   }
 
   get running(): boolean {
@@ -128,7 +166,10 @@ export class PeerProcess {
 
   /** Final blocks above `after` (long-polls up to `waitMs` when there is none yet). */
   async commits(after: number, waitMs: number, signal?: AbortSignal): Promise<CommittedBlockInfo[]> {
-    const res = await fetch(`${this.url}/v1/commits?after=${after}&waitMs=${waitMs}`, { signal });
+    const res = await fetch(`${this.url}/v1/commits?after=${after}&waitMs=${waitMs}`, {
+      signal,
+      headers: await this.#reader(),
+    });
     if (!res.ok) throw new Error(`${this.member} /v1/commits: HTTP ${res.status}`);
     return ((await res.json()) as { blocks: CommittedBlockInfo[] }).blocks;
   }
@@ -139,13 +180,31 @@ export class PeerProcess {
    */
   async submit(txs: readonly Uint8Array[], bodies?: readonly (readonly string[])[]): Promise<SubmitAnswer[]> {
     const answers: SubmitAnswer[] = [];
-    for (let i = 0; i < txs.length; i += submitBatchesMax) {
-      const part = txs.slice(i, i + submitBatchesMax);
+    // One request per run of batches of one gateway, with that gateway's credential (a batch that
+    // does not decode goes with the run it is in: the validator refuses it on its own).
+    const whose = (tx: Uint8Array) => {
+      const d = decodeTx(tx);
+      return d.ok ? `${d.batch.header.enterprise}/${d.batch.header.gateway}` : undefined;
+    };
+    for (let i = 0; i < txs.length; ) {
+      let owner = whose(txs[i]!);
+      let end = i + 1;
+      while (end < txs.length && end - i < submitBatchesMax) {
+        const w = whose(txs[end]!);
+        if (w !== undefined && owner !== undefined && w !== owner) break;
+        owner ??= w;
+        end++;
+      }
+      const part = txs.slice(i, end);
+      const first = i;
+      i = end;
+      const [enterprise, gateway] = owner ? owner.split('/') : [this.member, 'gw-1'];
+      const token = await credentialOf(this.genesisFile, enterprise!, 'gateway', gateway);
       const res = await fetch(`${this.url}/v1/batches`, {
         method: 'POST',
-        headers: { 'content-type': 'application/octet-stream' },
+        headers: { 'content-type': 'application/octet-stream', authorization: `Bearer ${token}` },
         body: encodeSubmission(
-          part.map((tx, j) => ({ tx, bodies: bodies?.[i + j] ?? [] })),
+          part.map((tx, j) => ({ tx, bodies: bodies?.[first + j] ?? [] })),
         ) as Uint8Array<ArrayBuffer>,
       });
       const json = (await res.json()) as { verdicts?: SubmitVerdict[]; error?: string };
@@ -162,8 +221,12 @@ export class PeerProcess {
     return answers;
   }
 
+  async #reader(): Promise<Record<string, string>> {
+    return { authorization: `Bearer ${await credentialOf(this.genesisFile, this.member, 'reader')}` };
+  }
+
   async #get(path: string): Promise<unknown> {
-    const res = await fetch(`${this.url}${path}`);
+    const res = await fetch(`${this.url}${path}`, { headers: await this.#reader() });
     if (!res.ok) throw new Error(`${this.member} ${path}: HTTP ${res.status}`);
     return res.json();
   }
