@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Gateway, type PeerProcess } from '../consensus/cluster/peers.ts';
+import { credentialOf, Gateway, type PeerProcess } from '../consensus/cluster/peers.ts';
 import {
   type Alliance,
   expectNothingLost,
@@ -38,11 +38,19 @@ const rssMaxMiB = 768;
 
 let a: Alliance;
 let victim: PeerProcess;
+let readerAuth: string;
+let gatewayAuth: string;
 const sent: string[] = [];
 
 beforeAll(async () => {
   a = await startAlliance();
   victim = a.cluster.peers[0]!; // member-1, the primary of view 0
+  // The attacker holds valid credentials (an insider, or a stolen token): without one, every request
+  // is refused (401) before its body is read, which is the weaker attack.
+  const reader = await credentialOf(victim.genesisFile, victim.member, 'reader');
+  const gateway = a.cluster.files.gateways.get('member-3')!.gateway;
+  readerAuth = `Bearer ${reader}`;
+  gatewayAuth = `Bearer ${await credentialOf(victim.genesisFile, 'member-3', 'gateway', gateway)}`;
 }, 60_000);
 afterAll(async () => {
   await a?.stop();
@@ -123,15 +131,27 @@ describe('HTTP attacks against the primary', () => {
     const nested = nestedJson(4 * 1024 * 1024);
     const { stats } = await underAttack(() => {
       const bin = repeat(
-        () => post(victim.url, '/v1/batches', huge, { contentType: 'application/octet-stream' }),
+        () =>
+          post(victim.url, '/v1/batches', huge, {
+            contentType: 'application/octet-stream',
+            authorization: gatewayAuth,
+          }),
         2,
       );
       const json = repeat(
-        () => post(victim.url, '/v1/batches', nested, { contentType: 'application/json' }),
+        () =>
+          post(victim.url, '/v1/batches', nested, {
+            contentType: 'application/json',
+            authorization: gatewayAuth,
+          }),
         1,
       );
       const receipts = repeat(
-        () => post(victim.url, '/v1/receipts', deep, { contentType: 'application/json' }),
+        () =>
+          post(victim.url, '/v1/receipts', deep, {
+            contentType: 'application/json',
+            authorization: readerAuth,
+          }),
         1,
       );
       return {
@@ -150,7 +170,7 @@ describe('HTTP attacks against the primary', () => {
     // 64 batches of 512 events per request, as in bench/attacks.ts: before the work budget this
     // cost the primary its view.
     const forged = forgedBatches(new Gateway(a.cluster.files, 'member-3', 512), 64, 512);
-    const { stats } = await underAttack(() => forgedFlood(victim.url, forged, 6));
+    const { stats } = await underAttack(() => forgedFlood(victim.url, forged, 6, undefined, gatewayAuth));
     expect(stats.requests).toBeGreaterThan(0);
     const m = (await victim.metrics()) as unknown as { api: { refused: Record<string, number> } };
     expect(m.api.refused['submits-per-address']).toBeGreaterThan(0);
@@ -158,7 +178,7 @@ describe('HTTP attacks against the primary', () => {
 
   it('long-poll exhaustion from one address leaves the legitimate client its own', async () => {
     // The issue's 1,030 idle long-polls locked a legitimate client out with 503.
-    const { stats } = await underAttack(() => longPolls(victim.url, 1_030));
+    const { stats } = await underAttack(() => longPolls(victim.url, 1_030, undefined, readerAuth));
     expect(stats['status 429']).toBeGreaterThan(0);
   }, 60_000);
 

@@ -182,7 +182,14 @@ export function post(
   url: string,
   path: string,
   body: Buffer,
-  o: { contentType: string; chunked?: boolean; localAddress?: string; timeoutMs?: number },
+  o: {
+    contentType: string;
+    chunked?: boolean;
+    localAddress?: string;
+    timeoutMs?: number;
+    /** An `Authorization` header: the attacker may hold a valid credential (an insider, a stolen token). */
+    authorization?: string;
+  },
 ): Promise<HttpAnswer> {
   const u = new URL(path, url);
   const t0 = performance.now();
@@ -202,6 +209,7 @@ export function post(
         localAddress: o.localAddress ?? attackerAddress,
         headers: {
           'content-type': o.contentType,
+          ...(o.authorization ? { authorization: o.authorization } : {}),
           ...(o.chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': body.byteLength }),
         },
         timeout: o.timeoutMs ?? 60_000,
@@ -280,6 +288,7 @@ export function forgedFlood(
   forged: { spoil(k: number): SubmitBatch[] },
   concurrent = 6,
   localAddress = attackerAddress,
+  authorization?: string,
 ): Attack {
   let stopped = false;
   const counts: Record<string, number> = { requests: 0 };
@@ -297,6 +306,7 @@ export function forgedFlood(
       const a = await post(url, '/v1/batches', body, {
         contentType: 'application/octet-stream',
         localAddress,
+        ...(authorization ? { authorization } : {}),
       });
       counts.requests!++;
       counts[`status ${a.status}`] = (counts[`status ${a.status}`] ?? 0) + 1;
@@ -316,7 +326,12 @@ export function forgedFlood(
  * Long-poll exhaustion: `count` GET /v1/commits that wait for a block far in the future, each
  * re-opened as soon as it is answered, from `localAddress`.
  */
-export function longPolls(url: string, count: number, localAddress = attackerAddress): Attack {
+export function longPolls(
+  url: string,
+  count: number,
+  localAddress = attackerAddress,
+  authorization?: string,
+): Attack {
   let stopped = false;
   const counts: Record<string, number> = { requests: 0 };
   const live = new Set<() => void>();
@@ -324,7 +339,14 @@ export function longPolls(url: string, count: number, localAddress = attackerAdd
     if (stopped) return;
     const u = new URL('/v1/commits?after=1000000000&waitMs=30000', url);
     const req = httpRequest(
-      { host: u.hostname, port: u.port, path: u.pathname + u.search, localAddress, agent: false },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        localAddress,
+        agent: false,
+        ...(authorization ? { headers: { authorization } } : {}),
+      },
       (res) => {
         res.on('data', () => {});
         res.on('end', () => finish(res.statusCode ?? 0));

@@ -14,9 +14,14 @@ import { localChainClient } from '../../src/consensus/runtime/client.ts';
 import { submitter } from '../../src/gateway/bounds.ts';
 import { deepJson, nestedJson } from '../adversarial/tools.ts';
 import { type MemoryAlliance, memoryAlliance } from '../consensus/runtime/cluster-fixture.ts';
+import { bearer, tokenFor } from './credentials-fixture.ts';
 
 let alliance: MemoryAlliance;
 let api: FastifyInstance;
+/** A reader's credential of member-1: every route but /health needs one, and the bounds hold for callers who have one. */
+let auth: Record<string, string>;
+/** The gateway gw-1's credential (member-1): only gateways submit batches. */
+let gatewayAuth: Record<string, string>;
 
 beforeAll(async () => {
   alliance = await memoryAlliance(4, { gateways: 1 });
@@ -30,6 +35,8 @@ beforeAll(async () => {
     limits: { commitWaitersPerAddressMax: 2, submitsPerAddressMax: 1 },
   });
   await api.ready();
+  auth = bearer(await tokenFor(alliance.alliance, alliance.members[0]!));
+  gatewayAuth = bearer(await tokenFor(alliance.alliance, 'member-1', { role: 'gateway', gateway: 'gw-1' }));
 }, 60_000);
 
 afterAll(async () => {
@@ -52,21 +59,21 @@ describe('validator API bounds', () => {
     const asJson = await api.inject({
       method: 'POST',
       url: '/v1/batches',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...gatewayAuth, 'content-type': 'application/json' },
       payload: deep,
     });
     expect(asJson.statusCode).toBe(415);
     const receipts = await api.inject({
       method: 'POST',
       url: '/v1/receipts',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       payload: deep,
     });
     expect(receipts.statusCode).toBe(413);
     const other = await api.inject({
       method: 'POST',
       url: '/v1/status',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       payload: nestedJson(64 * 1024),
     });
     expect([404, 405, 413]).toContain(other.statusCode);
@@ -74,7 +81,7 @@ describe('validator API bounds', () => {
     const nested = await api.inject({
       method: 'POST',
       url: '/v1/receipts',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       payload: nestedJson(200_000),
     });
     expect(nested.statusCode).toBe(400);
@@ -83,7 +90,7 @@ describe('validator API bounds', () => {
     const wide = await api.inject({
       method: 'POST',
       url: '/v1/receipts',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       payload: deepJson(600 * 1024),
     });
     expect(wide.statusCode).toBe(400);
@@ -105,18 +112,22 @@ describe('validator API bounds', () => {
 
   it('bounds long-polls per address; another address still gets one', async () => {
     const url = '/v1/commits?after=1000000&waitMs=20000';
-    const a1 = api.inject({ url, remoteAddress: '10.0.0.1' });
-    const a2 = api.inject({ url, remoteAddress: '10.0.0.1' });
+    const a1 = api.inject({ url, headers: auth, remoteAddress: '10.0.0.1' });
+    const a2 = api.inject({ url, headers: auth, remoteAddress: '10.0.0.1' });
     await new Promise((r) => setTimeout(r, 50));
-    const a3 = await api.inject({ url, remoteAddress: '10.0.0.1' });
+    const a3 = await api.inject({ url, headers: auth, remoteAddress: '10.0.0.1' });
     expect(a3.statusCode).toBe(429);
     expect(a3.json().code).toBe('too_many_waiters');
-    const other = api.inject({ url: '/v1/commits?after=1000000&waitMs=100', remoteAddress: '10.0.0.2' });
+    const other = api.inject({
+      url: '/v1/commits?after=1000000&waitMs=100',
+      headers: auth,
+      remoteAddress: '10.0.0.2',
+    });
     expect((await other).statusCode).toBe(200);
     await api.close();
     expect((await a1).statusCode).toBe(200);
     expect((await a2).statusCode).toBe(200);
-    const m = (await api.inject({ url: '/v1/metrics' }).catch(() => undefined)) ?? undefined;
+    const m = (await api.inject({ url: '/v1/metrics', headers: auth }).catch(() => undefined)) ?? undefined;
     expect(m === undefined || m.statusCode >= 200).toBe(true);
   });
 });

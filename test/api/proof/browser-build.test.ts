@@ -68,6 +68,7 @@ describe('the browser bundle of the verifier', () => {
 describe('docs/trace.md', () => {
   it('explains every code the verifier can answer', () => {
     const doc = readFileSync(new URL('../../../docs/trace.md', import.meta.url), 'utf8');
-    for (const code of verifyErrorCodes) expect(doc, code).toContain(`| \`${code}\` |`);
+    // A row of the codes table (the formatter pads cells).
+    for (const code of verifyErrorCodes) expect(doc, code).toMatch(new RegExp(`^\\| \`${code}\` +\\|`, 'm'));
   });
 });
