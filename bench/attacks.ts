@@ -35,12 +35,22 @@ import {
 import {
   type Cluster,
   type CommitStream,
+  credentialOf,
   followCommits,
   Gateway,
   type PeerProcess,
   startCluster,
 } from '../test/consensus/cluster/peers.ts';
 import { machine } from './lib.ts';
+
+/**
+ * The attacker holds valid credentials (an insider, a stolen token): the stronger attack, since
+ * without one every API request is refused (401) before its body is read.
+ */
+const readerAuth = async (v: PeerProcess) =>
+  `Bearer ${await credentialOf(v.genesisFile, v.member, 'reader')}`;
+const gatewayAuth = async (c: Cluster, v: PeerProcess, member = v.member) =>
+  `Bearer ${await credentialOf(v.genesisFile, member, 'gateway', c.files.gateways.get(member)!.gateway)}`;
 
 const attackMs = Number(process.env.ATTACK_MS ?? 30_000);
 const soakMs = Number(process.env.SOAK_MS ?? 180_000);
@@ -284,8 +294,14 @@ const attacks: Record<string, () => Promise<Outcome[]>> = {
         'POST /v1/batches 32 MiB, 3 at a time',
         attackMs,
         (c) => c.peers[0]!,
-        (_c, v) =>
-          repeat(() => post(v.url, '/v1/batches', huge, { contentType: 'application/octet-stream' }), 3),
+        async (c, v) => {
+          const authorization = await gatewayAuth(c, v);
+          return repeat(
+            () =>
+              post(v.url, '/v1/batches', huge, { contentType: 'application/octet-stream', authorization }),
+            3,
+          );
+        },
       ),
     );
     const deep = deepJson(15 * 1024 * 1024);
@@ -294,7 +310,13 @@ const attacks: Record<string, () => Promise<Outcome[]>> = {
         'POST /v1/receipts 15 MiB [[{},{},…]], 3 at a time',
         attackMs,
         (c) => c.peers[0]!,
-        (_c, v) => repeat(() => post(v.url, '/v1/receipts', deep, { contentType: 'application/json' }), 3),
+        async (_c, v) => {
+          const authorization = await readerAuth(v);
+          return repeat(
+            () => post(v.url, '/v1/receipts', deep, { contentType: 'application/json', authorization }),
+            3,
+          );
+        },
       ),
     );
     const nested = nestedJson(4 * 1024 * 1024);
@@ -303,7 +325,13 @@ const attacks: Record<string, () => Promise<Outcome[]>> = {
         'POST /v1/batches 8 MiB [[[…]]] as JSON, 3 at a time',
         attackMs,
         (c) => c.peers[0]!,
-        (_c, v) => repeat(() => post(v.url, '/v1/batches', nested, { contentType: 'application/json' }), 3),
+        async (c, v) => {
+          const authorization = await gatewayAuth(c, v);
+          return repeat(
+            () => post(v.url, '/v1/batches', nested, { contentType: 'application/json', authorization }),
+            3,
+          );
+        },
       ),
     );
     return out;
@@ -313,9 +341,9 @@ const attacks: Record<string, () => Promise<Outcome[]>> = {
       '6 clients posting 64 forged 512-event batches each, continuously',
       attackMs,
       (c) => c.peers[0]!,
-      (c, v) => {
+      async (c, v) => {
         const forged = forgedBatches(new Gateway(c.files, 'member-3', 512), 64, 512);
-        return forgedFlood(v.url, forged, 6);
+        return forgedFlood(v.url, forged, 6, undefined, await gatewayAuth(c, v, 'member-3'));
       },
     ),
   ],
@@ -324,7 +352,7 @@ const attacks: Record<string, () => Promise<Outcome[]>> = {
       '1,030 idle long-polls on GET /v1/commits',
       attackMs,
       (c) => c.peers[1]!,
-      (_c, v) => longPolls(v.url, 1_030),
+      async (_c, v) => longPolls(v.url, 1_030, undefined, await readerAuth(v)),
     ),
   ],
   slowloris: async () => [
