@@ -90,8 +90,17 @@ function parseSample(line: string, where: string): Sample {
     else if (i < body.length) throw new Error(`expected , between labels, ${where}`);
   }
   const raw = m[4]!;
-  const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : raw === 'NaN' ? NaN : Number(raw);
-  if (Number.isNaN(value) && raw !== 'NaN') throw new Error(`value is not a number, ${where}`);
+  // Prometheus reads values with Go's ParseFloat, which takes NaN and Inf in any case: prom-client
+  // writes `Nan` (e.g. nodejs_eventloop_lag_mean_seconds before the first sample).
+  const special = /^([+-]?)(inf|nan)$/i.exec(raw);
+  const value = special
+    ? special[2]!.toLowerCase() === 'nan'
+      ? NaN
+      : special[1] === '-'
+        ? -Infinity
+        : Infinity
+    : Number(raw);
+  if (Number.isNaN(value) && !special) throw new Error(`value is not a number, ${where}`);
   return { name: m[1]!, labels, value };
 }
 
