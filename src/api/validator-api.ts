@@ -238,7 +238,15 @@ export function buildValidatorApi(options: ValidatorApiOptions): FastifyInstance
     access: counters.snapshot(),
   }));
 
-  registerReadRoutes(app, { node, bodies, chain, access, counters, settings: options.access });
+  registerReadRoutes(app, {
+    node,
+    bodies,
+    chain,
+    access,
+    counters,
+    settings: options.access,
+    waiter: (req) => gate.waiter(req),
+  });
 
   app.get('/health', async (_req, reply) => {
     const s = node.status();

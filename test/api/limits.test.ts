@@ -110,6 +110,32 @@ describe('validator API bounds', () => {
     expect(() => parseBoundedJson('{"ids": [', bounds)).toThrow(JsonBodyError);
   });
 
+  it('bounds trace long-polls per address, in the same slots as commit long-polls', async () => {
+    const url = '/v1/trace?lot=LOT-THAT-NEVER-COMES&after=1&waitMs=20000';
+    const t1 = api.inject({ url, headers: auth, remoteAddress: '10.0.0.3' });
+    const t2 = api.inject({ url, headers: auth, remoteAddress: '10.0.0.3' });
+    await new Promise((r) => setTimeout(r, 50));
+    const t3 = await api.inject({ url, headers: auth, remoteAddress: '10.0.0.3' });
+    expect(t3.statusCode).toBe(429);
+    expect(t3.json().code).toBe('too_many_waiters');
+    // The same slots as GET /v1/commits: the address has none left for a commit long-poll either.
+    const c = await api.inject({
+      url: '/v1/commits?after=1000000&waitMs=20000',
+      headers: auth,
+      remoteAddress: '10.0.0.3',
+    });
+    expect(c.statusCode).toBe(429);
+    // Another address is not affected.
+    const other = await api.inject({
+      url: '/v1/trace?lot=LOT-THAT-NEVER-COMES&after=1&waitMs=100',
+      headers: auth,
+      remoteAddress: '10.0.0.4',
+    });
+    expect(other.statusCode).toBe(200);
+    void t1;
+    void t2;
+  });
+
   it('bounds long-polls per address; another address still gets one', async () => {
     const url = '/v1/commits?after=1000000&waitMs=20000';
     const a1 = api.inject({ url, headers: auth, remoteAddress: '10.0.0.1' });

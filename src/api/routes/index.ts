@@ -13,7 +13,7 @@ import type { RevocationList } from '../auth/revocations.ts';
 import { tracePage } from '../trace-page.ts';
 import { type Office, registerOrders } from './orders.ts';
 import { registerTally } from './tally.ts';
-import { registerTrace } from './trace.ts';
+import { registerTrace, type TraceDeps } from './trace.ts';
 
 export interface AccessSettings {
   /** A member's identity root; default: the genesis's (`genesis.identityRoot`). */
@@ -53,12 +53,14 @@ export interface ReadRouteDeps {
   access: AccessOptions;
   counters: AccessCounters;
   settings: AccessSettings | undefined;
+  /** The API's long-poll slots (TraceDeps.waiter). */
+  waiter?: TraceDeps['waiter'];
 }
 
 export function registerReadRoutes(app: FastifyInstance, deps: ReadRouteDeps): void {
   const { node, bodies, counters } = deps;
   const member = deps.access.member;
-  registerTrace(app, { node, bodies, counters, member });
+  registerTrace(app, { node, bodies, counters, member, waiter: deps.waiter });
   registerOrders(app, { bodies, counters, office: deps.settings?.office });
   registerTally(app, node, counters);
   app.register(tracePage, { genesis: node.genesis.document });

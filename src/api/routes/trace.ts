@@ -18,7 +18,7 @@
  * `product` lists only its orders' events. It never sees equipment-class events. Each refusal is the
  * same whether the order or lot exists or not.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ConsensusNode } from '../../consensus/runtime/node.ts';
 import type { BodyStore, KeptEvent } from '../../store/bodies.ts';
 import type { Principal } from '../auth/credentials.ts';
@@ -38,6 +38,11 @@ export interface TraceDeps {
   bodies: BodyStore;
   counters: AccessCounters;
   member: string;
+  /**
+   * A long-poll slot of the API's per-address and total bounds (admission.ts `ClientGate.waiter`,
+   * shared with GET /v1/commits); throws the refusal (429, 503) when none is free.
+   */
+  waiter?: (req: FastifyRequest) => () => void;
 }
 
 const view = (e: KeptEvent) => ({ id: e.id, height: e.height, env: e.env, body: e.body });
@@ -156,14 +161,19 @@ export function registerTrace(app: FastifyInstance, deps: TraceDeps): void {
         return bundle;
       if (waiters.size >= traceWaitersMax)
         return reply.code(503).send({ code: 'busy', error: `more than ${traceWaitersMax} traces waiting` });
+      const release = deps.waiter?.(req);
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
           waiters.delete(done);
+          req.raw.off('close', done);
+          release?.();
           resolve();
         };
         const timer = setTimeout(done, remaining);
         waiters.add(done);
+        // A client that hangs up gives its slot back at once.
+        req.raw.once('close', done);
       });
       if (req.raw.destroyed) return reply.code(499).send();
     }
