@@ -22,7 +22,7 @@
  *   gate.attach(app);                                      // connections, timeouts, rate, in progress
  *   app.post('/v1/batches', { onRequest: gate.submitSlot }, async () => gate.budget.run(() => check()));
  */
-import { isIP, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   type ChainClient,
@@ -30,6 +30,7 @@ import {
   type SubmitBatch,
   type SubmitVerdict,
 } from '../consensus/runtime/client.ts';
+import { addressKey } from '../consensus/runtime/node.ts';
 import type { ValidatorApiLimits } from './limits.ts';
 
 export const apiRefusals = [
@@ -55,20 +56,9 @@ export interface ApiAdmissionMetrics {
   submitWorkMs: number;
 }
 
-/** What per-address bounds count: an IPv4 address, or an IPv6 address's /64. */
+/** What per-address bounds count: an IPv4 address, or an IPv6 address's /64 (as the transport's admission). */
 export function clientKey(address: string | undefined): string {
-  const a = (address ?? '').toLowerCase().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
-  if (isIP(a) !== 6) return a;
-  const [head = '', tail = ''] = a.split('::');
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = a.includes('::')
-    ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right]
-    : left;
-  return `${groups
-    .slice(0, 4)
-    .map((g) => Number.parseInt(g || '0', 16).toString(16))
-    .join(':')}::/64`;
+  return addressKey(address ?? '');
 }
 
 /** A refusal with its HTTP status, thrown from hooks and answered by the API's error handler. */

@@ -42,7 +42,7 @@ import {
 } from './bounds.ts';
 import type { EventRejectionCode } from './errors.ts';
 import type { EventEnvelope } from './event.ts';
-import { batchHeaderShapeProblem, envelopeShapeProblem } from './shape.ts';
+import { batchHeaderShapeProblem, bodyKeys, envelopeShapeProblem } from './shape.ts';
 
 export const batchVersion = 2;
 
@@ -109,21 +109,6 @@ const headerKeyOrder = [
   'root',
   'v',
 ] as const;
-/** Fields only a body has: an envelope holding one carries private data onto the chain. */
-const bodyOnlyKeys = new Set([
-  'salt',
-  'site',
-  'line',
-  'station',
-  'device',
-  'rule',
-  'lot',
-  'product',
-  'order',
-  'step',
-  'values',
-  'gap',
-]);
 
 function asBuffer(b: Uint8Array): Buffer {
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -262,7 +247,8 @@ export function decodeBatchTx(tx: Uint8Array): BatchDecoding {
     if (value === undefined) return refuse('malformed', `${where}: not ASCII JSON`);
     if (typeof value === 'object' && value !== null) {
       for (const k of Object.keys(value)) {
-        if (bodyOnlyKeys.has(k))
+        if (bodyKeys.has(k))
+          // a field only a body has: private data on its way onto the chain
           return refuse('body_on_chain', `${where} carries "${k}": bodies never go on the chain`);
       }
     }

@@ -42,7 +42,8 @@ const envKeys = new Set([
   'prev',
   'body',
 ]);
-const bodyKeys = new Set([
+/** The fields of a body (event.ts `bodySchema`); none of them is an envelope's. */
+export const bodyKeys: ReadonlySet<string> = new Set([
   'salt',
   'site',
   'line',

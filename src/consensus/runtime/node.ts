@@ -47,6 +47,8 @@ import type { Application } from './application.ts';
 import type { ChainContext, ChainStore } from './block-store.ts';
 import { type Clock, monotonicWallClock } from './clock.ts';
 
+/** For the API's per-address bounds: the same address grouping as the transport's admission. */
+export { addressKey } from '../net/admission.ts';
 export type { Application, AppStateRow } from './application.ts';
 
 /** The runtime's own bounds (the core's and the transport's are theirs). */
