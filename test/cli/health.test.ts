@@ -6,11 +6,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stopProcess } from '../../src/devtools/processes.ts';
+import { freePorts } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'masbc-edge.js');
@@ -55,22 +55,6 @@ function start(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<C
     }
     child.once('exit', (code) => reject(new Error(`${args[0]} exited (${code}):\n${lines.join('\n')}`)));
   });
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((resolve) => {
-          const s = createServer();
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
 }
 
 async function healthUntil(

@@ -18,6 +18,7 @@ import { createInterface } from 'node:readline';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stopProcess } from '../../src/devtools/processes.ts';
+import { freePorts } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/masbc-edge.js');
@@ -64,22 +65,6 @@ afterAll(async () => {
   await browser?.close();
   if (demo) await stopProcess(demo, 20_000);
 }, 60_000);
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<ReturnType<typeof createServer>>((done) => {
-          const s = createServer();
-          s.listen(0, '127.0.0.1', () => done(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 /** A base port whose next `n` ports are free now (the demo's validators take base … base+n-1). */
 async function freeRun(n: number): Promise<number> {
